@@ -1,0 +1,101 @@
+/**
+ * A small typed client for the Multi-HeyGem gateway (Node 20+, no dependencies).
+ *
+ *   import { MultiHeyGemClient } from "./client.js";
+ *   const client = new MultiHeyGemClient("http://localhost:8101");
+ *   const task = await client.createTask({ audio: "speech.wav", video: "person.mp4" });
+ *   const done = await client.waitFor(task.task_id);
+ *   await client.downloadResult(done.task_id, "out.mp4");
+ */
+import { createWriteStream, openAsBlob } from "node:fs";
+import { basename } from "node:path";
+import { Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import type { ReadableStream as WebReadableStream } from "node:stream/web";
+import { setTimeout as sleep } from "node:timers/promises";
+
+export type TaskStatus = "pending" | "processing" | "completed" | "failed";
+
+export interface Task {
+  task_id: string;
+  status: TaskStatus;
+  description: string | null;
+  created_at: string;
+  started_at: string | null;
+  completed_at: string | null;
+  machine: string | null;
+  progress: number;
+  error_message: string | null;
+  result_url: string;
+}
+
+export interface CreateTaskInput {
+  audio: string;
+  video: string;
+  description?: string;
+  callbackUrl?: string;
+  priority?: number;
+}
+
+export class MultiHeyGemError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export class MultiHeyGemClient {
+  constructor(private readonly baseUrl = "http://localhost:8101") {}
+
+  async createTask(input: CreateTaskInput): Promise<Task> {
+    const res = await fetch(`${this.baseUrl}/tasks`, { method: "POST", body: await form(input) });
+    return json<Task>(res);
+  }
+
+  async getTask(taskId: string): Promise<Task> {
+    return json<Task>(await fetch(`${this.baseUrl}/tasks/${taskId}`));
+  }
+
+  /** Polls until the task is completed or failed. */
+  async waitFor(taskId: string, pollMs = 2000, signal?: AbortSignal): Promise<Task> {
+    for (;;) {
+      const task = await this.getTask(taskId);
+      if (task.status === "completed" || task.status === "failed") return task;
+      await sleep(pollMs, undefined, signal ? { signal } : {});
+    }
+  }
+
+  /** Streams the MP4 to `path`. */
+  async downloadResult(taskId: string, path: string): Promise<void> {
+    const res = await fetch(`${this.baseUrl}/tasks/${taskId}/result`);
+    if (!res.ok || !res.body) await json(res);
+    await pipeline(Readable.fromWeb(res.body as WebReadableStream<Uint8Array>), createWriteStream(path));
+  }
+
+  /** One call: upload, wait, save the MP4 to `path`. Returns the task id. */
+  async generate(input: CreateTaskInput, path: string): Promise<string> {
+    const res = await fetch(`${this.baseUrl}/tasks/sync`, { method: "POST", body: await form(input) });
+    if (res.status !== 200 || !res.body) await json(res);
+    await pipeline(Readable.fromWeb(res.body as WebReadableStream<Uint8Array>), createWriteStream(path));
+    return res.headers.get("x-task-id") ?? "";
+  }
+}
+
+async function form(input: CreateTaskInput): Promise<FormData> {
+  const body = new FormData();
+  body.append("audio", await openAsBlob(input.audio), basename(input.audio));
+  body.append("video", await openAsBlob(input.video), basename(input.video));
+  if (input.description) body.append("description", input.description);
+  if (input.callbackUrl) body.append("callback_url", input.callbackUrl);
+  if (input.priority !== undefined) body.append("priority", String(input.priority));
+  return body;
+}
+
+async function json<T>(res: Response): Promise<T> {
+  const body = (await res.json()) as T & { error?: string; message?: string };
+  if (!res.ok) throw new MultiHeyGemError(res.status, body.error ?? "HTTP_ERROR", body.message ?? res.statusText);
+  return body;
+}

@@ -1,0 +1,122 @@
+/**
+ * The public REST API's shapes: TypeBox gives the response serialisers, the static types and the
+ * OpenAPI document from one definition.
+ */
+import { type Static, Type } from "@sinclair/typebox";
+import { ErrorBody } from "../../protocol/schemas.js";
+
+export { ErrorBody };
+
+const Nullable = <T extends ReturnType<typeof Type.String>>(t: T) => Type.Union([t, Type.Null()]);
+
+export const TaskStatus = Type.Union(
+  [Type.Literal("pending"), Type.Literal("processing"), Type.Literal("completed"), Type.Literal("failed")],
+  {
+    description:
+      "pending: queued; processing: on a machine; completed: result ready; failed: see error_message",
+  },
+);
+
+export const TaskView = Type.Object(
+  {
+    task_id: Type.String({ format: "uuid" }),
+    status: TaskStatus,
+    description: Type.Union([Type.String(), Type.Null()]),
+    created_at: Type.String({ format: "date-time" }),
+    started_at: Nullable(Type.String({ format: "date-time" })),
+    completed_at: Nullable(Type.String({ format: "date-time" })),
+    machine: Type.Union([Type.String(), Type.Null()], {
+      description: "Machine of the current or last attempt",
+    }),
+    progress: Type.Integer({ minimum: 0, maximum: 100 }),
+    error_message: Type.Union([Type.String(), Type.Null()]),
+    error_kind: Type.Union([Type.Literal("input"), Type.Literal("machine"), Type.Null()], {
+      description: "input: the files are at fault, retrying will not help; machine: no machine could do it",
+    }),
+    result_url: Type.Union([Type.String()], {
+      description: "Where the MP4 will be once completed (GET answers 409 before that)",
+    }),
+    attempts: Type.Integer({ minimum: 0, description: "Machines tried so far" }),
+    priority: Type.Integer(),
+    audio_duration: Type.Number({ description: "Seconds; the output video is this long" }),
+    callback_url: Type.Union([Type.String(), Type.Null()]),
+  },
+  { $id: "Task", title: "Task" },
+);
+export type TaskView = Static<typeof TaskView>;
+
+export const TaskList = Type.Object(
+  {
+    tasks: Type.Array(Type.Ref(TaskView)),
+    total: Type.Integer({ description: "Tasks matching the filter, over all pages" }),
+    limit: Type.Integer(),
+    offset: Type.Integer(),
+  },
+  { $id: "TaskList", title: "TaskList" },
+);
+
+export const TaskEvent = Type.Object(
+  {
+    id: Type.Integer(),
+    at: Type.String({ format: "date-time" }),
+    type: Type.String({
+      description: "created, queued, dispatched, progress, requeued, completed or failed",
+    }),
+    from_status: Type.Union([Type.String(), Type.Null()]),
+    to_status: Type.Union([Type.String(), Type.Null()]),
+    machine: Type.Union([Type.String(), Type.Null()]),
+    attempt_id: Type.Union([Type.String(), Type.Null()]),
+    progress: Type.Union([Type.Integer(), Type.Null()]),
+    message: Type.Union([Type.String(), Type.Null()]),
+  },
+  { $id: "TaskEvent", title: "TaskEvent" },
+);
+
+export const TaskEvents = Type.Object(
+  { task_id: Type.String(), events: Type.Array(Type.Ref(TaskEvent)) },
+  { $id: "TaskEvents", title: "TaskEvents" },
+);
+
+export const TaskIdParams = Type.Object({ task_id: Type.String({ description: "As returned on creation" }) });
+
+export const ListQuery = Type.Object({
+  status: Type.Optional(TaskStatus),
+  limit: Type.Integer({ minimum: 1, maximum: 500, default: 50 }),
+  offset: Type.Integer({ minimum: 0, default: 0 }),
+});
+
+const binary = (description: string) => Type.String({ format: "binary", description });
+const bit = (description: string) => Type.Union([Type.Literal("0"), Type.Literal("1")], { description });
+
+/**
+ * The multipart form, for the OpenAPI document only: the handler reads the stream itself so that
+ * files go to disk instead of memory. Both spellings of the seed's clients are accepted.
+ */
+export const TaskForm = Type.Object(
+  {
+    audio: Type.Optional(binary("Driving audio (wav, mp3, m4a, flac…). Also accepted as `audio_file`.")),
+    audio_file: Type.Optional(binary("Same as `audio`.")),
+    video: Type.Optional(binary("Template video of one person (mp4, mov…). Also accepted as `video_file`.")),
+    video_file: Type.Optional(binary("Same as `video`.")),
+    description: Type.Optional(Type.String({ maxLength: 2000 })),
+    callback_url: Type.Optional(
+      Type.String({ format: "uri", description: "Gets a POST of JSON on every status change of the task" }),
+    ),
+    priority: Type.Optional(Type.Integer({ description: "Higher goes first; default 0" })),
+    chaofen: Type.Optional(bit("HeyGem super-resolution pass; default 0")),
+    watermark_switch: Type.Optional(bit("HeyGem watermark; default 0")),
+    pn: Type.Optional(
+      bit("1 (default): loop the video forward then backward when the audio is longer; 0: restart it"),
+    ),
+  },
+  { description: "One audio file and one video file are required" },
+);
+
+export const SyncFailure = Type.Object(
+  {
+    error: Type.String({ description: "TASK_FAILED or SYNC_TIMEOUT" }),
+    message: Type.String(),
+    task_id: Type.String(),
+  },
+  { $id: "SyncFailure", title: "SyncFailure" },
+);

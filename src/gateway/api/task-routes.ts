@@ -1,0 +1,240 @@
+import { randomUUID } from "node:crypto";
+import { Type } from "@sinclair/typebox";
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import type { BlobStore } from "../../blobs/blob-store.js";
+import { ConflictError, NotFoundError } from "../../errors.js";
+import { sendFile } from "../../http/send-file.js";
+import type { TypeBoxTypeProvider } from "../../http/typebox-provider.js";
+import { FINAL_TASK_STATUSES, type TaskRow } from "../../store/schema.js";
+import type { TaskStore } from "../../store/task-store.js";
+import { waitForFinal } from "../task-waiter.js";
+import {
+  ErrorBody,
+  ListQuery,
+  SyncFailure,
+  TaskEvents,
+  TaskForm,
+  TaskIdParams,
+  TaskList,
+  TaskView,
+} from "./schemas.js";
+import { toEventView, toTaskView } from "./task-views.js";
+import { receiveTaskUpload } from "./upload.js";
+
+export interface TaskRoutesOptions {
+  store: TaskStore;
+  blobs: BlobStore;
+  maxUploadBytes: number;
+  syncTimeoutMs: number;
+  /** A task was created: place it. */
+  onTaskCreated: () => void;
+  /** The gateway is shutting down: sync waiters answer 503 instead of holding the close. */
+  shutdown: AbortSignal;
+}
+
+const errors = {
+  400: Type.Ref(ErrorBody),
+  413: Type.Ref(ErrorBody),
+  415: Type.Ref(ErrorBody),
+};
+
+export async function taskRoutes(app: FastifyInstance, options: TaskRoutesOptions): Promise<void> {
+  const api = app.withTypeProvider<TypeBoxTypeProvider>();
+  const { store, blobs } = options;
+
+  const createTask = async (request: FastifyRequest): Promise<TaskRow> => {
+    const upload = await receiveTaskUpload(request, { blobs, maxBytes: options.maxUploadBytes });
+    try {
+      await upload.commit();
+    } catch (err) {
+      await upload.discard();
+      throw err;
+    }
+    const task = await store.createTask({
+      id: randomUUID(),
+      description: upload.description,
+      callbackUrl: upload.callbackUrl,
+      priority: upload.priority,
+      options: upload.options,
+      audio: {
+        sha256: upload.audio.blob.sha256,
+        name: upload.audio.name,
+        bytes: upload.audio.blob.bytes,
+        duration: upload.audio.media.durationSec,
+      },
+      video: { sha256: upload.video.blob.sha256, name: upload.video.name, bytes: upload.video.blob.bytes },
+    });
+    request.log.info(
+      { task_id: task.id, audio_bytes: task.audio_bytes, video_bytes: task.video_bytes },
+      "task created",
+    );
+    options.onTaskCreated();
+    return task;
+  };
+
+  api.post(
+    "/tasks",
+    {
+      schema: {
+        summary: "Create a task and return at once",
+        description:
+          "Uploads the audio and the video (multipart/form-data) and queues the task. Track it with " +
+          "GET /tasks/{task_id}, or give a callback_url to be told of every status change.",
+        tags: ["tasks"],
+        consumes: ["multipart/form-data"],
+        response: { 200: Type.Ref(TaskView), ...errors },
+      },
+      config: { multipartForm: TaskForm },
+    },
+    async (request) => toTaskView(await createTask(request), request),
+  );
+
+  api.post(
+    "/tasks/sync",
+    {
+      schema: {
+        summary: "Create a task and answer with the MP4 when it is done",
+        description:
+          "Waits as long as the task takes (up to the gateway's sync timeout). The task id is in the " +
+          "X-Task-Id header; if the connection drops, the task still completes and can be fetched by id.",
+        tags: ["tasks"],
+        consumes: ["multipart/form-data"],
+        produces: ["video/mp4", "application/json"],
+        response: {
+          200: Type.String({ format: "binary", description: "The MP4 (video/mp4)" }),
+          ...errors,
+          422: Type.Ref(SyncFailure),
+          502: Type.Ref(SyncFailure),
+          503: Type.Ref(SyncFailure),
+          504: Type.Ref(SyncFailure),
+        },
+      },
+      config: { multipartForm: TaskForm },
+    },
+    async (request, reply) => {
+      const task = await createTask(request);
+      void reply.header("x-task-id", task.id);
+      const gone = new AbortController();
+      // A client that hangs up stops our waiting, never the task itself.
+      reply.raw.on("close", () => gone.abort());
+      const final = await waitForFinal(
+        store,
+        task.id,
+        options.syncTimeoutMs,
+        AbortSignal.any([gone.signal, options.shutdown]),
+      );
+      if (gone.signal.aborted) {
+        request.log.info({ task_id: task.id }, "sync client went away; the task goes on");
+        return reply;
+      }
+      if (options.shutdown.aborted && !(final && FINAL_TASK_STATUSES.has(final.status))) {
+        return reply.code(503).send({
+          error: "SHUTTING_DOWN",
+          message: "the gateway is restarting; the task is kept, fetch it by id",
+          task_id: task.id,
+        });
+      }
+      if (final?.status === "completed" && final.result_sha256) {
+        return sendFile(request, reply, blobs.path(final.result_sha256), {
+          contentType: "video/mp4",
+          downloadName: `${task.id}.mp4`,
+        });
+      }
+      if (final?.status === "failed") {
+        const code = final.error_kind === "input" ? 422 : 502;
+        return reply.code(code).send({
+          error: "TASK_FAILED",
+          message: final.error_message ?? "the task failed",
+          task_id: task.id,
+        });
+      }
+      return reply.code(504).send({
+        error: "SYNC_TIMEOUT",
+        message: `the task did not finish within ${Math.round(options.syncTimeoutMs / 1000)} s; it goes on, fetch it by id`,
+        task_id: task.id,
+      });
+    },
+  );
+
+  api.get(
+    "/tasks",
+    {
+      schema: {
+        summary: "List tasks, newest first",
+        tags: ["tasks"],
+        querystring: ListQuery,
+        response: { 200: Type.Ref(TaskList), 400: Type.Ref(ErrorBody) },
+      },
+    },
+    async (request) => {
+      const { status, limit, offset } = request.query;
+      const page = await store.listTasks({ ...(status ? { status } : {}), limit, offset });
+      return { tasks: page.tasks.map((t) => toTaskView(t, request)), total: page.total, limit, offset };
+    },
+  );
+
+  api.get(
+    "/tasks/:task_id",
+    {
+      schema: {
+        summary: "A task's status",
+        tags: ["tasks"],
+        params: TaskIdParams,
+        response: { 200: Type.Ref(TaskView), 404: Type.Ref(ErrorBody) },
+      },
+    },
+    async (request) => toTaskView(await mustGet(store, request.params.task_id), request),
+  );
+
+  api.get(
+    "/tasks/:task_id/events",
+    {
+      schema: {
+        summary: "A task's log: one row per step, oldest first",
+        tags: ["tasks"],
+        params: TaskIdParams,
+        response: { 200: Type.Ref(TaskEvents), 404: Type.Ref(ErrorBody) },
+      },
+    },
+    async (request) => {
+      const task = await mustGet(store, request.params.task_id);
+      const events = await store.listEvents(task.id);
+      return { task_id: task.id, events: events.map(toEventView) };
+    },
+  );
+
+  const result = async (request: FastifyRequest<{ Params: { task_id: string } }>, reply: FastifyReply) => {
+    const task = await mustGet(store, request.params.task_id);
+    if (task.status !== "completed" || !task.result_sha256) {
+      throw new ConflictError(
+        "TASK_NOT_COMPLETED",
+        `task ${task.id} is ${task.status}; the result exists once completed`,
+      );
+    }
+    return sendFile(request, reply, blobs.path(task.result_sha256), {
+      contentType: "video/mp4",
+      downloadName: `${task.id}.mp4`,
+    });
+  };
+  const resultSchema = {
+    summary: "The task's MP4 (Range requests supported)",
+    tags: ["tasks"],
+    params: TaskIdParams,
+    produces: ["video/mp4"],
+    response: {
+      200: Type.String({ format: "binary", description: "The MP4" }),
+      206: Type.String({ format: "binary", description: "The requested byte range" }),
+      404: Type.Ref(ErrorBody),
+      409: Type.Ref(ErrorBody),
+      416: Type.Ref(ErrorBody),
+    },
+  };
+  api.get("/tasks/:task_id/result", { schema: resultSchema, exposeHeadRoute: false }, result);
+  api.head("/tasks/:task_id/result", { schema: { ...resultSchema, summary: "The result's size" } }, result);
+}
+
+async function mustGet(store: TaskStore, id: string): Promise<TaskRow> {
+  const task = await store.getTask(id);
+  if (!task) throw new NotFoundError(`no task ${id}`);
+  return task;
+}

@@ -1,0 +1,166 @@
+import { mkdir } from "node:fs/promises";
+import { join } from "node:path";
+import multipart from "@fastify/multipart";
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from "fastify";
+import { BlobStore } from "../blobs/blob-store.js";
+import type { GatewayConfig } from "../config/gateway-config.js";
+import { createEngine } from "../engines/registry.js";
+import { installErrorHandler } from "../http/error-handler.js";
+import type { Logger } from "../logger.js";
+import { openSqlite } from "../store/database.js";
+import { TaskStore } from "../store/task-store.js";
+import { VERSION } from "../version.js";
+import { startWorker, type WorkerHandle } from "../worker/agent.js";
+import { addSharedSchemas, registerDocs } from "./api/docs.js";
+import { taskRoutes } from "./api/task-routes.js";
+import { CallbackSender } from "./callback-sender.js";
+import { Dispatcher } from "./dispatcher.js";
+import { Fleet } from "./fleet.js";
+import { Scheduler } from "./scheduler.js";
+
+export const EMBEDDED_MACHINE = "embedded";
+
+export interface GatewayHandle {
+  readonly url: string;
+  readonly port: number;
+  readonly app: FastifyInstance;
+  readonly store: TaskStore;
+  readonly fleet: Fleet;
+  close(): Promise<void>;
+}
+
+/**
+ * Starts the whole gateway: store, fleet, scheduler, dispatcher, callbacks and the REST API.
+ * With `config.embedded`, a local ffmpeg worker agent runs in this process and joins the fleet
+ * through the same /v1 protocol as any remote machine.
+ */
+export async function startGateway(config: GatewayConfig, logger: Logger): Promise<GatewayHandle> {
+  await mkdir(config.dataDir, { recursive: true });
+  const db = await openSqlite(join(config.dataDir, "multi-heygem.db"));
+  const store = new TaskStore(db);
+  const blobs = new BlobStore(join(config.dataDir, "blobs"));
+  await blobs.init();
+
+  let scheduler: Scheduler | undefined;
+  const wake = () => scheduler?.wake();
+  const fleet = new Fleet({
+    token: config.workerToken,
+    healthIntervalMs: config.healthIntervalMs,
+    requestTimeoutMs: config.requestTimeoutMs,
+    logger,
+    onChange: wake,
+  });
+  for (const spec of config.machines) fleet.add(spec);
+
+  let embedded: WorkerHandle | undefined;
+  if (config.embedded) {
+    embedded = await startWorker({
+      host: "127.0.0.1",
+      port: 0,
+      dataDir: join(config.dataDir, "embedded-worker"),
+      engine: createEngine("ffmpeg", { maxConcurrent: config.embeddedConcurrency, logger }),
+      ...(config.workerToken ? { token: config.workerToken } : {}),
+      logger: logger.child({ machine: EMBEDDED_MACHINE }),
+      version: VERSION,
+    });
+    fleet.add({
+      name: EMBEDDED_MACHINE,
+      host: "127.0.0.1",
+      port: embedded.port,
+      max_concurrent: config.embeddedConcurrency,
+      enabled: true,
+    });
+    logger.info(
+      { machine: EMBEDDED_MACHINE, url: embedded.url, max_concurrent: config.embeddedConcurrency },
+      config.machinesFile
+        ? "running an embedded ffmpeg worker beside the configured machines"
+        : "no config/machines.json: running an embedded ffmpeg worker (no GPU; fits the video to the audio)",
+    );
+  }
+
+  const dispatcher = new Dispatcher({
+    store,
+    blobs,
+    fleet,
+    logger,
+    maxAttempts: config.maxAttempts,
+    pollWaitMs: config.pollWaitMs,
+    machineGraceMs: config.machineGraceMs,
+    retryDelayMs: Math.min(1000, config.healthIntervalMs),
+    onSlotFree: wake,
+  });
+  scheduler = new Scheduler({
+    store,
+    fleet,
+    logger,
+    dispatch: (task, machine) => dispatcher.dispatch(task, machine),
+  });
+  const callbacks = new CallbackSender({
+    store,
+    logger,
+    maxTries: config.callbackMaxTries,
+    retryBaseMs: config.callbackRetryBaseMs,
+    timeoutMs: config.callbackTimeoutMs,
+  });
+
+  // Live attempts claim their slots before anything new is placed: max_concurrent holds across restarts.
+  await dispatcher.resume(await store.liveAttempts());
+
+  const shutdown = new AbortController();
+  const app: FastifyInstance = Fastify({
+    loggerInstance: logger as FastifyBaseLogger,
+    return503OnClosing: true,
+  });
+  installErrorHandler(app);
+  addSharedSchemas(app);
+  await app.register(multipart, { limits: { fileSize: config.maxUploadBytes + 1 } });
+  await registerDocs(app, VERSION);
+  await app.register(taskRoutes, {
+    store,
+    blobs,
+    maxUploadBytes: config.maxUploadBytes,
+    syncTimeoutMs: config.syncTimeoutMs,
+    onTaskCreated: wake,
+    shutdown: shutdown.signal,
+  });
+  app.get("/", { schema: { hide: true } }, async () => ({
+    name: "multi-heygem",
+    version: VERSION,
+    docs: "/docs",
+  }));
+
+  await app.listen({ host: config.host, port: config.port });
+  const address = app.server.address();
+  const port = typeof address === "object" && address ? address.port : config.port;
+  const url = `http://${config.host === "0.0.0.0" ? "127.0.0.1" : config.host}:${port}`;
+  logger.info(
+    { url, docs: `${url}/docs`, data_dir: config.dataDir, machines: fleet.list().length },
+    "gateway listening",
+  );
+
+  fleet.start();
+  callbacks.start();
+  wake();
+
+  let closing: Promise<void> | undefined;
+  return {
+    url,
+    port,
+    app,
+    store,
+    fleet,
+    close: () => {
+      closing ??= (async () => {
+        shutdown.abort();
+        scheduler?.close();
+        await app.close();
+        await dispatcher.close();
+        fleet.close();
+        await callbacks.close();
+        await embedded?.close();
+        await db.destroy();
+      })();
+      return closing;
+    },
+  };
+}

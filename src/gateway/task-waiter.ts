@@ -1,0 +1,38 @@
+import type { TaskRow } from "../store/schema.js";
+import { FINAL_TASK_STATUSES } from "../store/schema.js";
+import type { TaskChange, TaskStore } from "../store/task-store.js";
+
+/**
+ * Resolves with the task once it is completed or failed, or with its latest row when `timeoutMs`
+ * passes or `signal` aborts first. Waiting never changes the task: a client that gives up does
+ * not cancel its work.
+ */
+export async function waitForFinal(
+  store: TaskStore,
+  taskId: string,
+  timeoutMs: number,
+  signal?: AbortSignal,
+): Promise<TaskRow | undefined> {
+  let onChange: ((c: TaskChange) => void) | undefined;
+  let timer: NodeJS.Timeout | undefined;
+  let onAbort: (() => void) | undefined;
+  // Listen before reading, so a change between the read and the listen cannot be missed.
+  const changed = new Promise<TaskRow | undefined>((resolve) => {
+    onChange = (c) => {
+      if (c.task.id === taskId && FINAL_TASK_STATUSES.has(c.task.status)) resolve(c.task);
+    };
+    store.changes.on("change", onChange);
+    timer = setTimeout(() => resolve(undefined), timeoutMs);
+    onAbort = () => resolve(undefined);
+    signal?.addEventListener("abort", onAbort, { once: true });
+  });
+  try {
+    const now = await store.getTask(taskId);
+    if (!now || FINAL_TASK_STATUSES.has(now.status)) return now;
+    return (await changed) ?? (await store.getTask(taskId));
+  } finally {
+    if (onChange) store.changes.off("change", onChange);
+    if (timer) clearTimeout(timer);
+    if (onAbort) signal?.removeEventListener("abort", onAbort);
+  }
+}

@@ -1,0 +1,94 @@
+import type { Kysely, Migration, MigrationProvider } from "kysely";
+
+/**
+ * Migrations live in code (not files found at run time) so the compiled package carries them.
+ * Append only: a migration that has shipped is never edited.
+ */
+const migrations: Record<string, Migration> = {
+  "0001_tasks_attempts_events": {
+    async up(db: Kysely<unknown>) {
+      await db.schema
+        .createTable("tasks")
+        .addColumn("id", "text", (c) => c.primaryKey())
+        .addColumn("seq", "integer", (c) => c.notNull().unique())
+        .addColumn("status", "text", (c) => c.notNull())
+        .addColumn("description", "text")
+        .addColumn("callback_url", "text")
+        .addColumn("priority", "integer", (c) => c.notNull().defaultTo(0))
+        .addColumn("options", "text", (c) => c.notNull())
+        .addColumn("audio_sha256", "text", (c) => c.notNull())
+        .addColumn("audio_name", "text", (c) => c.notNull())
+        .addColumn("audio_bytes", "integer", (c) => c.notNull())
+        .addColumn("audio_duration", "real", (c) => c.notNull())
+        .addColumn("video_sha256", "text", (c) => c.notNull())
+        .addColumn("video_name", "text", (c) => c.notNull())
+        .addColumn("video_bytes", "integer", (c) => c.notNull())
+        .addColumn("created_at", "text", (c) => c.notNull())
+        .addColumn("started_at", "text")
+        .addColumn("completed_at", "text")
+        .addColumn("updated_at", "text", (c) => c.notNull())
+        .addColumn("machine", "text")
+        .addColumn("progress", "integer", (c) => c.notNull().defaultTo(0))
+        .addColumn("error_message", "text")
+        .addColumn("error_kind", "text")
+        .addColumn("current_attempt", "text")
+        .addColumn("attempts", "integer", (c) => c.notNull().defaultTo(0))
+        .addColumn("result_sha256", "text")
+        .addColumn("result_bytes", "integer")
+        .execute();
+      await db.schema
+        .createIndex("tasks_status_order")
+        .on("tasks")
+        .columns(["status", "priority", "seq"])
+        .execute();
+
+      await db.schema
+        .createTable("attempts")
+        .addColumn("id", "text", (c) => c.primaryKey())
+        .addColumn("task_id", "text", (c) => c.notNull().references("tasks.id"))
+        .addColumn("machine", "text", (c) => c.notNull())
+        .addColumn("status", "text", (c) => c.notNull())
+        .addColumn("created_at", "text", (c) => c.notNull())
+        .addColumn("ended_at", "text")
+        .addColumn("error_kind", "text")
+        .addColumn("error_message", "text")
+        .execute();
+      await db.schema.createIndex("attempts_task").on("attempts").column("task_id").execute();
+      await db.schema.createIndex("attempts_status").on("attempts").column("status").execute();
+
+      await db.schema
+        .createTable("events")
+        .addColumn("id", "integer", (c) => c.primaryKey().autoIncrement())
+        .addColumn("task_id", "text", (c) => c.notNull().references("tasks.id"))
+        .addColumn("at", "text", (c) => c.notNull())
+        .addColumn("type", "text", (c) => c.notNull())
+        .addColumn("from_status", "text")
+        .addColumn("to_status", "text")
+        .addColumn("machine", "text")
+        .addColumn("attempt_id", "text")
+        .addColumn("progress", "integer")
+        .addColumn("message", "text")
+        .execute();
+      await db.schema.createIndex("events_task").on("events").columns(["task_id", "id"]).execute();
+
+      await db.schema
+        .createTable("callbacks")
+        .addColumn("id", "integer", (c) => c.primaryKey().autoIncrement())
+        .addColumn("task_id", "text", (c) => c.notNull().references("tasks.id"))
+        .addColumn("event_id", "integer", (c) => c.notNull())
+        .addColumn("url", "text", (c) => c.notNull())
+        .addColumn("payload", "text", (c) => c.notNull())
+        .addColumn("state", "text", (c) => c.notNull())
+        .addColumn("tries", "integer", (c) => c.notNull().defaultTo(0))
+        .addColumn("next_at", "text", (c) => c.notNull())
+        .addColumn("last_error", "text")
+        .addColumn("created_at", "text", (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex("callbacks_due").on("callbacks").columns(["state", "next_at"]).execute();
+    },
+  },
+};
+
+export const migrationProvider: MigrationProvider = {
+  getMigrations: async () => migrations,
+};

@@ -1,0 +1,92 @@
+/**
+ * Row types of the store, as Kysely sees them. Times are ISO-8601 UTC strings (they sort as text
+ * and read well in `sqlite3`); JSON columns are text.
+ */
+import type { Generated, Insertable, Selectable } from "kysely";
+
+export type TaskStatus = "pending" | "processing" | "completed" | "failed";
+export const FINAL_TASK_STATUSES: ReadonlySet<TaskStatus> = new Set(["completed", "failed"]);
+
+export type AttemptStatus = "dispatching" | "running" | "succeeded" | "failed" | "abandoned";
+export const LIVE_ATTEMPT_STATUSES: readonly AttemptStatus[] = ["dispatching", "running"];
+
+export interface TasksTable {
+  id: string;
+  /** Arrival order; breaks ties between tasks created in the same millisecond. */
+  seq: number;
+  status: TaskStatus;
+  description: string | null;
+  callback_url: string | null;
+  priority: number;
+  options: string;
+  audio_sha256: string;
+  audio_name: string;
+  audio_bytes: number;
+  audio_duration: number;
+  video_sha256: string;
+  video_name: string;
+  video_bytes: number;
+  created_at: string;
+  started_at: string | null;
+  completed_at: string | null;
+  updated_at: string;
+  machine: string | null;
+  progress: number;
+  error_message: string | null;
+  error_kind: string | null;
+  /** The attempt whose outcome counts; any other attempt's report is ignored (fencing). */
+  current_attempt: string | null;
+  attempts: number;
+  result_sha256: string | null;
+  result_bytes: number | null;
+}
+
+export interface AttemptsTable {
+  id: string;
+  task_id: string;
+  machine: string;
+  status: AttemptStatus;
+  created_at: string;
+  ended_at: string | null;
+  error_kind: string | null;
+  error_message: string | null;
+}
+
+export interface EventsTable {
+  id: Generated<number>;
+  task_id: string;
+  at: string;
+  type: string;
+  from_status: string | null;
+  to_status: string | null;
+  machine: string | null;
+  attempt_id: string | null;
+  progress: number | null;
+  message: string | null;
+}
+
+export interface CallbacksTable {
+  id: Generated<number>;
+  task_id: string;
+  event_id: number;
+  url: string;
+  payload: string;
+  state: "pending" | "delivered" | "given_up";
+  tries: number;
+  next_at: string;
+  last_error: string | null;
+  created_at: string;
+}
+
+export interface Database {
+  tasks: TasksTable;
+  attempts: AttemptsTable;
+  events: EventsTable;
+  callbacks: CallbacksTable;
+}
+
+export type TaskRow = Selectable<TasksTable>;
+export type NewTask = Insertable<TasksTable>;
+export type AttemptRow = Selectable<AttemptsTable>;
+export type EventRow = Selectable<EventsTable>;
+export type CallbackRow = Selectable<CallbacksTable>;

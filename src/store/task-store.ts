@@ -1,0 +1,473 @@
+import { EventEmitter } from "node:events";
+import { type Kysely, sql, type Transaction } from "kysely";
+import type { FailureKind } from "../errors.js";
+import {
+  type AttemptRow,
+  type CallbackRow,
+  type Database,
+  type EventRow,
+  LIVE_ATTEMPT_STATUSES,
+  type TaskRow,
+  type TaskStatus,
+} from "./schema.js";
+
+export interface NewTaskInput {
+  id: string;
+  description: string | null;
+  callbackUrl: string | null;
+  priority: number;
+  options: Record<string, unknown>;
+  audio: { sha256: string; name: string; bytes: number; duration: number };
+  video: { sha256: string; name: string; bytes: number };
+}
+
+/** Emitted after the transaction that made it has committed. */
+export interface TaskChange {
+  task: TaskRow;
+  event: EventRow;
+}
+
+type EventFields = Omit<EventRow, "id" | "task_id" | "at">;
+
+/**
+ * Every state change of a task, its attempts, its event row and its callback deliveries are
+ * written in one transaction: the store is the truth (design.md), and what the process holds in
+ * memory can be rebuilt from it after a crash. `changes` tells the living process what committed.
+ */
+export class TaskStore {
+  readonly changes = new EventEmitter<{ change: [TaskChange] }>();
+
+  constructor(
+    readonly db: Kysely<Database>,
+    private readonly now: () => Date = () => new Date(),
+  ) {
+    this.changes.setMaxListeners(0);
+  }
+
+  private stamp(): string {
+    return this.now().toISOString();
+  }
+
+  async createTask(input: NewTaskInput): Promise<TaskRow> {
+    const at = this.stamp();
+    const { task, events } = await this.db.transaction().execute(async (trx) => {
+      await trx
+        .insertInto("tasks")
+        .values({
+          id: input.id,
+          seq: sql<number>`(select coalesce(max(seq), 0) + 1 from tasks)`,
+          status: "pending",
+          description: input.description,
+          callback_url: input.callbackUrl,
+          priority: input.priority,
+          options: JSON.stringify(input.options),
+          audio_sha256: input.audio.sha256,
+          audio_name: input.audio.name,
+          audio_bytes: input.audio.bytes,
+          audio_duration: input.audio.duration,
+          video_sha256: input.video.sha256,
+          video_name: input.video.name,
+          video_bytes: input.video.bytes,
+          created_at: at,
+          updated_at: at,
+          progress: 0,
+          attempts: 0,
+          started_at: null,
+          completed_at: null,
+          machine: null,
+          error_message: null,
+          error_kind: null,
+          current_attempt: null,
+          result_sha256: null,
+          result_bytes: null,
+        })
+        .execute();
+      const created = await this.addEvent(trx, input.id, at, {
+        type: "created",
+        from_status: null,
+        to_status: null,
+        message: `audio ${input.audio.name} (${input.audio.duration.toFixed(2)} s), video ${input.video.name}`,
+      });
+      const task = await trx
+        .selectFrom("tasks")
+        .selectAll()
+        .where("id", "=", input.id)
+        .executeTakeFirstOrThrow();
+      const queued = await this.recordStatus(trx, task, at, {
+        type: "queued",
+        from_status: null,
+        to_status: "pending",
+        message: "waiting for a free machine",
+      });
+      return { task, events: [created, queued] };
+    });
+    for (const event of events) this.changes.emit("change", { task, event });
+    return task;
+  }
+
+  /**
+   * Moves a pending task to `processing` with a new attempt on `machine`. Returns undefined when
+   * the task is no longer pending (another path got it first).
+   */
+  async startAttempt(taskId: string, attemptId: string, machine: string): Promise<TaskRow | undefined> {
+    return this.change(taskId, async (trx, task, at) => {
+      if (task.status !== "pending") return undefined;
+      await trx
+        .insertInto("attempts")
+        .values({
+          id: attemptId,
+          task_id: taskId,
+          machine,
+          status: "dispatching",
+          created_at: at,
+          ended_at: null,
+          error_kind: null,
+          error_message: null,
+        })
+        .execute();
+      const updated = await this.updateTask(trx, taskId, {
+        status: "processing",
+        started_at: task.started_at ?? at,
+        machine,
+        current_attempt: attemptId,
+        attempts: task.attempts + 1,
+        progress: 0,
+        updated_at: at,
+      });
+      const event = await this.recordStatus(trx, updated, at, {
+        type: "dispatched",
+        from_status: task.status,
+        to_status: "processing",
+        machine,
+        attempt_id: attemptId,
+        message: `attempt ${task.attempts + 1} dispatched to machine ${machine}`,
+      });
+      return { task: updated, event };
+    });
+  }
+
+  /** The worker accepted the job. */
+  async markAttemptRunning(attemptId: string): Promise<void> {
+    await this.db
+      .updateTable("attempts")
+      .set({ status: "running" })
+      .where("id", "=", attemptId)
+      .where("status", "=", "dispatching")
+      .execute();
+  }
+
+  async recordProgress(taskId: string, attemptId: string, progress: number, message?: string): Promise<void> {
+    await this.change(taskId, async (trx, task, at) => {
+      if (task.current_attempt !== attemptId || task.status !== "processing") return undefined;
+      if (progress === task.progress) return undefined;
+      const updated = await this.updateTask(trx, taskId, { progress, updated_at: at });
+      const event = await this.addEvent(trx, taskId, at, {
+        type: "progress",
+        from_status: null,
+        to_status: null,
+        machine: task.machine,
+        attempt_id: attemptId,
+        progress,
+        message: message ?? null,
+      });
+      return { task: updated, event };
+    });
+  }
+
+  /** The current attempt produced a result that is now safe in the gateway's blob store. */
+  async completeAttempt(
+    taskId: string,
+    attemptId: string,
+    result: { sha256: string; bytes: number },
+  ): Promise<TaskRow | undefined> {
+    return this.change(taskId, async (trx, task, at) => {
+      if (task.current_attempt !== attemptId || task.status !== "processing") return undefined;
+      await this.endAttempt(trx, attemptId, "succeeded", at);
+      const updated = await this.updateTask(trx, taskId, {
+        status: "completed",
+        completed_at: at,
+        progress: 100,
+        result_sha256: result.sha256,
+        result_bytes: result.bytes,
+        error_message: null,
+        error_kind: null,
+        updated_at: at,
+      });
+      const event = await this.recordStatus(trx, updated, at, {
+        type: "completed",
+        from_status: task.status,
+        to_status: "completed",
+        machine: task.machine,
+        attempt_id: attemptId,
+        progress: 100,
+        message: `result ${result.bytes} bytes`,
+      });
+      return { task: updated, event };
+    });
+  }
+
+  /**
+   * Ends the current attempt as failed. With `retry`, the task goes back to `pending` for another
+   * machine; otherwise the task fails with the message.
+   */
+  async failAttempt(
+    taskId: string,
+    attemptId: string,
+    failure: { kind: FailureKind; message: string; retry: boolean },
+  ): Promise<TaskRow | undefined> {
+    return this.change(taskId, async (trx, task, at) => {
+      if (task.current_attempt !== attemptId || task.status !== "processing") return undefined;
+      await this.endAttempt(trx, attemptId, "failed", at, failure.kind, failure.message);
+      if (failure.retry) {
+        const updated = await this.updateTask(trx, taskId, {
+          status: "pending",
+          current_attempt: null,
+          machine: null,
+          progress: 0,
+          updated_at: at,
+        });
+        const event = await this.recordStatus(trx, updated, at, {
+          type: "requeued",
+          from_status: task.status,
+          to_status: "pending",
+          machine: task.machine,
+          attempt_id: attemptId,
+          message: `attempt on ${task.machine} failed (${failure.kind}): ${failure.message}; queued again`,
+        });
+        return { task: updated, event };
+      }
+      const updated = await this.updateTask(trx, taskId, {
+        status: "failed",
+        completed_at: at,
+        error_message: failure.message,
+        error_kind: failure.kind,
+        updated_at: at,
+      });
+      const event = await this.recordStatus(trx, updated, at, {
+        type: "failed",
+        from_status: task.status,
+        to_status: "failed",
+        machine: task.machine,
+        attempt_id: attemptId,
+        message: failure.message,
+      });
+      return { task: updated, event };
+    });
+  }
+
+  async getTask(id: string): Promise<TaskRow | undefined> {
+    return this.db.selectFrom("tasks").selectAll().where("id", "=", id).executeTakeFirst();
+  }
+
+  async listTasks(filter: { status?: TaskStatus; limit: number; offset: number }): Promise<{
+    tasks: TaskRow[];
+    total: number;
+  }> {
+    let query = this.db.selectFrom("tasks");
+    if (filter.status) query = query.where("status", "=", filter.status);
+    const [tasks, count] = await Promise.all([
+      query.selectAll().orderBy("seq", "desc").limit(filter.limit).offset(filter.offset).execute(),
+      query.select((eb) => eb.fn.countAll<number>().as("n")).executeTakeFirstOrThrow(),
+    ]);
+    return { tasks, total: Number(count.n) };
+  }
+
+  async listEvents(taskId: string): Promise<EventRow[]> {
+    return this.db.selectFrom("events").selectAll().where("task_id", "=", taskId).orderBy("id").execute();
+  }
+
+  /** Pending tasks in the order they should go out: priority first, then arrival. */
+  async pendingTasks(limit: number): Promise<TaskRow[]> {
+    return this.db
+      .selectFrom("tasks")
+      .selectAll()
+      .where("status", "=", "pending")
+      .orderBy("priority", "desc")
+      .orderBy("seq")
+      .limit(limit)
+      .execute();
+  }
+
+  /** Attempts that were under way: after a gateway restart each is re-attached, not re-run. */
+  async liveAttempts(): Promise<AttemptRow[]> {
+    return this.db
+      .selectFrom("attempts")
+      .selectAll()
+      .where("status", "in", LIVE_ATTEMPT_STATUSES)
+      .orderBy("created_at")
+      .execute();
+  }
+
+  async listAttempts(taskId: string): Promise<AttemptRow[]> {
+    return this.db
+      .selectFrom("attempts")
+      .selectAll()
+      .where("task_id", "=", taskId)
+      .orderBy("created_at")
+      .execute();
+  }
+
+  // ---- callback deliveries -------------------------------------------------------------------
+
+  /**
+   * The oldest undelivered callback of each task that is due now. Later deliveries of a task wait
+   * for earlier ones, so a receiver sees a task's status changes in order.
+   */
+  async dueCallbacks(limit: number): Promise<CallbackRow[]> {
+    const now = this.stamp();
+    return this.db
+      .selectFrom("callbacks as c")
+      .selectAll()
+      .where("c.state", "=", "pending")
+      .where("c.next_at", "<=", now)
+      .where(({ not, exists, selectFrom }) =>
+        not(
+          exists(
+            selectFrom("callbacks as e")
+              .select("e.id")
+              .whereRef("e.task_id", "=", "c.task_id")
+              .where("e.state", "=", "pending")
+              .whereRef("e.id", "<", "c.id"),
+          ),
+        ),
+      )
+      .orderBy("c.id")
+      .limit(limit)
+      .execute();
+  }
+
+  async nextCallbackDue(): Promise<string | undefined> {
+    const row = await this.db
+      .selectFrom("callbacks")
+      .select((eb) => eb.fn.min("next_at").as("next"))
+      .where("state", "=", "pending")
+      .executeTakeFirst();
+    return row?.next ?? undefined;
+  }
+
+  async settleCallback(
+    id: number,
+    outcome: { state: "delivered" | "given_up" | "pending"; tries: number; nextAt?: Date; error?: string },
+  ): Promise<void> {
+    await this.db
+      .updateTable("callbacks")
+      .set({
+        state: outcome.state,
+        tries: outcome.tries,
+        next_at: (outcome.nextAt ?? this.now()).toISOString(),
+        last_error: outcome.error ?? null,
+      })
+      .where("id", "=", id)
+      .execute();
+  }
+
+  // ---- internals ----------------------------------------------------------------------------
+
+  private async change(
+    taskId: string,
+    body: (
+      trx: Transaction<Database>,
+      task: TaskRow,
+      at: string,
+    ) => Promise<{ task: TaskRow; event: EventRow } | undefined>,
+  ): Promise<TaskRow | undefined> {
+    const at = this.stamp();
+    const outcome = await this.db.transaction().execute(async (trx) => {
+      const task = await trx.selectFrom("tasks").selectAll().where("id", "=", taskId).executeTakeFirst();
+      return task ? body(trx, task, at) : undefined;
+    });
+    if (outcome) this.changes.emit("change", outcome);
+    return outcome?.task;
+  }
+
+  private async updateTask(
+    trx: Transaction<Database>,
+    id: string,
+    values: Partial<Omit<TaskRow, "id">>,
+  ): Promise<TaskRow> {
+    return trx.updateTable("tasks").set(values).where("id", "=", id).returningAll().executeTakeFirstOrThrow();
+  }
+
+  private async endAttempt(
+    trx: Transaction<Database>,
+    id: string,
+    status: "succeeded" | "failed" | "abandoned",
+    at: string,
+    kind?: string,
+    message?: string,
+  ): Promise<void> {
+    await trx
+      .updateTable("attempts")
+      .set({ status, ended_at: at, error_kind: kind ?? null, error_message: message ?? null })
+      .where("id", "=", id)
+      .execute();
+  }
+
+  private async addEvent(
+    trx: Transaction<Database>,
+    taskId: string,
+    at: string,
+    fields: Partial<EventFields> & Pick<EventFields, "type">,
+  ): Promise<EventRow> {
+    return trx
+      .insertInto("events")
+      .values({
+        task_id: taskId,
+        at,
+        type: fields.type,
+        from_status: fields.from_status ?? null,
+        to_status: fields.to_status ?? null,
+        machine: fields.machine ?? null,
+        attempt_id: fields.attempt_id ?? null,
+        progress: fields.progress ?? null,
+        message: fields.message ?? null,
+      })
+      .returningAll()
+      .executeTakeFirstOrThrow();
+  }
+
+  /** A status change: its event, and a callback delivery when the task has a callback_url. */
+  private async recordStatus(
+    trx: Transaction<Database>,
+    task: TaskRow,
+    at: string,
+    fields: Partial<EventFields> & Pick<EventFields, "type" | "to_status">,
+  ): Promise<EventRow> {
+    const event = await this.addEvent(trx, task.id, at, fields);
+    if (task.callback_url) {
+      await trx
+        .insertInto("callbacks")
+        .values({
+          task_id: task.id,
+          event_id: event.id,
+          url: task.callback_url,
+          payload: JSON.stringify(callbackPayload(task, event)),
+          state: "pending",
+          tries: 0,
+          next_at: at,
+          last_error: null,
+          created_at: at,
+        })
+        .execute();
+    }
+    return event;
+  }
+}
+
+/** The body POSTed to a task's callback_url: the seed's four fields, then more context. */
+export function callbackPayload(task: TaskRow, event: EventRow): Record<string, unknown> {
+  return {
+    task_id: task.id,
+    status: task.status,
+    completed_at: task.completed_at,
+    error_message: task.error_message,
+    description: task.description,
+    created_at: task.created_at,
+    started_at: task.started_at,
+    machine: task.machine,
+    progress: task.progress,
+    event: event.type,
+    event_id: event.id,
+    at: event.at,
+  };
+}

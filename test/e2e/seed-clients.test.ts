@@ -1,0 +1,67 @@
+import { readdir } from "node:fs/promises";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { removeDir, tempDir } from "../helpers/gateway.js";
+import { makeAudio, makeVideo, probe } from "../helpers/media.js";
+import { type Started, killAll, run, startGatewayProcess } from "../helpers/processes.js";
+import { findPython } from "../helpers/python.js";
+
+const EXAMPLES = new URL("../../examples/", import.meta.url).pathname;
+
+/** The seed's own Python clients, unchanged, against `npm start`'s embedded mode in a child process. */
+describe("the seed's Python clients against an embedded gateway", () => {
+  let dir: string;
+  let gateway: Started;
+  let python: string;
+
+  beforeAll(async () => {
+    dir = await tempDir();
+    python = await findPython();
+    await makeVideo(join(dir, "person.mp4"), { seconds: 2 });
+    await makeAudio(join(dir, "speech.wav"), { seconds: 3.5 });
+    await makeAudio(join(dir, "short.mp3"), { seconds: 1.2 });
+    // cwd has no config/machines.json, so the gateway must fall back to its embedded worker.
+    gateway = await startGatewayProcess(["--data-dir", join(dir, "data")], { cwd: dir });
+  });
+
+  afterAll(async () => {
+    await killAll();
+    await removeDir(dir);
+  });
+
+  it("logs that it runs an embedded ffmpeg worker", () => {
+    expect(gateway.lines.some((l) => l.includes("running an embedded ffmpeg worker"))).toBe(true);
+  });
+
+  it("sync client (requests, fields audio/video) saves an MP4 as long as the audio", async () => {
+    const out = join(dir, "sync.mp4");
+    const res = await run(python, [join(EXAMPLES, "sync_client.py"), join(dir, "speech.wav"), join(dir, "person.mp4"), out], {
+      env: { MULTI_HEYGEM_URL: gateway.url },
+    });
+    expect(res.code, res.stderr).toBe(0);
+    const media = await probe(out);
+    expect(media.video).toBeDefined();
+    expect(media.audio).toBeDefined();
+    expect(Math.abs(media.durationSec - 3.5)).toBeLessThan(0.2);
+  });
+
+  it("async client (aiohttp, fields audio_file/video_file) polls and downloads the MP4", async () => {
+    const out = join(dir, "async.mp4");
+    const res = await run(
+      python,
+      [join(EXAMPLES, "async_client.py"), join(dir, "short.mp3"), join(dir, "person.mp4"), out],
+      { env: { MULTI_HEYGEM_URL: gateway.url, MULTI_HEYGEM_POLL_SECONDS: "0.2" } },
+    );
+    expect(res.code, res.stderr).toBe(0);
+    expect(res.stdout).toContain("completed");
+    const media = await probe(out);
+    expect(media.video?.width).toBe(320);
+    expect(media.audio).toBeDefined();
+    expect(Math.abs(media.durationSec - 1.2)).toBeLessThan(0.2);
+  });
+
+  it("keeps nothing half-written in the data dir", async () => {
+    const tmp = await readdir(join(dir, "data", "blobs", ".tmp"));
+    expect(tmp).toEqual([]);
+  });
+});

@@ -1,0 +1,62 @@
+import { mkdtemp, readdir, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { type GatewayFlags, resolveGatewayConfig } from "../../src/config/gateway-config.js";
+import { type GatewayHandle, startGateway } from "../../src/gateway/server.js";
+import { createLogger } from "../../src/logger.js";
+
+/** Flags that make a test gateway quick to notice things; tests may override any. */
+export const FAST_FLAGS: GatewayFlags = {
+  host: "127.0.0.1",
+  port: "0",
+  healthInterval: "100",
+  pollWait: "5000",
+  requestTimeout: "5000",
+  machineGrace: "1000",
+  callbackRetry: "50",
+};
+
+export async function tempDir(prefix = "mh-test-"): Promise<string> {
+  return mkdtemp(join(tmpdir(), prefix));
+}
+
+/** An in-process gateway on a loopback port with its own data dir (embedded worker unless told). */
+export async function startTestGateway(
+  flags: GatewayFlags = {},
+  dataDir?: string,
+): Promise<GatewayHandle & { dataDir: string }> {
+  const dir = dataDir ?? (await tempDir());
+  const config = resolveGatewayConfig({ ...FAST_FLAGS, embedded: true, dataDir: dir, ...flags }, dir);
+  const handle = await startGateway(
+    config,
+    createLogger({ level: process.env.TEST_LOG_LEVEL ?? "silent", pretty: false }),
+  );
+  return Object.assign(handle, { dataDir: dir });
+}
+
+/** Every regular file under `dir`, relative, sorted: to prove a request left nothing behind. */
+export async function filesUnder(dir: string): Promise<string[]> {
+  const entries = await readdir(dir, { recursive: true, withFileTypes: true });
+  return entries
+    .filter((e) => e.isFile())
+    .map((e) => join(e.parentPath, e.name).slice(dir.length + 1))
+    .filter((p) => !p.endsWith(".db") && !p.endsWith(".db-wal") && !p.endsWith(".db-shm"))
+    .sort();
+}
+
+export async function removeDir(dir: string): Promise<void> {
+  await rm(dir, { recursive: true, force: true });
+}
+
+/** A multipart form from files on disk, as a client would send it. */
+export async function taskForm(
+  fields: Record<string, string | { path: string; name?: string }>,
+): Promise<FormData> {
+  const { openAsBlob } = await import("node:fs");
+  const form = new FormData();
+  for (const [key, value] of Object.entries(fields)) {
+    if (typeof value === "string") form.append(key, value);
+    else form.append(key, await openAsBlob(value.path), value.name ?? value.path.split("/").pop() ?? key);
+  }
+  return form;
+}
