@@ -19,6 +19,7 @@ import { Fleet } from "./fleet.js";
 import { Scheduler } from "./scheduler.js";
 
 export const EMBEDDED_MACHINE = "embedded";
+const TASK_URL = /^\/tasks\/([0-9a-f-]{36})(?:[/?]|$)/;
 
 export interface GatewayHandle {
   readonly url: string;
@@ -110,6 +111,11 @@ export async function startGateway(config: GatewayConfig, logger: Logger): Promi
   const app: FastifyInstance = Fastify({
     loggerInstance: logger as FastifyBaseLogger,
     return503OnClosing: true,
+    // Request log lines about a task carry its task_id too, like every other line about it.
+    childLoggerFactory: (parent, bindings, opts, raw) => {
+      const taskId = TASK_URL.exec(raw.url ?? "")?.[1];
+      return parent.child(taskId ? { ...bindings, task_id: taskId } : bindings, opts);
+    },
   });
   installErrorHandler(app);
   addSharedSchemas(app);

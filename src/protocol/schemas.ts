@@ -136,5 +136,8 @@ export type StoredBlob = Static<typeof StoredBlob>;
  */
 const RFC3339_DATE_TIME = /^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$/;
 if (!FormatRegistry.Has("date-time")) {
-  FormatRegistry.Set("date-time", (value) => RFC3339_DATE_TIME.test(value) && !Number.isNaN(Date.parse(value)));
+  FormatRegistry.Set(
+    "date-time",
+    (value) => RFC3339_DATE_TIME.test(value) && !Number.isNaN(Date.parse(value)),
+  );
 }

@@ -1,0 +1,76 @@
+import { createHash } from "node:crypto";
+import { createReadStream } from "node:fs";
+import { mkdir, rename, rm, stat } from "node:fs/promises";
+import { extname, join } from "node:path";
+import { pipeline } from "node:stream/promises";
+import type { BlobStore } from "../blobs/blob-store.js";
+import type { Engine, EngineJob, EngineRunContext } from "../engines/engine.js";
+import { EngineError, errorMessage } from "../errors.js";
+import type { Logger } from "../logger.js";
+import type { JobInput } from "./job-records.js";
+import type { WorkerLayout } from "./layout.js";
+
+export interface EngineRunDeps {
+  readonly engine: Engine;
+  readonly blobs: BlobStore;
+  readonly layout: WorkerLayout;
+}
+
+export interface JobResult {
+  readonly sha256: string;
+  readonly bytes: number;
+}
+
+/**
+ * One engine run for one job, on disk: a private work dir with the inputs linked in, the engine's
+ * run, and its MP4 moved to `results/<id>.mp4` and hashed. The work dir is removed whatever
+ * happens. Rejects with whatever the engine (or the file system) threw.
+ */
+export async function runEngine(
+  deps: EngineRunDeps,
+  id: string,
+  input: JobInput,
+  ctx: EngineRunContext,
+  log: Logger,
+): Promise<JobResult> {
+  const workDir = deps.layout.workDir(id);
+  try {
+    await mkdir(workDir, { recursive: true });
+    // Engines such as HeyGem's pick their decoder by file extension, so names keep the original one.
+    const job: EngineJob = {
+      id,
+      audioPath: join(workDir, `audio${extensionOf(input.audio.name, ".wav")}`),
+      videoPath: join(workDir, `video${extensionOf(input.video.name, ".mp4")}`),
+      outputPath: join(workDir, "output.mp4"),
+      workDir,
+      options: input.options,
+      ...(input.audio_duration === undefined ? {} : { audioDuration: input.audio_duration }),
+    };
+    await deps.blobs.linkTo(input.audio.sha256, job.audioPath);
+    await deps.blobs.linkTo(input.video.sha256, job.videoPath);
+    await deps.engine.run(job, ctx);
+    return await keepResult(job.outputPath, deps.layout.resultPath(id));
+  } finally {
+    await rm(workDir, { recursive: true, force: true }).catch((err: unknown) => {
+      log.warn({ err: errorMessage(err) }, "could not remove the work dir");
+    });
+  }
+}
+
+async function keepResult(outputPath: string, dest: string): Promise<JobResult> {
+  try {
+    await rename(outputPath, dest);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+    throw new EngineError("machine", "the engine reported success but left no result file");
+  }
+  const hash = createHash("sha256");
+  await pipeline(createReadStream(dest), hash);
+  return { sha256: hash.digest("hex"), bytes: (await stat(dest)).size };
+}
+
+/** Only a plain extension from a client-chosen name; anything odd falls back to the default. */
+function extensionOf(name: string | undefined, fallback: string): string {
+  const ext = name === undefined ? "" : extname(name).toLowerCase();
+  return /^\.[a-z0-9]{1,8}$/.test(ext) ? ext : fallback;
+}

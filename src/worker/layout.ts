@@ -1,0 +1,32 @@
+import { join } from "node:path";
+
+/**
+ * Where the worker agent keeps things under its data directory. Everything lives on one file
+ * system so that blobs can be hard-linked into work dirs and results renamed into place.
+ */
+export interface WorkerLayout {
+  readonly dataDir: string;
+  /** Content-addressed inputs uploaded by the gateway (blobs/blob-store.ts). */
+  readonly blobs: string;
+  /** One `<id>.json` record per job (job-records.ts). */
+  readonly jobs: string;
+  /** Per-job scratch folders, removed when the run ends. */
+  readonly work: string;
+  readonly results: string;
+  workDir(jobId: string): string;
+  resultPath(jobId: string): string;
+}
+
+export function workerLayout(dataDir: string): WorkerLayout {
+  const work = join(dataDir, "work");
+  const results = join(dataDir, "results");
+  return {
+    dataDir,
+    blobs: join(dataDir, "blobs"),
+    jobs: join(dataDir, "jobs"),
+    work,
+    results,
+    workDir: (jobId) => join(work, jobId),
+    resultPath: (jobId) => join(results, `${jobId}.mp4`),
+  };
+}

@@ -1,0 +1,152 @@
+import { statfs } from "node:fs/promises";
+import { Readable } from "node:stream";
+import { finished } from "node:stream/promises";
+import { Type } from "@sinclair/typebox";
+import type { FastifyInstance } from "fastify";
+import type { BlobStore } from "../blobs/blob-store.js";
+import type { Engine } from "../engines/engine.js";
+import { InputError } from "../errors.js";
+import { sendFile } from "../http/send-file.js";
+import type { TypeBoxTypeProvider } from "../http/typebox-provider.js";
+import {
+  ErrorBody,
+  GetJobQuery,
+  Health,
+  JobId,
+  JobView,
+  PROTOCOL_VERSION,
+  PutJobBody,
+  Sha256,
+  StoredBlob,
+} from "../protocol/schemas.js";
+import type { JobRunner } from "./job-runner.js";
+
+export interface WorkerRouteDeps {
+  readonly engine: Engine;
+  readonly blobs: BlobStore;
+  readonly runner: JobRunner;
+  readonly dataDir: string;
+  readonly version: string;
+}
+
+const BlobParams = Type.Object({ sha256: Sha256 });
+const JobParams = Type.Object({ id: JobId });
+const Mp4 = Type.String({
+  format: "binary",
+  description: "The MP4 (video/mp4), or the requested byte range",
+});
+
+/** The /v1 worker protocol (design.md, "Worker protocol"), as seen from the worker's side. */
+export async function registerWorkerRoutes(root: FastifyInstance, deps: WorkerRouteDeps): Promise<void> {
+  const { engine, blobs, runner } = deps;
+  const app = root.withTypeProvider<TypeBoxTypeProvider>();
+
+  app.get(
+    "/v1/health",
+    { schema: { response: { 200: Health, "4xx": ErrorBody } } },
+    async (): Promise<Health> => {
+      const disk = await statfs(deps.dataDir);
+      return {
+        protocol: PROTOCOL_VERSION,
+        engine: engine.name,
+        version: deps.version,
+        max_concurrent: Math.max(1, Math.floor(engine.capacity)),
+        running: runner.runningIds,
+        queued: runner.queuedIds,
+        free_disk_bytes: disk.bavail * disk.bsize,
+      };
+    },
+  );
+
+  app.head("/v1/blobs/:sha256", { schema: { params: BlobParams } }, async (request, reply) => {
+    const blob = await blobs.has(request.params.sha256);
+    if (!blob) return reply.code(404).send();
+    return reply.code(200).header("content-length", String(blob.bytes)).send();
+  });
+
+  await app.register(async (scope) => {
+    // Blob bodies reach the handler as the raw request stream, whatever their content type, so
+    // they go to disk as they arrive; bodyLimit does not apply to a parser that does not read.
+    const passThrough = (_request: unknown, payload: unknown, done: (err: null, body: unknown) => void) =>
+      done(null, payload);
+    scope.addContentTypeParser("application/octet-stream", passThrough);
+    scope.addContentTypeParser("*", passThrough);
+
+    scope
+      .withTypeProvider<TypeBoxTypeProvider>()
+      .put(
+        "/v1/blobs/:sha256",
+        { schema: { params: BlobParams, response: { 200: StoredBlob, 201: StoredBlob, "4xx": ErrorBody } } },
+        async (request, reply) => {
+          const { sha256 } = request.params;
+          const body = request.body instanceof Readable ? request.body : Readable.from([]);
+          const present = await blobs.has(sha256);
+          if (present) {
+            // Read to the end so the connection can carry the next request.
+            body.resume();
+            await finished(body);
+            return reply.code(200).send(present);
+          }
+          const staged = await blobs.stage(body, {
+            expectedSha256: sha256,
+            onMismatch: (actual) =>
+              new InputError("BLOB_HASH_MISMATCH", `the uploaded content hashes to ${actual}, not ${sha256}`),
+          });
+          await staged.commit();
+          return reply.code(201).send({ sha256, bytes: staged.bytes });
+        },
+      );
+  });
+
+  app.put(
+    "/v1/jobs/:id",
+    {
+      schema: {
+        params: JobParams,
+        body: PutJobBody,
+        response: { 200: JobView, 201: JobView, "4xx": ErrorBody, 503: ErrorBody },
+      },
+    },
+    async (request, reply) => {
+      const { view, created } = await runner.submit(request.params.id, request.body);
+      return reply.code(created ? 201 : 200).send(view);
+    },
+  );
+
+  app.get(
+    "/v1/jobs/:id",
+    { schema: { params: JobParams, querystring: GetJobQuery, response: { 200: JobView, "4xx": ErrorBody } } },
+    async (request, reply) => {
+      const { wait_ms = 0, after_version } = request.query;
+      const gone = new AbortController();
+      const onClose = () => gone.abort();
+      reply.raw.once("close", onClose);
+      try {
+        return await runner.waitForChange(request.params.id, after_version, wait_ms, gone.signal);
+      } finally {
+        reply.raw.off("close", onClose);
+      }
+    },
+  );
+
+  const resultRoute = {
+    schema: { params: JobParams, response: { 200: Mp4, 206: Mp4, "4xx": ErrorBody } },
+  } as const;
+  // HEAD is its own route: Fastify's automatic one would read the whole file and drop its length.
+  app.get("/v1/jobs/:id/result", { ...resultRoute, exposeHeadRoute: false }, async (request, reply) => {
+    const { id } = request.params;
+    return sendFile(request, reply, runner.resultPath(id), {
+      contentType: "video/mp4",
+      downloadName: `${id}.mp4`,
+    });
+  });
+  app.head("/v1/jobs/:id/result", resultRoute, async (request, reply) =>
+    sendFile(request, reply, runner.resultPath(request.params.id), { contentType: "video/mp4" }),
+  );
+
+  app.delete(
+    "/v1/jobs/:id",
+    { schema: { params: JobParams, response: { 200: JobView, "4xx": ErrorBody } } },
+    async (request) => runner.delete(request.params.id),
+  );
+}
