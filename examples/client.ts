@@ -96,6 +96,7 @@ async function form(input: CreateTaskInput): Promise<FormData> {
 
 async function json<T>(res: Response): Promise<T> {
   const body = (await res.json()) as T & { error?: string; message?: string };
-  if (!res.ok) throw new MultiHeyGemError(res.status, body.error ?? "HTTP_ERROR", body.message ?? res.statusText);
+  if (!res.ok)
+    throw new MultiHeyGemError(res.status, body.error ?? "HTTP_ERROR", body.message ?? res.statusText);
   return body;
 }

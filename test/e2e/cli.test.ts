@@ -30,7 +30,15 @@ describe("multi-heygem CLI", () => {
 
   it("an invalid machines file is an error naming the file and the field", async () => {
     const bad = join(dir, "bad.json");
-    await writeFile(bad, JSON.stringify({ machines: [{ name: "a", host: "h", port: 1 }, { name: "b", host: "h", port: "x" }] }));
+    await writeFile(
+      bad,
+      JSON.stringify({
+        machines: [
+          { name: "a", host: "h", port: 1 },
+          { name: "b", host: "h", port: "x" },
+        ],
+      }),
+    );
     const res = await run(process.execPath, [CLI, "gateway", "--port", "0", "--config", bad]);
     expect(res.code).toBe(2);
     expect(res.stderr).toContain(bad);

@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { removeDir, taskForm, tempDir } from "../helpers/gateway.js";
 import { makeAudio, makeVideo, probe } from "../helpers/media.js";
-import { type Started, killAll, startGatewayProcess, startWorkerProcess } from "../helpers/processes.js";
+import { killAll, type Started, startGatewayProcess, startWorkerProcess } from "../helpers/processes.js";
 import { until } from "../helpers/until.js";
 
 interface TaskJson {
@@ -30,7 +30,9 @@ describe("gateway and a separate worker process", () => {
     // The default location, as a user would set it up: no --config flag needed.
     await writeFile(
       join(dir, "config", "machines.json"),
-      JSON.stringify({ machines: [{ name: "gpu-a", host: "127.0.0.1", port, max_concurrent: 1, enabled: true }] }),
+      JSON.stringify({
+        machines: [{ name: "gpu-a", host: "127.0.0.1", port, max_concurrent: 1, enabled: true }],
+      }),
     );
     gateway = await startGatewayProcess(gatewayArgs(), { cwd: dir });
   });
@@ -81,7 +83,9 @@ describe("gateway and a separate worker process", () => {
 
     const after = await get(before.task_id);
     expect(after.status).toBe("completed");
-    const again = Buffer.from(await (await fetch(`${gateway.url}/tasks/${before.task_id}/result`)).arrayBuffer());
+    const again = Buffer.from(
+      await (await fetch(`${gateway.url}/tasks/${before.task_id}/result`)).arrayBuffer(),
+    );
     expect(again.equals(result)).toBe(true);
     expect(await (await fetch(`${gateway.url}/tasks/${before.task_id}/events`)).json()).toEqual(events);
     expect(await readFile(join(dir, "gateway-data", "multi-heygem.db"))).toBeTruthy();

@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { removeDir, tempDir } from "../helpers/gateway.js";
 import { makeAudio, makeVideo, probe } from "../helpers/media.js";
-import { type Started, killAll, run, startGatewayProcess } from "../helpers/processes.js";
+import { killAll, run, type Started, startGatewayProcess } from "../helpers/processes.js";
 import { findPython } from "../helpers/python.js";
 
 const EXAMPLES = new URL("../../examples/", import.meta.url).pathname;
@@ -35,9 +35,13 @@ describe("the seed's Python clients against an embedded gateway", () => {
 
   it("sync client (requests, fields audio/video) saves an MP4 as long as the audio", async () => {
     const out = join(dir, "sync.mp4");
-    const res = await run(python, [join(EXAMPLES, "sync_client.py"), join(dir, "speech.wav"), join(dir, "person.mp4"), out], {
-      env: { MULTI_HEYGEM_URL: gateway.url },
-    });
+    const res = await run(
+      python,
+      [join(EXAMPLES, "sync_client.py"), join(dir, "speech.wav"), join(dir, "person.mp4"), out],
+      {
+        env: { MULTI_HEYGEM_URL: gateway.url },
+      },
+    );
     expect(res.code, res.stderr).toBe(0);
     const media = await probe(out);
     expect(media.video).toBeDefined();

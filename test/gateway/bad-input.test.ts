@@ -34,78 +34,87 @@ describe("bad input", () => {
     await removeDir(fixtures);
   });
 
-  const cases: Array<{ name: string; route?: string; form: () => Form; status: number; error: string; field: string }> =
-    [
-      {
-        name: "missing audio",
-        form: () => ({ video: { path: video } }),
-        status: 400,
-        error: "MISSING_FIELD",
-        field: "audio",
-      },
-      {
-        name: "missing video (seed spelling audio_file)",
-        form: () => ({ audio_file: { path: audio } }),
-        status: 400,
-        error: "MISSING_FIELD",
-        field: "video",
-      },
-      {
-        name: "audio that is not media",
-        form: () => ({ audio: { path: join(fixtures, "notes.mp4") }, video: { path: video } }),
-        status: 400,
-        error: "INVALID_MEDIA",
-        field: "audio",
-      },
-      {
-        name: "video without a video stream",
-        form: () => ({ audio: { path: audio }, video: { path: join(fixtures, "sound-only.m4a") } }),
-        status: 400,
-        error: "INVALID_MEDIA",
-        field: "video",
-      },
-      {
-        name: "audio without an audio stream, on /tasks/sync",
-        route: "/tasks/sync",
-        form: () => ({ audio: { path: join(fixtures, "silent.mp4") }, video: { path: video } }),
-        status: 400,
-        error: "INVALID_MEDIA",
-        field: "audio",
-      },
-      {
-        name: "file over the size limit",
-        form: () => ({ audio: { path: audio }, video: { path: join(fixtures, "big.bin") } }),
-        status: 413,
-        error: "FILE_TOO_LARGE",
-        field: "video",
-      },
-      {
-        name: "callback_url that is not http(s)",
-        form: () => ({ audio: { path: audio }, video: { path: video }, callback_url: "ftp://example/x" }),
-        status: 400,
-        error: "INVALID_FIELD",
-        field: "callback_url",
-      },
-      {
-        name: "pn that is not 0 or 1",
-        form: () => ({ audio: { path: audio }, video: { path: video }, pn: "2" }),
-        status: 400,
-        error: "INVALID_FIELD",
-        field: "pn",
-      },
-      {
-        name: "an unknown file field",
-        form: () => ({ audio: { path: audio }, video: { path: video }, picture: { path: video } }),
-        status: 400,
-        error: "UNKNOWN_FIELD",
-        field: "picture",
-      },
-    ];
+  const cases: Array<{
+    name: string;
+    route?: string;
+    form: () => Form;
+    status: number;
+    error: string;
+    field: string;
+  }> = [
+    {
+      name: "missing audio",
+      form: () => ({ video: { path: video } }),
+      status: 400,
+      error: "MISSING_FIELD",
+      field: "audio",
+    },
+    {
+      name: "missing video (seed spelling audio_file)",
+      form: () => ({ audio_file: { path: audio } }),
+      status: 400,
+      error: "MISSING_FIELD",
+      field: "video",
+    },
+    {
+      name: "audio that is not media",
+      form: () => ({ audio: { path: join(fixtures, "notes.mp4") }, video: { path: video } }),
+      status: 400,
+      error: "INVALID_MEDIA",
+      field: "audio",
+    },
+    {
+      name: "video without a video stream",
+      form: () => ({ audio: { path: audio }, video: { path: join(fixtures, "sound-only.m4a") } }),
+      status: 400,
+      error: "INVALID_MEDIA",
+      field: "video",
+    },
+    {
+      name: "audio without an audio stream, on /tasks/sync",
+      route: "/tasks/sync",
+      form: () => ({ audio: { path: join(fixtures, "silent.mp4") }, video: { path: video } }),
+      status: 400,
+      error: "INVALID_MEDIA",
+      field: "audio",
+    },
+    {
+      name: "file over the size limit",
+      form: () => ({ audio: { path: audio }, video: { path: join(fixtures, "big.bin") } }),
+      status: 413,
+      error: "FILE_TOO_LARGE",
+      field: "video",
+    },
+    {
+      name: "callback_url that is not http(s)",
+      form: () => ({ audio: { path: audio }, video: { path: video }, callback_url: "ftp://example/x" }),
+      status: 400,
+      error: "INVALID_FIELD",
+      field: "callback_url",
+    },
+    {
+      name: "pn that is not 0 or 1",
+      form: () => ({ audio: { path: audio }, video: { path: video }, pn: "2" }),
+      status: 400,
+      error: "INVALID_FIELD",
+      field: "pn",
+    },
+    {
+      name: "an unknown file field",
+      form: () => ({ audio: { path: audio }, video: { path: video }, picture: { path: video } }),
+      status: 400,
+      error: "UNKNOWN_FIELD",
+      field: "picture",
+    },
+  ];
 
   for (const c of cases) {
     it(`${c.name} → ${c.status} ${c.error}, nothing stored`, async () => {
       const before = await filesUnder(gateway.dataDir);
-      const res = await fetch(`${gateway.url}${c.route ?? "/tasks"}`, { method: "POST", body: await taskForm(c.form()) });
+      const res = await fetch(`${gateway.url}${c.route ?? "/tasks"}`, {
+        method: "POST",
+        body: await taskForm(c.form()),
+      });
       expect(res.status).toBe(c.status);
       expect(res.headers.get("content-type")).toContain("application/json");
       const body = (await res.json()) as { error: string; message: string; field?: string };

@@ -2,9 +2,9 @@ import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { createLogger } from "../../src/logger.js";
-import { type WorkerHandle, startWorker } from "../../src/worker/agent.js";
-import { removeDir, startTestGateway, taskForm, tempDir } from "../helpers/gateway.js";
+import { startWorker, type WorkerHandle } from "../../src/worker/agent.js";
 import { GateEngine } from "../helpers/gate-engine.js";
+import { removeDir, startTestGateway, taskForm, tempDir } from "../helpers/gateway.js";
 import { makeAudio, makeVideo } from "../helpers/media.js";
 import { until } from "../helpers/until.js";
 
@@ -36,7 +36,9 @@ describe("what the worker reports reaches the task", () => {
     const machines = join(dir, "machines.json");
     await writeFile(
       machines,
-      JSON.stringify({ machines: [{ name: "gpu-1", host: "127.0.0.1", port: worker.port, max_concurrent: 1 }] }),
+      JSON.stringify({
+        machines: [{ name: "gpu-1", host: "127.0.0.1", port: worker.port, max_concurrent: 1 }],
+      }),
     );
     gateway = await startTestGateway({ config: machines, maxAttempts: "2" }, join(dir, "gateway"));
   });
@@ -48,7 +50,10 @@ describe("what the worker reports reaches the task", () => {
   });
 
   const post = async (route = "/tasks") =>
-    fetch(`${gateway.url}${route}`, { method: "POST", body: await taskForm({ audio: { path: audio }, video: { path: video } }) });
+    fetch(`${gateway.url}${route}`, {
+      method: "POST",
+      body: await taskForm({ audio: { path: audio }, video: { path: video } }),
+    });
 
   it("runs only on the configured machine (no embedded worker)", () => {
     expect(gateway.fleet.list().map((m) => m.name)).toEqual(["gpu-1"]);
@@ -62,7 +67,9 @@ describe("what the worker reports reaches the task", () => {
     engine.release(job);
     await until(async () => (await gateway.store.getTask(task_id))?.status === "completed");
     const events = await gateway.store.listEvents(task_id);
-    expect(events.find((e) => e.type === "progress" && e.progress === 40)?.message).toBe("extracting audio features");
+    expect(events.find((e) => e.type === "progress" && e.progress === 40)?.message).toBe(
+      "extracting audio features",
+    );
   });
 
   it("an input failure fails the task at once with the engine's message", async () => {

@@ -54,7 +54,8 @@ describe("tasks through an embedded gateway", () => {
     expect(res.status).toBe(200);
     return (await res.json()) as TaskJson;
   };
-  const get = async (id: string): Promise<TaskJson> => (await (await fetch(`${gateway.url}/tasks/${id}`)).json()) as TaskJson;
+  const get = async (id: string): Promise<TaskJson> =>
+    (await (await fetch(`${gateway.url}/tasks/${id}`)).json()) as TaskJson;
 
   it("POST /tasks answers pending at once, then the task completes with every field filled", async () => {
     const created = await create({ description: "hello" });
@@ -122,8 +123,12 @@ describe("tasks through an embedded gateway", () => {
     const all = await gateway.store.listTasks({ limit: 100, offset: 0 });
     expect(page.total).toBe(all.total);
     expect(page.tasks.map((t) => t.task_id)).toEqual(all.tasks.slice(0, 2).map((t) => t.id));
-    expect(Date.parse(page.tasks[0]?.created_at ?? "")).toBeGreaterThanOrEqual(Date.parse(page.tasks[1]?.created_at ?? ""));
-    const second = (await (await fetch(`${gateway.url}/tasks?limit=2&offset=2`)).json()) as { tasks: TaskJson[] };
+    expect(Date.parse(page.tasks[0]?.created_at ?? "")).toBeGreaterThanOrEqual(
+      Date.parse(page.tasks[1]?.created_at ?? ""),
+    );
+    const second = (await (await fetch(`${gateway.url}/tasks?limit=2&offset=2`)).json()) as {
+      tasks: TaskJson[];
+    };
     expect(second.tasks[0]?.task_id).toBe(all.tasks[2]?.id);
     const failed = (await (await fetch(`${gateway.url}/tasks?status=failed`)).json()) as { total: number };
     expect(failed.total).toBe(0);
@@ -137,7 +142,9 @@ describe("tasks through an embedded gateway", () => {
     const media = await probe(out);
     expect(media.video).toBeDefined();
     expect(Math.abs(media.durationSec - 1.5)).toBeLessThan(0.2);
-    expect(await readFile(out)).toEqual(Buffer.from(await (await fetch(`${gateway.url}/tasks/${id}/result`)).arrayBuffer()));
+    expect(await readFile(out)).toEqual(
+      Buffer.from(await (await fetch(`${gateway.url}/tasks/${id}/result`)).arrayBuffer()),
+    );
   });
 
   it("a sync client that hangs up does not kill its task", async () => {

@@ -26,7 +26,10 @@ export async function startTestGateway(
   dataDir?: string,
 ): Promise<GatewayHandle & { dataDir: string }> {
   const dir = dataDir ?? (await tempDir());
-  const config = resolveGatewayConfig({ ...FAST_FLAGS, embedded: true, dataDir: dir, ...flags }, dir);
+  const config = resolveGatewayConfig(
+    { ...FAST_FLAGS, embedded: flags.config === undefined, dataDir: dir, ...flags },
+    dir,
+  );
   const handle = await startGateway(
     config,
     createLogger({ level: process.env.TEST_LOG_LEVEL ?? "silent", pretty: false }),

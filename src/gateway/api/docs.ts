@@ -32,6 +32,7 @@ export async function registerDocs(app: FastifyInstance, version: string): Promi
       },
       tags: [{ name: "tasks", description: "Create and follow lip-sync tasks" }],
     },
+    exposeHeadRoutes: true,
     refResolver: {
       buildLocalReference: (json, _baseUri, _fragment, i) =>
         typeof json.$id === "string" ? json.$id : `def-${i}`,

@@ -1,0 +1,34 @@
+import type { Logger } from "../logger.js";
+import type { Engine } from "./engine.js";
+import { FfmpegEngine } from "./ffmpeg-engine.js";
+
+/** What the worker knows when it builds its engine; each engine takes the parts it needs. */
+export interface EngineFactoryOptions {
+  /** The machine's `max_concurrent`: how many jobs the engine should accept at once. */
+  readonly maxConcurrent?: number | undefined;
+  readonly logger?: Logger | undefined;
+}
+
+export type EngineFactory = (options: EngineFactoryOptions) => Engine;
+
+/** Adding an engine: its file in this folder, plus one line here. */
+export const engineFactories = {
+  ffmpeg: (options) => new FfmpegEngine({ capacity: options.maxConcurrent, logger: options.logger }),
+} as const satisfies Record<string, EngineFactory>;
+
+export type EngineName = keyof typeof engineFactories;
+
+export function engineNames(): EngineName[] {
+  return Object.keys(engineFactories) as EngineName[];
+}
+
+export function isEngineName(name: string): name is EngineName {
+  return Object.hasOwn(engineFactories, name);
+}
+
+export function createEngine(name: string, options: EngineFactoryOptions = {}): Engine {
+  if (!isEngineName(name)) {
+    throw new RangeError(`unknown engine "${name}"; known engines: ${engineNames().join(", ")}`);
+  }
+  return engineFactories[name](options);
+}

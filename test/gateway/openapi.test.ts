@@ -1,0 +1,70 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { removeDir, startTestGateway } from "../helpers/gateway.js";
+
+type Gateway = Awaited<ReturnType<typeof startTestGateway>>;
+interface Operation {
+  summary?: string;
+  requestBody?: { content: Record<string, { schema: { properties?: Record<string, unknown> } }> };
+  responses: Record<string, { description?: string; content?: Record<string, unknown> }>;
+}
+interface Document {
+  openapi: string;
+  paths: Record<string, Record<string, Operation>>;
+  components: { schemas: Record<string, unknown> };
+}
+
+describe("API documentation", () => {
+  let gateway: Gateway;
+  let doc: Document;
+
+  beforeAll(async () => {
+    gateway = await startTestGateway();
+    doc = (await (await fetch(`${gateway.url}/openapi.json`)).json()) as Document;
+  });
+  afterAll(async () => {
+    await gateway.close();
+    await removeDir(gateway.dataDir);
+  });
+
+  it("is an OpenAPI 3 document of every route with its status codes", () => {
+    expect(doc.openapi).toMatch(/^3\./);
+    const expected: Record<string, Record<string, string[]>> = {
+      "/tasks": { post: ["200", "400", "413", "415"], get: ["200", "400"] },
+      "/tasks/sync": { post: ["200", "400", "413", "415", "422", "502", "503", "504"] },
+      "/tasks/{task_id}": { get: ["200", "404"] },
+      "/tasks/{task_id}/events": { get: ["200", "404"] },
+      "/tasks/{task_id}/result": { get: ["200", "206", "404", "409", "416"], head: ["200", "404", "409"] },
+    };
+    for (const [path, methods] of Object.entries(expected)) {
+      for (const [method, codes] of Object.entries(methods)) {
+        const op = doc.paths[path]?.[method];
+        expect(op, `${method} ${path}`).toBeDefined();
+        expect(op?.summary).toBeTruthy();
+        for (const code of codes)
+          expect(Object.keys(op?.responses ?? {}), `${method} ${path}`).toContain(code);
+      }
+    }
+  });
+
+  it("describes the multipart form with both spellings of the file fields", () => {
+    for (const path of ["/tasks", "/tasks/sync"]) {
+      const form =
+        doc.paths[path]?.post?.requestBody?.content["multipart/form-data"]?.schema.properties ?? {};
+      for (const field of ["audio", "audio_file", "video", "video_file", "description", "callback_url"]) {
+        expect(Object.keys(form), path).toContain(field);
+      }
+    }
+  });
+
+  it("names the shared schemas, the error body among them", () => {
+    expect(Object.keys(doc.components.schemas)).toEqual(
+      expect.arrayContaining(["Task", "TaskList", "TaskEvents", "ErrorBody"]),
+    );
+  });
+
+  it("serves Swagger UI at /docs", async () => {
+    const res = await fetch(`${gateway.url}/docs`, { redirect: "follow" });
+    expect(res.status).toBe(200);
+    expect(await res.text()).toContain("swagger");
+  });
+});

@@ -1,0 +1,170 @@
+import { execFile } from "node:child_process";
+import { open, writeFile } from "node:fs/promises";
+import { extname } from "node:path";
+import { ffmpegPath } from "../../src/media/ffmpeg-binaries.js";
+import { type MediaInfo, probeMedia } from "../../src/media/probe.js";
+import { runFfmpeg } from "../../src/media/run-ffmpeg.js";
+
+/** Fixtures made on the fly with the same ffmpeg the code under test uses, tiny so a 2-core box copes. */
+
+export interface VideoFixture {
+  seconds: number;
+  width?: number;
+  height?: number;
+  fps?: number;
+  withAudio?: boolean;
+}
+
+/** An H.264 MP4 of ffmpeg's moving test pattern, optionally with a 1 kHz tone. */
+export async function makeVideo(path: string, options: VideoFixture): Promise<void> {
+  const { seconds, width = 320, height = 240, fps = 25, withAudio = false } = options;
+  await runFfmpeg([
+    "-v",
+    "error",
+    "-f",
+    "lavfi",
+    "-i",
+    `testsrc=size=${width}x${height}:rate=${fps}:duration=${seconds}`,
+    ...(withAudio ? ["-f", "lavfi", "-i", `sine=frequency=1000:duration=${seconds}`] : []),
+    "-c:v",
+    "libx264",
+    "-preset",
+    "ultrafast",
+    "-pix_fmt",
+    "yuv420p",
+    ...(withAudio ? ["-c:a", "aac"] : []),
+    path,
+  ]);
+}
+
+/**
+ * A video whose frame n is flat grey of brightness 16 + n * step, so `frameLumas` tells which
+ * template frame every output frame came from, even after lossy re-encoding.
+ */
+export async function makeRampVideo(path: string, options: { frames: number; fps?: number }): Promise<void> {
+  const fps = options.fps ?? 25;
+  const step = Math.floor(200 / options.frames);
+  await runFfmpeg([
+    "-v",
+    "error",
+    "-f",
+    "lavfi",
+    "-i",
+    `nullsrc=size=64x64:rate=${fps},geq=lum=16+N*${step}:cb=128:cr=128`,
+    "-frames:v",
+    String(options.frames),
+    "-c:v",
+    "libx264",
+    "-preset",
+    "ultrafast",
+    "-pix_fmt",
+    "yuv420p",
+    path,
+  ]);
+}
+
+/** The mean brightness of every frame, in order. */
+export async function frameLumas(path: string): Promise<number[]> {
+  const ffmpeg = await ffmpegPath();
+  const raw = await new Promise<Buffer>((resolve, reject) => {
+    execFile(
+      ffmpeg,
+      ["-nostdin", "-v", "error", "-i", path, "-vf", "scale=1:1,format=gray", "-f", "rawvideo", "-"],
+      { encoding: "buffer", maxBuffer: 64 * 1024 * 1024 },
+      (err, stdout) => (err ? reject(err) : resolve(stdout)),
+    );
+  });
+  return [...raw];
+}
+
+const AUDIO_CODECS: Record<string, string[]> = {
+  ".wav": ["-c:a", "pcm_s16le"],
+  ".mp3": ["-c:a", "libmp3lame", "-b:a", "64k"],
+  ".m4a": ["-c:a", "aac", "-b:a", "64k"],
+};
+
+/** A 440 Hz tone; the container and codec follow the extension (.wav, .mp3, .m4a). */
+export async function makeAudio(
+  path: string,
+  options: { seconds: number; sampleRate?: number },
+): Promise<void> {
+  const codec = AUDIO_CODECS[extname(path).toLowerCase()];
+  if (!codec) throw new Error(`makeAudio: no codec for ${path}; use .wav, .mp3 or .m4a`);
+  const rate = options.sampleRate ?? 44_100;
+  await runFfmpeg([
+    "-v",
+    "error",
+    "-f",
+    "lavfi",
+    "-i",
+    `sine=frequency=440:sample_rate=${rate}:duration=${options.seconds}`,
+    ...codec,
+    path,
+  ]);
+}
+
+/** An MP3 carrying a cover picture, which ffprobe lists as a video stream. */
+export async function makeAudioWithCover(path: string, options: { seconds: number }): Promise<void> {
+  await runFfmpeg([
+    "-v",
+    "error",
+    "-f",
+    "lavfi",
+    "-i",
+    `sine=frequency=440:duration=${options.seconds}`,
+    "-f",
+    "lavfi",
+    "-i",
+    // Finite on purpose: ffmpeg 4.1 ignores -frames:v here and reads an endless source forever.
+    "color=c=red:size=64x64:duration=0.1",
+    "-map",
+    "0:a",
+    "-map",
+    "1:v",
+    "-frames:v",
+    "1",
+    "-c:a",
+    "libmp3lame",
+    "-c:v",
+    "mjpeg",
+    "-pix_fmt",
+    "yuvj420p",
+    "-disposition:v",
+    "attached_pic",
+    "-id3v2_version",
+    "3",
+    path,
+  ]);
+}
+
+/** Text that no demuxer accepts, whatever the file is called. */
+export async function makeNotMedia(path: string): Promise<void> {
+  await writeFile(path, "this is a text file, not audio or video\n".repeat(64));
+}
+
+export function probe(path: string): Promise<MediaInfo> {
+  return probeMedia(path);
+}
+
+/** The top-level MP4 box types in file order, e.g. ["ftyp", "moov", "mdat"]. */
+export async function topLevelBoxes(path: string): Promise<string[]> {
+  const file = await open(path, "r");
+  try {
+    const size = (await file.stat()).size;
+    const header = Buffer.alloc(16);
+    const boxes: string[] = [];
+    let offset = 0;
+    while (offset + 8 <= size) {
+      await file.read(header, 0, 16, offset);
+      let boxSize = header.readUInt32BE(0);
+      boxes.push(header.toString("latin1", 4, 8));
+      if (boxSize === 1) boxSize = Number(header.readBigUInt64BE(8));
+      else if (boxSize === 0) boxSize = size - offset;
+      if (boxSize < 8) throw new Error(`${path}: bad MP4 box size ${boxSize} at ${offset}`);
+      offset += boxSize;
+    }
+    return boxes;
+  } finally {
+    await file.close();
+  }
+}
