@@ -110,7 +110,7 @@ program
       host: config.host,
       port: config.port,
       dataDir: config.dataDir,
-      engine: createEngine(config.engine, { maxConcurrent: config.maxConcurrent, logger }),
+      engine: createEngine(config.engine, { maxConcurrent: config.maxConcurrent, logger, config }),
       ...(config.token ? { token: config.token } : {}),
       logger,
       version: VERSION,

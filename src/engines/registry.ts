@@ -1,3 +1,4 @@
+import type { WorkerConfig } from "../config/worker-config.js";
 import type { Logger } from "../logger.js";
 import type { Engine } from "./engine.js";
 import { FfmpegEngine } from "./ffmpeg-engine.js";
@@ -7,6 +8,8 @@ export interface EngineFactoryOptions {
   /** The machine's `max_concurrent`: how many jobs the engine should accept at once. */
   readonly maxConcurrent?: number | undefined;
   readonly logger?: Logger | undefined;
+  /** The worker's whole configuration, for engines with settings of their own (absent when embedded). */
+  readonly config?: WorkerConfig | undefined;
 }
 
 export type EngineFactory = (options: EngineFactoryOptions) => Engine;
