@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { Command, Option } from "commander";
 import { type GatewayFlags, resolveGatewayConfig } from "./config/gateway-config.js";
+import { collectHeygemFlag } from "./config/heygem-config.js";
 import { resolveWorkerConfig, type WorkerFlags } from "./config/worker-config.js";
 import { createEngine, engineNames } from "./engines/registry.js";
 import { ConfigError } from "./errors.js";
@@ -40,7 +41,31 @@ program
     ),
   )
   .addOption(
-    opt("--health-interval <ms>", "how often each machine is probed (default 2000)", "HEALTH_INTERVAL"),
+    opt("--health-interval <ms>", "how often each machine is probed (default 1000)", "HEALTH_INTERVAL"),
+  )
+  .addOption(
+    opt("--probe-timeout <ms>", "a health probe slower than this fails (default 2000)", "PROBE_TIMEOUT"),
+  )
+  .addOption(
+    opt(
+      "--failure-threshold <n>",
+      "failed probes in a row that take a machine out (default 2)",
+      "FAILURE_THRESHOLD",
+    ),
+  )
+  .addOption(
+    opt(
+      "--placement <policy>",
+      "earliest-finish, least-loaded or round-robin (default earliest-finish)",
+      "PLACEMENT",
+    ),
+  )
+  .addOption(
+    opt(
+      "--task-timeout <ms>",
+      "fail tasks not finished this long after creation; 0 = never (default 6 h)",
+      "TASK_TIMEOUT",
+    ),
   )
   .addOption(opt("--poll-wait <ms>", "long-poll wait when following a job (default 20000)", "POLL_WAIT"))
   .addOption(
@@ -53,7 +78,7 @@ program
   .addOption(
     opt(
       "--machine-grace <ms>",
-      "how long a silent machine keeps its running tasks (default 10000)",
+      "how long a silent machine keeps its running tasks (default 5000)",
       "MACHINE_GRACE",
     ),
   )
@@ -101,16 +126,131 @@ program
       "RESULT_RETENTION_HOURS",
     ),
   )
+  .addOption(
+    opt(
+      "--command <template>",
+      "command engine: the command to run per job, e.g. 'python infer.py --audio {audio} --video {video} --out {output}'",
+      "COMMAND",
+    ),
+  )
+  .addOption(
+    opt(
+      "--command-timeout <s>",
+      "command engine: kill a job's command after this long (default none)",
+      "COMMAND_TIMEOUT",
+    ),
+  )
+  .addOption(
+    opt(
+      "--command-input-exit-codes <codes>",
+      "command engine: exit codes meaning the input is at fault, e.g. 2,3 (no retry elsewhere)",
+      "COMMAND_INPUT_EXIT_CODES",
+    ),
+  )
+  .addOption(
+    opt(
+      "--command-cwd <dir>",
+      "command engine: run the command here (default: the job's work dir)",
+      "COMMAND_CWD",
+    ),
+  )
+  .addOption(
+    opt(
+      "--speed-factor <x>",
+      "simulate engine: seconds of work per second of audio (default 1)",
+      "SPEED_FACTOR",
+    ),
+  )
+  .addOption(opt("--time-scale <x>", "simulate engine: multiplies every wait (default 1)", "TIME_SCALE"))
+  .addOption(
+    opt(
+      "--heygem <url=dir>",
+      "heygem engine: one container, e.g. http://127.0.0.1:8383=/home/me/heygem_data/face2face (its URL = " +
+        "the host folder mapped to /code/data); repeat per container, or separate with commas",
+      "HEYGEM",
+    ).argParser(collectHeygemFlag),
+  )
+  .addOption(
+    opt(
+      "--heygem-poll-interval <ms>",
+      "heygem: between queries of a task (default 2000)",
+      "HEYGEM_POLL_INTERVAL",
+    ),
+  )
+  .addOption(
+    opt(
+      "--heygem-stall-timeout <ms>",
+      "heygem: fail a task without progress this long (default 600000)",
+      "HEYGEM_STALL_TIMEOUT",
+    ),
+  )
+  .addOption(
+    opt(
+      "--heygem-timeout-base <ms>",
+      "heygem: overall limit of a task, base (default 120000)",
+      "HEYGEM_TIMEOUT_BASE",
+    ),
+  )
+  .addOption(
+    opt(
+      "--heygem-timeout-per-second <ms>",
+      "heygem: overall limit, added per second of audio (default 30000)",
+      "HEYGEM_TIMEOUT_PER_SECOND",
+    ),
+  )
+  .addOption(
+    opt(
+      "--heygem-busy-timeout <ms>",
+      "heygem: how long a job waits while containers are busy (default 600000)",
+      "HEYGEM_BUSY_TIMEOUT",
+    ),
+  )
+  .addOption(
+    opt(
+      "--heygem-busy-backoff <ms>",
+      "heygem: first wait after a busy answer, doubling (default 5000)",
+      "HEYGEM_BUSY_BACKOFF",
+    ),
+  )
+  .addOption(
+    opt(
+      "--heygem-request-timeout <ms>",
+      "heygem: bound on one call to a container (default 30000)",
+      "HEYGEM_REQUEST_TIMEOUT",
+    ),
+  )
+  .addOption(
+    opt(
+      "--heygem-probe-interval <ms>",
+      "heygem: how often an idle container is probed (default 10000)",
+      "HEYGEM_PROBE_INTERVAL",
+    ),
+  )
+  .addOption(
+    opt(
+      "--heygem-unreachable-grace <ms>",
+      "heygem: how long a running task's container may not answer (default 30000)",
+      "HEYGEM_UNREACHABLE_GRACE",
+    ),
+  )
+  .addOption(
+    opt(
+      "--config <file>",
+      "worker settings file (JSON, e.g. worker.json); flags win over it",
+      "WORKER_CONFIG",
+    ),
+  )
   .addOption(opt("--log-level <level>", "trace, debug, info, warn, error (default info)", "LOG_LEVEL"))
   .action(async (flags: WorkerFlags) => {
     const config = resolveWorkerConfig(flags, engineNames());
     const logger = createLogger({ level: config.logLevel });
     const { startWorker } = await import("./worker/agent.js");
+    const engine = createEngine(config.engine, { maxConcurrent: config.maxConcurrent, logger, config });
     const worker = await startWorker({
       host: config.host,
       port: config.port,
       dataDir: config.dataDir,
-      engine: createEngine(config.engine, { maxConcurrent: config.maxConcurrent, logger, config }),
+      engine,
       ...(config.token ? { token: config.token } : {}),
       logger,
       version: VERSION,
@@ -120,7 +260,11 @@ program
       { url: worker.url, engine: config.engine, data_dir: config.dataDir },
       "worker agent listening",
     );
-    closeOnSignals(logger, () => worker.close());
+    // The engine after the worker: the worker's jobs settle first (heygem's are left to resume).
+    closeOnSignals(logger, async () => {
+      await worker.close();
+      await engine.close?.();
+    });
   });
 
 /** SIGTERM/SIGINT: stop taking work, let what runs finish (bounded), then exit 0. */

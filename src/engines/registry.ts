@@ -1,7 +1,10 @@
 import type { WorkerConfig } from "../config/worker-config.js";
 import type { Logger } from "../logger.js";
+import { CommandEngine } from "./command-engine.js";
 import type { Engine } from "./engine.js";
 import { FfmpegEngine } from "./ffmpeg-engine.js";
+import { createHeygemEngine } from "./heygem/heygem-engine.js";
+import { SimulateEngine } from "./simulate-engine.js";
 
 /** What the worker knows when it builds its engine; each engine takes the parts it needs. */
 export interface EngineFactoryOptions {
@@ -17,6 +20,9 @@ export type EngineFactory = (options: EngineFactoryOptions) => Engine;
 /** Adding an engine: its file in this folder, plus one line here. */
 export const engineFactories = {
   ffmpeg: (options) => new FfmpegEngine({ capacity: options.maxConcurrent, logger: options.logger }),
+  heygem: (options) => createHeygemEngine(options.config?.heygem, options.logger),
+  command: (options) => new CommandEngine(options.config?.command, options),
+  simulate: (options) => new SimulateEngine(options.config?.simulate, options),
 } as const satisfies Record<string, EngineFactory>;
 
 export type EngineName = keyof typeof engineFactories;

@@ -111,10 +111,17 @@ export const Health = Type.Object({
       Type.Object({
         name: Type.String(),
         reachable: Type.Boolean(),
+        healthy: Type.Optional(
+          Type.Boolean({
+            description:
+              "false after a machine-class failure until the instance answers again (or its hung task ends): it gets no new jobs",
+          }),
+        ),
         busy: Type.Boolean(),
         job: Type.Optional(JobId),
         last_error: Type.Optional(Type.String()),
       }),
+      { description: "The engine's backends one by one, for engines that drive several (heygem)" },
     ),
   ),
 });

@@ -8,6 +8,7 @@ import { AppError } from "../errors.js";
 import { installErrorHandler } from "../http/error-handler.js";
 import type { Logger } from "../logger.js";
 import { bearer, TOKEN_HEADER } from "../protocol/schemas.js";
+import { JobJournal } from "./job-journal.js";
 import { JobRecords } from "./job-records.js";
 import { JobRunner } from "./job-runner.js";
 import { workerLayout } from "./layout.js";
@@ -36,7 +37,8 @@ export interface WorkerHandle {
   /**
    * Stops taking requests, ends long-polls, aborts running jobs (recorded as failed, kind
    * `machine`, so the gateway runs them elsewhere) and closes the server. Queued jobs stay
-   * queued for the next start on the same data dir.
+   * queued for the next start on the same data dir, and so do running jobs whose engine can
+   * `resume` them (a HeyGem container renders on while the agent restarts).
    */
   close(): Promise<void>;
 }
@@ -48,9 +50,12 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
   await mkdir(layout.dataDir, { recursive: true });
   const blobs = new BlobStore(layout.blobs);
   await blobs.init();
+  const journal = new JobJournal(layout.dataDir);
+  await journal.open();
   const runner = await JobRunner.start({
     engine: options.engine,
     blobs,
+    journal,
     records: new JobRecords(layout.jobs, logger),
     layout,
     logger,
@@ -79,6 +84,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
   } catch (err) {
     await runner.close();
     await app.close();
+    await journal.close();
     throw err;
   }
   const address = app.server.address();
@@ -97,6 +103,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
         const serverClosed = app.close();
         await runner.close();
         await serverClosed;
+        await journal.close();
         logger.info("worker agent stopped");
       })();
       return closing;

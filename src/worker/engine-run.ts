@@ -4,7 +4,7 @@ import { mkdir, rename, rm, stat } from "node:fs/promises";
 import { extname, join } from "node:path";
 import { pipeline } from "node:stream/promises";
 import type { BlobStore } from "../blobs/blob-store.js";
-import type { Engine, EngineJob, EngineRunContext } from "../engines/engine.js";
+import type { Engine, EngineJob, EngineRunContext, ResumeState } from "../engines/engine.js";
 import { EngineError, errorMessage } from "../errors.js";
 import type { Logger } from "../logger.js";
 import type { JobInput } from "./job-records.js";
@@ -24,7 +24,8 @@ export interface JobResult {
 /**
  * One engine run for one job, on disk: a private work dir with the inputs linked in, the engine's
  * run, and its MP4 moved to `results/<id>.mp4` and hashed. The work dir is removed whatever
- * happens. Rejects with whatever the engine (or the file system) threw.
+ * happens. Rejects with whatever the engine (or the file system) threw. With `resume`, the engine
+ * picks up a job it accepted before the agent restarted instead of starting it.
  */
 export async function runEngine(
   deps: EngineRunDeps,
@@ -32,6 +33,7 @@ export async function runEngine(
   input: JobInput,
   ctx: EngineRunContext,
   log: Logger,
+  resume?: ResumeState,
 ): Promise<JobResult> {
   const workDir = deps.layout.workDir(id);
   try {
@@ -48,7 +50,8 @@ export async function runEngine(
     };
     await deps.blobs.linkTo(input.audio.sha256, job.audioPath);
     await deps.blobs.linkTo(input.video.sha256, job.videoPath);
-    await deps.engine.run(job, ctx);
+    if (resume !== undefined && deps.engine.resume) await deps.engine.resume(job, resume, ctx);
+    else await deps.engine.run(job, ctx);
     return await keepResult(job.outputPath, deps.layout.resultPath(id));
   } finally {
     await rm(workDir, { recursive: true, force: true }).catch((err: unknown) => {

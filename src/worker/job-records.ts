@@ -22,6 +22,8 @@ export const JobRecord = Type.Object({
   seq: Type.Integer({ minimum: 0 }),
   input: JobInput,
   view: JobView,
+  /** What the engine saved when its backend accepted the job (engine.ts, `ResumeState`). */
+  resume: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
 });
 export type JobRecord = Static<typeof JobRecord>;
 
@@ -30,18 +32,22 @@ export const RESTARTED_WHILE_RUNNING = "the worker agent restarted while this jo
 /**
  * A record as the agent should serve it after a restart (design.md: "Anything held only in memory
  * must be rebuildable"). A run cannot survive its process, so a job found `running` failed, and
- * the blame is the machine's: the gateway is free to run it again elsewhere.
+ * the blame is the machine's: the gateway is free to run it again elsewhere. The exception is a
+ * job whose backend works on outside the agent (a HeyGem container) and which saved how to find
+ * it again: with `canResume`, it stays `running` for the engine to resume.
  */
-export function recoverRecord(record: JobRecord, now: Date): JobRecord {
+export function recoverRecord(record: JobRecord, now: Date, canResume = false): JobRecord {
   if (record.view.status !== "running") return record;
+  if (canResume && record.resume !== undefined) return record;
   return failRecord(record, now, RESTARTED_WHILE_RUNNING);
 }
 
 /** The record as failed by the machine, `now`, for `message`; a last step or result is dropped. */
 export function failRecord(record: JobRecord, now: Date, message: string): JobRecord {
   const { message: _lastStep, result: _result, ...view } = record.view;
+  const { resume: _resume, ...rest } = record;
   return {
-    ...record,
+    ...rest,
     view: {
       ...view,
       status: "failed",

@@ -1,7 +1,7 @@
 import { mkdir, readdir, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import type { BlobStore } from "../blobs/blob-store.js";
-import type { Engine } from "../engines/engine.js";
+import { AgentStoppingError, type Engine, type ResumeState } from "../engines/engine.js";
 import {
   AppError,
   ConflictError,
@@ -19,6 +19,7 @@ import {
   type PutJobBody,
 } from "../protocol/schemas.js";
 import { type JobResult, runEngine } from "./engine-run.js";
+import type { JobJournal } from "./job-journal.js";
 import {
   failRecord,
   type JobInput,
@@ -40,6 +41,8 @@ export interface JobRunnerOptions {
   readonly logger: Logger;
   /** Finished jobs and their results are forgotten this long after they finish. */
   readonly resultRetentionMs?: number;
+  /** Where every job's accepted/started/finished/deleted goes, for audits after the records are gone. */
+  readonly journal?: JobJournal;
   readonly now?: () => Date;
 }
 
@@ -58,7 +61,9 @@ interface Job {
 type Outcome =
   | { status: "succeeded"; result: JobResult }
   | { status: "failed"; error: { kind: FailureKind; message: string } }
-  | { status: "cancelled" };
+  | { status: "cancelled" }
+  /** The agent stops: the record stays as it is (queued, or running to be resumed) for the next start. */
+  | { status: "suspended" };
 
 function failed(kind: FailureKind, message: string): Outcome {
   return { status: "failed", error: { kind, message } };
@@ -67,12 +72,17 @@ function failed(kind: FailureKind, message: string): Outcome {
 /**
  * The worker's queue in front of its engine: accepted jobs wait `queued` (FIFO) until one of the
  * engine's `capacity` slots is free, then run to `succeeded`, `failed` or `cancelled`. Every change
- * bumps the job's `version`, is written to its record and wakes its long-polls.
+ * bumps the job's `version`, is written to its record and wakes its long-polls. An engine with
+ * `startsWhenAccepted` holds a slot while its backend has not taken the job yet; the job shows
+ * `queued` until the engine says it is accepted.
  */
 export class JobRunner {
   private readonly jobs = new Map<string, Job>();
   private readonly queue: string[] = [];
+  /** Jobs that hold one of the engine's slots (some may still be `queued`: startsWhenAccepted). */
   private readonly running = new Set<string>();
+  /** Jobs found `running` at start-up that the engine will resume; they take slots first. */
+  private readonly resuming: string[] = [];
   private readonly capacity: number;
   private readonly retentionMs: number;
   private readonly now: () => Date;
@@ -100,11 +110,14 @@ export class JobRunner {
   }
 
   get runningIds(): string[] {
-    return [...this.running];
+    return [...this.running].filter((id) => this.jobs.get(id)?.record.view.status === "running");
   }
 
   get queuedIds(): string[] {
-    return [...this.queue];
+    const waitingForEngine = [...this.running].filter(
+      (id) => this.jobs.get(id)?.record.view.status === "queued",
+    );
+    return [...waitingForEngine, ...this.queue];
   }
 
   /** Long-polls currently parked, across all jobs. */
@@ -164,6 +177,7 @@ export class JobRunner {
       { audio: input.audio.sha256, video: input.video.sha256, options: input.options },
       "job accepted",
     );
+    this.o.journal?.write(id, "accepted");
     this.queue.push(id);
     this.pump();
     return { view: job.record.view, created: true };
@@ -231,7 +245,9 @@ export class JobRunner {
     this.closing = true;
     clearInterval(this.sweeper);
     for (const job of this.jobs.values()) this.notify(job);
-    for (const id of this.running) this.jobs.get(id)?.abort?.abort(new Error(STOPPED_WHILE_RUNNING));
+    for (const id of this.running) {
+      this.jobs.get(id)?.abort?.abort(new AgentStoppingError(STOPPED_WHILE_RUNNING));
+    }
     await Promise.all([...this.jobs.values()].map((job) => job.run));
     await this.o.records.flush();
   }
@@ -245,8 +261,9 @@ export class JobRunner {
     }
 
     const now = this.now();
+    const canResume = this.o.engine.resume !== undefined;
     for (const loaded of await this.o.records.loadAll()) {
-      let record = recoverRecord(loaded, now);
+      let record = recoverRecord(loaded, now, canResume);
       if (record.view.status === "succeeded" && !(await exists(layout.resultPath(record.view.id)))) {
         record = failRecord(record, now, "the result file of this job is gone from the worker's disk");
       }
@@ -254,7 +271,13 @@ export class JobRunner {
       const job = this.add(record);
       this.nextSeq = Math.max(this.nextSeq, record.seq + 1);
       if (record.view.status === "queued") this.queue.push(record.view.id);
+      if (record.view.status === "running") {
+        this.resuming.push(record.view.id);
+        job.log.info({ resume: record.resume }, "job was running before the restart; resuming it");
+      }
       if (loaded.view.status !== record.view.status) {
+        if (loaded.view.status === "running")
+          this.o.journal?.write(record.view.id, "finished", record.view.status);
         job.log.warn({ was: loaded.view.status, error: record.view.error }, "job settled after a restart");
       }
     }
@@ -288,13 +311,15 @@ export class JobRunner {
 
   private pump(): void {
     while (!this.closing && this.running.size < this.capacity) {
-      const id = this.queue.shift();
+      const resumeId = this.resuming.shift();
+      const id = resumeId ?? this.queue.shift();
       if (id === undefined) return;
       const job = this.jobs.get(id);
       if (!job) continue;
       this.running.add(id);
       job.abort = new AbortController();
-      job.run = this.execute(job, job.abort.signal)
+      const resume = resumeId === undefined ? undefined : job.record.resume;
+      job.run = this.execute(job, job.abort.signal, resume)
         .catch((err: unknown) => job.log.error({ err }, "job bookkeeping failed"))
         .finally(() => {
           this.running.delete(id);
@@ -303,9 +328,10 @@ export class JobRunner {
     }
   }
 
-  private async execute(job: Job, signal: AbortSignal): Promise<void> {
-    this.update(job, { status: "running", started_at: this.now().toISOString() });
-    job.log.info("job started");
+  private async execute(job: Job, signal: AbortSignal, resume?: ResumeState): Promise<void> {
+    const onAccepted = (state?: ResumeState) => this.accepted(job, state);
+    if (resume !== undefined) job.log.info("job resumed");
+    else if (!this.o.engine.startsWhenAccepted) onAccepted();
     let outcome: Outcome;
     try {
       const onProgress = (progress: number, message?: string) => this.progress(job, progress, message);
@@ -313,19 +339,46 @@ export class JobRunner {
         this.o,
         job.record.view.id,
         job.record.input,
-        { signal, onProgress },
+        { signal, onProgress, onAccepted },
         job.log,
+        resume,
       );
       outcome = { status: "succeeded", result };
     } catch (err) {
       outcome = this.blame(job, signal, err);
     }
+    if (outcome.status === "suspended") {
+      job.log.info({ status: job.record.view.status }, "job left for the next start of the agent");
+      return;
+    }
     this.finish(job, outcome);
+  }
+
+  /** The engine's backend has the job (at once for most engines): it is running from now on. */
+  private accepted(job: Job, resume: ResumeState | undefined): void {
+    if (job.cancelRequested) return;
+    if (job.record.view.status === "queued") {
+      if (resume !== undefined) job.record = { ...job.record, resume };
+      this.update(job, { status: "running", started_at: this.now().toISOString() });
+      this.o.journal?.write(job.record.view.id, "started");
+      job.log.info("job started");
+    } else if (resume !== undefined) {
+      job.record = { ...job.record, resume };
+      this.update(job, {});
+    }
   }
 
   private blame(job: Job, signal: AbortSignal, err: unknown): Outcome {
     if (job.cancelRequested) return { status: "cancelled" };
-    if (this.closing && signal.aborted) return failed("machine", STOPPED_WHILE_RUNNING);
+    if (this.closing && signal.aborted) {
+      // Not started yet, or still in the hands of a backend that outlives the agent: both can go
+      // on after the next start, the first from the queue, the second through `Engine.resume`.
+      const { status } = job.record.view;
+      if (status === "queued") return { status: "suspended" };
+      if (this.o.engine.resume !== undefined && job.record.resume !== undefined)
+        return { status: "suspended" };
+      return failed("machine", STOPPED_WHILE_RUNNING);
+    }
     if (err instanceof EngineError) return failed(err.kind, err.message);
     job.log.error({ err }, "job failed outside the engine's own error handling");
     return failed("machine", errorMessage(err));
@@ -339,8 +392,10 @@ export class JobRunner {
     this.update(job, message === undefined ? { progress: clamped } : { progress: clamped, message });
   }
 
-  private finish(job: Job, outcome: Outcome): void {
+  private finish(job: Job, outcome: Exclude<Outcome, { status: "suspended" }>): void {
     const { message: _lastStep, ...view } = job.record.view;
+    const { resume: _resume, ...record } = job.record;
+    job.record = record;
     const finished_at = this.now().toISOString();
     const next: JobView =
       outcome.status === "succeeded"
@@ -349,6 +404,7 @@ export class JobRunner {
           ? { ...view, status: "failed", error: outcome.error, finished_at }
           : { ...view, status: "cancelled", finished_at };
     this.replace(job, next);
+    this.o.journal?.write(next.id, "finished", next.status);
     job.log.info({ status: next.status, error: next.error, result: next.result }, "job finished");
   }
 
@@ -371,11 +427,12 @@ export class JobRunner {
 
   private async deleteJob(job: Job): Promise<JobView> {
     const { id, status } = job.record.view;
-    if (status === "queued") {
-      const at = this.queue.indexOf(id);
-      if (at >= 0) this.queue.splice(at, 1);
+    const at = this.queue.indexOf(id);
+    if (status === "queued" && at >= 0) {
+      this.queue.splice(at, 1);
       this.update(job, { status: "cancelled", finished_at: this.now().toISOString() });
-    } else if (status === "running") {
+    } else if (status === "queued" || status === "running") {
+      // Running, or queued while the engine waits for its backend to take it: both hold a slot.
       job.cancelRequested = true;
       job.abort?.abort(new Error("cancelled by the gateway"));
       await job.run;
@@ -385,6 +442,7 @@ export class JobRunner {
     await rm(this.o.layout.resultPath(id), { force: true });
     this.jobs.delete(id);
     this.notify(job);
+    this.o.journal?.write(id, "deleted", job.record.view.status);
     job.log.info({ status: job.record.view.status }, "job deleted");
     return job.record.view;
   }

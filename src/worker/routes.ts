@@ -46,6 +46,7 @@ export async function registerWorkerRoutes(root: FastifyInstance, deps: WorkerRo
     { schema: { response: { 200: Health, "4xx": ErrorBody } } },
     async (): Promise<Health> => {
       const disk = await statfs(deps.dataDir);
+      const instances = engine.instances?.();
       return {
         protocol: PROTOCOL_VERSION,
         engine: engine.name,
@@ -54,6 +55,7 @@ export async function registerWorkerRoutes(root: FastifyInstance, deps: WorkerRo
         running: runner.runningIds,
         queued: runner.queuedIds,
         free_disk_bytes: disk.bavail * disk.bsize,
+        ...(instances === undefined ? {} : { instances }),
       };
     },
   );

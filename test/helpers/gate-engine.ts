@@ -1,5 +1,5 @@
 import { writeFile } from "node:fs/promises";
-import type { Engine, EngineJob, EngineRunContext } from "../../src/engines/engine.js";
+import type { Engine, EngineJob, EngineRunContext, ResumeState } from "../../src/engines/engine.js";
 import { EngineError, type FailureKind } from "../../src/errors.js";
 
 type Verdict = { ok: true; output: Buffer } | { ok: false; kind: FailureKind; message: string };
@@ -74,6 +74,11 @@ export class GateEngine implements Engine {
 
   progress(id: string, progress: number, message?: string): void {
     this.gate(id).ctx.onProgress(progress, message);
+  }
+
+  /** Says the backend took the job (for engines with `startsWhenAccepted`), with a resume state. */
+  accept(id: string, resume?: ResumeState): void {
+    this.gate(id).ctx.onAccepted?.(resume);
   }
 
   private gate(id: string): GateRun {

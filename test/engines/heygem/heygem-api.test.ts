@@ -1,0 +1,87 @@
+import { writeFile } from "node:fs/promises";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { join } from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import { HeygemApi, HeygemUnreachableError } from "../../../src/engines/heygem/heygem-api.js";
+import { HeygemEmulator } from "../../helpers/heygem-emulator.js";
+
+const OPTIONS = { chaofen: 0, watermark_switch: 0, pn: 1 } as const;
+const cleanups: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const fn of cleanups.splice(0).reverse()) await fn();
+});
+
+async function emulator(): Promise<HeygemEmulator> {
+  const emu = await HeygemEmulator.start();
+  cleanups.push(() => emu.close());
+  return emu;
+}
+
+/** A server that answers every request with `body` as `contentType`. */
+async function fixed(body: string, contentType = "text/html; charset=utf-8", status = 200): Promise<string> {
+  const server: Server = createServer((_req, res) => {
+    res.writeHead(status, { "content-type": contentType });
+    res.end(body);
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  cleanups.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+}
+
+describe("HeygemApi", () => {
+  it("reads the container's text/html JSON, with an integer msg on accept, busy and 10004", async () => {
+    const emu = await emulator();
+    await writeFile(join(emu.tempDir, "a.wav"), "x");
+    await writeFile(join(emu.tempDir, "v.mp4"), "y");
+    const api = new HeygemApi({ baseUrl: `${emu.url}/`, requestTimeoutMs: 2000 });
+    const req = { code: "c1", audioName: "a.wav", videoName: "v.mp4", options: OPTIONS };
+    expect(await api.submit(req)).toEqual({ kind: "accepted" });
+    expect(await api.submit({ ...req, code: "c2" })).toEqual({ kind: "busy", code: 10001, msg: "忙碌中" });
+    expect(await api.query("c1")).toEqual({ kind: "task", status: 1, progress: 0, msg: "", result: "" });
+    await emu.finish("c1");
+    expect(await api.query("c1")).toMatchObject({
+      kind: "task",
+      status: 2,
+      progress: 100,
+      result: "/c1-r.mp4",
+    });
+    // The final answer is given once.
+    expect(await api.query("c1")).toEqual({ kind: "gone" });
+  });
+
+  it("tells a refused submit (missing parameter) from a busy one", async () => {
+    const emu = await emulator();
+    const api = new HeygemApi({ baseUrl: emu.url, requestTimeoutMs: 2000 });
+    const reply = await api.submit({ code: "", audioName: "a.wav", videoName: "v.mp4", options: OPTIONS });
+    expect(reply).toEqual({ kind: "refused", code: 10002, msg: "code参数缺失" });
+  });
+
+  it("parses JSON whatever the content type says, and tolerates unknown fields", async () => {
+    const url = await fixed(
+      '{"code": 10000, "data": {"code": "c", "msg": "ok", "progress": "80", "result": "", "status": 1, "gpu": 0}, "msg": "", "success": true}',
+      "text/plain",
+    );
+    const api = new HeygemApi({ baseUrl: url, requestTimeoutMs: 2000 });
+    expect(await api.query("c")).toEqual({ kind: "task", status: 1, progress: 80, msg: "ok", result: "" });
+  });
+
+  it("treats a refused connection or a body that is not a HeyGem reply as unreachable", async () => {
+    const emu = await emulator();
+    const down = emu.url;
+    await emu.stop();
+    await expect(new HeygemApi({ baseUrl: down, requestTimeoutMs: 2000 }).query("c")).rejects.toBeInstanceOf(
+      HeygemUnreachableError,
+    );
+    const proxy = await fixed("<html>502 Bad Gateway</html>", "text/html", 502);
+    await expect(new HeygemApi({ baseUrl: proxy, requestTimeoutMs: 2000 }).query("c")).rejects.toThrow(
+      /HTTP 502, not a HeyGem reply/,
+    );
+  });
+
+  it("reports other reply codes on a query as errors", async () => {
+    const url = await fixed('{"code": 9999, "data": {}, "msg": "系统异常", "success": false}');
+    const api = new HeygemApi({ baseUrl: url, requestTimeoutMs: 2000 });
+    expect(await api.query("c")).toEqual({ kind: "error", code: 9999, msg: "系统异常" });
+  });
+});
