@@ -1,6 +1,7 @@
 import { existsSync } from "node:fs";
 import { resolve } from "node:path";
 import { ConfigError } from "../errors.js";
+import { PLACEMENT_NAMES, type PlacementName } from "../gateway/placement/policy.js";
 import { loadMachinesFile, type MachineEntry } from "./machines-file.js";
 
 export const DEFAULT_MACHINES_FILE = "config/machines.json";
@@ -18,6 +19,12 @@ export interface GatewayConfig {
   readonly embedded: boolean;
   readonly embeddedConcurrency: number;
   readonly healthIntervalMs: number;
+  readonly probeTimeoutMs: number;
+  /** Consecutive failed probes that take a machine out of placement. */
+  readonly failureThreshold: number;
+  readonly placement: PlacementName;
+  /** A task not finished this long after creation fails (0 = never). */
+  readonly taskTimeoutMs: number;
   /** How long one long-poll of a worker's job may hang before it is asked again. */
   readonly pollWaitMs: number;
   /** Bound on a single request to a worker that should answer at once. */
@@ -42,6 +49,10 @@ export interface GatewayFlags {
   embedded?: boolean;
   embeddedConcurrency?: string;
   healthInterval?: string;
+  probeTimeout?: string;
+  failureThreshold?: string;
+  placement?: string;
+  taskTimeout?: string;
   pollWait?: string;
   requestTimeout?: string;
   machineGrace?: string;
@@ -81,10 +92,14 @@ export function resolveGatewayConfig(flags: GatewayFlags, cwd = process.cwd()): 
     workerToken: flags.workerToken ?? file?.worker_token,
     embedded,
     embeddedConcurrency: int("embedded-concurrency", flags.embeddedConcurrency, 1, 1),
-    healthIntervalMs: int("health-interval", flags.healthInterval, 2000, 10),
+    healthIntervalMs: int("health-interval", flags.healthInterval, 1000, 10),
+    probeTimeoutMs: int("probe-timeout", flags.probeTimeout, 2000, 10),
+    failureThreshold: int("failure-threshold", flags.failureThreshold, 2, 1),
+    placement: placement(flags.placement),
+    taskTimeoutMs: int("task-timeout", flags.taskTimeout, 6 * 3_600_000, 0),
     pollWaitMs: int("poll-wait", flags.pollWait, 20_000, 0),
     requestTimeoutMs: int("request-timeout", flags.requestTimeout, 30_000, 10),
-    machineGraceMs: int("machine-grace", flags.machineGrace, 10_000, 0),
+    machineGraceMs: int("machine-grace", flags.machineGrace, 5_000, 0),
     syncTimeoutMs: int("sync-timeout", flags.syncTimeout, 3_600_000, 1),
     maxUploadBytes: int("max-upload-mb", flags.maxUploadMb, 2048, 1) * 1024 * 1024,
     maxAttempts: int("max-attempts", flags.maxAttempts, 3, 1),
@@ -93,4 +108,12 @@ export function resolveGatewayConfig(flags: GatewayFlags, cwd = process.cwd()): 
     callbackTimeoutMs: int("callback-timeout", flags.callbackTimeout, 10_000, 1),
     logLevel: flags.logLevel ?? "info",
   });
+}
+
+function placement(value: string | undefined): PlacementName {
+  if (value === undefined || value === "") return "earliest-finish";
+  const known = PLACEMENT_NAMES.find((n) => n === value);
+  if (!known)
+    throw new ConfigError("--placement", "", `expected one of ${PLACEMENT_NAMES.join(", ")}, got "${value}"`);
+  return known;
 }

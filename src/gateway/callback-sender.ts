@@ -1,11 +1,14 @@
 import { request } from "undici";
 import { errorMessage } from "../errors.js";
 import type { Logger } from "../logger.js";
+import type { CallbackStore } from "../store/callback-store.js";
 import type { CallbackRow } from "../store/schema.js";
 import type { TaskStore } from "../store/task-store.js";
 
 export interface CallbackSenderOptions {
+  /** Its `changes` wake the sender when a status change may have written a delivery. */
   store: TaskStore;
+  deliveries: CallbackStore;
   logger: Logger;
   maxTries: number;
   retryBaseMs: number;
@@ -61,7 +64,7 @@ export class CallbackSender {
   private async drain(): Promise<void> {
     do {
       this.again = false;
-      const due = await this.options.store.dueCallbacks(32);
+      const due = await this.options.deliveries.dueCallbacks(32);
       await Promise.all(due.map((row) => this.deliver(row)));
       if (due.length > 0) this.again = true;
     } while (this.again && !this.closed);
@@ -71,7 +74,7 @@ export class CallbackSender {
   /** Sleeps until the next retry is due; a new status change kicks earlier. */
   private async armTimer(): Promise<void> {
     if (this.timer) clearTimeout(this.timer);
-    const next = await this.options.store.nextCallbackDue();
+    const next = await this.options.deliveries.nextCallbackDue();
     if (!next || this.closed) return;
     const wait = Math.max(0, Date.parse(next) - Date.now());
     this.timer = setTimeout(() => this.kick(), wait);
@@ -92,7 +95,7 @@ export class CallbackSender {
       });
       await res.body.dump();
       if (res.statusCode >= 200 && res.statusCode < 300) {
-        await this.options.store.settleCallback(row.id, { state: "delivered", tries });
+        await this.options.deliveries.settleCallback(row.id, { state: "delivered", tries });
         log.info({ url: row.url, tries, status: res.statusCode }, "callback delivered");
         return;
       }
@@ -101,12 +104,12 @@ export class CallbackSender {
       error = errorMessage(err);
     }
     if (tries >= this.options.maxTries) {
-      await this.options.store.settleCallback(row.id, { state: "given_up", tries, error });
+      await this.options.deliveries.settleCallback(row.id, { state: "given_up", tries, error });
       log.warn({ url: row.url, tries, error }, "callback given up");
       return;
     }
     const backoff = Math.min(MAX_BACKOFF_MS, this.options.retryBaseMs * 2 ** (tries - 1));
-    await this.options.store.settleCallback(row.id, {
+    await this.options.deliveries.settleCallback(row.id, {
       state: "pending",
       tries,
       nextAt: new Date(Date.now() + backoff),

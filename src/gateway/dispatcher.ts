@@ -3,15 +3,17 @@ import type { BlobStore } from "../blobs/blob-store.js";
 import { errorMessage, type FailureKind } from "../errors.js";
 import type { Logger } from "../logger.js";
 import { FINAL_JOB_STATUSES, type JobOptions, type JobView } from "../protocol/schemas.js";
-import { WorkerHttpError, WorkerUnreachableError } from "../protocol/worker-client.js";
+import { type WorkerClient, WorkerHttpError, WorkerUnreachableError } from "../protocol/worker-client.js";
 import type { AttemptRow, TaskRow } from "../store/schema.js";
 import type { TaskStore } from "../store/task-store.js";
 import type { Fleet, Machine } from "./fleet.js";
+import type { SpeedModel } from "./speed-model.js";
 
 export interface DispatcherOptions {
   store: TaskStore;
   blobs: BlobStore;
   fleet: Fleet;
+  speeds: SpeedModel;
   logger: Logger;
   maxAttempts: number;
   pollWaitMs: number;
@@ -22,14 +24,25 @@ export interface DispatcherOptions {
   onSlotFree: () => void;
 }
 
-/** Why an attempt ended without a result. */
+/** Progress that moves less than this, with the same engine message, is not a step of the log. */
+const PROGRESS_STEP = 10;
+
+/** Why an attempt ended without a result. `retry: false` ends the task whatever its kind. */
 class AttemptFailure extends Error {
   constructor(
     readonly kind: FailureKind,
     message: string,
+    readonly retry = true,
   ) {
     super(message);
   }
+}
+
+interface LiveAttempt {
+  readonly taskId: string;
+  readonly machine: Machine;
+  readonly abort: AbortController;
+  readonly done: Promise<void>;
 }
 
 /**
@@ -39,15 +52,19 @@ class AttemptFailure extends Error {
  * re-attaches to a job after a gateway restart: `PUT /v1/jobs/{id}` returns the existing job.
  */
 export class Dispatcher {
-  private readonly live = new Map<string, Promise<void>>();
-  private readonly abort = new AbortController();
+  private readonly live = new Map<string, LiveAttempt>();
+  private readonly shutdown = new AbortController();
 
   constructor(private readonly options: DispatcherOptions) {}
 
   /** Places `task` on `machine` if it is still pending; the slot is claimed before any await. */
   async dispatch(task: TaskRow, machine: Machine): Promise<boolean> {
     const attemptId = randomUUID();
-    machine.running.add(attemptId);
+    machine.running.set(attemptId, {
+      taskId: task.id,
+      audioDuration: task.audio_duration,
+      startedAt: Date.now(),
+    });
     let started: TaskRow | undefined;
     try {
       started = await this.options.store.startAttempt(task.id, attemptId, machine.name);
@@ -73,7 +90,11 @@ export class Dispatcher {
         });
         continue;
       }
-      machine.running.add(attempt.id);
+      machine.running.set(attempt.id, {
+        taskId: task.id,
+        audioDuration: task.audio_duration,
+        startedAt: Date.parse(attempt.created_at),
+      });
       this.options.logger.info(
         { task_id: task.id, attempt_id: attempt.id, machine: machine.name },
         "re-attaching to attempt after restart",
@@ -82,71 +103,126 @@ export class Dispatcher {
     }
   }
 
+  /** The machine is gone past its grace period: every attempt on it moves on. */
+  abandonMachine(machine: Machine, reason: string): void {
+    for (const [, attempt] of this.live) {
+      if (attempt.machine === machine) attempt.abort.abort(new AttemptFailure("machine", reason));
+    }
+  }
+
+  /** Ends the task's live attempt (if any) for good, with `message`. Resolves once it has ended. */
+  async endTask(taskId: string, message: string): Promise<boolean> {
+    for (const [, attempt] of this.live) {
+      if (attempt.taskId !== taskId) continue;
+      attempt.abort.abort(new AttemptFailure("machine", message, false));
+      await attempt.done;
+      return true;
+    }
+    return false;
+  }
+
+  liveAttemptIds(machine: Machine): ReadonlySet<string> {
+    const ids = new Set<string>();
+    for (const [id, attempt] of this.live) if (attempt.machine === machine) ids.add(id);
+    return ids;
+  }
+
   /** Stops following attempts without changing their state: a restart re-attaches to them. */
   async close(): Promise<void> {
-    this.abort.abort();
-    await Promise.allSettled(this.live.values());
+    this.shutdown.abort();
+    await Promise.allSettled([...this.live.values()].map((a) => a.done));
   }
 
   private track(task: TaskRow, attemptId: string, machine: Machine): void {
-    const run = this.run(task, attemptId, machine).finally(() => {
+    const abort = new AbortController();
+    const signal = AbortSignal.any([abort.signal, this.shutdown.signal]);
+    const done = this.run(task, attemptId, machine, machine.client, signal).finally(() => {
       this.live.delete(attemptId);
-      machine.running.delete(attemptId);
-      this.options.onSlotFree();
+      this.releaseSlot(attemptId, machine);
     });
-    this.live.set(attemptId, run);
+    this.live.set(attemptId, { taskId: task.id, machine, abort, done });
   }
 
-  private async run(task: TaskRow, attemptId: string, machine: Machine): Promise<void> {
+  private releaseSlot(attemptId: string, machine: Machine): void {
+    if (machine.running.delete(attemptId)) this.options.onSlotFree();
+  }
+
+  private async run(
+    task: TaskRow,
+    attemptId: string,
+    machine: Machine,
+    client: WorkerClient,
+    signal: AbortSignal,
+  ): Promise<void> {
     const log = this.options.logger.child({ task_id: task.id, attempt_id: attemptId, machine: machine.name });
     const { store } = this.options;
     try {
-      const view = await this.follow(task, attemptId, machine, log);
-      if (this.abort.signal.aborted) return;
+      const view = await this.follow(task, attemptId, machine, client, signal, log);
+      // The engine is done with it: its slot can take the next task while the result comes home.
+      this.releaseSlot(attemptId, machine);
       const result = view.result;
       if (!result) throw new AttemptFailure("machine", "the worker reported success without a result");
-      const stored = await this.fetchResult(attemptId, machine, result.sha256);
-      const done = await store.completeAttempt(task.id, attemptId, stored);
-      if (done) log.info({ bytes: stored.bytes }, "task completed");
-      else log.warn("attempt is no longer current; its result is ignored");
+      const stored = await this.fetchResult(attemptId, client, result.sha256, signal);
+      const runSeconds = engineSeconds(view);
+      const done = await store.completeAttempt(task.id, attemptId, stored, runSeconds);
+      if (done) {
+        if (runSeconds !== undefined && task.audio_duration > 0) {
+          this.options.speeds.observe(machine.name, runSeconds / task.audio_duration);
+        }
+        log.info({ bytes: stored.bytes, run_seconds: runSeconds }, "task completed");
+      } else {
+        log.warn("attempt is no longer current; its result is ignored");
+      }
       // The result is safe here now; free the worker's disk.
-      await machine.client.cancelJob(attemptId).catch(() => undefined);
+      await client.cancelJob(attemptId).catch(() => undefined);
     } catch (err) {
-      if (this.abort.signal.aborted) return;
+      if (this.shutdown.signal.aborted) return;
+      const reason: unknown = signal.aborted ? signal.reason : err;
       const failure =
-        err instanceof AttemptFailure
-          ? err
-          : new AttemptFailure("machine", `dispatch failed: ${errorMessage(err)}`);
+        reason instanceof AttemptFailure
+          ? reason
+          : new AttemptFailure("machine", `dispatch failed: ${errorMessage(reason)}`);
       const current = await store.getTask(task.id);
-      const retry = failure.kind === "machine" && (current?.attempts ?? 0) < this.options.maxAttempts;
+      const retry =
+        failure.retry && failure.kind === "machine" && (current?.attempts ?? 0) < this.options.maxAttempts;
       const message =
-        failure.kind === "machine" && !retry
+        failure.retry && failure.kind === "machine" && !retry
           ? `gave up after ${current?.attempts ?? 0} attempts; last: ${failure.message}`
           : failure.message;
       log.warn({ kind: failure.kind, retry }, `attempt failed: ${failure.message}`);
       await store.failAttempt(task.id, attemptId, { kind: failure.kind, message, retry });
-      if (failure.kind === "machine") {
-        await machine.client.cancelJob(attemptId).catch(() => undefined);
-      }
+      // Whatever the worker still holds for this attempt is of no use now.
+      await client.cancelJob(attemptId).catch(() => undefined);
     }
   }
 
   /** Creates (or re-attaches to) the job and follows it until it is final. */
-  private async follow(task: TaskRow, attemptId: string, machine: Machine, log: Logger): Promise<JobView> {
+  private async follow(
+    task: TaskRow,
+    attemptId: string,
+    machine: Machine,
+    client: WorkerClient,
+    signal: AbortSignal,
+    log: Logger,
+  ): Promise<JobView> {
     const { store } = this.options;
-    let view = await this.withGrace(machine, log, () => this.createJob(task, attemptId, machine, log));
+    let view = await this.withGrace(machine, signal, log, () =>
+      this.createJob(task, attemptId, machine, client, signal, log),
+    );
     await store.markAttemptRunning(attemptId);
     log.info({ status: view.status }, "job accepted by worker");
+    let logged: { progress: number; message: string | undefined } = { progress: 0, message: undefined };
     for (;;) {
-      await store.recordProgress(task.id, attemptId, view.progress, view.message);
+      // The final state has an event of its own; a progress row for it would only repeat it.
       if (FINAL_JOB_STATUSES.has(view.status)) break;
+      const step = view.message !== logged.message || view.progress - logged.progress >= PROGRESS_STEP;
+      if (step || view.progress !== logged.progress) {
+        await store.recordProgress(task.id, attemptId, view.progress, view.message, step);
+        if (step) logged = { progress: view.progress, message: view.message };
+      }
       const after = view.version;
-      const next = await this.withGrace(machine, log, () =>
-        machine.client.getJob(attemptId, {
-          waitMs: this.options.pollWaitMs,
-          afterVersion: after,
-          signal: this.abort.signal,
-        }),
+      const next = await this.withGrace(machine, signal, log, () =>
+        client.getJob(attemptId, { waitMs: this.options.pollWaitMs, afterVersion: after, signal }),
       );
       if (!next)
         throw new AttemptFailure("machine", `machine ${machine.name} no longer knows this job (lost)`);
@@ -158,34 +234,49 @@ export class Dispatcher {
     throw new AttemptFailure(view.error?.kind ?? "machine", view.error?.message ?? "the engine failed");
   }
 
-  private async createJob(task: TaskRow, attemptId: string, machine: Machine, log: Logger): Promise<JobView> {
+  private async createJob(
+    task: TaskRow,
+    attemptId: string,
+    machine: Machine,
+    client: WorkerClient,
+    signal: AbortSignal,
+    log: Logger,
+  ): Promise<JobView> {
     const body = {
       audio: { sha256: task.audio_sha256, bytes: task.audio_bytes, name: task.audio_name },
       video: { sha256: task.video_sha256, bytes: task.video_bytes, name: task.video_name },
       options: JSON.parse(task.options) as JobOptions,
       audio_duration: task.audio_duration,
     };
-    const signal = this.abort.signal;
     for (let tries = 0; ; tries++) {
       try {
-        return await machine.client.putJob(attemptId, body, signal);
+        const view = await client.putJob(attemptId, body, signal);
+        machine.knowBlob(body.video.sha256);
+        machine.knowBlob(body.audio.sha256);
+        return view;
       } catch (err) {
         if (!(err instanceof WorkerHttpError && err.code === "BLOB_MISSING") || tries >= 2) throw err;
       }
       // Upload only what the worker lacks: the same avatar video serves thousands of tasks.
       for (const ref of [body.video, body.audio]) {
-        if (await machine.client.hasBlob(ref.sha256, signal)) continue;
+        if (await client.hasBlob(ref.sha256, signal)) {
+          machine.knowBlob(ref.sha256);
+          continue;
+        }
         log.info({ sha256: ref.sha256, bytes: ref.bytes }, `uploading ${ref.name} to worker`);
-        await machine.client.putBlob(ref.sha256, this.options.blobs.path(ref.sha256), ref.bytes, signal);
+        const started = Date.now();
+        await client.putBlob(ref.sha256, this.options.blobs.path(ref.sha256), ref.bytes, signal);
+        machine.observeUpload(ref.bytes, Date.now() - started);
+        machine.knowBlob(ref.sha256);
       }
     }
   }
 
-  private async fetchResult(attemptId: string, machine: Machine, sha256: string) {
-    const body = await machine.client.result(attemptId, this.abort.signal);
+  private async fetchResult(attemptId: string, client: WorkerClient, sha256: string, signal: AbortSignal) {
+    const body = await client.result(attemptId, signal);
     return this.options.blobs.put(body, {
       expectedSha256: sha256,
-      signal: this.abort.signal,
+      signal,
       onMismatch: (actual) =>
         new AttemptFailure("machine", `result arrived damaged (sha256 ${actual}, expected ${sha256})`),
     });
@@ -196,15 +287,22 @@ export class Dispatcher {
    * that restarts or a network blip must not cost a running task. Past the grace, the attempt
    * is the machine's failure and the task moves on.
    */
-  private async withGrace<T>(machine: Machine, log: Logger, call: () => Promise<T>): Promise<T> {
-    const since = Date.now();
+  private async withGrace<T>(
+    machine: Machine,
+    signal: AbortSignal,
+    log: Logger,
+    call: () => Promise<T>,
+  ): Promise<T> {
+    let since: number | undefined;
     for (;;) {
       try {
         return await call();
       } catch (err) {
+        if (signal.aborted) throw err;
+        since ??= Date.now();
         const transient =
           err instanceof WorkerUnreachableError || (err instanceof WorkerHttpError && err.status >= 500);
-        if (this.abort.signal.aborted || !transient) {
+        if (!transient) {
           if (err instanceof WorkerHttpError)
             throw new AttemptFailure("machine", `worker refused: ${err.message}`);
           throw err;
@@ -214,10 +312,17 @@ export class Dispatcher {
           throw new AttemptFailure("machine", `machine ${machine.name} unreachable: ${errorMessage(err)}`);
         }
         log.warn({ err: errorMessage(err) }, "worker not answering; trying again");
-        await delay(this.options.retryDelayMs, this.abort.signal);
+        await delay(this.options.retryDelayMs, signal);
       }
     }
   }
+}
+
+/** The engine's own run time, as the worker measured it (queueing and transfers excluded). */
+function engineSeconds(view: JobView): number | undefined {
+  if (!view.started_at || !view.finished_at) return undefined;
+  const seconds = (Date.parse(view.finished_at) - Date.parse(view.started_at)) / 1000;
+  return Number.isFinite(seconds) && seconds >= 0 ? seconds : undefined;
 }
 
 function delay(ms: number, signal: AbortSignal): Promise<void> {

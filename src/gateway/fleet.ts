@@ -1,49 +1,38 @@
 import type { MachineEntry } from "../config/machines-file.js";
 import { errorMessage } from "../errors.js";
 import type { Logger } from "../logger.js";
-import type { Health } from "../protocol/schemas.js";
 import { WorkerClient } from "../protocol/worker-client.js";
+import { Machine } from "./machine.js";
 
-export type MachineState = "unknown" | "up" | "down" | "disabled";
-
-/** One worker agent as the gateway sees it. `running` holds the live attempt ids placed on it. */
-export class Machine {
-  state: MachineState;
-  readonly running = new Set<string>();
-  lastError: string | undefined;
-  lastSeen: Date | undefined;
-  health: Health | undefined;
-
-  constructor(
-    readonly spec: MachineEntry,
-    readonly client: WorkerClient,
-  ) {
-    this.state = spec.enabled ? "unknown" : "disabled";
-  }
-
-  get name(): string {
-    return this.spec.name;
-  }
-
-  get freeSlots(): number {
-    return Math.max(0, this.spec.max_concurrent - this.running.size);
-  }
-
-  get acceptsWork(): boolean {
-    return this.state === "up" && this.freeSlots > 0;
-  }
-}
+export { Machine, type MachineState } from "./machine.js";
 
 export interface FleetOptions {
   token: string | undefined;
   healthIntervalMs: number;
+  /** Bound on one health probe; a host that does not answer within it counts as a failure. */
+  probeTimeoutMs: number;
   requestTimeoutMs: number;
+  /** Consecutive failures that open a machine's circuit: no new work, probes back off. */
+  failureThreshold: number;
+  /** How long an unreachable machine keeps its running attempts before they move on. */
+  graceMs: number;
   logger: Logger;
-  /** Called whenever a machine's state changes, so the scheduler can place work. */
+  /** A machine may now take work (or may no longer): the scheduler should look again. */
   onChange: () => void;
+  /** A machine has been unreachable past the grace period while holding attempts. */
+  onLost: (machine: Machine) => void;
+  /** Attempt ids the gateway still follows on `machine`; any other job there is stale. */
+  liveJobs: (machine: Machine) => ReadonlySet<string> | ReadonlyMap<string, unknown>;
 }
 
-/** The machines of `machines.json` (and the embedded worker) and their health. */
+const MAX_PROBE_BACKOFF_MS = 8_000;
+
+/**
+ * The machines of machines.json (and the embedded worker), their health and their circuit
+ * breakers. Probes run on one timer; each machine is probed at most once at a time, and a machine
+ * whose circuit is open is probed with exponential backoff (capped, so a machine that comes back
+ * gets work again within seconds and without a restart).
+ */
 export class Fleet {
   private readonly machines = new Map<string, Machine>();
   private timer: NodeJS.Timeout | undefined;
@@ -51,13 +40,8 @@ export class Fleet {
 
   constructor(private readonly options: FleetOptions) {}
 
-  add(spec: MachineEntry): Machine {
-    const client = new WorkerClient({
-      baseUrl: `http://${hostForUrl(spec.host)}:${spec.port}`,
-      token: this.options.token,
-      requestTimeoutMs: this.options.requestTimeoutMs,
-    });
-    const machine = new Machine(spec, client);
+  add(spec: MachineEntry, pinned = false): Machine {
+    const machine = new Machine(spec, (s) => this.client(s), pinned);
     this.machines.set(spec.name, machine);
     return machine;
   }
@@ -70,20 +54,64 @@ export class Fleet {
     return [...this.machines.values()];
   }
 
-  /** Probes every machine now and then on the interval. */
+  /**
+   * Brings the fleet in line with a (re)loaded machines file. New machines join; changed ones take
+   * their new settings at once (attempts already running keep talking to the address they started
+   * on); removed ones take no new work and leave once their running attempts end.
+   */
+  apply(entries: readonly MachineEntry[]): void {
+    const log = this.options.logger;
+    const wanted = new Map(entries.map((e) => [e.name, e]));
+    for (const entry of entries) {
+      const machine = this.machines.get(entry.name);
+      if (!machine || machine.pinned) {
+        if (!machine) {
+          this.add(entry);
+          log.info({ machine: entry.name, host: entry.host, port: entry.port }, "machine added");
+        }
+        continue;
+      }
+      const before = machine.spec;
+      machine.removed = false;
+      if (before.host !== entry.host || before.port !== entry.port) {
+        machine.client = this.client(entry);
+        machine.forgetBlobs();
+        machine.health = "unknown";
+        machine.nextProbeAt = 0;
+      }
+      if (JSON.stringify(before) !== JSON.stringify(entry)) {
+        machine.spec = entry;
+        log.info({ machine: entry.name, before, after: entry }, "machine changed");
+      }
+    }
+    for (const machine of this.machines.values()) {
+      if (machine.pinned || wanted.has(machine.name) || machine.removed) continue;
+      machine.removed = true;
+      log.info(
+        { machine: machine.name, running: machine.running.size },
+        "machine removed; it takes no new work",
+      );
+    }
+    this.sweepRemoved();
+    this.options.onChange();
+  }
+
   start(): void {
-    void this.probeAll();
-    this.timer = setInterval(() => void this.probeAll(), this.options.healthIntervalMs);
+    this.tick();
+    this.timer = setInterval(() => this.tick(), this.options.healthIntervalMs);
     this.timer.unref();
   }
 
+  /** Probes every machine now, whatever its backoff (start-up, tests). */
   async probeAll(): Promise<void> {
     await Promise.all(this.list().map((m) => this.probe(m)));
   }
 
-  /** A dispatcher saw the machine fail; take it out of placement until a probe says otherwise. */
+  /** A dispatcher could not reach the machine: open its circuit until a probe says otherwise. */
   reportUnreachable(machine: Machine, reason: string): void {
-    this.setState(machine, "down", reason);
+    machine.unreachableSince ??= Date.now();
+    machine.consecutiveFailures = Math.max(machine.consecutiveFailures, this.options.failureThreshold);
+    this.setHealth(machine, "down", reason);
   }
 
   close(): void {
@@ -91,33 +119,117 @@ export class Fleet {
     this.abort.abort();
   }
 
+  private tick(): void {
+    const now = Date.now();
+    for (const machine of this.machines.values()) {
+      if (
+        !machine.probing &&
+        now >= machine.nextProbeAt &&
+        (machine.spec.enabled || machine.running.size > 0)
+      ) {
+        void this.probe(machine);
+      }
+      const since = machine.unreachableSince;
+      if (
+        since !== undefined &&
+        !machine.lostHandled &&
+        machine.running.size > 0 &&
+        now - since >= this.options.graceMs
+      ) {
+        machine.lostHandled = true;
+        this.options.logger.warn(
+          { machine: machine.name, running: machine.running.size, unreachable_ms: now - since },
+          "machine unreachable past the grace period; its running tasks move on",
+        );
+        this.options.onLost(machine);
+      }
+    }
+    this.sweepRemoved();
+  }
+
   private async probe(machine: Machine): Promise<void> {
-    if (!machine.spec.enabled) return;
+    if (machine.probing) return;
+    machine.probing = true;
+    const started = Date.now();
+    const client = machine.client;
     try {
-      const health = await machine.client.health(
-        AbortSignal.any([this.abort.signal, AbortSignal.timeout(this.options.requestTimeoutMs)]),
+      const health = await client.health(
+        AbortSignal.any([this.abort.signal, AbortSignal.timeout(this.options.probeTimeoutMs)]),
       );
-      machine.health = health;
+      if (client !== machine.client) return;
+      machine.info = health;
       machine.lastSeen = new Date();
-      this.setState(machine, "up", undefined);
+      machine.consecutiveFailures = 0;
+      machine.unreachableSince = undefined;
+      machine.lostHandled = false;
+      machine.nextProbeAt = Date.now() + this.options.healthIntervalMs;
+      this.setHealth(machine, "up", undefined);
+      this.fenceStaleJobs(machine, [...health.running, ...health.queued]);
     } catch (err) {
-      if (this.abort.signal.aborted) return;
-      this.setState(machine, "down", errorMessage(err));
+      if (this.abort.signal.aborted || client !== machine.client) return;
+      machine.consecutiveFailures++;
+      machine.unreachableSince ??= started;
+      const over = machine.consecutiveFailures - this.options.failureThreshold;
+      const backoff =
+        over < 0 ? 0 : Math.min(MAX_PROBE_BACKOFF_MS, this.options.healthIntervalMs * 2 ** over);
+      machine.nextProbeAt = Date.now() + Math.max(this.options.healthIntervalMs, backoff);
+      const reason = errorMessage(err);
+      machine.lastError = reason;
+      if (machine.consecutiveFailures >= this.options.failureThreshold)
+        this.setHealth(machine, "down", reason);
+    } finally {
+      machine.probing = false;
     }
   }
 
-  private setState(machine: Machine, state: MachineState, error: string | undefined): void {
+  /**
+   * Jobs a worker runs that the gateway no longer follows belong to attempts it gave up on (the
+   * machine was declared dead, the task timed out, the gateway lost a PUT's answer). Cancel them:
+   * their slots are the fleet's, and their results would never be used (fencing).
+   */
+  private fenceStaleJobs(machine: Machine, jobIds: readonly string[]): void {
+    const live = this.options.liveJobs(machine);
+    for (const id of jobIds) {
+      if (live.has(id)) continue;
+      this.options.logger.warn(
+        { machine: machine.name, attempt_id: id },
+        "cancelling a stale job the gateway gave up on",
+      );
+      machine.client.cancelJob(id).catch((err: unknown) => {
+        this.options.logger.warn(
+          { machine: machine.name, attempt_id: id, err: errorMessage(err) },
+          "cancel failed",
+        );
+      });
+    }
+  }
+
+  private setHealth(machine: Machine, health: "up" | "down", error: string | undefined): void {
     if (error !== undefined) machine.lastError = error;
-    if (machine.state === state) return;
-    const from = machine.state;
-    machine.state = state;
+    if (machine.health === health) return;
+    const from = machine.health;
+    machine.health = health;
     const log = this.options.logger.child({ machine: machine.name });
-    if (state === "up") log.info({ from, url: machine.client.baseUrl }, "machine is up");
-    else log.warn({ from, reason: error }, `machine is ${state}`);
+    if (health === "up") log.info({ from, url: machine.client.baseUrl }, "machine is up");
+    else log.warn({ from, reason: error }, "machine is down");
     this.options.onChange();
   }
-}
 
-function hostForUrl(host: string): string {
-  return host.includes(":") && !host.startsWith("[") ? `[${host}]` : host;
+  private sweepRemoved(): void {
+    for (const machine of this.machines.values()) {
+      if (machine.removed && machine.running.size === 0) {
+        this.machines.delete(machine.name);
+        this.options.logger.info({ machine: machine.name }, "removed machine has left the fleet");
+      }
+    }
+  }
+
+  private client(spec: MachineEntry): WorkerClient {
+    const host = spec.host.includes(":") && !spec.host.startsWith("[") ? `[${spec.host}]` : spec.host;
+    return new WorkerClient({
+      baseUrl: `http://${host}:${spec.port}`,
+      token: this.options.token,
+      requestTimeoutMs: this.options.requestTimeoutMs,
+    });
+  }
 }

@@ -2,20 +2,27 @@ import type { Logger } from "../logger.js";
 import type { TaskRow } from "../store/schema.js";
 import type { TaskStore } from "../store/task-store.js";
 import type { Fleet, Machine } from "./fleet.js";
+import type { PlacementMachine, PlacementPolicy } from "./placement/policy.js";
+import type { SpeedModel } from "./speed-model.js";
 
 export interface SchedulerOptions {
   store: TaskStore;
   fleet: Fleet;
+  speeds: SpeedModel;
+  placement: PlacementPolicy;
   logger: Logger;
-  /** Hands a task to a machine; must claim a slot on `machine` synchronously before awaiting. */
+  /** Hands a task to a machine; claims the slot on `machine` before its first await. */
   dispatch: (task: TaskRow, machine: Machine) => Promise<boolean>;
 }
 
+/** How far down the queue one pass looks, per slot in the fleet. */
+const LOOKAHEAD_PER_SLOT = 4;
+
 /**
- * Event-driven placement (design.md, "Scheduling"): a new task, a finished attempt or a machine
- * coming up calls `wake()`, which assigns pending tasks (priority, then age) to machines with a
- * free slot. Wakes that arrive while a pass runs fold into one more pass, never a parallel one,
- * so two passes can never both fill the last slot of a machine.
+ * Event-driven placement (design.md, "Scheduling"): a new task, a finished attempt, a machine
+ * coming up or a config reload calls `wake()`, which asks the placement policy which pending tasks
+ * (priority, then age) start where. Wakes that arrive while a pass runs fold into one more pass,
+ * never a parallel one, so two passes can never both fill the last slot of a machine.
  */
 export class Scheduler {
   private running = false;
@@ -52,27 +59,44 @@ export class Scheduler {
   }
 
   private async pass(): Promise<void> {
-    const free = this.options.fleet.list().reduce((n, m) => n + (m.acceptsWork ? m.freeSlots : 0), 0);
+    const machines = this.options.fleet.list().filter((m) => m.placeable);
+    const free = machines.reduce((n, m) => n + m.freeSlots, 0);
     if (free === 0) return;
-    const tasks = await this.options.store.pendingTasks(free);
-    for (const task of tasks) {
-      const machine = this.pick();
-      if (!machine) return;
-      await this.options.dispatch(task, machine);
+    const slots = machines.reduce((n, m) => n + m.spec.max_concurrent, 0);
+    const tasks = await this.options.store.pendingTasks(Math.max(free, slots * LOOKAHEAD_PER_SLOT));
+    if (tasks.length === 0) return;
+    const now = Date.now();
+    const byId = new Map(tasks.map((t) => [t.id, t]));
+    const plan = this.options.placement.plan(
+      tasks.map((t) => ({
+        id: t.id,
+        audioDuration: t.audio_duration,
+        videoSha256: t.video_sha256,
+        videoBytes: t.video_bytes,
+      })),
+      machines.map((m) => this.snapshot(m, now)),
+      now,
+    );
+    for (const { task, machine } of plan) {
+      const row = byId.get(task.id);
+      const target = this.options.fleet.get(machine);
+      if (!row || !target?.placeable || target.freeSlots === 0) continue;
+      await this.options.dispatch(row, target);
     }
   }
 
-  /** Least loaded first (share of slots in use), so equal machines fill evenly. */
-  private pick(): Machine | undefined {
-    let best: Machine | undefined;
-    for (const m of this.options.fleet.list()) {
-      if (!m.acceptsWork) continue;
-      if (!best || load(m) < load(best)) best = m;
-    }
-    return best;
+  private snapshot(m: Machine, now: number): PlacementMachine {
+    const speed = this.options.speeds.speed(m.name);
+    return {
+      name: m.name,
+      maxConcurrent: m.spec.max_concurrent,
+      freeSlots: m.freeSlots,
+      busyUntil: [...m.running.values()].map((a) =>
+        Math.max(now, a.startedAt + a.audioDuration * speed * 1000),
+      ),
+      speed,
+      uploadBytesPerMs: m.uploadBytesPerMs,
+      hasBlob: (sha) => m.hasBlob(sha),
+    };
   }
-}
-
-function load(m: Machine): number {
-  return m.running.size / m.spec.max_concurrent;
 }

@@ -7,16 +7,23 @@ import type { GatewayConfig } from "../config/gateway-config.js";
 import { createEngine } from "../engines/registry.js";
 import { installErrorHandler } from "../http/error-handler.js";
 import type { Logger } from "../logger.js";
+import { CallbackStore } from "../store/callback-store.js";
 import { openSqlite } from "../store/database.js";
+import { MachineStore } from "../store/machine-store.js";
 import { TaskStore } from "../store/task-store.js";
 import { VERSION } from "../version.js";
 import { startWorker, type WorkerHandle } from "../worker/agent.js";
 import { addSharedSchemas, registerDocs } from "./api/docs.js";
+import { machineRoutes } from "./api/machine-routes.js";
 import { taskRoutes } from "./api/task-routes.js";
 import { CallbackSender } from "./callback-sender.js";
 import { Dispatcher } from "./dispatcher.js";
 import { Fleet } from "./fleet.js";
+import { MachinesWatcher } from "./machines-watcher.js";
+import { createPlacement } from "./placement/index.js";
 import { Scheduler } from "./scheduler.js";
+import { SpeedModel } from "./speed-model.js";
+import { TaskDeadline } from "./task-deadline.js";
 
 export const EMBEDDED_MACHINE = "embedded";
 const TASK_URL = /^\/tasks\/([0-9a-f-]{36})(?:[/?]|$)/;
@@ -42,16 +49,33 @@ export async function startGateway(config: GatewayConfig, logger: Logger): Promi
   const blobs = new BlobStore(join(config.dataDir, "blobs"));
   await blobs.init();
 
+  const machineStore = new MachineStore(db);
+  const speeds = new SpeedModel();
+  for (const sample of await machineStore.recentSpeeds(20))
+    speeds.observe(sample.machine, sample.secondsPerAudioSecond);
+
   let scheduler: Scheduler | undefined;
+  let dispatcher: Dispatcher | undefined;
   const wake = () => scheduler?.wake();
   const fleet = new Fleet({
     token: config.workerToken,
     healthIntervalMs: config.healthIntervalMs,
+    probeTimeoutMs: config.probeTimeoutMs,
     requestTimeoutMs: config.requestTimeoutMs,
+    failureThreshold: config.failureThreshold,
+    graceMs: config.machineGraceMs,
     logger,
     onChange: wake,
+    onLost: (machine) =>
+      dispatcher?.abandonMachine(
+        machine,
+        `machine ${machine.name} unreachable for ${config.machineGraceMs} ms`,
+      ),
+    liveJobs: (machine) => machine.running,
   });
   for (const spec of config.machines) fleet.add(spec);
+  const draining = await machineStore.drainingMachines();
+  for (const machine of fleet.list()) machine.draining = draining.has(machine.name);
 
   let embedded: WorkerHandle | undefined;
   if (config.embedded) {
@@ -64,13 +88,16 @@ export async function startGateway(config: GatewayConfig, logger: Logger): Promi
       logger: logger.child({ machine: EMBEDDED_MACHINE }),
       version: VERSION,
     });
-    fleet.add({
-      name: EMBEDDED_MACHINE,
-      host: "127.0.0.1",
-      port: embedded.port,
-      max_concurrent: config.embeddedConcurrency,
-      enabled: true,
-    });
+    fleet.add(
+      {
+        name: EMBEDDED_MACHINE,
+        host: "127.0.0.1",
+        port: embedded.port,
+        max_concurrent: config.embeddedConcurrency,
+        enabled: true,
+      },
+      true,
+    ).draining = draining.has(EMBEDDED_MACHINE);
     logger.info(
       { machine: EMBEDDED_MACHINE, url: embedded.url, max_concurrent: config.embeddedConcurrency },
       config.machinesFile
@@ -79,10 +106,11 @@ export async function startGateway(config: GatewayConfig, logger: Logger): Promi
     );
   }
 
-  const dispatcher = new Dispatcher({
+  dispatcher = new Dispatcher({
     store,
     blobs,
     fleet,
+    speeds,
     logger,
     maxAttempts: config.maxAttempts,
     pollWaitMs: config.pollWaitMs,
@@ -90,14 +118,33 @@ export async function startGateway(config: GatewayConfig, logger: Logger): Promi
     retryDelayMs: Math.min(1000, config.healthIntervalMs),
     onSlotFree: wake,
   });
+  const dispatch = dispatcher;
   scheduler = new Scheduler({
     store,
     fleet,
+    speeds,
+    placement: createPlacement(config.placement),
     logger,
-    dispatch: (task, machine) => dispatcher.dispatch(task, machine),
+    dispatch: (task, machine) => dispatch.dispatch(task, machine),
   });
+  const deadline = new TaskDeadline({
+    store,
+    dispatcher,
+    timeoutMs: config.taskTimeoutMs,
+    checkEveryMs: Math.max(1000, Math.min(60_000, Math.floor(config.taskTimeoutMs / 10))),
+    logger,
+  });
+  const watcher = config.machinesFile
+    ? new MachinesWatcher(
+        config.machinesFile,
+        { machines: [...config.machines] },
+        (file) => fleet.apply(file.machines),
+        logger,
+      )
+    : undefined;
   const callbacks = new CallbackSender({
     store,
+    deliveries: new CallbackStore(db),
     logger,
     maxTries: config.callbackMaxTries,
     retryBaseMs: config.callbackRetryBaseMs,
@@ -105,7 +152,7 @@ export async function startGateway(config: GatewayConfig, logger: Logger): Promi
   });
 
   // Live attempts claim their slots before anything new is placed: max_concurrent holds across restarts.
-  await dispatcher.resume(await store.liveAttempts());
+  await dispatch.resume(await store.liveAttempts());
 
   const shutdown = new AbortController();
   const app: FastifyInstance = Fastify({
@@ -129,6 +176,7 @@ export async function startGateway(config: GatewayConfig, logger: Logger): Promi
     onTaskCreated: wake,
     shutdown: shutdown.signal,
   });
+  await app.register(machineRoutes, { fleet, machines: machineStore, speeds, onChange: wake });
   app.get("/", { schema: { hide: true } }, async () => ({
     name: "multi-heygem",
     version: VERSION,
@@ -146,6 +194,8 @@ export async function startGateway(config: GatewayConfig, logger: Logger): Promi
 
   fleet.start();
   callbacks.start();
+  watcher?.start();
+  if (config.taskTimeoutMs > 0) deadline.start();
   wake();
 
   let closing: Promise<void> | undefined;
@@ -159,8 +209,10 @@ export async function startGateway(config: GatewayConfig, logger: Logger): Promi
       closing ??= (async () => {
         shutdown.abort();
         scheduler?.close();
+        watcher?.close();
+        deadline.close();
         await app.close();
-        await dispatcher.close();
+        await dispatch.close();
         fleet.close();
         await callbacks.close();
         await embedded?.close();

@@ -87,6 +87,19 @@ const migrations: Record<string, Migration> = {
       await db.schema.createIndex("callbacks_due").on("callbacks").columns(["state", "next_at"]).execute();
     },
   },
+  "0002_fleet": {
+    async up(db: Kysely<unknown>) {
+      // Seconds the engine worked on the attempt, as the worker measured it: the speed model's input.
+      await db.schema.alterTable("attempts").addColumn("run_seconds", "real").execute();
+      await db.schema.createIndex("attempts_machine").on("attempts").columns(["machine", "status"]).execute();
+      await db.schema
+        .createTable("machine_flags")
+        .addColumn("name", "text", (c) => c.primaryKey())
+        .addColumn("draining", "integer", (c) => c.notNull().defaultTo(0))
+        .addColumn("updated_at", "text", (c) => c.notNull())
+        .execute();
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {

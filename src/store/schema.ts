@@ -50,6 +50,7 @@ export interface AttemptsTable {
   ended_at: string | null;
   error_kind: string | null;
   error_message: string | null;
+  run_seconds: number | null;
 }
 
 export interface EventsTable {
@@ -78,11 +79,19 @@ export interface CallbacksTable {
   created_at: string;
 }
 
+/** Operator decisions about a machine that must outlive a gateway restart. */
+export interface MachineFlagsTable {
+  name: string;
+  draining: number;
+  updated_at: string;
+}
+
 export interface Database {
   tasks: TasksTable;
   attempts: AttemptsTable;
   events: EventsTable;
   callbacks: CallbacksTable;
+  machine_flags: MachineFlagsTable;
 }
 
 export type TaskRow = Selectable<TasksTable>;

@@ -3,7 +3,6 @@ import { type Kysely, sql, type Transaction } from "kysely";
 import type { FailureKind } from "../errors.js";
 import {
   type AttemptRow,
-  type CallbackRow,
   type Database,
   type EventRow,
   LIVE_ATTEMPT_STATUSES,
@@ -123,6 +122,7 @@ export class TaskStore {
           ended_at: null,
           error_kind: null,
           error_message: null,
+          run_seconds: null,
         })
         .execute();
       const updated = await this.updateTask(trx, taskId, {
@@ -156,7 +156,27 @@ export class TaskStore {
       .execute();
   }
 
-  async recordProgress(taskId: string, attemptId: string, progress: number, message?: string): Promise<void> {
+  /**
+   * Progress of the current attempt. `step` adds a row to the task's log; without it only the
+   * task's `progress` moves (an engine that reports every percent should not flood the log).
+   */
+  async recordProgress(
+    taskId: string,
+    attemptId: string,
+    progress: number,
+    message: string | undefined,
+    step: boolean,
+  ): Promise<void> {
+    if (!step) {
+      await this.db
+        .updateTable("tasks")
+        .set({ progress, updated_at: this.stamp() })
+        .where("id", "=", taskId)
+        .where("current_attempt", "=", attemptId)
+        .where("status", "=", "processing")
+        .execute();
+      return;
+    }
     await this.change(taskId, async (trx, task, at) => {
       if (task.current_attempt !== attemptId || task.status !== "processing") return undefined;
       if (progress === task.progress) return undefined;
@@ -179,10 +199,18 @@ export class TaskStore {
     taskId: string,
     attemptId: string,
     result: { sha256: string; bytes: number },
+    runSeconds?: number,
   ): Promise<TaskRow | undefined> {
     return this.change(taskId, async (trx, task, at) => {
       if (task.current_attempt !== attemptId || task.status !== "processing") return undefined;
       await this.endAttempt(trx, attemptId, "succeeded", at);
+      if (runSeconds !== undefined) {
+        await trx
+          .updateTable("attempts")
+          .set({ run_seconds: runSeconds })
+          .where("id", "=", attemptId)
+          .execute();
+      }
       const updated = await this.updateTask(trx, taskId, {
         status: "completed",
         completed_at: at,
@@ -255,6 +283,39 @@ export class TaskStore {
     });
   }
 
+  /** Fails a task that has no live attempt (still pending), e.g. when it waited past its deadline. */
+  async failPendingTask(taskId: string, message: string): Promise<TaskRow | undefined> {
+    return this.change(taskId, async (trx, task, at) => {
+      if (task.status !== "pending") return undefined;
+      const updated = await this.updateTask(trx, taskId, {
+        status: "failed",
+        completed_at: at,
+        error_message: message,
+        error_kind: "machine",
+        updated_at: at,
+      });
+      const event = await this.recordStatus(trx, updated, at, {
+        type: "failed",
+        from_status: task.status,
+        to_status: "failed",
+        message,
+      });
+      return { task: updated, event };
+    });
+  }
+
+  /** Unfinished tasks created before `before` (ISO time), oldest first. */
+  async unfinishedCreatedBefore(before: string, limit: number): Promise<TaskRow[]> {
+    return this.db
+      .selectFrom("tasks")
+      .selectAll()
+      .where("status", "in", ["pending", "processing"])
+      .where("created_at", "<", before)
+      .orderBy("seq")
+      .limit(limit)
+      .execute();
+  }
+
   async getTask(id: string): Promise<TaskRow | undefined> {
     return this.db.selectFrom("tasks").selectAll().where("id", "=", id).executeTakeFirst();
   }
@@ -304,60 +365,6 @@ export class TaskStore {
       .selectAll()
       .where("task_id", "=", taskId)
       .orderBy("created_at")
-      .execute();
-  }
-
-  // ---- callback deliveries -------------------------------------------------------------------
-
-  /**
-   * The oldest undelivered callback of each task that is due now. Later deliveries of a task wait
-   * for earlier ones, so a receiver sees a task's status changes in order.
-   */
-  async dueCallbacks(limit: number): Promise<CallbackRow[]> {
-    const now = this.stamp();
-    return this.db
-      .selectFrom("callbacks as c")
-      .selectAll()
-      .where("c.state", "=", "pending")
-      .where("c.next_at", "<=", now)
-      .where(({ not, exists, selectFrom }) =>
-        not(
-          exists(
-            selectFrom("callbacks as e")
-              .select("e.id")
-              .whereRef("e.task_id", "=", "c.task_id")
-              .where("e.state", "=", "pending")
-              .whereRef("e.id", "<", "c.id"),
-          ),
-        ),
-      )
-      .orderBy("c.id")
-      .limit(limit)
-      .execute();
-  }
-
-  async nextCallbackDue(): Promise<string | undefined> {
-    const row = await this.db
-      .selectFrom("callbacks")
-      .select((eb) => eb.fn.min("next_at").as("next"))
-      .where("state", "=", "pending")
-      .executeTakeFirst();
-    return row?.next ?? undefined;
-  }
-
-  async settleCallback(
-    id: number,
-    outcome: { state: "delivered" | "given_up" | "pending"; tries: number; nextAt?: Date; error?: string },
-  ): Promise<void> {
-    await this.db
-      .updateTable("callbacks")
-      .set({
-        state: outcome.state,
-        tries: outcome.tries,
-        next_at: (outcome.nextAt ?? this.now()).toISOString(),
-        last_error: outcome.error ?? null,
-      })
-      .where("id", "=", id)
       .execute();
   }
 

@@ -2,7 +2,15 @@ import swagger from "@fastify/swagger";
 import swaggerUi from "@fastify/swagger-ui";
 import type { FastifyInstance } from "fastify";
 import { ErrorBody } from "../../protocol/schemas.js";
-import { SyncFailure, TaskEvent, TaskEvents, TaskList, TaskView } from "./schemas.js";
+import {
+  MachineList,
+  MachineView,
+  SyncFailure,
+  TaskEvent,
+  TaskEvents,
+  TaskList,
+  TaskView,
+} from "./schemas.js";
 
 declare module "fastify" {
   interface FastifyContextConfig {
@@ -13,8 +21,18 @@ declare module "fastify" {
 
 /** Shared schemas, referenced by `$id` from routes and listed under components in the document. */
 export function addSharedSchemas(app: FastifyInstance): void {
-  for (const schema of [ErrorBody, TaskView, TaskList, TaskEvent, TaskEvents, SyncFailure])
+  for (const schema of [
+    ErrorBody,
+    TaskView,
+    TaskList,
+    TaskEvent,
+    TaskEvents,
+    SyncFailure,
+    MachineView,
+    MachineList,
+  ]) {
     app.addSchema(schema);
+  }
 }
 
 /** `/openapi.json` (OpenAPI 3) and Swagger UI at `/docs`. */
@@ -30,7 +48,10 @@ export async function registerDocs(app: FastifyInstance, version: string): Promi
           "person; get back an MP4 of the person speaking the audio. Errors are JSON " +
           '`{"error": CODE, "message": sentence, "field"?: name}`.',
       },
-      tags: [{ name: "tasks", description: "Create and follow lip-sync tasks" }],
+      tags: [
+        { name: "tasks", description: "Create and follow lip-sync tasks" },
+        { name: "machines", description: "The GPU machines: health, load, drain" },
+      ],
     },
     exposeHeadRoutes: true,
     refResolver: {

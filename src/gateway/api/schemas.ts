@@ -120,3 +120,43 @@ export const SyncFailure = Type.Object(
   },
   { $id: "SyncFailure", title: "SyncFailure" },
 );
+
+export const MachineView = Type.Object(
+  {
+    name: Type.String(),
+    host: Type.String(),
+    port: Type.Integer(),
+    state: Type.Union(
+      [
+        Type.Literal("unknown"),
+        Type.Literal("up"),
+        Type.Literal("down"),
+        Type.Literal("draining"),
+        Type.Literal("disabled"),
+      ],
+      { description: "unknown until the first probe; down while its circuit is open" },
+    ),
+    enabled: Type.Boolean(),
+    draining: Type.Boolean(),
+    running: Type.Integer({ description: "Attempts on it now" }),
+    max_concurrent: Type.Integer(),
+    tasks_done: Type.Integer(),
+    tasks_failed: Type.Integer(),
+    speed: Type.Union([Type.Number(), Type.Null()], {
+      description: "Measured engine seconds per second of audio (null until a job finished there)",
+    }),
+    speed_samples: Type.Integer(),
+    last_error: Type.Union([Type.String(), Type.Null()]),
+    last_seen: Type.Union([Type.String({ format: "date-time" }), Type.Null()]),
+    consecutive_failures: Type.Integer(),
+    engine: Type.Union([Type.String(), Type.Null()]),
+    version: Type.Union([Type.String(), Type.Null()]),
+    free_disk_bytes: Type.Union([Type.Integer(), Type.Null()]),
+  },
+  { $id: "Machine", title: "Machine" },
+);
+
+export const MachineList = Type.Object(
+  { machines: Type.Array(Type.Ref(MachineView)) },
+  { $id: "MachineList", title: "MachineList" },
+);

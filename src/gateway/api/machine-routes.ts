@@ -1,0 +1,92 @@
+import { Type } from "@sinclair/typebox";
+import type { FastifyInstance } from "fastify";
+import { NotFoundError } from "../../errors.js";
+import type { TypeBoxTypeProvider } from "../../http/typebox-provider.js";
+import type { MachineStore } from "../../store/machine-store.js";
+import type { Fleet, Machine } from "../fleet.js";
+import type { SpeedModel } from "../speed-model.js";
+import { ErrorBody, MachineList, MachineView } from "./schemas.js";
+
+export interface MachineRoutesOptions {
+  fleet: Fleet;
+  machines: MachineStore;
+  speeds: SpeedModel;
+  /** Draining or resuming changed what may be placed. */
+  onChange: () => void;
+}
+
+const NameParams = Type.Object({ name: Type.String() });
+
+export async function machineRoutes(app: FastifyInstance, options: MachineRoutesOptions): Promise<void> {
+  const api = app.withTypeProvider<TypeBoxTypeProvider>();
+  const { fleet, speeds } = options;
+
+  const view = (m: Machine, counts: Map<string, { done: number; failed: number }>) => {
+    const measured = speeds.measured(m.name);
+    return {
+      name: m.name,
+      host: m.spec.host,
+      port: m.spec.port,
+      state: m.state,
+      enabled: m.spec.enabled,
+      draining: m.draining,
+      running: m.running.size,
+      max_concurrent: m.spec.max_concurrent,
+      tasks_done: counts.get(m.name)?.done ?? 0,
+      tasks_failed: counts.get(m.name)?.failed ?? 0,
+      speed: measured ? Number(measured.value.toFixed(4)) : null,
+      speed_samples: measured?.samples ?? 0,
+      last_error: m.lastError ?? null,
+      last_seen: m.lastSeen?.toISOString() ?? null,
+      consecutive_failures: m.consecutiveFailures,
+      engine: m.info?.engine ?? null,
+      version: m.info?.version ?? null,
+      free_disk_bytes: m.info?.free_disk_bytes ?? null,
+    };
+  };
+  const mustGet = (name: string): Machine => {
+    const machine = fleet.get(name);
+    if (!machine) throw new NotFoundError(`no machine named ${name}`);
+    return machine;
+  };
+
+  api.get(
+    "/machines",
+    {
+      schema: {
+        summary: "The fleet: each machine's state, load, history and measured speed",
+        tags: ["machines"],
+        response: { 200: Type.Ref(MachineList) },
+      },
+    },
+    async () => {
+      const counts = await options.machines.counts();
+      return { machines: fleet.list().map((m) => view(m, counts)) };
+    },
+  );
+
+  const setDraining = (draining: boolean) => async (request: { params: { name: string } }) => {
+    const machine = mustGet(request.params.name);
+    await options.machines.setDraining(machine.name, draining);
+    machine.draining = draining;
+    app.log.info({ machine: machine.name }, draining ? "machine draining" : "machine resumed");
+    options.onChange();
+    return view(machine, await options.machines.counts());
+  };
+  const flagSchema = (summary: string) => ({
+    summary,
+    tags: ["machines"],
+    params: NameParams,
+    response: { 200: Type.Ref(MachineView), 404: Type.Ref(ErrorBody) },
+  });
+  api.post(
+    "/machines/:name/drain",
+    { schema: flagSchema("Give the machine no new work; what it runs finishes (kept across restarts)") },
+    setDraining(true),
+  );
+  api.post(
+    "/machines/:name/resume",
+    { schema: flagSchema("Undo a drain: the machine takes work again") },
+    setDraining(false),
+  );
+}

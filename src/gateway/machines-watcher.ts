@@ -1,0 +1,62 @@
+import { type FSWatcher, watch } from "node:fs";
+import { basename, dirname } from "node:path";
+import { loadMachinesFile, type MachinesFile } from "../config/machines-file.js";
+import { errorMessage } from "../errors.js";
+import type { Logger } from "../logger.js";
+
+/**
+ * Watches machines.json and hands every valid new version to `apply`. The folder is watched, not
+ * the file: editors and config tools replace the file by rename, which a watch on the file itself
+ * would lose. A bad edit is logged with its reason and the last good configuration stays in force.
+ */
+export class MachinesWatcher {
+  private watcher: FSWatcher | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private last: string;
+
+  constructor(
+    private readonly file: string,
+    initial: MachinesFile,
+    private readonly apply: (config: MachinesFile) => void,
+    private readonly logger: Logger,
+    /** Edits arrive as bursts of events (truncate, write, rename); wait for the burst to end. */
+    private readonly debounceMs = 150,
+  ) {
+    this.last = JSON.stringify(initial);
+  }
+
+  start(): void {
+    const name = basename(this.file);
+    this.watcher = watch(dirname(this.file), (_event, changed) => {
+      if (changed !== null && changed !== name) return;
+      if (this.timer) clearTimeout(this.timer);
+      this.timer = setTimeout(() => this.reload(), this.debounceMs);
+    });
+    this.watcher.on("error", (err) =>
+      this.logger.error({ err, file: this.file }, "cannot watch the machines file"),
+    );
+  }
+
+  close(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.watcher?.close();
+  }
+
+  reload(): void {
+    let config: MachinesFile;
+    try {
+      config = loadMachinesFile(this.file);
+    } catch (err) {
+      this.logger.error(
+        { file: this.file, reason: errorMessage(err) },
+        "machines file edit rejected; the last good configuration stays in force",
+      );
+      return;
+    }
+    const text = JSON.stringify(config);
+    if (text === this.last) return;
+    this.last = text;
+    this.logger.info({ file: this.file, machines: config.machines.length }, "machines file reloaded");
+    this.apply(config);
+  }
+}

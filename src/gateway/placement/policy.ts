@@ -1,0 +1,46 @@
+/**
+ * Placement decides which pending task starts on which machine now. Policies are pure functions
+ * of a snapshot, so they are tested with generated fleets (test/gateway/placement/*) and compared
+ * in one benchmark run (bench/).
+ */
+
+export interface PlacementTask {
+  readonly id: string;
+  /** Seconds; the work a task costs is proportional to it. */
+  readonly audioDuration: number;
+  readonly videoSha256: string;
+  readonly videoBytes: number;
+}
+
+export interface PlacementMachine {
+  readonly name: string;
+  readonly maxConcurrent: number;
+  /** Slots free now (may be 0: a full machine can still be worth waiting for). */
+  readonly freeSlots: number;
+  /** Estimated end times (ms) of the attempts running on it. */
+  readonly busyUntil: readonly number[];
+  /** Engine seconds per second of audio. */
+  readonly speed: number;
+  /** Whether the machine is believed to hold this blob already (no upload needed). */
+  hasBlob(sha256: string): boolean;
+  /** Bytes per millisecond when uploading to it. */
+  readonly uploadBytesPerMs: number;
+}
+
+export interface Placement {
+  readonly task: PlacementTask;
+  readonly machine: string;
+}
+
+export interface PlacementPolicy {
+  readonly name: PlacementName;
+  /**
+   * Given pending tasks in the order they should be served (priority, then age) and the machines
+   * that accept work, returns the tasks to start now and where. Never more per machine than its
+   * free slots.
+   */
+  plan(tasks: readonly PlacementTask[], machines: readonly PlacementMachine[], now: number): Placement[];
+}
+
+export const PLACEMENT_NAMES = ["earliest-finish", "least-loaded", "round-robin"] as const;
+export type PlacementName = (typeof PLACEMENT_NAMES)[number];

@@ -1,0 +1,134 @@
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import { createPlacement, PLACEMENT_NAMES } from "../../../src/gateway/placement/index.js";
+import type { PlacementMachine, PlacementTask } from "../../../src/gateway/placement/policy.js";
+
+const NOW = 1_000_000;
+
+function machine(name: string, over: Partial<Omit<PlacementMachine, "hasBlob">> & { blobs?: string[] } = {}) {
+  const blobs = new Set(over.blobs ?? []);
+  return {
+    name,
+    maxConcurrent: over.maxConcurrent ?? 1,
+    freeSlots: over.freeSlots ?? over.maxConcurrent ?? 1,
+    busyUntil: over.busyUntil ?? [],
+    speed: over.speed ?? 1,
+    uploadBytesPerMs: over.uploadBytesPerMs ?? 50_000,
+    hasBlob: (sha: string) => blobs.has(sha),
+  } satisfies PlacementMachine;
+}
+
+function task(id: string, audioDuration = 10, video = "v", videoBytes = 1_000_000): PlacementTask {
+  return { id, audioDuration, videoSha256: video, videoBytes };
+}
+
+const machineArb = fc
+  .record({
+    maxConcurrent: fc.integer({ min: 1, max: 4 }),
+    used: fc.integer({ min: 0, max: 4 }),
+    speed: fc.double({ min: 0.05, max: 8, noNaN: true }),
+    blobs: fc.subarray(["a", "b", "c"]),
+  })
+  .map((m) => ({ ...m, used: Math.min(m.used, m.maxConcurrent) }));
+const fleetArb = fc.array(machineArb, { minLength: 1, maxLength: 6 }).map((ms) =>
+  ms.map((m, i) =>
+    machine(`m${i}`, {
+      maxConcurrent: m.maxConcurrent,
+      freeSlots: m.maxConcurrent - m.used,
+      busyUntil: Array.from({ length: m.used }, (_, k) => NOW + (k + 1) * 5000),
+      speed: m.speed,
+      blobs: m.blobs,
+    }),
+  ),
+);
+const tasksArb = fc
+  .array(
+    fc.record({ d: fc.double({ min: 0.5, max: 300, noNaN: true }), v: fc.constantFrom("a", "b", "c", "d") }),
+    { maxLength: 40 },
+  )
+  .map((ts) => ts.map((t, i) => task(`t${i}`, t.d, t.v, 20_000_000)));
+
+describe.each(PLACEMENT_NAMES)("placement %s", (name) => {
+  it("never gives a machine more tasks than its free slots, nor a task twice", () => {
+    fc.assert(
+      fc.property(fleetArb, tasksArb, (machines, tasks) => {
+        const plan = createPlacement(name).plan(tasks, machines, NOW);
+        const perMachine = new Map<string, number>();
+        for (const p of plan) perMachine.set(p.machine, (perMachine.get(p.machine) ?? 0) + 1);
+        for (const m of machines) expect(perMachine.get(m.name) ?? 0).toBeLessThanOrEqual(m.freeSlots);
+        const ids = plan.map((p) => p.task.id);
+        expect(new Set(ids).size).toBe(ids.length);
+        for (const id of ids) expect(tasks.some((t) => t.id === id)).toBe(true);
+      }),
+    );
+  });
+
+  it("fills every free slot of identical machines while tasks wait", () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 5 }), fc.integer({ min: 0, max: 20 }), (n, count) => {
+        const machines = Array.from({ length: n }, (_, i) => machine(`m${i}`, { blobs: ["v"] }));
+        const tasks = Array.from({ length: count }, (_, i) => task(`t${i}`));
+        expect(createPlacement(name).plan(tasks, machines, NOW)).toHaveLength(Math.min(n, count));
+      }),
+    );
+  });
+
+  it("serves tasks in the order given (priority, then age)", () => {
+    const machines = [machine("a"), machine("b")];
+    const tasks = [task("first"), task("second"), task("third")];
+    const plan = createPlacement(name).plan(tasks, machines, NOW);
+    expect(plan.map((p) => p.task.id)).toEqual(["first", "second"]);
+  });
+});
+
+describe("earliest-finish", () => {
+  const policy = createPlacement("earliest-finish");
+
+  it("puts a task on the fastest free machine", () => {
+    const plan = policy.plan(
+      [task("t")],
+      [machine("slow", { speed: 4 }), machine("fast", { speed: 1 })],
+      NOW,
+    );
+    expect(plan).toEqual([{ task: task("t"), machine: "fast" }]);
+  });
+
+  it("prefers a machine that already holds the video when speeds are equal", () => {
+    const big = task("t", 10, "avatar", 2_000_000_000);
+    const plan = policy.plan([big], [machine("cold"), machine("warm", { blobs: ["avatar"] })], NOW);
+    expect(plan[0]?.machine).toBe("warm");
+  });
+
+  it("waits for a much faster busy machine rather than start on a slow free one", () => {
+    const fastBusy = machine("fast", { freeSlots: 0, busyUntil: [NOW + 2000], speed: 1 });
+    const slowFree = machine("slow", { speed: 10 });
+    expect(policy.plan([task("t", 60)], [fastBusy, slowFree], NOW)).toEqual([]);
+  });
+
+  it("still uses the slow machine for work the fast one could not finish sooner", () => {
+    const fastBusy = machine("fast", { freeSlots: 0, busyUntil: [NOW + 100_000], speed: 1 });
+    const slowFree = machine("slow", { speed: 2 });
+    expect(policy.plan([task("t", 10)], [fastBusy, slowFree], NOW)).toEqual([
+      { task: task("t", 10), machine: "slow" },
+    ]);
+  });
+
+  it("backfills: a task waiting for a busy machine does not block a later task that fits elsewhere", () => {
+    const fastBusy = machine("fast", { freeSlots: 0, busyUntil: [NOW + 1000], speed: 1 });
+    const slowFree = machine("slow", { speed: 3 });
+    // The long task waits for "fast"; the short one finishes sooner on "slow" than after it.
+    const plan = policy.plan([task("long", 100), task("short", 1)], [fastBusy, slowFree], NOW);
+    expect(plan).toEqual([{ task: task("short", 1), machine: "slow" }]);
+  });
+});
+
+describe("round-robin", () => {
+  it("takes machines in turn across passes", () => {
+    const policy = createPlacement("round-robin");
+    const machines = [machine("a"), machine("b"), machine("c")];
+    const first = policy.plan([task("1")], machines, NOW);
+    const second = policy.plan([task("2")], machines, NOW);
+    const third = policy.plan([task("3")], machines, NOW);
+    expect([first, second, third].map((p) => p[0]?.machine)).toEqual(["a", "b", "c"]);
+  });
+});

@@ -1,0 +1,52 @@
+import type { AddressInfo } from "node:net";
+import { connect, createServer, type Server, type Socket } from "node:net";
+
+export interface CuttableProxy {
+  port: number;
+  /** Drops every connection and refuses new ones: the machine behind it looks dead. */
+  cut(): void;
+  /** Lets traffic through again: the machine "comes back". */
+  restore(): void;
+  close(): Promise<void>;
+}
+
+/**
+ * A TCP proxy on loopback in front of a worker, so a test can make a machine unreachable without
+ * stopping it (a network partition): the worker keeps its jobs, as a real machine would.
+ */
+export async function startCuttableProxy(targetPort: number): Promise<CuttableProxy> {
+  let cut = false;
+  const sockets = new Set<Socket>();
+  const server: Server = createServer((client) => {
+    if (cut) {
+      client.destroy();
+      return;
+    }
+    const upstream = connect(targetPort, "127.0.0.1");
+    for (const s of [client, upstream]) {
+      sockets.add(s);
+      s.on("close", () => sockets.delete(s));
+      s.on("error", () => {
+        client.destroy();
+        upstream.destroy();
+      });
+    }
+    client.pipe(upstream).pipe(client);
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return {
+    port: (server.address() as AddressInfo).port,
+    cut: () => {
+      cut = true;
+      for (const s of sockets) s.destroy();
+    },
+    restore: () => {
+      cut = false;
+    },
+    close: () =>
+      new Promise((resolve) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}
