@@ -21,6 +21,7 @@ import { Dispatcher } from "./dispatcher.js";
 import { Fleet } from "./fleet.js";
 import { MachinesWatcher } from "./machines-watcher.js";
 import { createPlacement } from "./placement/index.js";
+import { Prestager } from "./prestage.js";
 import { Scheduler } from "./scheduler.js";
 import { SpeedModel } from "./speed-model.js";
 import { TaskDeadline } from "./task-deadline.js";
@@ -175,6 +176,7 @@ export async function startGateway(config: GatewayConfig, logger: Logger): Promi
     syncTimeoutMs: config.syncTimeoutMs,
     onTaskCreated: wake,
     shutdown: shutdown.signal,
+    prestage: new Prestager({ fleet, speeds, logger, stallMs: 5000 }),
   });
   await app.register(machineRoutes, { fleet, machines: machineStore, speeds, onChange: wake });
   app.get("/", { schema: { hide: true } }, async () => ({

@@ -68,6 +68,29 @@ export class WorkerClient {
     await res.body.dump();
   }
 
+  /**
+   * Streams content whose hash is not known yet; the worker hashes it and answers with it, and
+   * with whether it is new there (`created`) or was already held.
+   */
+  async postBlob(
+    body: Readable,
+    signal?: AbortSignal,
+  ): Promise<{ sha256: string; bytes: number; created: boolean }> {
+    const res = await this.call("POST", "/v1/blobs", {
+      signal,
+      body,
+      headers: { "content-type": "application/octet-stream" },
+      noTimeout: true,
+    });
+    const stored = (await res.body.json()) as { sha256: string; bytes: number };
+    return { ...stored, created: res.statusCode === 201 };
+  }
+
+  async deleteBlob(sha256: string, signal?: AbortSignal): Promise<void> {
+    const res = await this.call("DELETE", `/v1/blobs/${sha256}`, { signal, allow404: true });
+    await res.body.dump();
+  }
+
   /** Idempotent: the same id answers with the job that already exists. */
   async putJob(id: string, body: PutJobBody, signal?: AbortSignal): Promise<JobView> {
     return this.json<JobView>("PUT", `/v1/jobs/${encodeURIComponent(id)}`, {

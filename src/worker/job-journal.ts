@@ -64,7 +64,10 @@ export function parseJournal(text: string): JournalLine[] {
  * The most jobs that were live at any one moment: from `from` (`started`: the engine ran them;
  * `accepted`: the gateway had placed them here) until finished or deleted.
  */
-export function peakConcurrency(lines: readonly JournalLine[], from: "started" | "accepted" = "started"): number {
+export function peakConcurrency(
+  lines: readonly JournalLine[],
+  from: "started" | "accepted" = "started",
+): number {
   let running = 0;
   let peak = 0;
   const live = new Set<string>();

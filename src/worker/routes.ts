@@ -97,7 +97,31 @@ export async function registerWorkerRoutes(root: FastifyInstance, deps: WorkerRo
           await staged.commit();
           return reply.code(201).send({ sha256, bytes: staged.bytes });
         },
+      )
+      // A blob whose hash the sender does not know yet: the gateway forwards an upload while its
+      // client is still sending it, so the machine has the video by the time the task is placed.
+      .post(
+        "/v1/blobs",
+        { schema: { response: { 200: StoredBlob, 201: StoredBlob, "4xx": ErrorBody } } },
+        async (request, reply) => {
+          const body = request.body instanceof Readable ? request.body : Readable.from([]);
+          const staged = await blobs.stage(body);
+          const stored = { sha256: staged.sha256, bytes: staged.bytes };
+          if (await blobs.has(staged.sha256)) {
+            await staged.discard();
+            return reply.code(200).send(stored);
+          }
+          await staged.commit();
+          return reply.code(201).send(stored);
+        },
       );
+  });
+
+  // Undoes a forwarded upload whose task was then refused. Jobs hold their inputs as links in
+  // their own folders, so removing the cache entry never pulls a file from under a running job.
+  app.delete("/v1/blobs/:sha256", { schema: { params: BlobParams } }, async (request, reply) => {
+    await blobs.remove(request.params.sha256);
+    return reply.code(204).send();
   });
 
   app.put(

@@ -3,6 +3,8 @@ import { connect, createServer, type Server, type Socket } from "node:net";
 
 export interface CuttableProxy {
   port: number;
+  /** Bytes sent through it towards the worker so far. */
+  readonly bytesIn: number;
   /** Drops every connection and refuses new ones: the machine behind it looks dead. */
   cut(): void;
   /** Lets traffic through again: the machine "comes back". */
@@ -16,6 +18,7 @@ export interface CuttableProxy {
  */
 export async function startCuttableProxy(targetPort: number): Promise<CuttableProxy> {
   let cut = false;
+  let bytesIn = 0;
   const sockets = new Set<Socket>();
   const server: Server = createServer((client) => {
     if (cut) {
@@ -31,11 +34,17 @@ export async function startCuttableProxy(targetPort: number): Promise<CuttablePr
         upstream.destroy();
       });
     }
+    client.on("data", (chunk: Buffer) => {
+      bytesIn += chunk.length;
+    });
     client.pipe(upstream).pipe(client);
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   return {
     port: (server.address() as AddressInfo).port,
+    get bytesIn() {
+      return bytesIn;
+    },
     cut: () => {
       cut = true;
       for (const s of sockets) s.destroy();

@@ -7,6 +7,7 @@ import { sendFile } from "../../http/send-file.js";
 import type { TypeBoxTypeProvider } from "../../http/typebox-provider.js";
 import { FINAL_TASK_STATUSES, type TaskRow } from "../../store/schema.js";
 import type { TaskStore } from "../../store/task-store.js";
+import type { Prestager } from "../prestage.js";
 import { waitForFinal } from "../task-waiter.js";
 import {
   ErrorBody,
@@ -26,6 +27,8 @@ export interface TaskRoutesOptions {
   blobs: BlobStore;
   maxUploadBytes: number;
   syncTimeoutMs: number;
+  /** Sends a template video ahead to a machine while the client still uploads it. */
+  prestage?: Prestager;
   /** A task was created: place it. */
   onTaskCreated: () => void;
   /** The gateway is shutting down: sync waiters answer 503 instead of holding the close. */
@@ -43,7 +46,11 @@ export async function taskRoutes(app: FastifyInstance, options: TaskRoutesOption
   const { store, blobs } = options;
 
   const createTask = async (request: FastifyRequest): Promise<TaskRow> => {
-    const upload = await receiveTaskUpload(request, { blobs, maxBytes: options.maxUploadBytes });
+    const upload = await receiveTaskUpload(request, {
+      blobs,
+      maxBytes: options.maxUploadBytes,
+      prestage: options.prestage,
+    });
     try {
       await upload.commit();
     } catch (err) {

@@ -5,6 +5,7 @@ import type { BlobStore, StagedBlob } from "../../blobs/blob-store.js";
 import { errorMessage, InputError, TooLargeError } from "../../errors.js";
 import { type MediaInfo, probeMedia } from "../../media/probe.js";
 import { DEFAULT_JOB_OPTIONS, type JobOptions } from "../../protocol/schemas.js";
+import type { Forwarded, Prestager } from "../prestage.js";
 
 /** A received, validated task form whose files are staged but not yet in the blob store. */
 export interface TaskUpload {
@@ -25,6 +26,13 @@ export interface StagedFile {
   media: MediaInfo;
 }
 
+interface Received {
+  blob: StagedBlob;
+  name: string;
+  /** The copy sent ahead to a machine while the client uploaded (video only). */
+  forwarding?: Promise<Forwarded | undefined> | undefined;
+}
+
 /** The seed's two clients spell the file fields differently; both mean the same. */
 const FILE_FIELDS: Record<string, "audio" | "video"> = {
   audio: "audio",
@@ -41,7 +49,7 @@ const TEXT_FIELDS = new Set(["description", "callback_url", "priority", "chaofen
  */
 export async function receiveTaskUpload(
   request: FastifyRequest,
-  options: { blobs: BlobStore; maxBytes: number },
+  options: { blobs: BlobStore; maxBytes: number; prestage?: Prestager | undefined },
 ): Promise<TaskUpload> {
   if (!request.isMultipart()) {
     throw new InputError(
@@ -51,10 +59,15 @@ export async function receiveTaskUpload(
       415,
     );
   }
-  const staged: Partial<Record<"audio" | "video", { blob: StagedBlob; name: string }>> = {};
+  const staged: Partial<Record<"audio" | "video", Received>> = {};
   const text = new Map<string, string>();
   const discardAll = async () => {
-    await Promise.all(Object.values(staged).map((f) => f?.blob.discard()));
+    await Promise.all(
+      Object.values(staged).map(async (f) => {
+        await f?.blob.discard();
+        await undoForward(f?.forwarding);
+      }),
+    );
   };
   try {
     // busboy's own cap sits one byte above ours, so our meter (with its clearer message) trips first.
@@ -75,15 +88,22 @@ export async function receiveTaskUpload(
           part.file.resume();
           throw new InputError("DUPLICATE_FIELD", `more than one ${kind} file`, part.fieldname);
         }
-        const blob = await options.blobs.stage(part.file, {
-          maxBytes: options.maxBytes,
-          onTooLarge: () =>
-            new TooLargeError(
-              `${part.fieldname} is larger than the limit of ${formatBytes(options.maxBytes)}`,
-              part.fieldname,
-            ),
-        });
-        staged[kind] = { blob, name: safeName(part.filename, kind) };
+        const forwarding = kind === "video" ? options.prestage?.forward(part.file) : undefined;
+        let blob: StagedBlob;
+        try {
+          blob = await options.blobs.stage(part.file, {
+            maxBytes: options.maxBytes,
+            onTooLarge: () =>
+              new TooLargeError(
+                `${part.fieldname} is larger than the limit of ${formatBytes(options.maxBytes)}`,
+                part.fieldname,
+              ),
+          });
+        } catch (err) {
+          await undoForward(forwarding);
+          throw err;
+        }
+        staged[kind] = { blob, name: safeName(part.filename, kind), forwarding };
         if (blob.bytes === 0)
           throw new InputError("EMPTY_FILE", `${part.fieldname} is empty`, part.fieldname);
       } else if (TEXT_FIELDS.has(part.fieldname)) {
@@ -118,6 +138,8 @@ export async function receiveTaskUpload(
       commit: async () => {
         await audio.blob.commit();
         await video.blob.commit();
+        const forwarded = await video.forwarding;
+        if (forwarded?.sha256 === video.blob.sha256) forwarded.machine.knowBlob(forwarded.sha256);
       },
       discard: discardAll,
     };
@@ -128,6 +150,12 @@ export async function receiveTaskUpload(
     }
     throw err;
   }
+}
+
+/** A refused task must not leave its video in a machine's cache either. */
+async function undoForward(forwarding: Promise<Forwarded | undefined> | undefined): Promise<void> {
+  const forwarded = await forwarding;
+  if (forwarded?.created) await forwarded.machine.client.deleteBlob(forwarded.sha256).catch(() => undefined);
 }
 
 async function probeInput(path: string, kind: "audio" | "video"): Promise<MediaInfo> {

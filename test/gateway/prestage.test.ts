@@ -1,0 +1,126 @@
+import { stat, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { BlobStore } from "../../src/blobs/blob-store.js";
+import { createLogger } from "../../src/logger.js";
+import { startWorker, type WorkerHandle } from "../../src/worker/agent.js";
+import { type CuttableProxy, startCuttableProxy } from "../helpers/cuttable-proxy.js";
+import { GateEngine } from "../helpers/gate-engine.js";
+import { removeDir, startTestGateway, taskForm, tempDir } from "../helpers/gateway.js";
+import { makeAudio, makeVideo } from "../helpers/media.js";
+import { until } from "../helpers/until.js";
+
+type Gateway = Awaited<ReturnType<typeof startTestGateway>>;
+
+/** The template video goes to the machine while the client is still uploading it, once. */
+describe("forwarding uploads ahead", () => {
+  let dir: string;
+  let engine: GateEngine;
+  let worker: WorkerHandle;
+  let proxy: CuttableProxy;
+  let gateway: Gateway;
+  let video: string;
+  let audio: string;
+
+  beforeEach(async () => {
+    dir = await tempDir();
+    video = join(dir, "v.mp4");
+    audio = join(dir, "a.wav");
+    await makeVideo(video, { seconds: 4, width: 1280, height: 720, fps: 30 });
+    await makeAudio(audio, { seconds: 1 });
+    engine = new GateEngine(1);
+    worker = await startWorker({
+      host: "127.0.0.1",
+      port: 0,
+      dataDir: join(dir, "worker"),
+      engine,
+      logger: createLogger({ level: "silent", pretty: false }),
+    });
+    proxy = await startCuttableProxy(worker.port);
+    const machines = join(dir, "machines.json");
+    await writeFile(
+      machines,
+      JSON.stringify({ machines: [{ name: "gpu", host: "127.0.0.1", port: proxy.port }] }),
+    );
+    gateway = await startTestGateway({ config: machines }, join(dir, "gateway"));
+    await until(() => gateway.fleet.get("gpu")?.state === "up");
+  });
+
+  afterEach(async () => {
+    await gateway.close();
+    await proxy.close();
+    await worker.close();
+    await removeDir(dir);
+  });
+
+  it("the video crosses to the machine once, and the task runs there", async () => {
+    const size = (await stat(video)).size;
+    const audioSize = (await stat(audio)).size;
+    const before = proxy.bytesIn;
+    const res = await fetch(`${gateway.url}/tasks`, {
+      method: "POST",
+      body: await taskForm({ audio: { path: audio }, video: { path: video } }),
+    });
+    const { task_id } = (await res.json()) as { task_id: string };
+    const job = await until(() => engine.running[0]);
+    engine.release(job);
+    await until(async () => (await gateway.store.getTask(task_id))?.status === "completed");
+    const sent = proxy.bytesIn - before;
+    expect(sent).toBeGreaterThan(size + audioSize);
+    // Both files once, plus requests and health probes; a second copy of the video would not fit.
+    expect(sent).toBeLessThan(size + audioSize + Math.min(size / 2, 64 * 1024));
+  });
+
+  it("forwards while the client is still sending: the machine has part of the video before the upload ends", async () => {
+    const size = (await stat(video)).size;
+    const audioSize = (await stat(audio)).size;
+    const before = proxy.bytesIn;
+    const encoded = new Response(await taskForm({ audio: { path: audio }, video: { path: video } }));
+    const type = encoded.headers.get("content-type") ?? "";
+    const source = encoded.body?.getReader();
+    if (!source) throw new Error("no body");
+    let sent = 0;
+    let held = false;
+    const body = new ReadableStream<Uint8Array>({
+      async pull(controller) {
+        // Past most of the video (the audio comes first), hold the rest back until the machine has
+        // seen half the video: without forwarding it would see nothing before the upload ends.
+        if (!held && sent > audioSize + size * 0.8) {
+          held = true;
+          await until(() => proxy.bytesIn - before > size / 2, 10_000, { what: "bytes at the machine" });
+        }
+        const { done, value } = await source.read();
+        if (done) controller.close();
+        else {
+          sent += value.length;
+          controller.enqueue(value);
+        }
+      },
+    });
+    const res = await fetch(`${gateway.url}/tasks`, {
+      method: "POST",
+      body,
+      headers: { "content-type": type },
+      duplex: "half",
+    } as RequestInit);
+    expect(res.status).toBe(200);
+    expect(held).toBe(true);
+  });
+
+  it("a refused task takes its forwarded video back out of the machine's cache", async () => {
+    const res = await fetch(`${gateway.url}/tasks`, {
+      method: "POST",
+      body: await taskForm({ video: { path: video } }),
+    });
+    expect(res.status).toBe(400);
+    const task = await gateway.store.listTasks({ limit: 1, offset: 0 });
+    expect(task.total).toBe(0);
+    const cache = new BlobStore(join(dir, "worker", "blobs"));
+    const { createHash } = await import("node:crypto");
+    const { readFile } = await import("node:fs/promises");
+    const sha = createHash("sha256")
+      .update(await readFile(video))
+      .digest("hex");
+    expect(await cache.has(sha)).toBeUndefined();
+  });
+});
