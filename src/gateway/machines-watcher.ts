@@ -13,6 +13,8 @@ export class MachinesWatcher {
   private watcher: FSWatcher | undefined;
   private timer: NodeJS.Timeout | undefined;
   private last: string;
+  /** What `GET /machines` tells operators about the file: when it was last taken, and why not. */
+  readonly status: { file: string; loaded_at: string; rejected_at: string | null; error: string | null };
 
   constructor(
     private readonly file: string,
@@ -23,6 +25,7 @@ export class MachinesWatcher {
     private readonly debounceMs = 150,
   ) {
     this.last = JSON.stringify(initial);
+    this.status = { file, loaded_at: new Date().toISOString(), rejected_at: null, error: null };
   }
 
   start(): void {
@@ -47,14 +50,19 @@ export class MachinesWatcher {
     try {
       config = loadMachinesFile(this.file);
     } catch (err) {
+      this.status.rejected_at = new Date().toISOString();
+      this.status.error = errorMessage(err);
       this.logger.error(
         { file: this.file, reason: errorMessage(err) },
         "machines file edit rejected; the last good configuration stays in force",
       );
       return;
     }
+    this.status.error = null;
+    this.status.rejected_at = null;
     const text = JSON.stringify(config);
     if (text === this.last) return;
+    this.status.loaded_at = new Date().toISOString();
     this.last = text;
     this.logger.info({ file: this.file, machines: config.machines.length }, "machines file reloaded");
     this.apply(config);

@@ -178,7 +178,13 @@ export async function startGateway(config: GatewayConfig, logger: Logger): Promi
     shutdown: shutdown.signal,
     prestage: new Prestager({ fleet, speeds, logger, stallMs: 5000 }),
   });
-  await app.register(machineRoutes, { fleet, machines: machineStore, speeds, onChange: wake });
+  await app.register(machineRoutes, {
+    fleet,
+    machines: machineStore,
+    speeds,
+    config: watcher?.status,
+    onChange: wake,
+  });
   app.get("/", { schema: { hide: true } }, async () => ({
     name: "multi-heygem",
     version: VERSION,

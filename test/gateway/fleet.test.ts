@@ -160,9 +160,22 @@ describe("fleet health, failover and fencing", () => {
   });
 
   it("a bad edit of machines.json is rejected and the last good configuration stays", async () => {
-    await writeFile(machinesFile, '{"machines": [{"name": "a", "host": "127.0.0.1"}]');
+    const config = async () =>
+      ((await (await fetch(`${gateway.url}/machines`)).json()) as { config: { error: string | null } })
+        .config;
     await writeFile(machinesFile, JSON.stringify({ machines: [{ name: "a", host: "x", port: "nope" }] }));
-    // A later good edit is taken: so the bad one before it must have been seen and refused.
+    const refused = await until(async () => (await config()).error);
+    expect(refused).toContain("machines[0].port");
+    expect(gateway.fleet.get("a")?.spec.host).toBe("127.0.0.1");
+    expect(
+      gateway.fleet
+        .list()
+        .map((m) => m.name)
+        .sort(),
+    ).toEqual(["a", "b"]);
+    await writeFile(machinesFile, '{"machines": [{"name": "a", "host": "127.0.0.1"}]');
+    await until(async () => (await config()).error?.includes("not valid JSON"));
+    expect(gateway.fleet.list()).toHaveLength(2);
     await writeFile(
       machinesFile,
       JSON.stringify({
@@ -174,6 +187,7 @@ describe("fleet health, failover and fencing", () => {
     );
     await until(() => gateway.fleet.get("a")?.spec.max_concurrent === 2);
     expect(gateway.fleet.get("a")?.spec.port).toBe(proxy.port);
+    expect((await config()).error).toBeNull();
   });
 
   it("the per-task timeout fails a task that runs too long and cancels its job", async () => {

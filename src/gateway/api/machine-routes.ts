@@ -4,6 +4,7 @@ import { NotFoundError } from "../../errors.js";
 import type { TypeBoxTypeProvider } from "../../http/typebox-provider.js";
 import type { MachineStore } from "../../store/machine-store.js";
 import type { Fleet, Machine } from "../fleet.js";
+import type { MachinesWatcher } from "../machines-watcher.js";
 import type { SpeedModel } from "../speed-model.js";
 import { ErrorBody, MachineList, MachineView } from "./schemas.js";
 
@@ -11,6 +12,8 @@ export interface MachineRoutesOptions {
   fleet: Fleet;
   machines: MachineStore;
   speeds: SpeedModel;
+  /** The machines file's reload state, when there is one. */
+  config?: MachinesWatcher["status"] | undefined;
   /** Draining or resuming changed what may be placed. */
   onChange: () => void;
 }
@@ -61,7 +64,7 @@ export async function machineRoutes(app: FastifyInstance, options: MachineRoutes
     },
     async () => {
       const counts = await options.machines.counts();
-      return { machines: fleet.list().map((m) => view(m, counts)) };
+      return { machines: fleet.list().map((m) => view(m, counts)), config: options.config ?? null };
     },
   );
 

@@ -157,6 +157,25 @@ export const MachineView = Type.Object(
 );
 
 export const MachineList = Type.Object(
-  { machines: Type.Array(Type.Ref(MachineView)) },
+  {
+    machines: Type.Array(Type.Ref(MachineView)),
+    config: Type.Union(
+      [
+        Type.Object({
+          file: Type.String(),
+          loaded_at: Type.String({
+            format: "date-time",
+            description: "When the configuration in force was read",
+          }),
+          rejected_at: Type.Union([Type.String({ format: "date-time" }), Type.Null()]),
+          error: Type.Union([Type.String(), Type.Null()], {
+            description: "Why the file's current content was refused (the last good configuration stays)",
+          }),
+        }),
+        Type.Null(),
+      ],
+      { description: "The machines file, watched for edits; null without one" },
+    ),
+  },
   { $id: "MachineList", title: "MachineList" },
 );
