@@ -1,7 +1,6 @@
-import { readFileSync } from "node:fs";
 import { type Static, Type } from "@sinclair/typebox";
-import { Value } from "@sinclair/typebox/value";
 import { ConfigError } from "../errors.js";
+import { readJsonFile, validateSettings } from "./json-file.js";
 
 /** The seed's `config/machines.json` format, unchanged. */
 export const MachineEntry = Type.Object({
@@ -21,33 +20,11 @@ export type MachinesFile = Static<typeof MachinesFile>;
 
 /** Reads and validates a machines file; every problem names the file and the field. */
 export function loadMachinesFile(path: string): MachinesFile {
-  let text: string;
-  try {
-    text = readFileSync(path, "utf8");
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    throw new ConfigError(path, "", code === "ENOENT" ? "file not found" : `cannot read: ${String(err)}`);
-  }
-  let raw: unknown;
-  try {
-    raw = JSON.parse(text);
-  } catch (err) {
-    throw new ConfigError(path, "", `not valid JSON: ${(err as Error).message}`);
-  }
-  return parseMachines(raw, path);
+  return parseMachines(readJsonFile(path), path);
 }
 
 export function parseMachines(raw: unknown, source: string): MachinesFile {
-  const withDefaults = Value.Default(MachinesFile, Value.Clone(raw));
-  const first = Value.Errors(MachinesFile, withDefaults).First();
-  if (first) {
-    const field = first.path
-      .replace(/^\//, "")
-      .replace(/\/(\d+)/g, "[$1]")
-      .replace(/\//g, ".");
-    throw new ConfigError(source, field || "(top level)", first.message);
-  }
-  const file = withDefaults as MachinesFile;
+  const file = validateSettings(MachinesFile, raw, source);
   const seen = new Set<string>();
   file.machines.forEach((m, i) => {
     if (seen.has(m.name))
