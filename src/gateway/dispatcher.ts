@@ -38,6 +38,18 @@ class AttemptFailure extends Error {
   }
 }
 
+/** One try of a task on one machine, with what every step of it needs. */
+interface Attempt {
+  readonly task: TaskRow;
+  /** Also the job id on the worker. */
+  readonly id: string;
+  readonly machine: Machine;
+  /** The address it started on: a machine moved in machines.json keeps its running attempts. */
+  readonly client: WorkerClient;
+  readonly signal: AbortSignal;
+  readonly log: Logger;
+}
+
 interface LiveAttempt {
   readonly taskId: string;
   readonly machine: Machine;
@@ -136,7 +148,9 @@ export class Dispatcher {
   private track(task: TaskRow, attemptId: string, machine: Machine): void {
     const abort = new AbortController();
     const signal = AbortSignal.any([abort.signal, this.shutdown.signal]);
-    const done = this.run(task, attemptId, machine, machine.client, signal).finally(() => {
+    const log = this.options.logger.child({ task_id: task.id, attempt_id: attemptId, machine: machine.name });
+    const attempt: Attempt = { task, id: attemptId, machine, client: machine.client, signal, log };
+    const done = this.run(attempt).finally(() => {
       this.live.delete(attemptId);
       this.releaseSlot(attemptId, machine);
     });
@@ -147,17 +161,11 @@ export class Dispatcher {
     if (machine.running.delete(attemptId)) this.options.onSlotFree();
   }
 
-  private async run(
-    task: TaskRow,
-    attemptId: string,
-    machine: Machine,
-    client: WorkerClient,
-    signal: AbortSignal,
-  ): Promise<void> {
-    const log = this.options.logger.child({ task_id: task.id, attempt_id: attemptId, machine: machine.name });
+  private async run(attempt: Attempt): Promise<void> {
+    const { task, id: attemptId, machine, client, signal, log } = attempt;
     const { store } = this.options;
     try {
-      const view = await this.follow(task, attemptId, machine, client, signal, log);
+      const view = await this.follow(attempt);
       // The engine is done with it: its slot can take the next task while the result comes home.
       this.releaseSlot(attemptId, machine);
       const result = view.result;
@@ -197,18 +205,10 @@ export class Dispatcher {
   }
 
   /** Creates (or re-attaches to) the job and follows it until it is final. */
-  private async follow(
-    task: TaskRow,
-    attemptId: string,
-    machine: Machine,
-    client: WorkerClient,
-    signal: AbortSignal,
-    log: Logger,
-  ): Promise<JobView> {
+  private async follow(attempt: Attempt): Promise<JobView> {
+    const { task, id: attemptId, machine, client, signal, log } = attempt;
     const { store } = this.options;
-    let view = await this.withGrace(machine, signal, log, () =>
-      this.createJob(task, attemptId, machine, client, signal, log),
-    );
+    let view = await this.withGrace(attempt, () => this.createJob(attempt));
     await store.markAttemptRunning(attemptId);
     log.info({ status: view.status }, "job accepted by worker");
     let logged: { progress: number; message: string | undefined } = { progress: 0, message: undefined };
@@ -221,7 +221,7 @@ export class Dispatcher {
         if (step) logged = { progress: view.progress, message: view.message };
       }
       const after = view.version;
-      const next = await this.withGrace(machine, signal, log, () =>
+      const next = await this.withGrace(attempt, () =>
         client.getJob(attemptId, { waitMs: this.options.pollWaitMs, afterVersion: after, signal }),
       );
       if (!next)
@@ -234,14 +234,8 @@ export class Dispatcher {
     throw new AttemptFailure(view.error?.kind ?? "machine", view.error?.message ?? "the engine failed");
   }
 
-  private async createJob(
-    task: TaskRow,
-    attemptId: string,
-    machine: Machine,
-    client: WorkerClient,
-    signal: AbortSignal,
-    log: Logger,
-  ): Promise<JobView> {
+  private async createJob(attempt: Attempt): Promise<JobView> {
+    const { task, id: attemptId, machine, client, signal, log } = attempt;
     const body = {
       audio: { sha256: task.audio_sha256, bytes: task.audio_bytes, name: task.audio_name },
       video: { sha256: task.video_sha256, bytes: task.video_bytes, name: task.video_name },
@@ -287,12 +281,8 @@ export class Dispatcher {
    * that restarts or a network blip must not cost a running task. Past the grace, the attempt
    * is the machine's failure and the task moves on.
    */
-  private async withGrace<T>(
-    machine: Machine,
-    signal: AbortSignal,
-    log: Logger,
-    call: () => Promise<T>,
-  ): Promise<T> {
+  private async withGrace<T>(attempt: Attempt, call: () => Promise<T>): Promise<T> {
+    const { machine, signal, log } = attempt;
     let since: number | undefined;
     for (;;) {
       try {
