@@ -253,15 +253,14 @@ export class Dispatcher {
       }
       // Upload only what the worker lacks: the same avatar video serves thousands of tasks.
       for (const ref of [body.video, body.audio]) {
-        if (await client.hasBlob(ref.sha256, signal)) {
-          machine.knowBlob(ref.sha256);
-          continue;
-        }
-        log.info({ sha256: ref.sha256, bytes: ref.bytes }, `uploading ${ref.name} to worker`);
-        const started = Date.now();
-        await client.putBlob(ref.sha256, this.options.blobs.path(ref.sha256), ref.bytes, signal);
-        machine.observeUpload(ref.bytes, Date.now() - started);
-        machine.knowBlob(ref.sha256);
+        // Tasks that share a template and start together on one machine send it there once.
+        await machine.uploadOnce(ref.sha256, async () => {
+          if (await client.hasBlob(ref.sha256, signal)) return;
+          log.info({ sha256: ref.sha256, bytes: ref.bytes }, `uploading ${ref.name} to worker`);
+          const started = Date.now();
+          await client.putBlob(ref.sha256, this.options.blobs.path(ref.sha256), ref.bytes, signal);
+          machine.observeUpload(ref.bytes, Date.now() - started);
+        });
       }
     }
   }

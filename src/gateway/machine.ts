@@ -40,6 +40,7 @@ export class Machine {
   uploadBytesPerMs = DEFAULT_UPLOAD_BYTES_PER_MS;
   /** Blobs the worker is believed to hold, oldest first (a Map keeps insertion order). */
   private readonly blobs = new Map<string, true>();
+  private readonly uploads = new Map<string, Promise<void>>();
 
   constructor(spec: MachineEntry, makeClient: (spec: MachineEntry) => WorkerClient, pinned = false) {
     this.spec = spec;
@@ -77,6 +78,20 @@ export class Machine {
       const oldest = this.blobs.keys().next().value;
       if (oldest !== undefined) this.blobs.delete(oldest);
     }
+  }
+
+  /**
+   * Runs `upload` unless an upload of the same blob to this machine is already under way, in which
+   * case it waits for that one. Either way the machine is then believed to hold the blob.
+   */
+  async uploadOnce(sha256: string, upload: () => Promise<void>): Promise<void> {
+    let pending = this.uploads.get(sha256);
+    if (!pending) {
+      pending = upload().finally(() => this.uploads.delete(sha256));
+      this.uploads.set(sha256, pending);
+    }
+    await pending;
+    this.knowBlob(sha256);
   }
 
   forgetBlobs(): void {

@@ -1,4 +1,5 @@
-import { PassThrough, type Readable } from "node:stream";
+import { createHash } from "node:crypto";
+import { PassThrough, type Readable, Transform, type TransformCallback } from "node:stream";
 import { errorMessage } from "../errors.js";
 import type { Logger } from "../logger.js";
 import type { Fleet, Machine } from "./fleet.js";
@@ -14,6 +15,9 @@ export interface Forwarded {
 /** Below this much buffered-but-unsent data the client never waits on the machine. */
 const BUFFER_BYTES = 8 * 1024 * 1024;
 const CHECK_EVERY_MS = 250;
+/** Enough of a file to recognise a template seen before, before deciding to send it. */
+const PREFIX_BYTES = 1024 * 1024;
+const PREFIXES_KEPT = 10_000;
 
 /**
  * Copies a template video to the machine most likely to run its task while the client is still
@@ -21,52 +25,99 @@ const CHECK_EVERY_MS = 250;
  * twice in a row (gateway, then machine). It is only a head start: if the task lands elsewhere, or
  * the machine is slow or fails, the dispatcher uploads as usual. A machine that keeps the copy
  * waiting longer than `stallMs` is dropped from it, so it can never hold a client's upload up.
+ *
+ * The same avatar video comes back thousands of times, and its hash is known only once it has all
+ * arrived. So the decision waits for the first megabyte: a file that starts like a template a
+ * machine already holds (or one being sent right now) is not sent again.
  */
 export class Prestager {
+  /** sha256 of a file's first megabyte → sha256 of the whole file, for files forwarded before. */
+  private readonly prefixes = new Map<string, string>();
+  private readonly inFlight = new Set<string>();
+
   constructor(
     private readonly options: { fleet: Fleet; speeds: SpeedModel; logger: Logger; stallMs: number },
   ) {}
 
   /** Starts forwarding `source`; undefined when no machine has a free slot to run it now. */
   forward(source: Readable): Promise<Forwarded | undefined> | undefined {
-    const machine = this.pick();
-    if (!machine) return undefined;
-    const log = this.options.logger.child({ machine: machine.name });
+    if (!this.pick()) return undefined;
+    const head = new PrefixHasher(PREFIX_BYTES);
     const sink = new PassThrough({ highWaterMark: BUFFER_BYTES });
     const abort = new AbortController();
-    let stalledSince: number | undefined;
     const stop = (why: string) => {
       if (abort.signal.aborted) return;
-      source.unpipe(sink);
       abort.abort(new Error(why));
+      source.unpipe(head);
+      head.destroy();
       sink.destroy();
-      // Unpiping can leave the source paused; the local copy must go on reading it.
-      source.resume();
     };
+    source.once("error", () => stop("the client's upload failed"));
+    source.once("close", () => {
+      if (!source.readableEnded) stop("the client's upload ended early");
+    });
+    source.pipe(head).pipe(sink);
+    const prefixOrStop = new Promise<string | undefined>((resolve) => {
+      head.once("prefix", resolve);
+      abort.signal.addEventListener("abort", () => resolve(undefined), { once: true });
+    });
+    return prefixOrStop.then((prefix) => {
+      if (prefix === undefined) return undefined;
+      const known = this.prefixes.get(prefix);
+      if (known && this.options.fleet.list().some((m) => m.placeable && m.hasBlob(known))) {
+        stop("a machine already holds this template");
+        return undefined;
+      }
+      if (this.inFlight.has(prefix)) {
+        stop("this template is on its way to a machine already");
+        return undefined;
+      }
+      const machine = this.pick();
+      if (!machine || abort.signal.aborted) {
+        stop("no machine is free");
+        return undefined;
+      }
+      this.inFlight.add(prefix);
+      return this.send(machine, sink, abort, stop).then((forwarded) => {
+        this.inFlight.delete(prefix);
+        if (forwarded) this.remember(prefix, forwarded.sha256);
+        return forwarded;
+      });
+    });
+  }
+
+  private async send(
+    machine: Machine,
+    sink: PassThrough,
+    abort: AbortController,
+    stop: (why: string) => void,
+  ): Promise<Forwarded | undefined> {
+    let stalledSince: number | undefined;
     const watch = setInterval(() => {
       if (!sink.writableNeedDrain) stalledSince = undefined;
       else if (stalledSince === undefined) stalledSince = Date.now();
       else if (Date.now() - stalledSince > this.options.stallMs)
         stop("the machine takes the upload too slowly");
     }, CHECK_EVERY_MS);
-    source.once("error", () => stop("the client's upload failed"));
-    source.once("close", () => {
-      if (!source.readableEnded) stop("the client's upload ended early");
-    });
-    source.pipe(sink);
-    return machine.client
-      .postBlob(sink, abort.signal)
-      .then(
-        (stored): Forwarded => ({ machine, ...stored }),
-        (err: unknown) => {
-          log.info(
-            { reason: errorMessage(abort.signal.aborted ? abort.signal.reason : err) },
-            "upload not forwarded",
-          );
-          return undefined;
-        },
-      )
-      .finally(() => clearInterval(watch));
+    try {
+      const stored = await machine.client.postBlob(sink, abort.signal);
+      return { machine, ...stored };
+    } catch (err) {
+      const reason = errorMessage(abort.signal.aborted ? abort.signal.reason : err);
+      this.options.logger.info({ machine: machine.name, reason }, "upload not forwarded");
+      return undefined;
+    } finally {
+      clearInterval(watch);
+    }
+  }
+
+  private remember(prefix: string, sha256: string): void {
+    this.prefixes.delete(prefix);
+    this.prefixes.set(prefix, sha256);
+    if (this.prefixes.size > PREFIXES_KEPT) {
+      const oldest = this.prefixes.keys().next().value;
+      if (oldest !== undefined) this.prefixes.delete(oldest);
+    }
   }
 
   /** The machine a task of unknown length would most likely go to now: the fastest with a free slot. */
@@ -83,5 +134,37 @@ export class Prestager {
       if (a < b || (a === b && m.freeSlots > best.freeSlots)) best = m;
     }
     return best;
+  }
+}
+
+/** Passes bytes through, and emits `prefix` with the sha256 of the first `bytes` of them (or all). */
+class PrefixHasher extends Transform {
+  private readonly hash = createHash("sha256");
+  private seen = 0;
+  private done = false;
+
+  constructor(private readonly bytes: number) {
+    super();
+  }
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, callback: TransformCallback): void {
+    if (!this.done) {
+      const take = Math.min(chunk.length, this.bytes - this.seen);
+      this.hash.update(take === chunk.length ? chunk : chunk.subarray(0, take));
+      this.seen += take;
+      if (this.seen >= this.bytes) this.finishPrefix();
+    }
+    callback(null, chunk);
+  }
+
+  override _flush(callback: TransformCallback): void {
+    this.finishPrefix();
+    callback();
+  }
+
+  private finishPrefix(): void {
+    if (this.done) return;
+    this.done = true;
+    this.emit("prefix", this.hash.digest("hex"));
   }
 }

@@ -1,13 +1,13 @@
 import { stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { BlobStore } from "../../src/blobs/blob-store.js";
 import { createLogger } from "../../src/logger.js";
 import { startWorker, type WorkerHandle } from "../../src/worker/agent.js";
 import { type CuttableProxy, startCuttableProxy } from "../helpers/cuttable-proxy.js";
 import { GateEngine } from "../helpers/gate-engine.js";
 import { removeDir, startTestGateway, taskForm, tempDir } from "../helpers/gateway.js";
-import { makeAudio, makeVideo } from "../helpers/media.js";
+import { makeAudio, makeNoisyVideo } from "../helpers/media.js";
 import { until } from "../helpers/until.js";
 
 type Gateway = Awaited<ReturnType<typeof startTestGateway>>;
@@ -22,12 +22,23 @@ describe("forwarding uploads ahead", () => {
   let video: string;
   let audio: string;
 
+  let fixtures: string;
+
+  beforeAll(async () => {
+    fixtures = await tempDir();
+    video = join(fixtures, "v.mp4");
+    audio = join(fixtures, "a.wav");
+    // A few megabytes: more than the first megabyte the gateway looks at before it forwards.
+    await makeNoisyVideo(video, { seconds: 2 });
+    await makeAudio(audio, { seconds: 1 });
+  });
+
+  afterAll(async () => {
+    await removeDir(fixtures);
+  });
+
   beforeEach(async () => {
     dir = await tempDir();
-    video = join(dir, "v.mp4");
-    audio = join(dir, "a.wav");
-    await makeVideo(video, { seconds: 4, width: 1280, height: 720, fps: 30 });
-    await makeAudio(audio, { seconds: 1 });
     engine = new GateEngine(1);
     worker = await startWorker({
       host: "127.0.0.1",
@@ -105,6 +116,27 @@ describe("forwarding uploads ahead", () => {
     } as RequestInit);
     expect(res.status).toBe(200);
     expect(held).toBe(true);
+  });
+
+  it("a template the machine already holds is not sent again, neither ahead nor by the dispatcher", async () => {
+    const size = (await stat(video)).size;
+    const audioSize = (await stat(audio)).size;
+    const run = async () => {
+      const res = await fetch(`${gateway.url}/tasks`, {
+        method: "POST",
+        body: await taskForm({ audio: { path: audio }, video: { path: video } }),
+      });
+      const { task_id } = (await res.json()) as { task_id: string };
+      engine.release(await until(() => engine.running[0]));
+      await until(async () => (await gateway.store.getTask(task_id))?.status === "completed");
+    };
+    await run();
+    const before = proxy.bytesIn;
+    await run();
+    await run();
+    // Two more tasks: their job requests and probes, not another copy of the video.
+    expect(proxy.bytesIn - before).toBeLessThan(size / 2);
+    expect(audioSize).toBeGreaterThan(0);
   });
 
   it("a refused task takes its forwarded video back out of the machine's cache", async () => {

@@ -168,3 +168,24 @@ export async function topLevelBoxes(path: string): Promise<string[]> {
     await file.close();
   }
 }
+
+/** A video that compresses badly (noise), for tests that need megabytes of real media. */
+export async function makeNoisyVideo(path: string, options: { seconds: number }): Promise<void> {
+  await runFfmpeg([
+    "-v",
+    "error",
+    "-f",
+    "lavfi",
+    "-i",
+    `testsrc=size=640x360:rate=25:duration=${options.seconds},noise=alls=80:allf=t`,
+    "-c:v",
+    "libx264",
+    "-preset",
+    "ultrafast",
+    "-crf",
+    "12",
+    "-pix_fmt",
+    "yuv420p",
+    path,
+  ]);
+}
