@@ -13,7 +13,7 @@ export interface Forwarded {
 }
 
 /** Below this much buffered-but-unsent data the client never waits on the machine. */
-const BUFFER_BYTES = 8 * 1024 * 1024;
+const BUFFER_BYTES = 1024 * 1024;
 const CHECK_EVERY_MS = 250;
 /** Enough of a file to recognise a template seen before, before deciding to send it. */
 const PREFIX_BYTES = 1024 * 1024;

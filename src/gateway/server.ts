@@ -159,6 +159,9 @@ export async function startGateway(config: GatewayConfig, logger: Logger): Promi
   const app: FastifyInstance = Fastify({
     loggerInstance: logger as FastifyBaseLogger,
     return503OnClosing: true,
+    // Clients poll GET /tasks/{id} every few seconds; a log line per poll would bury the task
+    // steps. Changes and failures are logged in onResponse below, reads are not.
+    disableRequestLogging: true,
     // Request log lines about a task carry its task_id too, like every other line about it.
     childLoggerFactory: (parent, bindings, opts, raw) => {
       const taskId = TASK_URL.exec(raw.url ?? "")?.[1];
@@ -166,6 +169,18 @@ export async function startGateway(config: GatewayConfig, logger: Logger): Promi
     },
   });
   installErrorHandler(app);
+  app.addHook("onResponse", async (request, reply) => {
+    if ((request.method === "GET" || request.method === "HEAD") && reply.statusCode < 400) return;
+    request.log.info(
+      {
+        method: request.method,
+        url: request.url,
+        status: reply.statusCode,
+        ms: Math.round(reply.elapsedTime),
+      },
+      "request",
+    );
+  });
   addSharedSchemas(app);
   await app.register(multipart, { limits: { fileSize: config.maxUploadBytes + 1 } });
   await registerDocs(app, VERSION);

@@ -1,5 +1,5 @@
 import { EventEmitter } from "node:events";
-import { type Kysely, sql, type Transaction } from "kysely";
+import { type CompiledQuery, type Kysely, sql, type Transaction } from "kysely";
 import type { FailureKind } from "../errors.js";
 import {
   type AttemptRow,
@@ -28,6 +28,8 @@ export interface TaskChange {
 
 type EventFields = Omit<EventRow, "id" | "task_id" | "at">;
 
+const RECENT_TASKS = 4096;
+
 /**
  * Every state change of a task, its attempts, its event row and its callback deliveries are
  * written in one transaction: the store is the truth (design.md), and what the process holds in
@@ -41,6 +43,33 @@ export class TaskStore {
     private readonly now: () => Date = () => new Date(),
   ) {
     this.changes.setMaxListeners(0);
+    this.taskById = db.selectFrom("tasks").selectAll().where("id", "=", "").compile();
+  }
+
+  /** The hottest query (every client polls it), compiled once: building it costs more than running it. */
+  private readonly taskById: CompiledQuery<TaskRow>;
+
+  /**
+   * Rows read lately, for clients that poll a task every few seconds. Every write of a task goes
+   * through this class and drops its row here once committed, so a hit is never stale; only this
+   * process writes the store (one gateway per store).
+   */
+  private readonly recent = new Map<string, TaskRow>();
+
+  private writes = 0;
+
+  private forget(taskId: string): void {
+    this.writes++;
+    this.recent.delete(taskId);
+  }
+
+  private remember(task: TaskRow): void {
+    this.recent.delete(task.id);
+    this.recent.set(task.id, task);
+    if (this.recent.size > RECENT_TASKS) {
+      const oldest = this.recent.keys().next().value;
+      if (oldest !== undefined) this.recent.delete(oldest);
+    }
   }
 
   private stamp(): string {
@@ -175,6 +204,7 @@ export class TaskStore {
         .where("current_attempt", "=", attemptId)
         .where("status", "=", "processing")
         .execute();
+      this.forget(taskId);
       return;
     }
     await this.change(taskId, async (trx, task, at) => {
@@ -317,7 +347,14 @@ export class TaskStore {
   }
 
   async getTask(id: string): Promise<TaskRow | undefined> {
-    return this.db.selectFrom("tasks").selectAll().where("id", "=", id).executeTakeFirst();
+    const cached = this.recent.get(id);
+    if (cached) return cached;
+    const writesBefore = this.writes;
+    const { rows } = await this.db.executeQuery<TaskRow>({ ...this.taskById, parameters: [id] });
+    const task = rows[0];
+    // A write that committed while this read was under way may have made the row stale.
+    if (task && this.writes === writesBefore) this.remember(task);
+    return task;
   }
 
   async listTasks(filter: { status?: TaskStatus; limit: number; offset: number }): Promise<{
@@ -383,6 +420,7 @@ export class TaskStore {
       const task = await trx.selectFrom("tasks").selectAll().where("id", "=", taskId).executeTakeFirst();
       return task ? body(trx, task, at) : undefined;
     });
+    this.forget(taskId);
     if (outcome) this.changes.emit("change", outcome);
     return outcome?.task;
   }

@@ -2,12 +2,17 @@
  * The public REST API's shapes: TypeBox gives the response serialisers, the static types and the
  * OpenAPI document from one definition.
  */
-import { type Static, Type } from "@sinclair/typebox";
+import { type SchemaOptions, type Static, type TSchema, Type } from "@sinclair/typebox";
 import { ErrorBody } from "../../protocol/schemas.js";
 
 export { ErrorBody };
 
-const Nullable = <T extends ReturnType<typeof Type.String>>(t: T) => Type.Union([t, Type.Null()]);
+/**
+ * A value or null, as OpenAPI 3.0 says it (`nullable: true`). Also what keeps responses fast:
+ * for a `[T, null]` union the serializer would run a validator on every value to pick a branch.
+ */
+const Nullable = <T extends TSchema>(schema: T, options: SchemaOptions = {}) =>
+  Type.Unsafe<Static<T> | null>({ ...schema, ...options, nullable: true });
 
 export const TaskStatus = Type.Union(
   [Type.Literal("pending"), Type.Literal("processing"), Type.Literal("completed"), Type.Literal("failed")],
@@ -21,25 +26,25 @@ export const TaskView = Type.Object(
   {
     task_id: Type.String({ format: "uuid" }),
     status: TaskStatus,
-    description: Type.Union([Type.String(), Type.Null()]),
+    description: Nullable(Type.String()),
     created_at: Type.String({ format: "date-time" }),
     started_at: Nullable(Type.String({ format: "date-time" })),
     completed_at: Nullable(Type.String({ format: "date-time" })),
-    machine: Type.Union([Type.String(), Type.Null()], {
+    machine: Nullable(Type.String(), {
       description: "Machine of the current or last attempt",
     }),
     progress: Type.Integer({ minimum: 0, maximum: 100 }),
-    error_message: Type.Union([Type.String(), Type.Null()]),
-    error_kind: Type.Union([Type.Literal("input"), Type.Literal("machine"), Type.Null()], {
+    error_message: Nullable(Type.String()),
+    error_kind: Nullable(Type.Unsafe<"input" | "machine">({ type: "string", enum: ["input", "machine"] }), {
       description: "input: the files are at fault, retrying will not help; machine: no machine could do it",
     }),
-    result_url: Type.Union([Type.String()], {
+    result_url: Type.String({
       description: "Where the MP4 will be once completed (GET answers 409 before that)",
     }),
     attempts: Type.Integer({ minimum: 0, description: "Machines tried so far" }),
     priority: Type.Integer(),
     audio_duration: Type.Number({ description: "Seconds; the output video is this long" }),
-    callback_url: Type.Union([Type.String(), Type.Null()]),
+    callback_url: Nullable(Type.String()),
   },
   { $id: "Task", title: "Task" },
 );
@@ -62,12 +67,12 @@ export const TaskEvent = Type.Object(
     type: Type.String({
       description: "created, queued, dispatched, progress, requeued, completed or failed",
     }),
-    from_status: Type.Union([Type.String(), Type.Null()]),
-    to_status: Type.Union([Type.String(), Type.Null()]),
-    machine: Type.Union([Type.String(), Type.Null()]),
-    attempt_id: Type.Union([Type.String(), Type.Null()]),
-    progress: Type.Union([Type.Integer(), Type.Null()]),
-    message: Type.Union([Type.String(), Type.Null()]),
+    from_status: Nullable(Type.String()),
+    to_status: Nullable(Type.String()),
+    machine: Nullable(Type.String()),
+    attempt_id: Nullable(Type.String()),
+    progress: Nullable(Type.Integer()),
+    message: Nullable(Type.String()),
   },
   { $id: "TaskEvent", title: "TaskEvent" },
 );
@@ -142,16 +147,16 @@ export const MachineView = Type.Object(
     max_concurrent: Type.Integer(),
     tasks_done: Type.Integer(),
     tasks_failed: Type.Integer(),
-    speed: Type.Union([Type.Number(), Type.Null()], {
+    speed: Nullable(Type.Number(), {
       description: "Measured engine seconds per second of audio (null until a job finished there)",
     }),
     speed_samples: Type.Integer(),
-    last_error: Type.Union([Type.String(), Type.Null()]),
-    last_seen: Type.Union([Type.String({ format: "date-time" }), Type.Null()]),
+    last_error: Nullable(Type.String()),
+    last_seen: Nullable(Type.String({ format: "date-time" })),
     consecutive_failures: Type.Integer(),
-    engine: Type.Union([Type.String(), Type.Null()]),
-    version: Type.Union([Type.String(), Type.Null()]),
-    free_disk_bytes: Type.Union([Type.Integer(), Type.Null()]),
+    engine: Nullable(Type.String()),
+    version: Nullable(Type.String()),
+    free_disk_bytes: Nullable(Type.Integer()),
   },
   { $id: "Machine", title: "Machine" },
 );
@@ -167,8 +172,8 @@ export const MachineList = Type.Object(
             format: "date-time",
             description: "When the configuration in force was read",
           }),
-          rejected_at: Type.Union([Type.String({ format: "date-time" }), Type.Null()]),
-          error: Type.Union([Type.String(), Type.Null()], {
+          rejected_at: Nullable(Type.String({ format: "date-time" })),
+          error: Nullable(Type.String(), {
             description: "Why the file's current content was refused (the last good configuration stays)",
           }),
         }),
