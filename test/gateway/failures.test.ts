@@ -1,10 +1,9 @@
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { createLogger } from "../../src/logger.js";
-import { startWorker, type WorkerHandle } from "../../src/worker/agent.js";
+import type { WorkerHandle } from "../../src/worker/agent.js";
 import { GateEngine } from "../helpers/gate-engine.js";
-import { removeDir, startTestGateway, taskForm, tempDir } from "../helpers/gateway.js";
+import { removeDir, startLocalWorker, startTestGateway, taskForm, tempDir } from "../helpers/gateway.js";
 import { makeAudio, makeVideo } from "../helpers/media.js";
 import { until } from "../helpers/until.js";
 
@@ -26,13 +25,7 @@ describe("what the worker reports reaches the task", () => {
     await makeAudio(audio, { seconds: 1 });
     await makeVideo(video, { seconds: 1 });
     engine = new GateEngine(1);
-    worker = await startWorker({
-      host: "127.0.0.1",
-      port: 0,
-      dataDir: join(dir, "worker"),
-      engine,
-      logger: createLogger({ level: "silent", pretty: false }),
-    });
+    worker = await startLocalWorker(join(dir, "worker"), engine);
     const machines = join(dir, "machines.json");
     await writeFile(
       machines,

@@ -1,11 +1,10 @@
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { createLogger } from "../../src/logger.js";
-import { startWorker, type WorkerHandle } from "../../src/worker/agent.js";
+import type { WorkerHandle } from "../../src/worker/agent.js";
 import { type CuttableProxy, startCuttableProxy } from "../helpers/cuttable-proxy.js";
 import { GateEngine } from "../helpers/gate-engine.js";
-import { removeDir, startTestGateway, taskForm, tempDir } from "../helpers/gateway.js";
+import { removeDir, startLocalWorker, startTestGateway, taskForm, tempDir } from "../helpers/gateway.js";
 import { makeAudio, makeVideo } from "../helpers/media.js";
 import { until } from "../helpers/until.js";
 
@@ -34,18 +33,9 @@ describe("fleet health, failover and fencing", () => {
     await makeAudio(join(dir, "a.wav"), { seconds: 1 });
     await makeVideo(join(dir, "v.mp4"), { seconds: 1 });
     engines = { a: new GateEngine(1), b: new GateEngine(1) };
-    const logger = createLogger({ level: "silent", pretty: false });
     workers = [];
     for (const name of ["a", "b"] as const) {
-      workers.push(
-        await startWorker({
-          host: "127.0.0.1",
-          port: 0,
-          dataDir: join(dir, `w-${name}`),
-          engine: engines[name],
-          logger,
-        }),
-      );
+      workers.push(await startLocalWorker(join(dir, `w-${name}`), engines[name]));
     }
     proxy = await startCuttableProxy(workers[0]?.port ?? 0);
     machinesFile = join(dir, "machines.json");

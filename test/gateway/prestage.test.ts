@@ -2,11 +2,10 @@ import { stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { BlobStore } from "../../src/blobs/blob-store.js";
-import { createLogger } from "../../src/logger.js";
-import { startWorker, type WorkerHandle } from "../../src/worker/agent.js";
+import type { WorkerHandle } from "../../src/worker/agent.js";
 import { type CuttableProxy, startCuttableProxy } from "../helpers/cuttable-proxy.js";
 import { GateEngine } from "../helpers/gate-engine.js";
-import { removeDir, startTestGateway, taskForm, tempDir } from "../helpers/gateway.js";
+import { removeDir, startLocalWorker, startTestGateway, taskForm, tempDir } from "../helpers/gateway.js";
 import { makeAudio, makeNoisyVideo } from "../helpers/media.js";
 import { until } from "../helpers/until.js";
 
@@ -40,13 +39,7 @@ describe("forwarding uploads ahead", () => {
   beforeEach(async () => {
     dir = await tempDir();
     engine = new GateEngine(1);
-    worker = await startWorker({
-      host: "127.0.0.1",
-      port: 0,
-      dataDir: join(dir, "worker"),
-      engine,
-      logger: createLogger({ level: "silent", pretty: false }),
-    });
+    worker = await startLocalWorker(join(dir, "worker"), engine);
     proxy = await startCuttableProxy(worker.port);
     const machines = join(dir, "machines.json");
     await writeFile(

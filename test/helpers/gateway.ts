@@ -2,8 +2,10 @@ import { mkdtemp, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type GatewayFlags, resolveGatewayConfig } from "../../src/config/gateway-config.js";
+import type { Engine } from "../../src/engines/engine.js";
 import { type GatewayHandle, startGateway } from "../../src/gateway/server.js";
 import { createLogger } from "../../src/logger.js";
+import { startWorker, type WorkerHandle } from "../../src/worker/agent.js";
 
 /** Flags that make a test gateway quick to notice things; tests may override any. */
 export const FAST_FLAGS: GatewayFlags = {
@@ -62,4 +64,15 @@ export async function taskForm(
     else form.append(key, await openAsBlob(value.path), value.name ?? value.path.split("/").pop() ?? key);
   }
   return form;
+}
+
+/** A worker agent in this process, on a loopback port, in front of `engine` (a GateEngine, say). */
+export async function startLocalWorker(dataDir: string, engine: Engine): Promise<WorkerHandle> {
+  return startWorker({
+    host: "127.0.0.1",
+    port: 0,
+    dataDir,
+    engine,
+    logger: createLogger({ level: "silent", pretty: false }),
+  });
 }
