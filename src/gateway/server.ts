@@ -1,7 +1,7 @@
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import multipart from "@fastify/multipart";
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from "fastify";
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from "fastify";
 import { BlobStore } from "../blobs/blob-store.js";
 import type { GatewayConfig } from "../config/gateway-config.js";
 import { createEngine } from "../engines/registry.js";
@@ -161,7 +161,7 @@ export async function startGateway(config: GatewayConfig, logger: Logger): Promi
     return503OnClosing: true,
     // Clients poll GET /tasks/{id} every few seconds; a log line per poll would bury the task
     // steps. Changes and failures are logged in onResponse below, reads are not.
-    disableRequestLogging: true,
+    logController: new LogController({ disableRequestLogging: true }),
     // Request log lines about a task carry its task_id too, like every other line about it.
     childLoggerFactory: (parent, bindings, opts, raw) => {
       const taskId = TASK_URL.exec(raw.url ?? "")?.[1];
