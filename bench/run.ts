@@ -9,6 +9,7 @@ import { promisify } from "node:util";
 import { apiThroughput } from "./api-throughput.js";
 import { dataPath } from "./data-path.js";
 import { dispatchLatency } from "./dispatch-latency.js";
+import { failover } from "./failover.js";
 import { CLI, keepTempDirs, Scope } from "./harness.js";
 import { MediaKit } from "./media.js";
 import { type Benchmark, type Outcome, type RunInfo, writeResults } from "./report.js";
@@ -28,6 +29,7 @@ const BENCHMARKS: readonly Benchmark[] = [
   dataPath,
   templateCache,
   apiThroughput,
+  failover,
 ];
 const ALIASES: Record<string, string> = {
   utilization: "utilisation",
