@@ -296,6 +296,12 @@ program.parseAsync().catch((err: unknown) => {
     console.error(`multi-heygem: configuration error: ${err.message}`);
     process.exit(2);
   }
+  const { code, address, port } = err as { code?: string; address?: string; port?: number };
+  if (code === "EADDRINUSE" || code === "EACCES") {
+    const what = code === "EADDRINUSE" ? "is already in use" : "may not be used by this user";
+    console.error(`multi-heygem: ${address ?? ""}:${port ?? ""} ${what}; choose another with --port`);
+    process.exit(2);
+  }
   console.error(err);
   process.exit(1);
 });

@@ -2,7 +2,7 @@ import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { removeDir, tempDir } from "../helpers/gateway.js";
-import { CLI, run } from "../helpers/processes.js";
+import { CLI, killAll, run, startWorkerProcess } from "../helpers/processes.js";
 
 describe("multi-heygem CLI", () => {
   let dir: string;
@@ -10,6 +10,7 @@ describe("multi-heygem CLI", () => {
     dir = await tempDir();
   });
   afterAll(async () => {
+    await killAll();
     await removeDir(dir);
   });
 
@@ -43,6 +44,24 @@ describe("multi-heygem CLI", () => {
     expect(res.code).toBe(2);
     expect(res.stderr).toContain(bad);
     expect(res.stderr).toContain("machines[1].port");
+  });
+
+  it("a port that is taken is an error that says so", async () => {
+    const first = await startWorkerProcess(["--data-dir", join(dir, "w1")]);
+    const port = new URL(first.url).port;
+    const res = await run(process.execPath, [
+      CLI,
+      "worker",
+      "--host",
+      "127.0.0.1",
+      "--port",
+      port,
+      "--data-dir",
+      join(dir, "w2"),
+    ]);
+    expect(res.code).toBe(2);
+    expect(res.stderr).toContain(`${port} is already in use`);
+    await first.kill();
   });
 
   it("an unknown engine is an error naming the choices", async () => {
