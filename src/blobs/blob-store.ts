@@ -1,6 +1,6 @@
 import { createHash, randomUUID } from "node:crypto";
 import { createWriteStream } from "node:fs";
-import { link, mkdir, readdir, rename, rm, stat } from "node:fs/promises";
+import { copyFile, link, mkdir, readdir, rename, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import type { Readable } from "node:stream";
 import { Transform, type TransformCallback } from "node:stream";
@@ -129,7 +129,6 @@ export class BlobStore {
     try {
       await link(this.path(sha256), dest);
     } catch {
-      const { copyFile } = await import("node:fs/promises");
       await copyFile(this.path(sha256), dest);
     }
   }

@@ -1,25 +1,13 @@
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { MultiHeyGemClient } from "../../examples/client.js";
+import { MultiHeyGemClient, type Task } from "../../examples/client.js";
 import { removeDir, startTestGateway, taskForm, tempDir } from "../helpers/gateway.js";
 import { makeAudio, makeVideo, probe } from "../helpers/media.js";
 import { type Receiver, startReceiver } from "../helpers/receiver.js";
 import { until } from "../helpers/until.js";
 
 type Gateway = Awaited<ReturnType<typeof startTestGateway>>;
-interface TaskJson {
-  task_id: string;
-  status: string;
-  description: string | null;
-  created_at: string;
-  started_at: string | null;
-  completed_at: string | null;
-  machine: string | null;
-  progress: number;
-  error_message: string | null;
-  result_url: string;
-}
 
 describe("tasks through an embedded gateway", () => {
   let gateway: Gateway;
@@ -46,16 +34,16 @@ describe("tasks through an embedded gateway", () => {
     await removeDir(dir);
   });
 
-  const create = async (extra: Record<string, string> = {}): Promise<TaskJson> => {
+  const create = async (extra: Record<string, string> = {}): Promise<Task> => {
     const res = await fetch(`${gateway.url}/tasks`, {
       method: "POST",
       body: await taskForm({ audio_file: { path: audio }, video_file: { path: video }, ...extra }),
     });
     expect(res.status).toBe(200);
-    return (await res.json()) as TaskJson;
+    return (await res.json()) as Task;
   };
-  const get = async (id: string): Promise<TaskJson> =>
-    (await (await fetch(`${gateway.url}/tasks/${id}`)).json()) as TaskJson;
+  const get = async (id: string): Promise<Task> =>
+    (await (await fetch(`${gateway.url}/tasks/${id}`)).json()) as Task;
 
   it("POST /tasks answers pending at once, then the task completes with every field filled", async () => {
     const created = await create({ description: "hello" });
@@ -117,7 +105,7 @@ describe("tasks through an embedded gateway", () => {
 
   it("GET /tasks pages newest first with the total, and filters by status", async () => {
     const page = (await (await fetch(`${gateway.url}/tasks?limit=2`)).json()) as {
-      tasks: TaskJson[];
+      tasks: Task[];
       total: number;
     };
     const all = await gateway.store.listTasks({ limit: 100, offset: 0 });
@@ -127,7 +115,7 @@ describe("tasks through an embedded gateway", () => {
       Date.parse(page.tasks[1]?.created_at ?? ""),
     );
     const second = (await (await fetch(`${gateway.url}/tasks?limit=2&offset=2`)).json()) as {
-      tasks: TaskJson[];
+      tasks: Task[];
     };
     expect(second.tasks[0]?.task_id).toBe(all.tasks[2]?.id);
     const failed = (await (await fetch(`${gateway.url}/tasks?status=failed`)).json()) as { total: number };
