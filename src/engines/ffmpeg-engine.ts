@@ -7,6 +7,7 @@ import { BinaryNotFoundError } from "../media/ffmpeg-binaries.js";
 import { buildPingPongCycle } from "../media/ping-pong.js";
 import { MediaError, type MediaInfo, probeMedia } from "../media/probe.js";
 import { AbortError, FfmpegError, isAbortError, runFfmpeg } from "../media/run-ffmpeg.js";
+import { UNTRUSTED_INPUT_ARGS } from "../media/untrusted-input.js";
 import type { Engine, EngineJob, EngineRunContext } from "./engine.js";
 
 export interface FfmpegEngineOptions {
@@ -143,8 +144,10 @@ export class FfmpegEngine implements Engine {
       "-v",
       "warning",
       ...(input.loop ? ["-stream_loop", "-1"] : []),
+      ...UNTRUSTED_INPUT_ARGS,
       "-i",
       input.source,
+      ...UNTRUSTED_INPUT_ARGS,
       "-i",
       input.audioPath,
       // By index: the template's own audio is dropped, and `0:v:0` could pick cover art.

@@ -6,6 +6,7 @@ import type { Logger } from "../logger.js";
 import { BinaryNotFoundError } from "../media/ffmpeg-binaries.js";
 import { MediaError, probeMedia } from "../media/probe.js";
 import { AbortError, FfmpegError, isAbortError, runFfmpeg } from "../media/run-ffmpeg.js";
+import { UNTRUSTED_INPUT_ARGS } from "../media/untrusted-input.js";
 import type { Engine, EngineJob, EngineRunContext } from "./engine.js";
 
 /** What `--speed-factor` and `--time-scale` say. */
@@ -144,8 +145,10 @@ function remuxArgs(job: EngineJob, output: string, audioSec: number, codecs: rea
     "error",
     "-stream_loop",
     "-1",
+    ...UNTRUSTED_INPUT_ARGS,
     "-i",
     job.videoPath,
+    ...UNTRUSTED_INPUT_ARGS,
     "-i",
     job.audioPath,
     "-map",

@@ -2,6 +2,7 @@ import { mkdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { probeMedia } from "./probe.js";
 import { runFfmpeg } from "./run-ffmpeg.js";
+import { UNTRUSTED_INPUT_ARGS } from "./untrusted-input.js";
 
 export interface PingPongOptions {
   /** Absolute index of the template's video stream. */
@@ -69,6 +70,7 @@ export async function buildPingPongCycle(template: string, options: PingPongOpti
     [
       "-v",
       "error",
+      ...UNTRUSTED_INPUT_ARGS,
       "-i",
       template,
       "-map",
@@ -104,8 +106,11 @@ export async function buildPingPongCycle(template: string, options: PingPongOpti
         (count / fps).toFixed(6),
         "-i",
         forward,
+        // Each reversed frame is stamped n/fps from zero. Left to the seek, its timestamps start
+        // half a frame off, and ffmpeg 5.x turns that into a doubled frame at every chunk seam
+        // (and the last two frames of the cycle lost); 4.x happened to round it away.
         "-vf",
-        "reverse",
+        `reverse,setpts=N/((${frameRate})*TB)`,
         "-frames:v",
         String(count),
         ...encode,

@@ -1,6 +1,7 @@
 import { execFile } from "node:child_process";
 import { InputError } from "../errors.js";
 import { ffprobePath } from "./ffmpeg-binaries.js";
+import { UNTRUSTED_INPUT_ARGS } from "./untrusted-input.js";
 
 export interface AudioInfo {
   /** Absolute stream index, for `-map 0:<index>`. */
@@ -47,14 +48,32 @@ export class MediaError extends InputError {
 
 export interface ProbeOptions {
   readonly signal?: AbortSignal;
+  /** ffprobe is killed after this long (default 30 s): a local file never needs more. */
+  readonly timeoutMs?: number;
 }
 
 // Enough for files with hundreds of streams and chapters; ffprobe's JSON is otherwise tiny.
 const MAX_OUTPUT_BYTES = 16 * 1024 * 1024;
+const DEFAULT_TIMEOUT_MS = 30_000;
 
+/**
+ * Reads a file's streams with ffprobe, as an untrusted upload: local file only, plain containers
+ * only (see untrusted-input.ts), with a deadline. Messages never name `path`, which is internal.
+ */
 export async function probeMedia(path: string, options: ProbeOptions = {}): Promise<MediaInfo> {
   const ffprobe = await ffprobePath();
-  const args = ["-v", "error", "-print_format", "json", "-show_format", "-show_streams", "--", path];
+  const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  const args = [
+    "-v",
+    "error",
+    ...UNTRUSTED_INPUT_ARGS,
+    "-print_format",
+    "json",
+    "-show_format",
+    "-show_streams",
+    "--",
+    path,
+  ];
   const stdout = await new Promise<string>((resolve, reject) => {
     execFile(
       ffprobe,
@@ -62,6 +81,7 @@ export async function probeMedia(path: string, options: ProbeOptions = {}): Prom
       {
         maxBuffer: MAX_OUTPUT_BYTES,
         killSignal: "SIGKILL",
+        timeout: timeoutMs,
         ...(options.signal ? { signal: options.signal } : {}),
       },
       (err, out, errOut) => {
@@ -69,10 +89,23 @@ export async function probeMedia(path: string, options: ProbeOptions = {}): Prom
           resolve(out);
           return;
         }
+        if (err.killed && !options.signal?.aborted) {
+          reject(
+            new MediaError(
+              "MEDIA_UNREADABLE",
+              `ffprobe did not finish reading it within ${timeoutMs / 1000} s`,
+            ),
+          );
+          return;
+        }
         // Exit code set means ffprobe ran and judged the file; anything else (ENOENT, abort) is ours.
         if (typeof err.code === "number") {
-          const first = errOut.split("\n").find((line) => line.trim() !== "") ?? `exit code ${err.code}`;
-          reject(new MediaError("MEDIA_UNREADABLE", `not a media file ffprobe can read: ${first.trim()}`));
+          reject(
+            new MediaError(
+              "MEDIA_UNREADABLE",
+              `not a media file ffprobe can read: ${firstWords(errOut, path, err.code)}`,
+            ),
+          );
           return;
         }
         reject(err);
@@ -80,6 +113,20 @@ export async function probeMedia(path: string, options: ProbeOptions = {}): Prom
     );
   });
   return parseProbeOutput(stdout);
+}
+
+/** ffprobe's first line of complaint, with the internal path and the `[demuxer @ 0x…]` noise taken out. */
+function firstWords(stderr: string, path: string, exitCode: number): string {
+  const first = stderr.split("\n").find((line) => line.trim() !== "");
+  if (!first) return `exit code ${exitCode}`;
+  const cleaned = first
+    .split(path)
+    .join("the file")
+    .replace(/^\[[^\]]*@ 0x[0-9a-f]+\]\s*/i, "")
+    .trim();
+  if (/not on (the format )?whitelist/i.test(cleaned))
+    return "playlists, manifests and other container lists are not accepted";
+  return cleaned.replace(/^the file:\s*/, "");
 }
 
 type Json = Record<string, unknown>;

@@ -108,6 +108,27 @@ describe("FfmpegEngine", () => {
     expect(await readdir(job.workDir)).not.toContain("ping-pong");
   });
 
+  it("keeps the ping-pong cycle exact at an NTSC rate with uneven chunks", async () => {
+    const video = join(dir, "ramp-ntsc.mp4");
+    const audio = join(dir, "speech.wav");
+    await makeRampVideo(video, { frames: 20, fps: "30000/1001" });
+    await makeAudio(audio, { seconds: 2 });
+    const job = await jobFor(audio, video, 1);
+
+    // 7 does not divide 18 backward frames: the last chunk is short, every seam is off a round time.
+    await new FfmpegEngine({ chunkFrames: 7 }).run(job, recorder());
+
+    await expectPlayableResult(job.outputPath, { audioSec: 2, width: 64, height: 64, fps: 30000 / 1001 });
+    const cycle = [
+      ...Array.from({ length: 20 }, (_, i) => i),
+      ...Array.from({ length: 18 }, (_, i) => 18 - i),
+    ];
+    const indices = await templateFrameIndices(video, job.outputPath);
+    expect(indices).toEqual(Array.from({ length: indices.length }, (_, i) => cycle[i % cycle.length]));
+    expect(indices.length).toBeGreaterThanOrEqual(59);
+    expect(indices.length).toBeLessThanOrEqual(61);
+  });
+
   it("restarts a shorter template from its first frame with pn=0", async () => {
     const video = join(dir, "ramp.mp4");
     const audio = join(dir, "speech.m4a");

@@ -41,7 +41,10 @@ export async function makeVideo(path: string, options: VideoFixture): Promise<vo
  * A video whose frame n is flat grey of brightness 16 + n * step, so `frameLumas` tells which
  * template frame every output frame came from, even after lossy re-encoding.
  */
-export async function makeRampVideo(path: string, options: { frames: number; fps?: number }): Promise<void> {
+export async function makeRampVideo(
+  path: string,
+  options: { frames: number; fps?: number | string },
+): Promise<void> {
   const fps = options.fps ?? 25;
   const step = Math.floor(200 / options.frames);
   await runFfmpeg([

@@ -1,4 +1,6 @@
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -57,6 +59,39 @@ describe("probeMedia", () => {
     expect(err).toBeInstanceOf(InputError);
     expect(err).toMatchObject({ code: "MEDIA_UNREADABLE", statusCode: 400 });
     expect((err as Error).message).toMatch(/^not a media file ffprobe can read: \S/);
+  });
+
+  it("refuses playlists, manifests and concat lists, fetches nothing, and names no path", async () => {
+    let requests = 0;
+    const server = createServer((_req, res) => {
+      requests += 1;
+      res.end("#EXTM3U\n");
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const secret = join(dir, "secret.wav");
+    await makeAudio(secret, { seconds: 0.5 });
+    const lists: Array<[string, string]> = [
+      ["hls-local", `#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXTINF:1,\nfile://${secret}\n#EXT-X-ENDLIST\n`],
+      ["hls-remote", `#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXTINF:1,\n${base}/a.ts\n#EXT-X-ENDLIST\n`],
+      [
+        "dash",
+        `<?xml version="1.0"?><MPD xmlns="urn:mpeg:dash:schema:mpd:2011" type="static" mediaPresentationDuration="PT1S"><Period><AdaptationSet mimeType="audio/mp4"><Representation id="1" bandwidth="1000"><BaseURL>${base}/a.mp4</BaseURL></Representation></AdaptationSet></Period></MPD>\n`,
+      ],
+      ["concat", `ffconcat version 1.0\nfile '${secret}'\n`],
+    ];
+    try {
+      for (const [name, body] of lists) {
+        const path = join(dir, name);
+        await writeFile(path, body);
+        const err = await probeMedia(path).catch((e: unknown) => e);
+        expect(err, name).toBeInstanceOf(MediaError);
+        expect((err as Error).message, name).not.toContain(dir);
+      }
+      expect(requests).toBe(0);
+    } finally {
+      server.close();
+    }
   });
 
   it("rejects with an AbortError when the signal is already aborted", async () => {
