@@ -7,9 +7,11 @@ import type { GatewayConfig } from "../config/gateway-config.js";
 import { createEngine } from "../engines/registry.js";
 import { installErrorHandler } from "../http/error-handler.js";
 import type { Logger } from "../logger.js";
+import { logMediaTools } from "../media/media-tools-log.js";
 import { CallbackStore } from "../store/callback-store.js";
 import { openSqlite } from "../store/database.js";
 import { MachineStore } from "../store/machine-store.js";
+import { MediaFactsStore } from "../store/media-facts-store.js";
 import { TaskStore } from "../store/task-store.js";
 import { VERSION } from "../version.js";
 import { startWorker, type WorkerHandle } from "../worker/agent.js";
@@ -20,6 +22,7 @@ import { CallbackSender } from "./callback-sender.js";
 import { Dispatcher } from "./dispatcher.js";
 import { Fleet } from "./fleet.js";
 import { MachinesWatcher } from "./machines-watcher.js";
+import { MediaInspector } from "./media-inspector.js";
 import { createPlacement } from "./placement/index.js";
 import { Prestager } from "./prestage.js";
 import { Scheduler } from "./scheduler.js";
@@ -88,6 +91,7 @@ export async function startGateway(config: GatewayConfig, logger: Logger): Promi
       ...(config.workerToken ? { token: config.workerToken } : {}),
       logger: logger.child({ machine: EMBEDDED_MACHINE }),
       version: VERSION,
+      logMediaTools: false,
     });
     fleet.add(
       {
@@ -187,6 +191,7 @@ export async function startGateway(config: GatewayConfig, logger: Logger): Promi
   await app.register(taskRoutes, {
     store,
     blobs,
+    inspector: new MediaInspector(new MediaFactsStore(db)),
     maxUploadBytes: config.maxUploadBytes,
     syncTimeoutMs: config.syncTimeoutMs,
     onTaskCreated: wake,
@@ -206,6 +211,7 @@ export async function startGateway(config: GatewayConfig, logger: Logger): Promi
     docs: "/docs",
   }));
 
+  await logMediaTools(logger);
   await app.listen({ host: config.host, port: config.port });
   const address = app.server.address();
   const port = typeof address === "object" && address ? address.port : config.port;

@@ -1,3 +1,4 @@
+import { execFile } from "node:child_process";
 import { constants } from "node:fs";
 import { access, chmod, stat } from "node:fs/promises";
 import { createRequire } from "node:module";
@@ -37,7 +38,8 @@ const PACKAGES: Record<MediaTool, string> = {
 
 const requireFromHere = createRequire(import.meta.url);
 
-function npmPackagePath(tool: MediaTool): string {
+/** The binary shipped in the npm package (a static build); throws when npm skipped the package. */
+export function npmPackagePath(tool: MediaTool): string {
   const mod: unknown = requireFromHere(PACKAGES[tool]);
   const path = (mod as { path?: unknown } | null)?.path;
   if (typeof path !== "string" || path === "") throw new Error(`${PACKAGES[tool]} exported no path`);
@@ -137,4 +139,37 @@ export function ffmpegPath(options?: BinaryLookupOptions): Promise<string> {
 /** The ffprobe to run. Cached for the life of the process unless `options` are given. */
 export function ffprobePath(options?: BinaryLookupOptions): Promise<string> {
   return options ? findBinary("ffprobe", options) : cached("ffprobe");
+}
+
+export interface MediaToolInfo {
+  readonly path: string;
+  /** As the binary states it, with its copyright year: static builds print only a git id. */
+  readonly version: string;
+}
+
+const VERSION_TIMEOUT_MS = 10_000;
+
+/** Which binary runs and what version it is, for the start-up log; `undefined` when none is found. */
+export async function describeMediaTool(tool: MediaTool): Promise<MediaToolInfo | undefined> {
+  let path: string;
+  try {
+    path = await cached(tool);
+  } catch {
+    return undefined;
+  }
+  const banner = await new Promise<string>((resolve) => {
+    execFile(path, ["-version"], { timeout: VERSION_TIMEOUT_MS, killSignal: "SIGKILL" }, (_err, out) =>
+      resolve(typeof out === "string" ? out : ""),
+    );
+  });
+  return { path, version: parseVersionBanner(banner) };
+}
+
+/** "ffmpeg version 5.1.9-0+deb12u1 Copyright (c) 2000-2026 …" → "5.1.9-0+deb12u1 (2026)". */
+export function parseVersionBanner(banner: string): string {
+  const first = banner.split("\n", 1)[0] ?? "";
+  const version = /version (\S+)/.exec(first)?.[1];
+  const year = /Copyright \(c\) \d{4}-(\d{4})/.exec(first)?.[1];
+  if (!version) return "unknown";
+  return year ? `${version} (${year})` : version;
 }

@@ -100,6 +100,19 @@ const migrations: Record<string, Migration> = {
         .execute();
     },
   },
+  "0003_media_facts": {
+    async up(db: Kysely<unknown>) {
+      // What a blob's media is (streams, duration), by content: measured once, however often the
+      // same template is uploaded again (issue 8).
+      await db.schema
+        .createTable("media_facts")
+        .addColumn("sha256", "text", (c) => c.primaryKey())
+        .addColumn("facts", "text", (c) => c.notNull())
+        .addColumn("source", "text", (c) => c.notNull())
+        .addColumn("created_at", "text", (c) => c.notNull())
+        .execute();
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {

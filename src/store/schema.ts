@@ -86,12 +86,22 @@ export interface MachineFlagsTable {
   updated_at: string;
 }
 
+/** A blob's media facts (a `MediaInfo` as JSON), keyed by its content hash. */
+export interface MediaFactsTable {
+  sha256: string;
+  facts: string;
+  /** Who measured it: `header` (read in process) or `ffprobe`. */
+  source: "header" | "ffprobe";
+  created_at: string;
+}
+
 export interface Database {
   tasks: TasksTable;
   attempts: AttemptsTable;
   events: EventsTable;
   callbacks: CallbacksTable;
   machine_flags: MachineFlagsTable;
+  media_facts: MediaFactsTable;
 }
 
 export type TaskRow = Selectable<TasksTable>;

@@ -7,6 +7,7 @@ import type { Engine } from "../engines/engine.js";
 import { AppError } from "../errors.js";
 import { installErrorHandler } from "../http/error-handler.js";
 import type { Logger } from "../logger.js";
+import { logMediaTools } from "../media/media-tools-log.js";
 import { bearer, TOKEN_HEADER } from "../protocol/schemas.js";
 import { JobJournal } from "./job-journal.js";
 import { JobRecords } from "./job-records.js";
@@ -28,6 +29,8 @@ export interface WorkerOptions {
   version?: string;
   /** How long finished jobs and their results are kept (default 24 h). */
   resultRetentionMs?: number;
+  /** Log which ffmpeg and ffprobe run (default true; the gateway's embedded worker leaves it to the gateway). */
+  logMediaTools?: boolean;
 }
 
 export interface WorkerHandle {
@@ -79,6 +82,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     version: options.version ?? "unknown",
   });
 
+  if (options.logMediaTools !== false) await logMediaTools(logger);
   try {
     await app.listen({ host: options.host, port: options.port });
   } catch (err) {

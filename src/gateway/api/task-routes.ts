@@ -7,6 +7,7 @@ import { sendFile } from "../../http/send-file.js";
 import type { TypeBoxTypeProvider } from "../../http/typebox-provider.js";
 import { FINAL_TASK_STATUSES, type TaskRow } from "../../store/schema.js";
 import type { TaskStore } from "../../store/task-store.js";
+import type { MediaInspector } from "../media-inspector.js";
 import type { Prestager } from "../prestage.js";
 import { waitForFinal } from "../task-waiter.js";
 import {
@@ -25,6 +26,8 @@ import { receiveTaskUpload } from "./upload.js";
 export interface TaskRoutesOptions {
   store: TaskStore;
   blobs: BlobStore;
+  /** Decides what each uploaded file is, once per content hash. */
+  inspector: MediaInspector;
   maxUploadBytes: number;
   syncTimeoutMs: number;
   /** Sends a template video ahead to a machine while the client still uploads it. */
@@ -48,6 +51,7 @@ export async function taskRoutes(app: FastifyInstance, options: TaskRoutesOption
   const createTask = async (request: FastifyRequest): Promise<TaskRow> => {
     const upload = await receiveTaskUpload(request, {
       blobs,
+      inspector: options.inspector,
       maxBytes: options.maxUploadBytes,
       prestage: options.prestage,
     });

@@ -2,9 +2,10 @@ import { basename } from "node:path";
 import type {} from "@fastify/multipart";
 import type { FastifyRequest } from "fastify";
 import type { BlobStore, StagedBlob } from "../../blobs/blob-store.js";
-import { errorMessage, InputError, TooLargeError } from "../../errors.js";
-import { type MediaInfo, probeMedia } from "../../media/probe.js";
+import { InputError, TooLargeError } from "../../errors.js";
+import type { MediaInfo } from "../../media/probe.js";
 import { DEFAULT_JOB_OPTIONS, type JobOptions } from "../../protocol/schemas.js";
+import type { MediaInspector } from "../media-inspector.js";
 import type { Forwarded, Prestager } from "../prestage.js";
 
 /** A received, validated task form whose files are staged but not yet in the blob store. */
@@ -49,7 +50,12 @@ const TEXT_FIELDS = new Set(["description", "callback_url", "priority", "chaofen
  */
 export async function receiveTaskUpload(
   request: FastifyRequest,
-  options: { blobs: BlobStore; maxBytes: number; prestage?: Prestager | undefined },
+  options: {
+    blobs: BlobStore;
+    inspector: MediaInspector;
+    maxBytes: number;
+    prestage?: Prestager | undefined;
+  },
 ): Promise<TaskUpload> {
   if (!request.isMultipart()) {
     throw new InputError(
@@ -128,8 +134,8 @@ export async function receiveTaskUpload(
       );
     const fields = parseTextFields(text);
     const [audioMedia, videoMedia] = await Promise.all([
-      probeInput(audio.blob.path, "audio"),
-      probeInput(video.blob.path, "video"),
+      options.inspector.inspect(audio.blob, "audio"),
+      options.inspector.inspect(video.blob, "video"),
     ]);
     return {
       ...fields,
@@ -156,25 +162,6 @@ export async function receiveTaskUpload(
 async function undoForward(forwarding: Promise<Forwarded | undefined> | undefined): Promise<void> {
   const forwarded = await forwarding;
   if (forwarded?.created) await forwarded.machine.client.deleteBlob(forwarded.sha256).catch(() => undefined);
-}
-
-async function probeInput(path: string, kind: "audio" | "video"): Promise<MediaInfo> {
-  let media: MediaInfo;
-  try {
-    media = await probeMedia(path);
-  } catch (err) {
-    throw new InputError("INVALID_MEDIA", `${kind} is not a readable media file: ${errorMessage(err)}`, kind);
-  }
-  if (kind === "audio" && !media.audio) {
-    throw new InputError("INVALID_MEDIA", "audio has no audio stream", "audio");
-  }
-  if (kind === "video" && !media.video) {
-    throw new InputError("INVALID_MEDIA", "video has no video stream", "video");
-  }
-  if (kind === "audio" && !(media.durationSec > 0)) {
-    throw new InputError("INVALID_MEDIA", "audio has no measurable duration", "audio");
-  }
-  return media;
 }
 
 function parseTextFields(text: Map<string, string>) {
