@@ -4,19 +4,17 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { removeDir, tempDir } from "../helpers/gateway.js";
 import { makeAudio, makeVideo, probe } from "../helpers/media.js";
 import { killAll, run, type Started, startGatewayProcess } from "../helpers/processes.js";
-import { findPython } from "../helpers/python.js";
+import { python, requirePython } from "../helpers/python.js";
 
 const EXAMPLES = new URL("../../examples/", import.meta.url).pathname;
 
 /** The seed's own Python clients, unchanged, against `npm start`'s embedded mode in a child process. */
-describe("the seed's Python clients against an embedded gateway", () => {
+describe.skipIf(python === undefined)("the seed's Python clients against an embedded gateway", () => {
   let dir: string;
   let gateway: Started;
-  let python: string;
 
   beforeAll(async () => {
     dir = await tempDir();
-    python = await findPython();
     await makeVideo(join(dir, "person.mp4"), { seconds: 2 });
     await makeAudio(join(dir, "speech.wav"), { seconds: 3.5 });
     await makeAudio(join(dir, "short.mp3"), { seconds: 1.2 });
@@ -36,7 +34,7 @@ describe("the seed's Python clients against an embedded gateway", () => {
   it("sync client (requests, fields audio/video) saves an MP4 as long as the audio", async () => {
     const out = join(dir, "sync.mp4");
     const res = await run(
-      python,
+      requirePython(),
       [join(EXAMPLES, "sync_client.py"), join(dir, "speech.wav"), join(dir, "person.mp4"), out],
       {
         env: { MULTI_HEYGEM_URL: gateway.url },
@@ -52,7 +50,7 @@ describe("the seed's Python clients against an embedded gateway", () => {
   it("async client (aiohttp, fields audio_file/video_file) polls and downloads the MP4", async () => {
     const out = join(dir, "async.mp4");
     const res = await run(
-      python,
+      requirePython(),
       [join(EXAMPLES, "async_client.py"), join(dir, "short.mp3"), join(dir, "person.mp4"), out],
       { env: { MULTI_HEYGEM_URL: gateway.url, MULTI_HEYGEM_POLL_SECONDS: "0.2" } },
     );
