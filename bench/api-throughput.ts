@@ -1,10 +1,10 @@
 import { fileURLToPath } from "node:url";
 import autocannon from "autocannon";
 import { startGateway, startSimWorker } from "./fleet.js";
-import { type Child, freePort, mapLimit, until } from "./harness.js";
+import { type Child, freePort, until } from "./harness.js";
 import { getJson, postTask, type TaskJson } from "./http.js";
 import { type BenchContext, type Benchmark, figure, type Measured } from "./report.js";
-import { percentile, round } from "./stats.js";
+import { round } from "./stats.js";
 
 /**
  * Issue 5, figure 5: how much of Fastify's speed the gateway keeps on its hottest read, and how
@@ -14,7 +14,6 @@ import { percentile, round } from "./stats.js";
 
 const BARE = fileURLToPath(new URL("./bare-fastify.js", import.meta.url));
 const CONNECTIONS = 10;
-const POST_CLIENTS = 4;
 
 interface Cannon {
   target: string;
@@ -31,7 +30,6 @@ export const apiThroughput: Benchmark = {
   title: "5. API throughput",
   async run(ctx: BenchContext): Promise<Measured> {
     const seconds = ctx.quick ? 5 : 10;
-    const posts = ctx.quick ? 50 : 200;
     const audio = await ctx.media.wav(0.5);
     const video = await ctx.media.video(1, "160x120");
     const dir = await ctx.scope.tempDir("mh-bench-api-");
@@ -80,9 +78,6 @@ export const apiThroughput: Benchmark = {
     await worker.child.kill();
     const [gateway, bare] = cannons as [Cannon, Cannon, Cannon];
 
-    ctx.log(`POST /tasks: ${posts} small tasks, ${POST_CLIENTS} clients`);
-    const creation = await createTasks(ctx, audio, video, posts);
-
     return {
       figures: [
         figure(
@@ -91,12 +86,6 @@ export const apiThroughput: Benchmark = {
           round(gateway.requestsPerSec / bare.requestsPerSec, 3),
           "×",
           { op: ">=", value: 0.5 },
-        ),
-        figure(
-          "api.post-tasks-per-sec",
-          "API: POST /tasks, small files",
-          round(creation.perSec, 1),
-          "tasks/s",
         ),
       ],
       tables: [
@@ -113,19 +102,6 @@ export const apiThroughput: Benchmark = {
             c.non2xx,
           ]),
         },
-        {
-          title: `POST /tasks: ${posts} tasks, ${POST_CLIENTS} clients at a time`,
-          columns: ["tasks/s", "p50 ms", "p99 ms", "audio", "video"],
-          rows: [
-            [
-              round(creation.perSec, 1),
-              round(creation.p50Ms, 1),
-              round(creation.p99Ms, 1),
-              "0.5 s 16 kHz WAV (16 kB)",
-              "1 s 160x120 H.264 MP4",
-            ],
-          ],
-        },
       ],
       method: [
         "GET: a gateway child process (machines file with one instant simulate worker, default flags, so it logs " +
@@ -134,11 +110,8 @@ export const apiThroughput: Benchmark = {
           "JSON. The ratio compares the two; a second gateway run with `--log-level warn` shows what request logging costs.",
         `autocannon runs in the benchmark process (${CONNECTIONS} connections, no pipelining), so on a small box ` +
           "client and server share the cores; both targets are measured under the same condition.",
-        "POST: a fresh gateway child with no machines (tasks stay pending, so only creation is measured: multipart " +
-          `upload, hashing, two ffprobe runs, SQLite insert); ${posts} tasks sent by ${POST_CLIENTS} concurrent ` +
-          "clients; tasks/s = tasks ÷ wall time from the first request to the last answer.",
       ],
-      raw: { cannons, creation },
+      raw: { cannons },
     };
   },
 };
@@ -159,28 +132,4 @@ async function cannon(target: string, url: string, seconds: number): Promise<Can
     errors: r.errors + r.timeouts,
     non2xx: r.non2xx,
   };
-}
-
-async function createTasks(ctx: BenchContext, audio: string, video: string, count: number) {
-  const dir = await ctx.scope.tempDir("mh-bench-post-");
-  const gateway = await startGateway(ctx.scope, dir, [], [], "gateway-post");
-  try {
-    await postTask(gateway.url, audio, video); // warm-up: first ffprobe, SQLite pages
-    const latencies: number[] = [];
-    const t0 = performance.now();
-    await mapLimit(Array.from({ length: count }), POST_CLIENTS, async () => {
-      const p0 = performance.now();
-      await postTask(gateway.url, audio, video);
-      latencies.push(performance.now() - p0);
-    });
-    const seconds = (performance.now() - t0) / 1000;
-    return {
-      perSec: count / seconds,
-      p50Ms: percentile(latencies, 50),
-      p99Ms: percentile(latencies, 99),
-      seconds,
-    };
-  } finally {
-    await gateway.child.kill();
-  }
 }

@@ -59,13 +59,19 @@ export async function startGateway(
   flags: readonly string[] = [],
   name = "gateway",
   port?: number,
+  env?: NodeJS.ProcessEnv,
 ): Promise<Gateway> {
   const dataDir = join(dir, name);
   await mkdir(dataDir, { recursive: true });
   const config = join(dir, `${name}-machines.json`);
   const body = { machines: machines.map((m) => ({ ...m, host: "127.0.0.1", enabled: true })) };
   await writeFile(config, JSON.stringify(body, null, 2));
-  const child = await scope.startGateway(name, ["--config", config, "--data-dir", dataDir, ...flags], port);
+  const child = await scope.startGateway(
+    name,
+    ["--config", config, "--data-dir", dataDir, ...flags],
+    port,
+    env,
+  );
   await until("every machine up", () => machinesUp(child.url), 15_000);
   return { child, url: child.url, dataDir };
 }

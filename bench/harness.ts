@@ -62,6 +62,8 @@ export interface StartOptions {
    */
   readonly readyUrl?: string;
   readonly timeoutMs?: number;
+  /** Added to the child's environment (which never holds MULTI_HEYGEM_* from the shell). */
+  readonly env?: NodeJS.ProcessEnv;
 }
 
 /** The environment without MULTI_HEYGEM_* settings, so a developer's shell cannot change a figure. */
@@ -92,10 +94,16 @@ export class Scope {
   }
 
   /** With `port`, readiness is an HTTP answer there rather than a log line (for quiet log levels). */
-  startGateway(name: string, args: readonly string[], port?: number): Promise<Child> {
+  startGateway(
+    name: string,
+    args: readonly string[],
+    port?: number,
+    env?: NodeJS.ProcessEnv,
+  ): Promise<Child> {
     return this.startCli(name, ["gateway", "--host", "127.0.0.1", "--port", String(port ?? 0), ...args], {
       readyMessage: "gateway listening",
       ...(port === undefined ? {} : { readyUrl: `http://127.0.0.1:${port}` }),
+      ...(env ? { env } : {}),
     });
   }
 
@@ -120,7 +128,7 @@ export class Scope {
     const fd = openSync(logPath, "a");
     const child = spawn(process.execPath, [script, ...args], {
       cwd,
-      env: cleanEnv(),
+      env: { ...cleanEnv(), ...options.env },
       stdio: ["ignore", fd, fd],
     });
     closeSync(fd);

@@ -88,6 +88,8 @@ export interface RunInfo {
     readonly loadavg: readonly [number, number];
   };
   readonly node: string;
+  /** The ffmpeg and ffprobe every child process picks by default, "version at path". */
+  readonly mediaTools: { readonly ffmpeg: string; readonly ffprobe: string };
   readonly commit: string;
   readonly seconds: number;
 }
@@ -125,6 +127,8 @@ export function renderMarkdown(info: RunInfo, outcomes: readonly Outcome[]): str
     `- Machine: ${info.machine.cpu}, ${info.machine.cores} cores, ${info.machine.ramGiB} GiB RAM, ${info.machine.os}; ` +
       `1-min load average ${info.machine.loadavg[0]} at the start, ${info.machine.loadavg[1]} at the end`,
     `- Node ${info.node}; commit ${info.commit}`,
+    `- ffmpeg ${info.mediaTools.ffmpeg}; ffprobe ${info.mediaTools.ffprobe} (the defaults every process picks; ` +
+      "figures that compare builds name theirs)",
     `- Command: \`npm run bench${info.mode === "quick" ? " -- --quick" : ""}\`; took ${Math.round(info.seconds)} s`,
     "- Every figure is a ratio (or rate) whose parts were measured in the same run on this machine; all",
     "  processes talk over 127.0.0.1 only.",

@@ -6,11 +6,13 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
+import { describeMediaTool } from "../src/media/ffmpeg-binaries.js";
 import { apiThroughput } from "./api-throughput.js";
 import { dataPath } from "./data-path.js";
 import { dispatchLatency } from "./dispatch-latency.js";
 import { failover } from "./failover.js";
 import { CLI, keepTempDirs, Scope } from "./harness.js";
+import { intake } from "./intake.js";
 import { MediaKit } from "./media.js";
 import { type Benchmark, type Outcome, type RunInfo, writeResults } from "./report.js";
 import { round } from "./stats.js";
@@ -29,6 +31,7 @@ const BENCHMARKS: readonly Benchmark[] = [
   dataPath,
   templateCache,
   apiThroughput,
+  intake,
   failover,
 ];
 const ALIASES: Record<string, string> = {
@@ -75,6 +78,14 @@ function parseArgs(argv: readonly string[]): { quick: boolean; selected: Benchma
 async function settle(): Promise<void> {
   await promisify(execFile)("sync").catch(() => undefined);
   await sleep(2_000);
+}
+
+async function mediaTools(): Promise<RunInfo["mediaTools"]> {
+  const show = async (tool: "ffmpeg" | "ffprobe") => {
+    const info = await describeMediaTool(tool);
+    return info ? `${info.version} at ${info.path}` : "not found";
+  };
+  return { ffmpeg: await show("ffmpeg"), ffprobe: await show("ffprobe") };
 }
 
 /** The commit measured, and whether the working tree differs from it outside the benchmark itself. */
@@ -148,6 +159,7 @@ async function main(): Promise<number> {
       loadavg: [loadBefore, round(loadavg()[0] ?? Number.NaN, 2)],
     },
     node: process.version,
+    mediaTools: await mediaTools(),
     commit: await commit(),
     seconds: (performance.now() - started) / 1000,
   };
