@@ -69,19 +69,23 @@ export class Dispatcher {
 
   constructor(private readonly options: DispatcherOptions) {}
 
-  /** Places `task` on `machine` if it is still pending; the slot is claimed before any await. */
+  /**
+   * Places `task` on `machine` if it is still pending and the machine has a free slot; the slot is
+   * claimed before any await, so two placements can never both take the last one.
+   */
   async dispatch(task: TaskRow, machine: Machine): Promise<boolean> {
     const attemptId = randomUUID();
-    machine.running.set(attemptId, {
+    const claimed = machine.tryClaim(attemptId, {
       taskId: task.id,
       audioDuration: task.audio_duration,
       startedAt: Date.now(),
     });
+    if (!claimed) return false;
     let started: TaskRow | undefined;
     try {
       started = await this.options.store.startAttempt(task.id, attemptId, machine.name);
     } finally {
-      if (!started) machine.running.delete(attemptId);
+      if (!started) machine.release(attemptId);
     }
     if (!started) return false;
     this.track(started, attemptId, machine);
@@ -102,7 +106,7 @@ export class Dispatcher {
         });
         continue;
       }
-      machine.running.set(attempt.id, {
+      machine.adopt(attempt.id, {
         taskId: task.id,
         audioDuration: task.audio_duration,
         startedAt: Date.parse(attempt.created_at),
@@ -158,7 +162,7 @@ export class Dispatcher {
   }
 
   private releaseSlot(attemptId: string, machine: Machine): void {
-    if (machine.running.delete(attemptId)) this.options.onSlotFree();
+    if (machine.release(attemptId)) this.options.onSlotFree();
   }
 
   private async run(attempt: Attempt): Promise<void> {

@@ -11,7 +11,10 @@ export interface SchedulerOptions {
   speeds: SpeedModel;
   placement: PlacementPolicy;
   logger: Logger;
-  /** Hands a task to a machine; claims the slot on `machine` before its first await. */
+  /**
+   * Hands a task to a machine; claims the slot on `machine` before its first await, and answers
+   * false when it has none free (Machine.tryClaim is the one place `max_concurrent` is enforced).
+   */
   dispatch: (task: TaskRow, machine: Machine) => Promise<boolean>;
 }
 
@@ -80,7 +83,7 @@ export class Scheduler {
     for (const { task, machine } of plan) {
       const row = byId.get(task.id);
       const target = this.options.fleet.get(machine);
-      if (!row || !target?.placeable || target.freeSlots === 0) continue;
+      if (!row || !target?.placeable) continue;
       await this.options.dispatch(row, target);
     }
   }

@@ -76,7 +76,7 @@ export async function startGateway(config: GatewayConfig, logger: Logger): Promi
   });
   for (const spec of config.machines) fleet.add(spec);
   const draining = await machineStore.drainingMachines();
-  for (const machine of fleet.list()) machine.draining = draining.has(machine.name);
+  for (const machine of fleet.list()) machine.setDraining(draining.has(machine.name));
 
   let embedded: WorkerHandle | undefined;
   if (config.embedded) {
@@ -89,16 +89,18 @@ export async function startGateway(config: GatewayConfig, logger: Logger): Promi
       logger: logger.child({ machine: EMBEDDED_MACHINE }),
       version: VERSION,
     });
-    fleet.add(
-      {
-        name: EMBEDDED_MACHINE,
-        host: "127.0.0.1",
-        port: embedded.port,
-        max_concurrent: config.embeddedConcurrency,
-        enabled: true,
-      },
-      true,
-    ).draining = draining.has(EMBEDDED_MACHINE);
+    fleet
+      .add(
+        {
+          name: EMBEDDED_MACHINE,
+          host: "127.0.0.1",
+          port: embedded.port,
+          max_concurrent: config.embeddedConcurrency,
+          enabled: true,
+        },
+        true,
+      )
+      .setDraining(draining.has(EMBEDDED_MACHINE));
     logger.info(
       { machine: EMBEDDED_MACHINE, url: embedded.url, max_concurrent: config.embeddedConcurrency },
       config.machinesFile
