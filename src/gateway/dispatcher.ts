@@ -6,10 +6,12 @@ import { FINAL_JOB_STATUSES, type JobOptions, type JobView } from "../protocol/s
 import { type WorkerClient, WorkerHttpError, WorkerUnreachableError } from "../protocol/worker-client.js";
 import type { AttemptRow, TaskRow } from "../store/schema.js";
 import type { TaskStore } from "../store/task-store.js";
+import { type Clock, delay } from "./clock.js";
 import type { Fleet, Machine } from "./fleet.js";
 import type { SpeedModel } from "./speed-model.js";
 
 export interface DispatcherOptions {
+  clock: Clock;
   store: TaskStore;
   blobs: BlobStore;
   fleet: Fleet;
@@ -78,7 +80,7 @@ export class Dispatcher {
     const claimed = machine.tryClaim(attemptId, {
       taskId: task.id,
       audioDuration: task.audio_duration,
-      startedAt: Date.now(),
+      startedAt: this.options.clock.now(),
     });
     if (!claimed) return false;
     let started: TaskRow | undefined;
@@ -261,9 +263,10 @@ export class Dispatcher {
         await machine.uploadOnce(ref.sha256, async () => {
           if (await client.hasBlob(ref.sha256, signal)) return;
           log.info({ sha256: ref.sha256, bytes: ref.bytes }, `uploading ${ref.name} to worker`);
-          const started = Date.now();
+          const { clock } = this.options;
+          const started = clock.now();
           await client.putBlob(ref.sha256, this.options.blobs.path(ref.sha256), ref.bytes, signal);
-          machine.observeUpload(ref.bytes, Date.now() - started);
+          machine.observeUpload(ref.bytes, clock.now() - started);
         });
       }
     }
@@ -286,13 +289,14 @@ export class Dispatcher {
    */
   private async withGrace<T>(attempt: Attempt, call: () => Promise<T>): Promise<T> {
     const { machine, signal, log } = attempt;
+    const { clock } = this.options;
     let since: number | undefined;
     for (;;) {
       try {
         return await call();
       } catch (err) {
         if (signal.aborted) throw err;
-        since ??= Date.now();
+        since ??= clock.now();
         const transient =
           err instanceof WorkerUnreachableError || (err instanceof WorkerHttpError && err.status >= 500);
         if (!transient) {
@@ -300,12 +304,12 @@ export class Dispatcher {
             throw new AttemptFailure("machine", `worker refused: ${err.message}`);
           throw err;
         }
-        if (Date.now() - since >= this.options.machineGraceMs) {
+        if (clock.now() - since >= this.options.machineGraceMs) {
           this.options.fleet.reportUnreachable(machine, errorMessage(err));
           throw new AttemptFailure("machine", `machine ${machine.name} unreachable: ${errorMessage(err)}`);
         }
         log.warn({ err: errorMessage(err) }, "worker not answering; trying again");
-        await delay(this.options.retryDelayMs, signal);
+        await delay(clock, this.options.retryDelayMs, signal);
       }
     }
   }
@@ -316,16 +320,4 @@ function engineSeconds(view: JobView): number | undefined {
   if (!view.started_at || !view.finished_at) return undefined;
   const seconds = (Date.parse(view.finished_at) - Date.parse(view.started_at)) / 1000;
   return Number.isFinite(seconds) && seconds >= 0 ? seconds : undefined;
-}
-
-function delay(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(done, ms);
-    signal.addEventListener("abort", done, { once: true });
-    function done() {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", done);
-      resolve();
-    }
-  });
 }

@@ -2,11 +2,13 @@ import type { MachineEntry } from "../config/machines-file.js";
 import { errorMessage } from "../errors.js";
 import type { Logger } from "../logger.js";
 import { WorkerClient } from "../protocol/worker-client.js";
+import type { Clock, Timer } from "./clock.js";
 import { Machine } from "./machine.js";
 
 export { Machine, type MachineState } from "./machine.js";
 
 export interface FleetOptions {
+  clock: Clock;
   token: string | undefined;
   healthIntervalMs: number;
   /** Bound on one health probe; a host that does not answer within it counts as a failure. */
@@ -35,7 +37,7 @@ const MAX_PROBE_BACKOFF_MS = 8_000;
  */
 export class Fleet {
   private readonly machines = new Map<string, Machine>();
-  private timer: NodeJS.Timeout | undefined;
+  private timer: Timer | undefined;
   private readonly abort = new AbortController();
 
   constructor(private readonly options: FleetOptions) {}
@@ -90,8 +92,7 @@ export class Fleet {
 
   start(): void {
     this.tick();
-    this.timer = setInterval(() => this.tick(), this.options.healthIntervalMs);
-    this.timer.unref();
+    this.timer = this.options.clock.setInterval(() => this.tick(), this.options.healthIntervalMs);
   }
 
   /** Probes every machine now, whatever its backoff (start-up, tests). */
@@ -101,17 +102,17 @@ export class Fleet {
 
   /** A dispatcher could not reach the machine: open its circuit until a probe says otherwise. */
   reportUnreachable(machine: Machine, reason: string): void {
-    machine.openCircuit(Date.now(), this.options.failureThreshold);
+    machine.openCircuit(this.options.clock.now(), this.options.failureThreshold);
     this.setHealth(machine, "down", reason);
   }
 
   close(): void {
-    if (this.timer) clearInterval(this.timer);
+    this.timer?.cancel();
     this.abort.abort();
   }
 
   private tick(): void {
-    const now = Date.now();
+    const now = this.options.clock.now();
     for (const machine of this.machines.values()) {
       if (machine.probeDue(now)) void this.probe(machine);
       if (machine.declareLost(now, this.options.graceMs)) {
@@ -131,14 +132,15 @@ export class Fleet {
 
   private async probe(machine: Machine): Promise<void> {
     if (!machine.beginProbe()) return;
-    const started = Date.now();
+    const { clock } = this.options;
+    const started = clock.now();
     const client = machine.client;
     try {
       const health = await client.health(
-        AbortSignal.any([this.abort.signal, AbortSignal.timeout(this.options.probeTimeoutMs)]),
+        AbortSignal.any([this.abort.signal, clock.timeoutSignal(this.options.probeTimeoutMs)]),
       );
       if (client !== machine.client) return;
-      const now = Date.now();
+      const now = clock.now();
       machine.probeSucceeded(health, now);
       machine.probeAgainAt(now + this.options.healthIntervalMs);
       this.setHealth(machine, "up", undefined);
@@ -150,7 +152,7 @@ export class Fleet {
       const over = failures - this.options.failureThreshold;
       const backoff =
         over < 0 ? 0 : Math.min(MAX_PROBE_BACKOFF_MS, this.options.healthIntervalMs * 2 ** over);
-      machine.probeAgainAt(Date.now() + Math.max(this.options.healthIntervalMs, backoff));
+      machine.probeAgainAt(clock.now() + Math.max(this.options.healthIntervalMs, backoff));
       if (failures >= this.options.failureThreshold) this.setHealth(machine, "down", reason);
     } finally {
       machine.endProbe();

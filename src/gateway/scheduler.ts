@@ -1,11 +1,13 @@
 import type { Logger } from "../logger.js";
 import type { TaskRow } from "../store/schema.js";
 import type { TaskStore } from "../store/task-store.js";
+import type { Clock } from "./clock.js";
 import type { Fleet, Machine } from "./fleet.js";
 import type { PlacementMachine, PlacementPolicy } from "./placement/policy.js";
 import type { SpeedModel } from "./speed-model.js";
 
 export interface SchedulerOptions {
+  clock: Clock;
   store: TaskStore;
   fleet: Fleet;
   speeds: SpeedModel;
@@ -68,7 +70,7 @@ export class Scheduler {
     const slots = machines.reduce((n, m) => n + m.spec.max_concurrent, 0);
     const tasks = await this.options.store.pendingTasks(Math.max(free, slots * LOOKAHEAD_PER_SLOT));
     if (tasks.length === 0) return;
-    const now = Date.now();
+    const now = this.options.clock.now();
     const byId = new Map(tasks.map((t) => [t.id, t]));
     const plan = this.options.placement.plan(
       tasks.map((t) => ({

@@ -17,6 +17,7 @@ import { addSharedSchemas, registerDocs } from "./api/docs.js";
 import { machineRoutes } from "./api/machine-routes.js";
 import { taskRoutes } from "./api/task-routes.js";
 import { CallbackSender } from "./callback-sender.js";
+import { type Clock, systemClock } from "./clock.js";
 import { Dispatcher } from "./dispatcher.js";
 import { Fleet } from "./fleet.js";
 import { MachinesWatcher } from "./machines-watcher.js";
@@ -38,19 +39,31 @@ export interface GatewayHandle {
   close(): Promise<void>;
 }
 
+export interface GatewayOptions {
+  /** Every time read and timer of the gateway and its store (tests pass a fake one). */
+  clock?: Clock;
+}
+
 /**
  * Starts the whole gateway: store, fleet, scheduler, dispatcher, callbacks and the REST API.
  * With `config.embedded`, a local ffmpeg worker agent runs in this process and joins the fleet
  * through the same /v1 protocol as any remote machine.
  */
-export async function startGateway(config: GatewayConfig, logger: Logger): Promise<GatewayHandle> {
+export async function startGateway(
+  config: GatewayConfig,
+  logger: Logger,
+  options: GatewayOptions = {},
+): Promise<GatewayHandle> {
+  const clock = options.clock ?? systemClock;
+  // The store stamps rows with the same clock the timers run on, so deadlines and retry times agree.
+  const now = () => new Date(clock.now());
   await mkdir(config.dataDir, { recursive: true });
   const db = await openSqlite(join(config.dataDir, "multi-heygem.db"));
-  const store = new TaskStore(db);
+  const store = new TaskStore(db, now);
   const blobs = new BlobStore(join(config.dataDir, "blobs"));
   await blobs.init();
 
-  const machineStore = new MachineStore(db);
+  const machineStore = new MachineStore(db, now);
   const speeds = new SpeedModel();
   for (const sample of await machineStore.recentSpeeds(20))
     speeds.observe(sample.machine, sample.secondsPerAudioSecond);
@@ -59,6 +72,7 @@ export async function startGateway(config: GatewayConfig, logger: Logger): Promi
   let dispatcher: Dispatcher | undefined;
   const wake = () => scheduler?.wake();
   const fleet = new Fleet({
+    clock,
     token: config.workerToken,
     healthIntervalMs: config.healthIntervalMs,
     probeTimeoutMs: config.probeTimeoutMs,
@@ -110,6 +124,7 @@ export async function startGateway(config: GatewayConfig, logger: Logger): Promi
   }
 
   dispatcher = new Dispatcher({
+    clock,
     store,
     blobs,
     fleet,
@@ -123,6 +138,7 @@ export async function startGateway(config: GatewayConfig, logger: Logger): Promi
   });
   const dispatch = dispatcher;
   scheduler = new Scheduler({
+    clock,
     store,
     fleet,
     speeds,
@@ -131,6 +147,7 @@ export async function startGateway(config: GatewayConfig, logger: Logger): Promi
     dispatch: (task, machine) => dispatch.dispatch(task, machine),
   });
   const deadline = new TaskDeadline({
+    clock,
     store,
     dispatcher,
     timeoutMs: config.taskTimeoutMs,
@@ -143,11 +160,13 @@ export async function startGateway(config: GatewayConfig, logger: Logger): Promi
         { machines: [...config.machines] },
         (file) => fleet.apply(file.machines),
         logger,
+        { clock },
       )
     : undefined;
   const callbacks = new CallbackSender({
+    clock,
     store,
-    deliveries: new CallbackStore(db),
+    deliveries: new CallbackStore(db, now),
     logger,
     maxTries: config.callbackMaxTries,
     retryBaseMs: config.callbackRetryBaseMs,
@@ -187,13 +206,14 @@ export async function startGateway(config: GatewayConfig, logger: Logger): Promi
   await app.register(multipart, { limits: { fileSize: config.maxUploadBytes + 1 } });
   await registerDocs(app, VERSION);
   await app.register(taskRoutes, {
+    clock,
     store,
     blobs,
     maxUploadBytes: config.maxUploadBytes,
     syncTimeoutMs: config.syncTimeoutMs,
     onTaskCreated: wake,
     shutdown: shutdown.signal,
-    prestage: new Prestager({ fleet, speeds, logger, stallMs: 5000 }),
+    prestage: new Prestager({ clock, fleet, speeds, logger, stallMs: 5000 }),
   });
   await app.register(machineRoutes, {
     fleet,
