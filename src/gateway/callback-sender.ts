@@ -4,8 +4,10 @@ import type { Logger } from "../logger.js";
 import type { CallbackStore } from "../store/callback-store.js";
 import type { CallbackRow } from "../store/schema.js";
 import type { TaskStore } from "../store/task-store.js";
+import type { Clock, Timer } from "./clock.js";
 
 export interface CallbackSenderOptions {
+  clock: Clock;
   /** Its `changes` wake the sender when a status change may have written a delivery. */
   store: TaskStore;
   deliveries: CallbackStore;
@@ -26,7 +28,7 @@ const MAX_BACKOFF_MS = 5 * 60_000;
 export class CallbackSender {
   private busy = false;
   private again = false;
-  private timer: NodeJS.Timeout | undefined;
+  private timer: Timer | undefined;
   private closed = false;
   private readonly inflight = new Set<Promise<void>>();
   private readonly onChange = () => this.kick();
@@ -41,7 +43,7 @@ export class CallbackSender {
   async close(): Promise<void> {
     this.closed = true;
     this.options.store.changes.off("change", this.onChange);
-    if (this.timer) clearTimeout(this.timer);
+    this.timer?.cancel();
     await Promise.allSettled(this.inflight);
   }
 
@@ -73,12 +75,11 @@ export class CallbackSender {
 
   /** Sleeps until the next retry is due; a new status change kicks earlier. */
   private async armTimer(): Promise<void> {
-    if (this.timer) clearTimeout(this.timer);
+    this.timer?.cancel();
     const next = await this.options.deliveries.nextCallbackDue();
     if (!next || this.closed) return;
-    const wait = Math.max(0, Date.parse(next) - Date.now());
-    this.timer = setTimeout(() => this.kick(), wait);
-    this.timer.unref();
+    const wait = Math.max(0, Date.parse(next) - this.options.clock.now());
+    this.timer = this.options.clock.setTimeout(() => this.kick(), wait);
   }
 
   private async deliver(row: CallbackRow): Promise<void> {
@@ -112,7 +113,7 @@ export class CallbackSender {
     await this.options.deliveries.settleCallback(row.id, {
       state: "pending",
       tries,
-      nextAt: new Date(Date.now() + backoff),
+      nextAt: new Date(this.options.clock.now() + backoff),
       error,
     });
     log.warn({ url: row.url, tries, error, retry_in_ms: backoff }, "callback failed; will retry");

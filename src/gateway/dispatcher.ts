@@ -6,10 +6,12 @@ import { FINAL_JOB_STATUSES, type JobOptions, type JobView } from "../protocol/s
 import { type WorkerClient, WorkerHttpError, WorkerUnreachableError } from "../protocol/worker-client.js";
 import type { AttemptRow, TaskRow } from "../store/schema.js";
 import type { TaskStore } from "../store/task-store.js";
+import { type Clock, delay } from "./clock.js";
 import type { Fleet, Machine } from "./fleet.js";
 import type { SpeedModel } from "./speed-model.js";
 
 export interface DispatcherOptions {
+  clock: Clock;
   store: TaskStore;
   blobs: BlobStore;
   fleet: Fleet;
@@ -69,19 +71,23 @@ export class Dispatcher {
 
   constructor(private readonly options: DispatcherOptions) {}
 
-  /** Places `task` on `machine` if it is still pending; the slot is claimed before any await. */
+  /**
+   * Places `task` on `machine` if it is still pending and the machine has a free slot; the slot is
+   * claimed before any await, so two placements can never both take the last one.
+   */
   async dispatch(task: TaskRow, machine: Machine): Promise<boolean> {
     const attemptId = randomUUID();
-    machine.running.set(attemptId, {
+    const claimed = machine.tryClaim(attemptId, {
       taskId: task.id,
       audioDuration: task.audio_duration,
-      startedAt: Date.now(),
+      startedAt: this.options.clock.now(),
     });
+    if (!claimed) return false;
     let started: TaskRow | undefined;
     try {
       started = await this.options.store.startAttempt(task.id, attemptId, machine.name);
     } finally {
-      if (!started) machine.running.delete(attemptId);
+      if (!started) machine.release(attemptId);
     }
     if (!started) return false;
     this.track(started, attemptId, machine);
@@ -102,7 +108,7 @@ export class Dispatcher {
         });
         continue;
       }
-      machine.running.set(attempt.id, {
+      machine.adopt(attempt.id, {
         taskId: task.id,
         audioDuration: task.audio_duration,
         startedAt: Date.parse(attempt.created_at),
@@ -158,7 +164,7 @@ export class Dispatcher {
   }
 
   private releaseSlot(attemptId: string, machine: Machine): void {
-    if (machine.running.delete(attemptId)) this.options.onSlotFree();
+    if (machine.release(attemptId)) this.options.onSlotFree();
   }
 
   private async run(attempt: Attempt): Promise<void> {
@@ -257,9 +263,10 @@ export class Dispatcher {
         await machine.uploadOnce(ref.sha256, async () => {
           if (await client.hasBlob(ref.sha256, signal)) return;
           log.info({ sha256: ref.sha256, bytes: ref.bytes }, `uploading ${ref.name} to worker`);
-          const started = Date.now();
+          const { clock } = this.options;
+          const started = clock.now();
           await client.putBlob(ref.sha256, this.options.blobs.path(ref.sha256), ref.bytes, signal);
-          machine.observeUpload(ref.bytes, Date.now() - started);
+          machine.observeUpload(ref.bytes, clock.now() - started);
         });
       }
     }
@@ -282,13 +289,14 @@ export class Dispatcher {
    */
   private async withGrace<T>(attempt: Attempt, call: () => Promise<T>): Promise<T> {
     const { machine, signal, log } = attempt;
+    const { clock } = this.options;
     let since: number | undefined;
     for (;;) {
       try {
         return await call();
       } catch (err) {
         if (signal.aborted) throw err;
-        since ??= Date.now();
+        since ??= clock.now();
         const transient =
           err instanceof WorkerUnreachableError || (err instanceof WorkerHttpError && err.status >= 500);
         if (!transient) {
@@ -296,12 +304,12 @@ export class Dispatcher {
             throw new AttemptFailure("machine", `worker refused: ${err.message}`);
           throw err;
         }
-        if (Date.now() - since >= this.options.machineGraceMs) {
+        if (clock.now() - since >= this.options.machineGraceMs) {
           this.options.fleet.reportUnreachable(machine, errorMessage(err));
           throw new AttemptFailure("machine", `machine ${machine.name} unreachable: ${errorMessage(err)}`);
         }
         log.warn({ err: errorMessage(err) }, "worker not answering; trying again");
-        await delay(this.options.retryDelayMs, signal);
+        await delay(clock, this.options.retryDelayMs, signal);
       }
     }
   }
@@ -312,16 +320,4 @@ function engineSeconds(view: JobView): number | undefined {
   if (!view.started_at || !view.finished_at) return undefined;
   const seconds = (Date.parse(view.finished_at) - Date.parse(view.started_at)) / 1000;
   return Number.isFinite(seconds) && seconds >= 0 ? seconds : undefined;
-}
-
-function delay(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(done, ms);
-    signal.addEventListener("abort", done, { once: true });
-    function done() {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", done);
-      resolve();
-    }
-  });
 }

@@ -2,11 +2,13 @@ import type { MachineEntry } from "../config/machines-file.js";
 import { errorMessage } from "../errors.js";
 import type { Logger } from "../logger.js";
 import { WorkerClient } from "../protocol/worker-client.js";
+import type { Clock, Timer } from "./clock.js";
 import { Machine } from "./machine.js";
 
 export { Machine, type MachineState } from "./machine.js";
 
 export interface FleetOptions {
+  clock: Clock;
   token: string | undefined;
   healthIntervalMs: number;
   /** Bound on one health probe; a host that does not answer within it counts as a failure. */
@@ -35,7 +37,7 @@ const MAX_PROBE_BACKOFF_MS = 8_000;
  */
 export class Fleet {
   private readonly machines = new Map<string, Machine>();
-  private timer: NodeJS.Timeout | undefined;
+  private timer: Timer | undefined;
   private readonly abort = new AbortController();
 
   constructor(private readonly options: FleetOptions) {}
@@ -72,21 +74,13 @@ export class Fleet {
         continue;
       }
       const before = machine.spec;
-      machine.removed = false;
-      if (before.host !== entry.host || before.port !== entry.port) {
-        machine.client = this.client(entry);
-        machine.forgetBlobs();
-        machine.health = "unknown";
-        machine.nextProbeAt = 0;
-      }
-      if (JSON.stringify(before) !== JSON.stringify(entry)) {
-        machine.spec = entry;
+      if (machine.reconfigure(entry)) {
         log.info({ machine: entry.name, before, after: entry }, "machine changed");
       }
     }
     for (const machine of this.machines.values()) {
       if (machine.pinned || wanted.has(machine.name) || machine.removed) continue;
-      machine.removed = true;
+      machine.remove();
       log.info(
         { machine: machine.name, running: machine.running.size },
         "machine removed; it takes no new work",
@@ -98,8 +92,7 @@ export class Fleet {
 
   start(): void {
     this.tick();
-    this.timer = setInterval(() => this.tick(), this.options.healthIntervalMs);
-    this.timer.unref();
+    this.timer = this.options.clock.setInterval(() => this.tick(), this.options.healthIntervalMs);
   }
 
   /** Probes every machine now, whatever its backoff (start-up, tests). */
@@ -109,36 +102,26 @@ export class Fleet {
 
   /** A dispatcher could not reach the machine: open its circuit until a probe says otherwise. */
   reportUnreachable(machine: Machine, reason: string): void {
-    machine.unreachableSince ??= Date.now();
-    machine.consecutiveFailures = Math.max(machine.consecutiveFailures, this.options.failureThreshold);
+    machine.openCircuit(this.options.clock.now(), this.options.failureThreshold);
     this.setHealth(machine, "down", reason);
   }
 
   close(): void {
-    if (this.timer) clearInterval(this.timer);
+    this.timer?.cancel();
     this.abort.abort();
   }
 
   private tick(): void {
-    const now = Date.now();
+    const now = this.options.clock.now();
     for (const machine of this.machines.values()) {
-      if (
-        !machine.probing &&
-        now >= machine.nextProbeAt &&
-        (machine.spec.enabled || machine.running.size > 0)
-      ) {
-        void this.probe(machine);
-      }
-      const since = machine.unreachableSince;
-      if (
-        since !== undefined &&
-        !machine.lostHandled &&
-        machine.running.size > 0 &&
-        now - since >= this.options.graceMs
-      ) {
-        machine.lostHandled = true;
+      if (machine.probeDue(now)) void this.probe(machine);
+      if (machine.declareLost(now, this.options.graceMs)) {
         this.options.logger.warn(
-          { machine: machine.name, running: machine.running.size, unreachable_ms: now - since },
+          {
+            machine: machine.name,
+            running: machine.running.size,
+            unreachable_ms: now - (machine.unreachableSince ?? now),
+          },
           "machine unreachable past the grace period; its running tasks move on",
         );
         this.options.onLost(machine);
@@ -148,37 +131,31 @@ export class Fleet {
   }
 
   private async probe(machine: Machine): Promise<void> {
-    if (machine.probing) return;
-    machine.probing = true;
-    const started = Date.now();
+    if (!machine.beginProbe()) return;
+    const { clock } = this.options;
+    const started = clock.now();
     const client = machine.client;
     try {
       const health = await client.health(
-        AbortSignal.any([this.abort.signal, AbortSignal.timeout(this.options.probeTimeoutMs)]),
+        AbortSignal.any([this.abort.signal, clock.timeoutSignal(this.options.probeTimeoutMs)]),
       );
       if (client !== machine.client) return;
-      machine.info = health;
-      machine.lastSeen = new Date();
-      machine.consecutiveFailures = 0;
-      machine.unreachableSince = undefined;
-      machine.lostHandled = false;
-      machine.nextProbeAt = Date.now() + this.options.healthIntervalMs;
+      const now = clock.now();
+      machine.probeSucceeded(health, now);
+      machine.probeAgainAt(now + this.options.healthIntervalMs);
       this.setHealth(machine, "up", undefined);
       this.fenceStaleJobs(machine, [...health.running, ...health.queued]);
     } catch (err) {
       if (this.abort.signal.aborted || client !== machine.client) return;
-      machine.consecutiveFailures++;
-      machine.unreachableSince ??= started;
-      const over = machine.consecutiveFailures - this.options.failureThreshold;
+      const reason = errorMessage(err);
+      const failures = machine.probeFailed(reason, started);
+      const over = failures - this.options.failureThreshold;
       const backoff =
         over < 0 ? 0 : Math.min(MAX_PROBE_BACKOFF_MS, this.options.healthIntervalMs * 2 ** over);
-      machine.nextProbeAt = Date.now() + Math.max(this.options.healthIntervalMs, backoff);
-      const reason = errorMessage(err);
-      machine.lastError = reason;
-      if (machine.consecutiveFailures >= this.options.failureThreshold)
-        this.setHealth(machine, "down", reason);
+      machine.probeAgainAt(clock.now() + Math.max(this.options.healthIntervalMs, backoff));
+      if (failures >= this.options.failureThreshold) this.setHealth(machine, "down", reason);
     } finally {
-      machine.probing = false;
+      machine.endProbe();
     }
   }
 
@@ -205,10 +182,8 @@ export class Fleet {
   }
 
   private setHealth(machine: Machine, health: "up" | "down", error: string | undefined): void {
-    if (error !== undefined) machine.lastError = error;
-    if (machine.health === health) return;
     const from = machine.health;
-    machine.health = health;
+    if (!machine.setHealth(health, error)) return;
     const log = this.options.logger.child({ machine: machine.name });
     if (health === "up") log.info({ from, url: machine.client.baseUrl }, "machine is up");
     else log.warn({ from, reason: error }, "machine is down");

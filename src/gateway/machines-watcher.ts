@@ -3,6 +3,7 @@ import { basename, dirname } from "node:path";
 import { loadMachinesFile, type MachinesFile } from "../config/machines-file.js";
 import { errorMessage } from "../errors.js";
 import type { Logger } from "../logger.js";
+import { type Clock, systemClock, type Timer } from "./clock.js";
 
 /**
  * Watches machines.json and hands every valid new version to `apply`. The folder is watched, not
@@ -11,8 +12,10 @@ import type { Logger } from "../logger.js";
  */
 export class MachinesWatcher {
   private watcher: FSWatcher | undefined;
-  private timer: NodeJS.Timeout | undefined;
+  private timer: Timer | undefined;
   private last: string;
+  private readonly clock: Clock;
+  private readonly debounceMs: number;
   /** What `GET /machines` tells operators about the file: when it was last taken, and why not. */
   readonly status: { file: string; loaded_at: string; rejected_at: string | null; error: string | null };
 
@@ -21,19 +24,24 @@ export class MachinesWatcher {
     initial: MachinesFile,
     private readonly apply: (config: MachinesFile) => void,
     private readonly logger: Logger,
-    /** Edits arrive as bursts of events (truncate, write, rename); wait for the burst to end. */
-    private readonly debounceMs = 150,
+    options: {
+      clock?: Clock;
+      /** Edits arrive as bursts of events (truncate, write, rename); wait for the burst to end. */
+      debounceMs?: number;
+    } = {},
   ) {
+    this.clock = options.clock ?? systemClock;
+    this.debounceMs = options.debounceMs ?? 150;
     this.last = JSON.stringify(initial);
-    this.status = { file, loaded_at: new Date().toISOString(), rejected_at: null, error: null };
+    this.status = { file, loaded_at: this.stamp(), rejected_at: null, error: null };
   }
 
   start(): void {
     const name = basename(this.file);
     this.watcher = watch(dirname(this.file), (_event, changed) => {
       if (changed !== null && changed !== name) return;
-      if (this.timer) clearTimeout(this.timer);
-      this.timer = setTimeout(() => this.reload(), this.debounceMs);
+      this.timer?.cancel();
+      this.timer = this.clock.setTimeout(() => this.reload(), this.debounceMs);
     });
     this.watcher.on("error", (err) =>
       this.logger.error({ err, file: this.file }, "cannot watch the machines file"),
@@ -41,7 +49,7 @@ export class MachinesWatcher {
   }
 
   close(): void {
-    if (this.timer) clearTimeout(this.timer);
+    this.timer?.cancel();
     this.watcher?.close();
   }
 
@@ -50,7 +58,7 @@ export class MachinesWatcher {
     try {
       config = loadMachinesFile(this.file);
     } catch (err) {
-      this.status.rejected_at = new Date().toISOString();
+      this.status.rejected_at = this.stamp();
       this.status.error = errorMessage(err);
       this.logger.error(
         { file: this.file, reason: errorMessage(err) },
@@ -62,9 +70,13 @@ export class MachinesWatcher {
     this.status.rejected_at = null;
     const text = JSON.stringify(config);
     if (text === this.last) return;
-    this.status.loaded_at = new Date().toISOString();
+    this.status.loaded_at = this.stamp();
     this.last = text;
     this.logger.info({ file: this.file, machines: config.machines.length }, "machines file reloaded");
     this.apply(config);
+  }
+
+  private stamp(): string {
+    return new Date(this.clock.now()).toISOString();
   }
 }

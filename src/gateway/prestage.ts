@@ -2,6 +2,7 @@ import { createHash } from "node:crypto";
 import { PassThrough, type Readable, Transform, type TransformCallback } from "node:stream";
 import { errorMessage } from "../errors.js";
 import type { Logger } from "../logger.js";
+import type { Clock } from "./clock.js";
 import type { Fleet, Machine } from "./fleet.js";
 import type { SpeedModel } from "./speed-model.js";
 
@@ -36,7 +37,13 @@ export class Prestager {
   private readonly inFlight = new Set<string>();
 
   constructor(
-    private readonly options: { fleet: Fleet; speeds: SpeedModel; logger: Logger; stallMs: number },
+    private readonly options: {
+      clock: Clock;
+      fleet: Fleet;
+      speeds: SpeedModel;
+      logger: Logger;
+      stallMs: number;
+    },
   ) {}
 
   /** Starts forwarding `source`; undefined when no machine has a free slot to run it now. */
@@ -92,11 +99,12 @@ export class Prestager {
     abort: AbortController,
     stop: (why: string) => void,
   ): Promise<Forwarded | undefined> {
+    const { clock } = this.options;
     let stalledSince: number | undefined;
-    const watch = setInterval(() => {
+    const watch = clock.setInterval(() => {
       if (!sink.writableNeedDrain) stalledSince = undefined;
-      else if (stalledSince === undefined) stalledSince = Date.now();
-      else if (Date.now() - stalledSince > this.options.stallMs)
+      else if (stalledSince === undefined) stalledSince = clock.now();
+      else if (clock.now() - stalledSince > this.options.stallMs)
         stop("the machine takes the upload too slowly");
     }, CHECK_EVERY_MS);
     try {
@@ -107,7 +115,7 @@ export class Prestager {
       this.options.logger.info({ machine: machine.name, reason }, "upload not forwarded");
       return undefined;
     } finally {
-      clearInterval(watch);
+      watch.cancel();
     }
   }
 

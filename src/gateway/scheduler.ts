@@ -1,17 +1,22 @@
 import type { Logger } from "../logger.js";
 import type { TaskRow } from "../store/schema.js";
 import type { TaskStore } from "../store/task-store.js";
+import type { Clock } from "./clock.js";
 import type { Fleet, Machine } from "./fleet.js";
 import type { PlacementMachine, PlacementPolicy } from "./placement/policy.js";
 import type { SpeedModel } from "./speed-model.js";
 
 export interface SchedulerOptions {
+  clock: Clock;
   store: TaskStore;
   fleet: Fleet;
   speeds: SpeedModel;
   placement: PlacementPolicy;
   logger: Logger;
-  /** Hands a task to a machine; claims the slot on `machine` before its first await. */
+  /**
+   * Hands a task to a machine; claims the slot on `machine` before its first await, and answers
+   * false when it has none free (Machine.tryClaim is the one place `max_concurrent` is enforced).
+   */
   dispatch: (task: TaskRow, machine: Machine) => Promise<boolean>;
 }
 
@@ -65,7 +70,7 @@ export class Scheduler {
     const slots = machines.reduce((n, m) => n + m.spec.max_concurrent, 0);
     const tasks = await this.options.store.pendingTasks(Math.max(free, slots * LOOKAHEAD_PER_SLOT));
     if (tasks.length === 0) return;
-    const now = Date.now();
+    const now = this.options.clock.now();
     const byId = new Map(tasks.map((t) => [t.id, t]));
     const plan = this.options.placement.plan(
       tasks.map((t) => ({
@@ -80,7 +85,7 @@ export class Scheduler {
     for (const { task, machine } of plan) {
       const row = byId.get(task.id);
       const target = this.options.fleet.get(machine);
-      if (!row || !target?.placeable || target.freeSlots === 0) continue;
+      if (!row || !target?.placeable) continue;
       await this.options.dispatch(row, target);
     }
   }

@@ -19,6 +19,7 @@ import { addSharedSchemas, registerDocs } from "./api/docs.js";
 import { machineRoutes } from "./api/machine-routes.js";
 import { taskRoutes } from "./api/task-routes.js";
 import { CallbackSender } from "./callback-sender.js";
+import { type Clock, systemClock } from "./clock.js";
 import { Dispatcher } from "./dispatcher.js";
 import { Fleet } from "./fleet.js";
 import { MachinesWatcher } from "./machines-watcher.js";
@@ -41,19 +42,31 @@ export interface GatewayHandle {
   close(): Promise<void>;
 }
 
+export interface GatewayOptions {
+  /** Every time read and timer of the gateway and its store (tests pass a fake one). */
+  clock?: Clock;
+}
+
 /**
  * Starts the whole gateway: store, fleet, scheduler, dispatcher, callbacks and the REST API.
  * With `config.embedded`, a local ffmpeg worker agent runs in this process and joins the fleet
  * through the same /v1 protocol as any remote machine.
  */
-export async function startGateway(config: GatewayConfig, logger: Logger): Promise<GatewayHandle> {
+export async function startGateway(
+  config: GatewayConfig,
+  logger: Logger,
+  options: GatewayOptions = {},
+): Promise<GatewayHandle> {
+  const clock = options.clock ?? systemClock;
+  // The store stamps rows with the same clock the timers run on, so deadlines and retry times agree.
+  const now = () => new Date(clock.now());
   await mkdir(config.dataDir, { recursive: true });
   const db = await openSqlite(join(config.dataDir, "multi-heygem.db"));
-  const store = new TaskStore(db);
+  const store = new TaskStore(db, now);
   const blobs = new BlobStore(join(config.dataDir, "blobs"));
   await blobs.init();
 
-  const machineStore = new MachineStore(db);
+  const machineStore = new MachineStore(db, now);
   const speeds = new SpeedModel();
   for (const sample of await machineStore.recentSpeeds(20))
     speeds.observe(sample.machine, sample.secondsPerAudioSecond);
@@ -62,6 +75,7 @@ export async function startGateway(config: GatewayConfig, logger: Logger): Promi
   let dispatcher: Dispatcher | undefined;
   const wake = () => scheduler?.wake();
   const fleet = new Fleet({
+    clock,
     token: config.workerToken,
     healthIntervalMs: config.healthIntervalMs,
     probeTimeoutMs: config.probeTimeoutMs,
@@ -79,7 +93,7 @@ export async function startGateway(config: GatewayConfig, logger: Logger): Promi
   });
   for (const spec of config.machines) fleet.add(spec);
   const draining = await machineStore.drainingMachines();
-  for (const machine of fleet.list()) machine.draining = draining.has(machine.name);
+  for (const machine of fleet.list()) machine.setDraining(draining.has(machine.name));
 
   let embedded: WorkerHandle | undefined;
   if (config.embedded) {
@@ -93,16 +107,18 @@ export async function startGateway(config: GatewayConfig, logger: Logger): Promi
       version: VERSION,
       logMediaTools: false,
     });
-    fleet.add(
-      {
-        name: EMBEDDED_MACHINE,
-        host: "127.0.0.1",
-        port: embedded.port,
-        max_concurrent: config.embeddedConcurrency,
-        enabled: true,
-      },
-      true,
-    ).draining = draining.has(EMBEDDED_MACHINE);
+    fleet
+      .add(
+        {
+          name: EMBEDDED_MACHINE,
+          host: "127.0.0.1",
+          port: embedded.port,
+          max_concurrent: config.embeddedConcurrency,
+          enabled: true,
+        },
+        true,
+      )
+      .setDraining(draining.has(EMBEDDED_MACHINE));
     logger.info(
       { machine: EMBEDDED_MACHINE, url: embedded.url, max_concurrent: config.embeddedConcurrency },
       config.machinesFile
@@ -112,6 +128,7 @@ export async function startGateway(config: GatewayConfig, logger: Logger): Promi
   }
 
   dispatcher = new Dispatcher({
+    clock,
     store,
     blobs,
     fleet,
@@ -125,6 +142,7 @@ export async function startGateway(config: GatewayConfig, logger: Logger): Promi
   });
   const dispatch = dispatcher;
   scheduler = new Scheduler({
+    clock,
     store,
     fleet,
     speeds,
@@ -133,6 +151,7 @@ export async function startGateway(config: GatewayConfig, logger: Logger): Promi
     dispatch: (task, machine) => dispatch.dispatch(task, machine),
   });
   const deadline = new TaskDeadline({
+    clock,
     store,
     dispatcher,
     timeoutMs: config.taskTimeoutMs,
@@ -145,11 +164,13 @@ export async function startGateway(config: GatewayConfig, logger: Logger): Promi
         { machines: [...config.machines] },
         (file) => fleet.apply(file.machines),
         logger,
+        { clock },
       )
     : undefined;
   const callbacks = new CallbackSender({
+    clock,
     store,
-    deliveries: new CallbackStore(db),
+    deliveries: new CallbackStore(db, now),
     logger,
     maxTries: config.callbackMaxTries,
     retryBaseMs: config.callbackRetryBaseMs,
@@ -189,14 +210,15 @@ export async function startGateway(config: GatewayConfig, logger: Logger): Promi
   await app.register(multipart, { limits: { fileSize: config.maxUploadBytes + 1 } });
   await registerDocs(app, VERSION);
   await app.register(taskRoutes, {
+    clock,
     store,
     blobs,
-    inspector: new MediaInspector(new MediaFactsStore(db)),
+    inspector: new MediaInspector(new MediaFactsStore(db, now)),
     maxUploadBytes: config.maxUploadBytes,
     syncTimeoutMs: config.syncTimeoutMs,
     onTaskCreated: wake,
     shutdown: shutdown.signal,
-    prestage: new Prestager({ fleet, speeds, logger, stallMs: 5000 }),
+    prestage: new Prestager({ clock, fleet, speeds, logger, stallMs: 5000 }),
   });
   await app.register(machineRoutes, {
     fleet,

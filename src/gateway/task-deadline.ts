@@ -1,5 +1,6 @@
 import type { Logger } from "../logger.js";
 import type { TaskStore } from "../store/task-store.js";
+import type { Clock, Timer } from "./clock.js";
 import type { Dispatcher } from "./dispatcher.js";
 
 /**
@@ -9,13 +10,15 @@ import type { Dispatcher } from "./dispatcher.js";
  * goes wrong in between.
  */
 export class TaskDeadline {
-  private timer: NodeJS.Timeout | undefined;
-  private busy = false;
+  private timer: Timer | undefined;
+  private pass: Promise<void> | undefined;
 
   constructor(
     private readonly options: {
+      clock: Clock;
       store: TaskStore;
-      dispatcher: Dispatcher;
+      /** Ends a running task's attempt; false when the task has none. */
+      dispatcher: Pick<Dispatcher, "endTask">;
       timeoutMs: number;
       checkEveryMs: number;
       logger: Logger;
@@ -23,20 +26,25 @@ export class TaskDeadline {
   ) {}
 
   start(): void {
-    this.timer = setInterval(() => void this.check(), this.options.checkEveryMs);
-    this.timer.unref();
+    this.timer = this.options.clock.setInterval(() => void this.check(), this.options.checkEveryMs);
   }
 
   close(): void {
-    if (this.timer) clearInterval(this.timer);
+    this.timer?.cancel();
   }
 
-  async check(): Promise<void> {
-    if (this.busy) return;
-    this.busy = true;
+  /** One pass over the overdue tasks; a call while a pass runs gets that pass, not a second one. */
+  check(): Promise<void> {
+    this.pass ??= this.endOverdue().finally(() => {
+      this.pass = undefined;
+    });
+    return this.pass;
+  }
+
+  private async endOverdue(): Promise<void> {
     try {
-      const { store, dispatcher, timeoutMs } = this.options;
-      const before = new Date(Date.now() - timeoutMs).toISOString();
+      const { clock, store, dispatcher, timeoutMs } = this.options;
+      const before = new Date(clock.now() - timeoutMs).toISOString();
       for (const task of await store.unfinishedCreatedBefore(before, 100)) {
         const message = `timed out: not finished within ${Math.round(timeoutMs / 1000)} s of its creation (--task-timeout)`;
         this.options.logger.warn({ task_id: task.id, status: task.status }, message);
@@ -44,8 +52,6 @@ export class TaskDeadline {
       }
     } catch (err) {
       this.options.logger.error({ err }, "task deadline check failed");
-    } finally {
-      this.busy = false;
     }
   }
 }

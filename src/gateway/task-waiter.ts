@@ -1,6 +1,7 @@
 import type { TaskRow } from "../store/schema.js";
 import { FINAL_TASK_STATUSES } from "../store/schema.js";
 import type { TaskChange, TaskStore } from "../store/task-store.js";
+import type { Clock, Timer } from "./clock.js";
 
 /**
  * Resolves with the task once it is completed or failed, or with its latest row when `timeoutMs`
@@ -8,13 +9,14 @@ import type { TaskChange, TaskStore } from "../store/task-store.js";
  * not cancel its work.
  */
 export async function waitForFinal(
+  clock: Clock,
   store: TaskStore,
   taskId: string,
   timeoutMs: number,
   signal?: AbortSignal,
 ): Promise<TaskRow | undefined> {
   let onChange: ((c: TaskChange) => void) | undefined;
-  let timer: NodeJS.Timeout | undefined;
+  let timer: Timer | undefined;
   let onAbort: (() => void) | undefined;
   // Listen before reading, so a change between the read and the listen cannot be missed.
   const changed = new Promise<TaskRow | undefined>((resolve) => {
@@ -22,7 +24,7 @@ export async function waitForFinal(
       if (c.task.id === taskId && FINAL_TASK_STATUSES.has(c.task.status)) resolve(c.task);
     };
     store.changes.on("change", onChange);
-    timer = setTimeout(() => resolve(undefined), timeoutMs);
+    timer = clock.setTimeout(() => resolve(undefined), timeoutMs);
     onAbort = () => resolve(undefined);
     signal?.addEventListener("abort", onAbort, { once: true });
   });
@@ -32,7 +34,7 @@ export async function waitForFinal(
     return (await changed) ?? (await store.getTask(taskId));
   } finally {
     if (onChange) store.changes.off("change", onChange);
-    if (timer) clearTimeout(timer);
+    timer?.cancel();
     if (onAbort) signal?.removeEventListener("abort", onAbort);
   }
 }

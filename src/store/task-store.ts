@@ -9,6 +9,7 @@ import {
   type TaskRow,
   type TaskStatus,
 } from "./schema.js";
+import { type AllowedTransition, allowedTransition, type TaskMove } from "./task-transitions.js";
 
 export interface NewTaskInput {
   id: string;
@@ -121,10 +122,7 @@ export class TaskStore {
         .selectAll()
         .where("id", "=", input.id)
         .executeTakeFirstOrThrow();
-      const queued = await this.recordStatus(trx, task, at, {
-        type: "queued",
-        from_status: null,
-        to_status: "pending",
+      const queued = await this.recordStatus(trx, task, at, allowedTransition(null, "pending"), {
         message: "waiting for a free machine",
       });
       return { task, events: [created, queued] };
@@ -138,40 +136,37 @@ export class TaskStore {
    * the task is no longer pending (another path got it first).
    */
   async startAttempt(taskId: string, attemptId: string, machine: string): Promise<TaskRow | undefined> {
-    return this.change(taskId, async (trx, task, at) => {
-      if (task.status !== "pending") return undefined;
-      await trx
-        .insertInto("attempts")
-        .values({
-          id: attemptId,
-          task_id: taskId,
-          machine,
-          status: "dispatching",
-          created_at: at,
-          ended_at: null,
-          error_kind: null,
-          error_message: null,
-          run_seconds: null,
-        })
-        .execute();
-      const updated = await this.updateTask(trx, taskId, {
-        status: "processing",
+    return this.transition(taskId, {
+      from: "pending",
+      to: "processing",
+      write: async (trx, _task, at) => {
+        await trx
+          .insertInto("attempts")
+          .values({
+            id: attemptId,
+            task_id: taskId,
+            machine,
+            status: "dispatching",
+            created_at: at,
+            ended_at: null,
+            error_kind: null,
+            error_message: null,
+            run_seconds: null,
+          })
+          .execute();
+      },
+      set: (task, at) => ({
         started_at: task.started_at ?? at,
         machine,
         current_attempt: attemptId,
         attempts: task.attempts + 1,
         progress: 0,
-        updated_at: at,
-      });
-      const event = await this.recordStatus(trx, updated, at, {
-        type: "dispatched",
-        from_status: task.status,
-        to_status: "processing",
+      }),
+      event: (task) => ({
         machine,
         attempt_id: attemptId,
         message: `attempt ${task.attempts + 1} dispatched to machine ${machine}`,
-      });
-      return { task: updated, event };
+      }),
     });
   }
 
@@ -231,36 +226,34 @@ export class TaskStore {
     result: { sha256: string; bytes: number },
     runSeconds?: number,
   ): Promise<TaskRow | undefined> {
-    return this.change(taskId, async (trx, task, at) => {
-      if (task.current_attempt !== attemptId || task.status !== "processing") return undefined;
-      await this.endAttempt(trx, attemptId, "succeeded", at);
-      if (runSeconds !== undefined) {
-        await trx
-          .updateTable("attempts")
-          .set({ run_seconds: runSeconds })
-          .where("id", "=", attemptId)
-          .execute();
-      }
-      const updated = await this.updateTask(trx, taskId, {
-        status: "completed",
+    return this.transition(taskId, {
+      from: "processing",
+      to: "completed",
+      onlyIfCurrent: attemptId,
+      write: async (trx, _task, at) => {
+        await this.endAttempt(trx, attemptId, "succeeded", at);
+        if (runSeconds !== undefined) {
+          await trx
+            .updateTable("attempts")
+            .set({ run_seconds: runSeconds })
+            .where("id", "=", attemptId)
+            .execute();
+        }
+      },
+      set: (_task, at) => ({
         completed_at: at,
         progress: 100,
         result_sha256: result.sha256,
         result_bytes: result.bytes,
         error_message: null,
         error_kind: null,
-        updated_at: at,
-      });
-      const event = await this.recordStatus(trx, updated, at, {
-        type: "completed",
-        from_status: task.status,
-        to_status: "completed",
+      }),
+      event: (task) => ({
         machine: task.machine,
         attempt_id: attemptId,
         progress: 100,
         message: `result ${result.bytes} bytes`,
-      });
-      return { task: updated, event };
+      }),
     });
   }
 
@@ -273,64 +266,39 @@ export class TaskStore {
     attemptId: string,
     failure: { kind: FailureKind; message: string; retry: boolean },
   ): Promise<TaskRow | undefined> {
-    return this.change(taskId, async (trx, task, at) => {
-      if (task.current_attempt !== attemptId || task.status !== "processing") return undefined;
-      await this.endAttempt(trx, attemptId, "failed", at, failure.kind, failure.message);
-      if (failure.retry) {
-        const updated = await this.updateTask(trx, taskId, {
-          status: "pending",
-          current_attempt: null,
-          machine: null,
-          progress: 0,
-          updated_at: at,
-        });
-        const event = await this.recordStatus(trx, updated, at, {
-          type: "requeued",
-          from_status: task.status,
-          to_status: "pending",
+    const write = (trx: Transaction<Database>, _task: TaskRow, at: string) =>
+      this.endAttempt(trx, attemptId, "failed", at, failure.kind, failure.message);
+    if (failure.retry) {
+      return this.transition(taskId, {
+        from: "processing",
+        to: "pending",
+        onlyIfCurrent: attemptId,
+        write,
+        set: () => ({ current_attempt: null, machine: null, progress: 0 }),
+        event: (task) => ({
           machine: task.machine,
           attempt_id: attemptId,
           message: `attempt on ${task.machine} failed (${failure.kind}): ${failure.message}; queued again`,
-        });
-        return { task: updated, event };
-      }
-      const updated = await this.updateTask(trx, taskId, {
-        status: "failed",
-        completed_at: at,
-        error_message: failure.message,
-        error_kind: failure.kind,
-        updated_at: at,
+        }),
       });
-      const event = await this.recordStatus(trx, updated, at, {
-        type: "failed",
-        from_status: task.status,
-        to_status: "failed",
-        machine: task.machine,
-        attempt_id: attemptId,
-        message: failure.message,
-      });
-      return { task: updated, event };
+    }
+    return this.transition(taskId, {
+      from: "processing",
+      to: "failed",
+      onlyIfCurrent: attemptId,
+      write,
+      set: (_task, at) => ({ completed_at: at, error_message: failure.message, error_kind: failure.kind }),
+      event: (task) => ({ machine: task.machine, attempt_id: attemptId, message: failure.message }),
     });
   }
 
   /** Fails a task that has no live attempt (still pending), e.g. when it waited past its deadline. */
   async failPendingTask(taskId: string, message: string): Promise<TaskRow | undefined> {
-    return this.change(taskId, async (trx, task, at) => {
-      if (task.status !== "pending") return undefined;
-      const updated = await this.updateTask(trx, taskId, {
-        status: "failed",
-        completed_at: at,
-        error_message: message,
-        error_kind: "machine",
-        updated_at: at,
-      });
-      const event = await this.recordStatus(trx, updated, at, {
-        type: "failed",
-        from_status: task.status,
-        to_status: "failed",
-        message,
-      });
-      return { task: updated, event };
+    return this.transition(taskId, {
+      from: "pending",
+      to: "failed",
+      set: (_task, at) => ({ completed_at: at, error_message: message, error_kind: "machine" }),
+      event: () => ({ message }),
     });
   }
 
@@ -407,6 +375,36 @@ export class TaskStore {
 
   // ---- internals ----------------------------------------------------------------------------
 
+  /**
+   * The one way a task's status changes: in one transaction, when the task is still `step.from`
+   * (and, with `onlyIfCurrent`, that attempt is still its current one: fencing), runs `write`
+   * (attempt rows), sets the task's new status and fields, and writes the event row and callback
+   * delivery of the change. Returns undefined, changing nothing, when the task has moved on.
+   */
+  private async transition(
+    taskId: string,
+    step: TaskMove & {
+      onlyIfCurrent?: string;
+      write?: (trx: Transaction<Database>, task: TaskRow, at: string) => Promise<void>;
+      set: (task: TaskRow, at: string) => Partial<Omit<TaskRow, "id" | "status" | "updated_at">>;
+      event: (task: TaskRow) => Omit<Partial<EventFields>, "type" | "from_status" | "to_status">;
+    },
+  ): Promise<TaskRow | undefined> {
+    const move = allowedTransition(step.from, step.to);
+    return this.change(taskId, async (trx, task, at) => {
+      if (task.status !== move.from) return undefined;
+      if (step.onlyIfCurrent !== undefined && task.current_attempt !== step.onlyIfCurrent) return undefined;
+      await step.write?.(trx, task, at);
+      const updated = await this.updateTask(trx, taskId, {
+        ...step.set(task, at),
+        status: move.to,
+        updated_at: at,
+      });
+      const event = await this.recordStatus(trx, updated, at, move, step.event(task));
+      return { task: updated, event };
+    });
+  }
+
   private async change(
     taskId: string,
     body: (
@@ -476,9 +474,15 @@ export class TaskStore {
     trx: Transaction<Database>,
     task: TaskRow,
     at: string,
-    fields: Partial<EventFields> & Pick<EventFields, "type" | "to_status">,
+    move: AllowedTransition,
+    fields: Omit<Partial<EventFields>, "type" | "from_status" | "to_status">,
   ): Promise<EventRow> {
-    const event = await this.addEvent(trx, task.id, at, fields);
+    const event = await this.addEvent(trx, task.id, at, {
+      ...fields,
+      type: move.event,
+      from_status: move.from,
+      to_status: move.to,
+    });
     if (task.callback_url) {
       await trx
         .insertInto("callbacks")

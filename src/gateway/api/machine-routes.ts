@@ -71,7 +71,7 @@ export async function machineRoutes(app: FastifyInstance, options: MachineRoutes
   const setDraining = (draining: boolean) => async (request: { params: { name: string } }) => {
     const machine = mustGet(request.params.name);
     await options.machines.setDraining(machine.name, draining);
-    machine.draining = draining;
+    machine.setDraining(draining);
     app.log.info({ machine: machine.name }, draining ? "machine draining" : "machine resumed");
     options.onChange();
     return view(machine, await options.machines.counts());

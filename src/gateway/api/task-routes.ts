@@ -7,6 +7,7 @@ import { sendFile } from "../../http/send-file.js";
 import type { TypeBoxTypeProvider } from "../../http/typebox-provider.js";
 import { FINAL_TASK_STATUSES, type TaskRow } from "../../store/schema.js";
 import type { TaskStore } from "../../store/task-store.js";
+import type { Clock } from "../clock.js";
 import type { MediaInspector } from "../media-inspector.js";
 import type { Prestager } from "../prestage.js";
 import { waitForFinal } from "../task-waiter.js";
@@ -24,6 +25,7 @@ import { toEventView, toTaskView } from "./task-views.js";
 import { receiveTaskUpload } from "./upload.js";
 
 export interface TaskRoutesOptions {
+  clock: Clock;
   store: TaskStore;
   blobs: BlobStore;
   /** Decides what each uploaded file is, once per content hash. */
@@ -129,6 +131,7 @@ export async function taskRoutes(app: FastifyInstance, options: TaskRoutesOption
       // A client that hangs up stops our waiting, never the task itself.
       reply.raw.on("close", () => gone.abort());
       const final = await waitForFinal(
+        options.clock,
         store,
         task.id,
         options.syncTimeoutMs,
