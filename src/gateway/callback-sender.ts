@@ -3,7 +3,7 @@ import { errorMessage } from "../errors.js";
 import type { Logger } from "../logger.js";
 import type { CallbackStore } from "../store/callback-store.js";
 import type { CallbackRow } from "../store/schema.js";
-import type { TaskStore } from "../store/task-store.js";
+import type { TaskChange, TaskStore } from "../store/task-store.js";
 import type { Clock, Timer } from "./clock.js";
 
 export interface CallbackSenderOptions {
@@ -31,7 +31,11 @@ export class CallbackSender {
   private timer: Timer | undefined;
   private closed = false;
   private readonly inflight = new Set<Promise<void>>();
-  private readonly onChange = () => this.kick();
+  // Only a task with a callback_url gets delivery rows (TaskStore.recordStatus); the rest of the
+  // changes would cost two queries each for nothing, on the intake's hot path.
+  private readonly onChange = (change: TaskChange) => {
+    if (change.task.callback_url) this.kick();
+  };
 
   constructor(private readonly options: CallbackSenderOptions) {}
 
