@@ -4,7 +4,7 @@ import { type GatewayFlags, resolveGatewayConfig } from "./config/gateway-config
 import { collectHeygemFlag } from "./config/heygem-config.js";
 import { resolveWorkerConfig, type WorkerFlags } from "./config/worker-config.js";
 import { createEngine, engineNames } from "./engines/registry.js";
-import { ConfigError } from "./errors.js";
+import { ConfigError, StartupError } from "./errors.js";
 import { createLogger, type Logger } from "./logger.js";
 import { VERSION } from "./version.js";
 
@@ -292,6 +292,10 @@ function closeOnSignals(logger: Logger, close: () => Promise<void>): void {
 }
 
 program.parseAsync().catch((err: unknown) => {
+  if (err instanceof StartupError) {
+    console.error(`multi-heygem: ${err.message}`);
+    process.exit(2);
+  }
   if (err instanceof ConfigError) {
     console.error(`multi-heygem: configuration error: ${err.message}`);
     process.exit(2);

@@ -73,3 +73,14 @@ export function errorMessage(err: unknown): string {
   if (err instanceof Error) return err.message;
   return String(err);
 }
+
+/**
+ * The process cannot start as configured and the operator must act (a data dir in use, a store
+ * that is corrupt or lost): the CLI prints the message as one line and exits 2, no stack trace.
+ */
+export class StartupError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = "StartupError";
+  }
+}

@@ -9,7 +9,8 @@ import { installErrorHandler } from "../http/error-handler.js";
 import type { Logger } from "../logger.js";
 import { logMediaTools } from "../media/media-tools-log.js";
 import { CallbackStore } from "../store/callback-store.js";
-import { openSqlite } from "../store/database.js";
+import { lockDataDir } from "../store/data-dir-lock.js";
+import { assertStoreNotLost, openSqlite } from "../store/database.js";
 import { MachineStore } from "../store/machine-store.js";
 import { MediaFactsStore } from "../store/media-facts-store.js";
 import { TaskStore } from "../store/task-store.js";
@@ -57,11 +58,34 @@ export async function startGateway(
   logger: Logger,
   options: GatewayOptions = {},
 ): Promise<GatewayHandle> {
+  await mkdir(config.dataDir, { recursive: true });
+  const lock = await lockDataDir(config.dataDir, "gateway");
+  try {
+    const handle = await startLocked(config, logger, options);
+    return {
+      ...handle,
+      close: async () => {
+        await handle.close();
+        await lock.release();
+      },
+    };
+  } catch (err) {
+    await lock.release();
+    throw err;
+  }
+}
+
+async function startLocked(
+  config: GatewayConfig,
+  logger: Logger,
+  options: GatewayOptions,
+): Promise<GatewayHandle> {
   const clock = options.clock ?? systemClock;
   // The store stamps rows with the same clock the timers run on, so deadlines and retry times agree.
   const now = () => new Date(clock.now());
-  await mkdir(config.dataDir, { recursive: true });
-  const db = await openSqlite(join(config.dataDir, "multi-heygem.db"));
+  const dbFile = join(config.dataDir, "multi-heygem.db");
+  await assertStoreNotLost(dbFile, join(config.dataDir, "blobs"));
+  const db = await openSqlite(dbFile);
   const store = new TaskStore(db, now);
   const blobs = new BlobStore(join(config.dataDir, "blobs"));
   await blobs.init();

@@ -1,7 +1,9 @@
 import { mkdirSync } from "node:fs";
-import { dirname } from "node:path";
+import { readdir, stat } from "node:fs/promises";
+import { basename, dirname } from "node:path";
 import SQLite from "better-sqlite3";
 import { Kysely, Migrator, type SqliteDatabase, SqliteDialect, type SqliteStatement } from "kysely";
+import { StartupError } from "../errors.js";
 import { migrationProvider } from "./migrations.js";
 import type { Database } from "./schema.js";
 
@@ -12,19 +14,70 @@ import type { Database } from "./schema.js";
  */
 export async function openSqlite(file: string): Promise<Kysely<Database>> {
   mkdirSync(dirname(file), { recursive: true });
-  const sqlite = new SQLite(file);
-  sqlite.pragma("journal_mode = WAL");
-  sqlite.pragma("synchronous = NORMAL");
-  sqlite.pragma("foreign_keys = ON");
-  sqlite.pragma("busy_timeout = 5000");
+  let sqlite: SQLite.Database;
+  try {
+    sqlite = new SQLite(file);
+    sqlite.pragma("journal_mode = WAL");
+    sqlite.pragma("synchronous = NORMAL");
+    sqlite.pragma("foreign_keys = ON");
+    sqlite.pragma("busy_timeout = 5000");
+  } catch (err) {
+    throw unusableStore(file, err);
+  }
   const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: withStatementCache(sqlite) }) });
   const { error, results } = await new Migrator({ db, provider: migrationProvider }).migrateToLatest();
   const failed = results?.find((r) => r.status === "Error");
   if (error || failed) {
     await db.destroy();
+    const code = (error as { code?: unknown } | undefined)?.code;
+    if (typeof code === "string" && code.startsWith("SQLITE_")) throw unusableStore(file, error);
     throw new Error(`store migration ${failed?.migrationName ?? ""} failed: ${String(error)}`);
   }
   return db;
+}
+
+/** SQLite's verdict on a store it cannot use, as one line that says what to do; nothing was written. */
+function unusableStore(file: string, err: unknown): StartupError {
+  const code = String((err as { code?: unknown }).code ?? "");
+  const name = basename(file);
+  if (code === "SQLITE_NOTADB" || code.startsWith("SQLITE_CORRUPT")) {
+    return new StartupError(
+      `${file} is not a readable SQLite database (${code}): restore it from a backup, or move it away ` +
+        `to start with an empty store; ${name} was left as it is`,
+      { cause: err },
+    );
+  }
+  if (
+    code.startsWith("SQLITE_READONLY") ||
+    code.startsWith("SQLITE_CANTOPEN") ||
+    code.startsWith("SQLITE_IOERR")
+  ) {
+    return new StartupError(
+      `${file} cannot be opened for writing (${code}): check the data dir's permissions`,
+      {
+        cause: err,
+      },
+    );
+  }
+  return new StartupError(`${file}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+}
+
+/**
+ * A 0-byte store beside blobs means the store was lost (a truncating copy, a full disk): SQLite
+ * would take it for a new, empty database and every task would be silently forgotten (issue 9).
+ */
+export async function assertStoreNotLost(file: string, blobsDir: string): Promise<void> {
+  const size = await stat(file).then(
+    (s) => s.size,
+    () => undefined,
+  );
+  if (size !== 0) return;
+  const blobs = (await readdir(blobsDir).catch(() => [] as string[])).filter((n) => n !== ".tmp");
+  if (blobs.length === 0) return;
+  throw new StartupError(
+    `${file} is empty but ${blobsDir} holds files: the store was lost or truncated. Restore it from a ` +
+      "backup; to start afresh on purpose, move the data dir away. Nothing was changed",
+  );
 }
 
 const CACHED_STATEMENTS = 256;

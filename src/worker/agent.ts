@@ -9,6 +9,7 @@ import { installErrorHandler } from "../http/error-handler.js";
 import type { Logger } from "../logger.js";
 import { logMediaTools } from "../media/media-tools-log.js";
 import { bearer, TOKEN_HEADER } from "../protocol/schemas.js";
+import { lockDataDir } from "../store/data-dir-lock.js";
 import { JobJournal } from "./job-journal.js";
 import { JobRecords } from "./job-records.js";
 import { JobRunner } from "./job-runner.js";
@@ -48,9 +49,26 @@ export interface WorkerHandle {
 
 /** Starts the worker agent: the /v1 protocol server in front of one engine on this machine. */
 export async function startWorker(options: WorkerOptions): Promise<WorkerHandle> {
+  await mkdir(options.dataDir, { recursive: true });
+  const lock = await lockDataDir(options.dataDir, "worker");
+  try {
+    const handle = await startLocked(options);
+    return {
+      ...handle,
+      close: async () => {
+        await handle.close();
+        await lock.release();
+      },
+    };
+  } catch (err) {
+    await lock.release();
+    throw err;
+  }
+}
+
+async function startLocked(options: WorkerOptions): Promise<WorkerHandle> {
   const logger = options.logger.child({ component: "worker", engine: options.engine.name });
   const layout = workerLayout(options.dataDir);
-  await mkdir(layout.dataDir, { recursive: true });
   const blobs = new BlobStore(layout.blobs);
   await blobs.init();
   const journal = new JobJournal(layout.dataDir);
