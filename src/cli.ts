@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-import { Command, Option } from "commander";
+import { Command, CommanderError, Option } from "commander";
 import { type GatewayFlags, resolveGatewayConfig } from "./config/gateway-config.js";
 import { GATEWAY_OPTIONS } from "./config/gateway-options.js";
 import { ENV_PREFIX, helpText, type OptionTable } from "./config/options.js";
@@ -16,13 +16,25 @@ const SHUTDOWN_GRACE_MS = 15_000;
 const program = new Command()
   .name("multi-heygem")
   .description("Lip-sync video synthesis on a fleet of GPU machines")
-  .version(VERSION);
+  .version(VERSION)
+  // Before the subcommands, which copy these: commander's own errors (an unknown option, a missing
+  // value) end the way ours do, as one line and exit code 2, instead of calling process.exit itself.
+  .exitOverride()
+  .configureOutput({
+    outputError: (message, write) =>
+      write(
+        `multi-heygem: ${message
+          .replace(/^error: /, "")
+          .replace(/\s*\n\s*/g, " ")
+          .trim()}\n`,
+      ),
+  });
 
 addOptions(
   program.command("gateway").description("REST API, queue and dispatcher (what `npm start` runs)"),
   GATEWAY_OPTIONS,
-).action(async (flags: GatewayFlags) => {
-  const config = resolveGatewayConfig(flags);
+).action(async (flags: GatewayFlags, command: Command) => {
+  const config = namingEnv(command, () => resolveGatewayConfig(flags));
   const logger = createLogger({ level: config.logLevel });
   const { startGateway } = await import("./gateway/server.js");
   const gateway = await startGateway(config, logger);
@@ -35,8 +47,8 @@ addOptions(
     .description("worker agent on a GPU machine, in front of its engine (protocol /v1)"),
   WORKER_OPTIONS,
   { engine: engineNames() },
-).action(async (flags: WorkerFlags) => {
-  const config = resolveWorkerConfig(flags, engineNames());
+).action(async (flags: WorkerFlags, command: Command) => {
+  const config = namingEnv(command, () => resolveWorkerConfig(flags, engineNames()));
   const logger = createLogger({ level: config.logLevel });
   const { startWorker } = await import("./worker/agent.js");
   const engine = createEngine(config.engine, { maxConcurrent: config.maxConcurrent, logger, config });
@@ -79,6 +91,20 @@ function addOptions<Table extends OptionTable>(
   return command;
 }
 
+/** A bad value set in the environment also names the variable: the command line shows no flag. */
+function namingEnv<T>(command: Command, resolve: () => T): T {
+  try {
+    return resolve();
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    const option = command.options.find((o) => o.long === err.source);
+    if (option?.envVar === undefined || command.getOptionValueSource(option.attributeName()) !== "env") {
+      throw err;
+    }
+    throw new ConfigError(`${err.source} (from ${option.envVar})`, err.fieldPath, err.problem);
+  }
+}
+
 /** SIGTERM/SIGINT: stop taking work, let what runs finish (bounded), then exit 0. */
 function closeOnSignals(logger: Logger, close: () => Promise<void>): void {
   let stopping = false;
@@ -104,6 +130,10 @@ function closeOnSignals(logger: Logger, close: () => Promise<void>): void {
 }
 
 program.parseAsync().catch((err: unknown) => {
+  if (err instanceof CommanderError) {
+    // Already written by commander: help and --version end well, a usage error like a bad value.
+    process.exit(err.exitCode === 0 || err.code === "commander.help" ? err.exitCode : 2);
+  }
   if (err instanceof ConfigError) {
     console.error(`multi-heygem: configuration error: ${err.message}`);
     process.exit(2);
