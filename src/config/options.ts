@@ -115,7 +115,7 @@ export function readSetting<T, D extends T | undefined>(
 }
 
 function flagValue<T>(spec: OptionSpec<T>, raw: unknown): T | undefined {
-  if (raw === undefined || raw === "") return undefined;
+  if (raw === undefined) return undefined;
   if (typeof raw === "string") {
     if (raw.trim() === "") return undefined;
     const value = spec.type.parse(raw);
