@@ -101,7 +101,7 @@ function namingEnv<T>(command: Command, resolve: () => T): T {
     if (option?.envVar === undefined || command.getOptionValueSource(option.attributeName()) !== "env") {
       throw err;
     }
-    throw new ConfigError(`${err.source} (from ${option.envVar})`, err.fieldPath, err.problem);
+    throw new ConfigError(err.source, err.fieldPath, `${err.problem} (set in ${option.envVar})`);
   }
 }
 

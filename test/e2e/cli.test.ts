@@ -101,7 +101,7 @@ describe("multi-heygem CLI", () => {
       env: { MULTI_HEYGEM_LOG_LEVEL: "verbose" },
     });
     expect(res.stderr).toBe(
-      `multi-heygem: configuration error: --log-level (from MULTI_HEYGEM_LOG_LEVEL): "verbose" is not one of ${LEVELS}\n`,
+      `multi-heygem: configuration error: --log-level: "verbose" is not one of ${LEVELS} (set in MULTI_HEYGEM_LOG_LEVEL)\n`,
     );
     expect(res.code).toBe(2);
   });
