@@ -8,8 +8,10 @@ import {
   programOf,
   withProgram,
 } from "../engines/command-template.js";
-import { SIMULATE_DEFAULTS, type SimulateEngineSettings } from "../engines/simulate-engine.js";
+import type { SimulateEngineSettings } from "../engines/simulate-engine.js";
 import { ConfigError } from "../errors.js";
+import type { Settings } from "./options.js";
+import type { COMMAND_OPTIONS, SIMULATE_OPTIONS } from "./worker-options.js";
 
 /**
  * The worker flags of the `command` and `simulate` engines, checked at start-up like every other
@@ -17,30 +19,18 @@ import { ConfigError } from "../errors.js";
  * takes a job rather than failing every job it is given.
  */
 
-/** Raw values as commander hands them over (strings from flags or env). */
-export interface CommandFlags {
-  command?: string;
-  commandTimeout?: string;
-  commandInputExitCodes?: string;
-  commandCwd?: string;
-}
-
-export interface SimulateFlags {
-  speedFactor?: string;
-  timeScale?: string;
-}
-
 /**
  * Undefined when there is no `--command`, which only `--engine command` requires; a template given
  * to another engine is still checked, so a typo in a shared environment file shows at once.
+ * `options.commandCwd` is already absolute (read by `readSettings`).
  */
 export function resolveCommandSettings(
-  flags: CommandFlags,
+  options: Settings<typeof COMMAND_OPTIONS>,
   engine: string,
   cwd: string,
   env: NodeJS.ProcessEnv = process.env,
 ): CommandEngineSettings | undefined {
-  if (flags.command === undefined || flags.command.trim() === "") {
+  if (options.command === undefined) {
     if (engine === "command") {
       throw new ConfigError(
         "--command",
@@ -52,57 +42,26 @@ export function resolveCommandSettings(
   }
   let template: CommandTemplate;
   try {
-    template = parseCommandTemplate(flags.command);
+    template = parseCommandTemplate(options.command);
   } catch (err) {
     if (err instanceof CommandTemplateError) throw new ConfigError("--command", "", err.message);
     throw err;
   }
-  const runDir = flags.commandCwd ? existingDir(resolve(cwd, flags.commandCwd)) : undefined;
+  const runDir = options.commandCwd === undefined ? undefined : existingDir(options.commandCwd);
   // Jobs run in their own work dir, where a relative program path would no longer point at it.
   template = withProgram(template, findProgram(programOf(template), { baseDir: runDir ?? cwd, cwd, env }));
+  const timeout = options.commandTimeout ?? 0;
   return Object.freeze({
     template,
-    timeoutMs: seconds("command-timeout", flags.commandTimeout),
-    inputExitCodes: Object.freeze(exitCodes(flags.commandInputExitCodes)),
+    // Seconds on the command line; 0 means no limit.
+    timeoutMs: timeout > 0 ? Math.round(timeout * 1000) : undefined,
+    inputExitCodes: Object.freeze([...(options.commandInputExitCodes ?? [])]),
     cwd: runDir,
   });
 }
 
-export function resolveSimulateSettings(flags: SimulateFlags): SimulateEngineSettings {
-  return Object.freeze({
-    speedFactor: decimal("speed-factor", flags.speedFactor, SIMULATE_DEFAULTS.speedFactor),
-    timeScale: decimal("time-scale", flags.timeScale, SIMULATE_DEFAULTS.timeScale),
-  });
-}
-
-function decimal(flag: string, value: string | undefined, fallback: number): number {
-  if (value === undefined || value.trim() === "") return fallback;
-  const n = Number(value);
-  if (!Number.isFinite(n) || n < 0) {
-    throw new ConfigError(`--${flag}`, "", `expected a number ≥ 0, got "${value}"`);
-  }
-  return n;
-}
-
-/** Seconds as milliseconds; absent or 0 means no limit. */
-function seconds(flag: string, value: string | undefined): number | undefined {
-  const n = decimal(flag, value, 0);
-  return n > 0 ? Math.round(n * 1000) : undefined;
-}
-
-function exitCodes(value: string | undefined): number[] {
-  if (value === undefined || value.trim() === "") return [];
-  return value.split(",").map((part) => {
-    const n = Number(part.trim());
-    if (part.trim() === "" || !Number.isInteger(n) || n < 1 || n > 255) {
-      throw new ConfigError(
-        "--command-input-exit-codes",
-        "",
-        `expected exit codes 1–255 separated by commas (e.g. 2,3), got "${value}"`,
-      );
-    }
-    return n;
-  });
+export function resolveSimulateSettings(options: Settings<typeof SIMULATE_OPTIONS>): SimulateEngineSettings {
+  return Object.freeze({ speedFactor: options.speedFactor, timeScale: options.timeScale });
 }
 
 function existingDir(dir: string): string {

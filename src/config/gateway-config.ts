@@ -1,10 +1,9 @@
 import { existsSync } from "node:fs";
 import { resolve } from "node:path";
-import { ConfigError } from "../errors.js";
-import { PLACEMENT_NAMES, type PlacementName } from "../gateway/placement/policy.js";
+import type { PlacementName } from "../gateway/placement/policy.js";
+import { DEFAULT_MACHINES_FILE, GATEWAY_OPTIONS } from "./gateway-options.js";
 import { loadMachinesFile, type MachineEntry } from "./machines-file.js";
-
-export const DEFAULT_MACHINES_FILE = "config/machines.json";
+import { type RawFlags, readSettings } from "./options.js";
 
 /** Everything the gateway needs, parsed once at start-up and frozen. */
 export interface GatewayConfig {
@@ -40,80 +39,40 @@ export interface GatewayConfig {
   readonly logLevel: string;
 }
 
-/** Raw option values as commander hands them over (strings from flags or env). */
-export interface GatewayFlags {
-  host?: string;
-  port?: string;
-  config?: string;
-  dataDir?: string;
-  embedded?: boolean;
-  embeddedConcurrency?: string;
-  healthInterval?: string;
-  probeTimeout?: string;
-  failureThreshold?: string;
-  placement?: string;
-  taskTimeout?: string;
-  pollWait?: string;
-  requestTimeout?: string;
-  machineGrace?: string;
-  syncTimeout?: string;
-  maxUploadMb?: string;
-  maxAttempts?: string;
-  callbackTries?: string;
-  callbackRetry?: string;
-  callbackTimeout?: string;
-  workerToken?: string;
-  logLevel?: string;
-}
-
-export function int(flag: string, value: string | undefined, fallback: number, min = 0): number {
-  if (value === undefined || value === "") return fallback;
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < min) {
-    throw new ConfigError(`--${flag}`, "", `expected an integer ≥ ${min}, got "${value}"`);
-  }
-  return n;
-}
+/** Raw option values as commander hands them over (gateway-options.ts). */
+export type GatewayFlags = RawFlags<typeof GATEWAY_OPTIONS>;
 
 export function resolveGatewayConfig(flags: GatewayFlags, cwd = process.cwd()): GatewayConfig {
-  let machinesFile: string | undefined;
-  if (flags.config !== undefined && flags.config !== "") machinesFile = resolve(cwd, flags.config);
-  else if (existsSync(resolve(cwd, DEFAULT_MACHINES_FILE)))
+  const options = readSettings(GATEWAY_OPTIONS, flags, { cwd });
+  let machinesFile = options.config;
+  if (machinesFile === undefined && existsSync(resolve(cwd, DEFAULT_MACHINES_FILE)))
     machinesFile = resolve(cwd, DEFAULT_MACHINES_FILE);
   const file = machinesFile ? loadMachinesFile(machinesFile) : undefined;
   // Without any machines file a fresh clone must still turn audio + video into an MP4.
-  const embedded = flags.embedded === true || machinesFile === undefined;
+  const embedded = options.embedded === true || machinesFile === undefined;
   return Object.freeze({
-    host: flags.host ?? "0.0.0.0",
-    port: int("port", flags.port, 8101),
-    dataDir: resolve(cwd, flags.dataDir ?? "data"),
+    host: options.host,
+    port: options.port,
+    dataDir: options.dataDir,
     machinesFile,
     machines: Object.freeze(file?.machines ?? []),
-    workerToken: flags.workerToken ?? file?.worker_token,
+    workerToken: options.workerToken ?? file?.worker_token,
     embedded,
-    embeddedConcurrency: int("embedded-concurrency", flags.embeddedConcurrency, 1, 1),
-    healthIntervalMs: int("health-interval", flags.healthInterval, 1000, 10),
-    probeTimeoutMs: int("probe-timeout", flags.probeTimeout, 2000, 10),
-    failureThreshold: int("failure-threshold", flags.failureThreshold, 2, 1),
-    placement: placement(flags.placement),
-    taskTimeoutMs: int("task-timeout", flags.taskTimeout, 6 * 3_600_000, 0),
-    pollWaitMs: int("poll-wait", flags.pollWait, 20_000, 0),
-    requestTimeoutMs: int("request-timeout", flags.requestTimeout, 30_000, 10),
-    machineGraceMs: int("machine-grace", flags.machineGrace, 5_000, 0),
-    syncTimeoutMs: int("sync-timeout", flags.syncTimeout, 3_600_000, 1),
-    maxUploadBytes: int("max-upload-mb", flags.maxUploadMb, 2048, 1) * 1024 * 1024,
-    maxAttempts: int("max-attempts", flags.maxAttempts, 3, 1),
-    callbackMaxTries: int("callback-tries", flags.callbackTries, 6, 1),
-    callbackRetryBaseMs: int("callback-retry", flags.callbackRetry, 1000, 1),
-    callbackTimeoutMs: int("callback-timeout", flags.callbackTimeout, 10_000, 1),
-    logLevel: flags.logLevel ?? "info",
+    embeddedConcurrency: options.embeddedConcurrency,
+    healthIntervalMs: options.healthInterval,
+    probeTimeoutMs: options.probeTimeout,
+    failureThreshold: options.failureThreshold,
+    placement: options.placement,
+    taskTimeoutMs: options.taskTimeout,
+    pollWaitMs: options.pollWait,
+    requestTimeoutMs: options.requestTimeout,
+    machineGraceMs: options.machineGrace,
+    syncTimeoutMs: options.syncTimeout,
+    maxUploadBytes: options.maxUploadMb * 1024 * 1024,
+    maxAttempts: options.maxAttempts,
+    callbackMaxTries: options.callbackTries,
+    callbackRetryBaseMs: options.callbackRetry,
+    callbackTimeoutMs: options.callbackTimeout,
+    logLevel: options.logLevel,
   });
-}
-
-function placement(value: string | undefined): PlacementName {
-  if (value === undefined || value === "") return "earliest-finish";
-  const known = PLACEMENT_NAMES.find((n) => n === value);
-  if (!known)
-    throw new ConfigError("--placement", "", `expected one of ${PLACEMENT_NAMES.join(", ")}, got "${value}"`);
-  return known;
 }

@@ -2,7 +2,8 @@ import { existsSync, statSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { type Static, Type } from "@sinclair/typebox";
 import { ConfigError } from "../errors.js";
-import { int } from "./gateway-config.js";
+import { fileProperties, type Settings } from "./options.js";
+import { HEYGEM_OPTIONS } from "./worker-options.js";
 
 /** One HeyGem gen-video container: its API and the host folder mapped to its /code/data. */
 export interface HeygemInstanceConfig {
@@ -34,40 +35,29 @@ export interface HeygemSettings {
   readonly unreachableGraceMs: number;
 }
 
-export const HEYGEM_DEFAULTS = Object.freeze({
-  pollIntervalMs: 2_000,
-  stallTimeoutMs: 10 * 60_000,
-  timeoutBaseMs: 120_000,
-  // Users report 2–7 s of compute per second of output (heygem-contract.md, "Inputs and speed").
-  timeoutPerAudioSecondMs: 30_000,
-  busyTimeoutMs: 10 * 60_000,
-  busyBackoffMs: 5_000,
-  requestTimeoutMs: 30_000,
-  probeIntervalMs: 10_000,
-  unreachableGraceMs: 30_000,
-});
-
 type TimerKey = Exclude<keyof HeygemSettings, "instances">;
 
-/** Each timer: its key in worker.json's `heygem` section, its flag, and its least value. */
-const TIMERS: readonly { key: TimerKey; file: string; flag: string; min: number }[] = [
-  { key: "pollIntervalMs", file: "poll_interval_ms", flag: "heygem-poll-interval", min: 10 },
-  { key: "stallTimeoutMs", file: "stall_timeout_ms", flag: "heygem-stall-timeout", min: 1 },
-  { key: "timeoutBaseMs", file: "timeout_base_ms", flag: "heygem-timeout-base", min: 0 },
-  {
-    key: "timeoutPerAudioSecondMs",
-    file: "timeout_per_audio_second_ms",
-    flag: "heygem-timeout-per-second",
-    min: 0,
-  },
-  { key: "busyTimeoutMs", file: "busy_timeout_ms", flag: "heygem-busy-timeout", min: 0 },
-  { key: "busyBackoffMs", file: "busy_backoff_ms", flag: "heygem-busy-backoff", min: 1 },
-  { key: "requestTimeoutMs", file: "request_timeout_ms", flag: "heygem-request-timeout", min: 10 },
-  { key: "probeIntervalMs", file: "probe_interval_ms", flag: "heygem-probe-interval", min: 10 },
-  { key: "unreachableGraceMs", file: "unreachable_grace_ms", flag: "heygem-unreachable-grace", min: 0 },
-];
+/** Each timer's option (worker-options.ts), which holds its flag, worker.json key, limit and default. */
+const TIMER_OPTIONS = {
+  pollIntervalMs: "heygemPollInterval",
+  stallTimeoutMs: "heygemStallTimeout",
+  timeoutBaseMs: "heygemTimeoutBase",
+  timeoutPerAudioSecondMs: "heygemTimeoutPerSecond",
+  busyTimeoutMs: "heygemBusyTimeout",
+  busyBackoffMs: "heygemBusyBackoff",
+  requestTimeoutMs: "heygemRequestTimeout",
+  probeIntervalMs: "heygemProbeInterval",
+  unreachableGraceMs: "heygemUnreachableGrace",
+} as const satisfies Record<TimerKey, Exclude<keyof typeof HEYGEM_OPTIONS, "heygem">>;
 
-const ms = (description: string) => Type.Optional(Type.Integer({ minimum: 0, description }));
+function timers(value: (option: Exclude<keyof typeof HEYGEM_OPTIONS, "heygem">) => number) {
+  const entries = Object.entries(TIMER_OPTIONS).map(([key, option]) => [key, value(option)]);
+  return Object.fromEntries(entries) as Record<TimerKey, number>;
+}
+
+export const HEYGEM_DEFAULTS: Readonly<Record<TimerKey, number>> = Object.freeze(
+  timers((option) => HEYGEM_OPTIONS[option].default),
+);
 
 /** The `heygem` section of worker.json. */
 export const HeygemSection = Type.Object(
@@ -85,54 +75,28 @@ export const HeygemSection = Type.Object(
         { additionalProperties: false },
       ),
     ),
-    poll_interval_ms: ms("between two queries of a running task (default 2000)"),
-    stall_timeout_ms: ms("no progress for this long fails the task (default 600000)"),
-    timeout_base_ms: ms("overall limit: this base… (default 120000)"),
-    timeout_per_audio_second_ms: ms("…plus this per second of audio (default 30000)"),
-    busy_timeout_ms: ms("how long a job waits while instances answer busy (default 600000)"),
-    busy_backoff_ms: ms("first wait after a busy answer, doubling (default 5000)"),
-    request_timeout_ms: ms("bound on one call to a container (default 30000)"),
-    probe_interval_ms: ms("how often an idle instance is probed (default 10000)"),
-    unreachable_grace_ms: ms("how long a running task's container may not answer (default 30000)"),
+    ...fileProperties(HEYGEM_OPTIONS, "heygem"),
   },
   { additionalProperties: false },
 );
 export type HeygemSection = Static<typeof HeygemSection>;
 
-/** The heygem flags, as commander hands them over (strings), keyed like WorkerFlags. */
-export interface HeygemFlags {
-  /** Each `URL=DATA_DIR`; one flag may also hold several, separated by commas. */
-  heygem?: string[];
-  heygemPollInterval?: string;
-  heygemStallTimeout?: string;
-  heygemTimeoutBase?: string;
-  heygemTimeoutPerSecond?: string;
-  heygemBusyTimeout?: string;
-  heygemBusyBackoff?: string;
-  heygemRequestTimeout?: string;
-  heygemProbeInterval?: string;
-  heygemUnreachableGrace?: string;
-}
-
-/** commander's collector for the repeatable `--heygem URL=DATA_DIR`. */
-export function collectHeygemFlag(value: string, previous: string[] | undefined): string[] {
-  return [...(previous ?? []), value];
-}
-
 /**
- * The engine's settings from worker.json's `heygem` section (paths relative to the file) and the
- * flags (paths relative to `cwd`); a flag wins over the file, and `--heygem` flags replace the
- * file's instance list. undefined when neither names an instance.
+ * The engine's settings from the options read by `readSettings` (timers: flag, then worker.json,
+ * then default) and the instances: `--heygem` flags (paths relative to `cwd`) replace worker.json's
+ * `heygem.instances` (paths relative to the file). undefined when neither names an instance.
  */
 export function resolveHeygemSettings(
-  flags: HeygemFlags,
+  options: Settings<typeof HEYGEM_OPTIONS>,
   file: { readonly path: string; readonly section: HeygemSection | undefined } | undefined,
   cwd: string,
 ): HeygemSettings | undefined {
   const section = file?.section;
+  const flagged = options.heygem?.length ? options.heygem : undefined;
+  const fromFlags = flagged !== undefined;
   let instances: HeygemInstanceConfig[];
-  if (flags.heygem !== undefined && flags.heygem.length > 0) {
-    instances = flags.heygem
+  if (flagged) {
+    instances = flagged
       .flatMap((value) => value.split(","))
       .map((entry) => entry.trim())
       .filter((entry) => entry !== "")
@@ -152,8 +116,8 @@ export function resolveHeygemSettings(
   const names = new Set<string>();
   const urls = new Set<string>();
   instances.forEach((instance, i) => {
-    const where = flags.heygem?.length ? "--heygem" : (file?.path ?? "--heygem");
-    const field = flags.heygem?.length ? "" : `heygem.instances[${i}]`;
+    const where = fromFlags ? "--heygem" : (file?.path ?? "--heygem");
+    const field = fromFlags ? "" : `heygem.instances[${i}]`;
     if (urls.has(instance.url))
       throw new ConfigError(where, field, `instance ${instance.url} is listed twice`);
     if (names.has(instance.name)) {
@@ -162,33 +126,10 @@ export function resolveHeygemSettings(
     urls.add(instance.url);
     names.add(instance.name);
   });
-
-  const settings: Record<string, unknown> = {
+  return Object.freeze({
     instances: Object.freeze(instances.map((i) => Object.freeze(i))),
-  };
-  for (const timer of TIMERS) {
-    const flagValue = flags[flagKey(timer.flag)];
-    const fileValue = section?.[timer.file as keyof HeygemSection];
-    if (flagValue !== undefined && flagValue !== "") {
-      settings[timer.key] = int(timer.flag, flagValue, HEYGEM_DEFAULTS[timer.key], timer.min);
-    } else if (typeof fileValue === "number") {
-      if (fileValue < timer.min) {
-        throw new ConfigError(file?.path ?? "", `heygem.${timer.file}`, `expected an integer ≥ ${timer.min}`);
-      }
-      settings[timer.key] = fileValue;
-    } else {
-      settings[timer.key] = HEYGEM_DEFAULTS[timer.key];
-    }
-  }
-  return Object.freeze(settings) as unknown as HeygemSettings;
-}
-
-/** `heygem-poll-interval` → `heygemPollInterval`, commander's key for the flag. */
-function flagKey(flag: string): Exclude<keyof HeygemFlags, "heygem"> {
-  return flag.replace(/-([a-z])/g, (_m, c: string) => c.toUpperCase()) as Exclude<
-    keyof HeygemFlags,
-    "heygem"
-  >;
+    ...timers((option) => options[option]),
+  });
 }
 
 /** `http://127.0.0.1:8383=/home/me/heygem_data/face2face`: the first `=` ends the URL. */

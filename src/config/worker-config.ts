@@ -1,16 +1,11 @@
-import { dirname, resolve } from "node:path";
 import type { CommandEngineSettings } from "../engines/command-engine.js";
 import type { SimulateEngineSettings } from "../engines/simulate-engine.js";
 import { ConfigError } from "../errors.js";
-import {
-  type CommandFlags,
-  resolveCommandSettings,
-  resolveSimulateSettings,
-  type SimulateFlags,
-} from "./engine-settings.js";
-import { int } from "./gateway-config.js";
-import { type HeygemFlags, type HeygemSettings, resolveHeygemSettings } from "./heygem-config.js";
+import { resolveCommandSettings, resolveSimulateSettings } from "./engine-settings.js";
+import { type HeygemSettings, resolveHeygemSettings } from "./heygem-config.js";
+import { type RawFlags, readSetting, readSettings } from "./options.js";
 import { loadWorkerFile, type WorkerFile } from "./worker-file.js";
+import { WORKER_OPTIONS } from "./worker-options.js";
 
 export interface WorkerConfig {
   readonly host: string;
@@ -30,34 +25,29 @@ export interface WorkerConfig {
   readonly heygem?: HeygemSettings;
 }
 
-export interface WorkerFlags extends CommandFlags, SimulateFlags, HeygemFlags {
-  /** A worker file (worker-file.ts); flags win over it. */
-  config?: string;
-  host?: string;
-  port?: string;
-  engine?: string;
-  dataDir?: string;
-  maxConcurrent?: string;
-  token?: string;
-  resultRetentionHours?: string;
-  logLevel?: string;
-}
+/** Raw option values as commander hands them over (worker-options.ts). */
+export type WorkerFlags = RawFlags<typeof WORKER_OPTIONS>;
 
 export function resolveWorkerConfig(
   flags: WorkerFlags,
   engines: readonly string[],
   cwd = process.cwd(),
 ): WorkerConfig {
-  const configFile = flags.config ? resolve(cwd, flags.config) : undefined;
+  const configFile = readSetting(WORKER_OPTIONS.config, flags.config, { cwd });
   const file: WorkerFile = configFile ? loadWorkerFile(configFile) : {};
-  const engine = flags.engine ?? file.engine ?? "ffmpeg";
+  // Paths in the file count from the file's folder, those on the command line from the cwd.
+  const options = readSettings(WORKER_OPTIONS, flags, {
+    cwd,
+    file: configFile ? { path: configFile, values: file } : undefined,
+  });
+  const engine = options.engine;
   if (!engines.includes(engine)) {
-    const [source, field] =
-      flags.engine === undefined && configFile ? [configFile, "engine"] : ["--engine", ""];
-    throw new ConfigError(source, field, `unknown engine "${engine}"; choose one of: ${engines.join(", ")}`);
+    const fromFile = configFile !== undefined && (flags.engine ?? "").trim() === "";
+    const [source, field] = fromFile ? [configFile, "engine"] : ["--engine", ""];
+    throw new ConfigError(source, field, `"${engine}" is not one of ${engines.join(", ")}`);
   }
   const heygem = resolveHeygemSettings(
-    flags,
+    options,
     configFile ? { path: configFile, section: file.heygem } : undefined,
     cwd,
   );
@@ -69,25 +59,18 @@ export function resolveWorkerConfig(
         "(or heygem.instances in the --config file)",
     );
   }
-  const command = resolveCommandSettings(flags, engine, cwd);
+  const command = resolveCommandSettings(options, engine, cwd);
   return Object.freeze({
-    host: flags.host ?? file.host ?? "0.0.0.0",
-    port: int("port", flags.port, file.port ?? 8000),
+    host: options.host,
+    port: options.port,
     engine,
-    // A path in the file counts from the file's folder, one on the command line from the cwd.
-    dataDir: flags.dataDir
-      ? resolve(cwd, flags.dataDir)
-      : configFile && file.data_dir
-        ? resolve(dirname(configFile), file.data_dir)
-        : resolve(cwd, "worker-data"),
-    maxConcurrent: int("max-concurrent", flags.maxConcurrent, file.max_concurrent ?? 1, 1),
-    token: flags.token || file.token || undefined,
-    resultRetentionMs:
-      int("result-retention-hours", flags.resultRetentionHours, file.result_retention_hours ?? 24, 0) *
-      3_600_000,
-    logLevel: flags.logLevel ?? file.log_level ?? "info",
+    dataDir: options.dataDir,
+    maxConcurrent: options.maxConcurrent,
+    token: options.token,
+    resultRetentionMs: options.resultRetentionHours * 3_600_000,
+    logLevel: options.logLevel,
     ...(command ? { command } : {}),
-    simulate: resolveSimulateSettings(flags),
+    simulate: resolveSimulateSettings(options),
     ...(configFile ? { configFile } : {}),
     ...(heygem ? { heygem } : {}),
   });

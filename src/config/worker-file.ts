@@ -1,24 +1,17 @@
 import { type Static, Type } from "@sinclair/typebox";
 import { HeygemSection } from "./heygem-config.js";
 import { readJsonFile, validateSettings } from "./json-file.js";
+import { fileProperties } from "./options.js";
+import { WORKER_OPTIONS } from "./worker-options.js";
 
 /**
  * `multi-heygem worker --config worker.json`: the worker's settings in a file, in the flags'
- * words (snake_case). Flags given on the command line win over the file. Unknown keys are refused
- * so that a misspelt setting is not silently ignored.
+ * words (snake_case; each key is declared with its flag in worker-options.ts). Flags given on the
+ * command line win over the file. Unknown keys are refused so that a misspelt setting is not
+ * silently ignored; limits are checked where the flags' are (options.ts, `readSettings`).
  */
 export const WorkerFile = Type.Object(
-  {
-    host: Type.Optional(Type.String({ minLength: 1 })),
-    port: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535 })),
-    engine: Type.Optional(Type.String({ minLength: 1 })),
-    data_dir: Type.Optional(Type.String({ minLength: 1 })),
-    max_concurrent: Type.Optional(Type.Integer({ minimum: 1 })),
-    token: Type.Optional(Type.String()),
-    result_retention_hours: Type.Optional(Type.Integer({ minimum: 0 })),
-    log_level: Type.Optional(Type.String()),
-    heygem: Type.Optional(HeygemSection),
-  },
+  { ...fileProperties(WORKER_OPTIONS), heygem: Type.Optional(HeygemSection) },
   { additionalProperties: false },
 );
 export type WorkerFile = Static<typeof WorkerFile>;
