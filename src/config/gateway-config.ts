@@ -1,8 +1,8 @@
 import { existsSync } from "node:fs";
 import { resolve } from "node:path";
 import { ConfigError } from "../errors.js";
-import { PLACEMENT_NAMES, type PlacementName } from "../gateway/placement/policy.js";
 import { loadMachinesFile, type MachineEntry } from "./machines-file.js";
+import { PLACEMENT_NAMES, type PlacementName } from "./placement-names.js";
 
 export const DEFAULT_MACHINES_FILE = "config/machines.json";
 

@@ -1,5 +1,6 @@
 import { dirname, resolve } from "node:path";
 import type { CommandEngineSettings } from "../engines/command-engine.js";
+import type { HeygemSettings } from "../engines/heygem/heygem-settings.js";
 import type { SimulateEngineSettings } from "../engines/simulate-engine.js";
 import { ConfigError } from "../errors.js";
 import {
@@ -9,7 +10,7 @@ import {
   type SimulateFlags,
 } from "./engine-settings.js";
 import { int } from "./gateway-config.js";
-import { type HeygemFlags, type HeygemSettings, resolveHeygemSettings } from "./heygem-config.js";
+import { type HeygemFlags, resolveHeygemSettings } from "./heygem-config.js";
 import { loadWorkerFile, type WorkerFile } from "./worker-file.js";
 
 export interface WorkerConfig {

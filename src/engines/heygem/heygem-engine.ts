@@ -2,7 +2,6 @@ import { randomBytes } from "node:crypto";
 import { setTimeout as delay } from "node:timers/promises";
 import { type Static, Type } from "@sinclair/typebox";
 import { Value } from "@sinclair/typebox/value";
-import type { HeygemSettings } from "../../config/heygem-config.js";
 import { EngineError, errorMessage } from "../../errors.js";
 import type { Logger } from "../../logger.js";
 import { probeMedia } from "../../media/probe.js";
@@ -17,6 +16,7 @@ import {
 import { classifyFailure } from "./failure-classes.js";
 import { isNonEmptyFile, removeTaskFiles, resultPath, takeResult } from "./heygem-files.js";
 import { HeygemInstance } from "./heygem-instance.js";
+import type { HeygemSettings } from "./heygem-settings.js";
 import { placeTask } from "./placement.js";
 import { type FinalVerdict, isFinal, seconds, TaskWatch } from "./task-watch.js";
 
