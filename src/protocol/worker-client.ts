@@ -1,10 +1,18 @@
 import { createReadStream } from "node:fs";
 import type { Readable } from "node:stream";
 import { Agent, type Dispatcher, request, errors as undiciErrors } from "undici";
+import { type ErrorCode, failureKindOf } from "../error-codes.js";
+import type { FailureKind } from "../errors.js";
 import { bearer, type Health, type JobView, type PutJobBody, TOKEN_HEADER } from "./schemas.js";
 
-/** The worker answered, but with an error status. */
+/**
+ * The worker answered, but with an error status. `code` is its body's `error`, a code of the
+ * catalogue (error-codes.ts), or `HTTP_<status>` when the body was not an error body (a proxy's page).
+ */
 export class WorkerHttpError extends Error {
+  /** Whose fault, as the catalogue says for the code; `machine` where it says nothing. */
+  readonly kind: FailureKind;
+
   constructor(
     readonly status: number,
     readonly code: string,
@@ -13,7 +21,13 @@ export class WorkerHttpError extends Error {
   ) {
     super(message);
     this.name = "WorkerHttpError";
+    this.kind = failureKindOf(code) ?? "machine";
   }
+}
+
+/** Whether `err` is the worker's answer with this code, e.g. `isWorkerError(err, ERROR_CODES.BLOB_MISSING)`. */
+export function isWorkerError(err: unknown, expected: { readonly code: ErrorCode }): err is WorkerHttpError {
+  return err instanceof WorkerHttpError && err.code === expected.code;
 }
 
 /** The worker could not be reached at all (refused, reset, timed out). */

@@ -117,7 +117,7 @@ function requireToken(app: FastifyInstance, token: string): void {
   app.addHook("onRequest", async (request) => {
     const given = request.headers[TOKEN_HEADER];
     if (typeof given !== "string" || !timingSafeEqual(digest(given), expected)) {
-      throw new AppError("UNAUTHORIZED", 401, "this worker needs its token: authorization: Bearer <token>");
+      throw new AppError("UNAUTHORIZED", "this worker needs its token: authorization: Bearer <token>");
     }
   });
 }

@@ -148,12 +148,7 @@ export class JobRunner {
     for (const field of ["audio", "video"] as const) {
       const ref = input[field];
       if (!(await this.o.blobs.has(ref.sha256))) {
-        throw new InputError(
-          "BLOB_MISSING",
-          `upload the ${field} blob ${ref.sha256} before the job`,
-          field,
-          409,
-        );
+        throw new InputError("BLOB_MISSING", `upload the ${field} blob ${ref.sha256} before the job`, field);
       }
     }
     // Another PUT for this id may have won the race while the blobs were checked.
@@ -471,5 +466,5 @@ async function exists(path: string): Promise<boolean> {
 }
 
 function shuttingDown(): AppError {
-  return new AppError("SHUTTING_DOWN", 503, "the worker agent is shutting down and takes no new jobs");
+  return new AppError("SHUTTING_DOWN", "the worker agent is shutting down and takes no new jobs");
 }
