@@ -14,13 +14,13 @@ import { describe, expect, it } from "vitest";
  * together and which nothing imports.
  */
 const MAY_IMPORT: Readonly<Record<string, readonly string[]>> = {
-  // HTTP plumbing shared by the servers (error handler, files with Range).
+  // HTTP plumbing shared by servers and clients (error handler, replies checked against schemas).
   http: [],
-  protocol: [],
+  protocol: ["http"],
   media: [],
   blobs: [],
   store: [],
-  engines: ["protocol", "media"],
+  engines: ["protocol", "media", "http"],
   // Settings are checked at start-up with the parsers of what they configure (command templates).
   config: ["engines"],
   worker: ["protocol", "blobs", "engines", "media", "config", "http"],
