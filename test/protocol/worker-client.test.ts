@@ -11,6 +11,7 @@ import {
   WorkerHttpError,
   WorkerUnreachableError,
 } from "../../src/protocol/worker-client.js";
+import { rejection } from "../helpers/rejection.js";
 import { healthyWorker, type ScriptedAnswer, startScriptedServer } from "../helpers/scripted-server.js";
 
 const SHA = "a".repeat(64);
@@ -34,16 +35,7 @@ async function clientOf(answer: (method: string, path: string) => ScriptedAnswer
   return new WorkerClient({ baseUrl: server.url, requestTimeoutMs: 5_000 });
 }
 
-/** The ProtocolError `call` rejects with (fails the test if it resolves or rejects otherwise). */
-async function protocolError(call: Promise<unknown>): Promise<ProtocolError> {
-  const err: unknown = await call.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(ProtocolError);
-  if (!(err instanceof ProtocolError)) throw new Error("unreachable");
-  return err;
-}
+const protocolError = (call: Promise<unknown>) => rejection(call, ProtocolError);
 
 describe("WorkerClient checks every answer against the protocol", () => {
   it("passes well-formed answers through, typed", async () => {

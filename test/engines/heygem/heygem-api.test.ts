@@ -6,6 +6,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { HeygemApi, HeygemUnreachableError } from "../../../src/engines/heygem/heygem-api.js";
 import { ProtocolError } from "../../../src/errors.js";
 import { HeygemEmulator } from "../../helpers/heygem-emulator.js";
+import { rejection } from "../../helpers/rejection.js";
 
 const OPTIONS = { chaofen: 0, watermark_switch: 0, pn: 1 } as const;
 const cleanups: (() => Promise<void>)[] = [];
@@ -30,16 +31,7 @@ async function fixed(body: string, contentType = "text/html; charset=utf-8", sta
   return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 }
 
-/** The ProtocolError `call` rejects with (fails the test if it resolves or rejects otherwise). */
-async function protocolError(call: Promise<unknown>): Promise<ProtocolError> {
-  const err: unknown = await call.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(ProtocolError);
-  if (!(err instanceof ProtocolError)) throw new Error("unreachable");
-  return err;
-}
+const protocolError = (call: Promise<unknown>) => rejection(call, ProtocolError);
 
 describe("HeygemApi", () => {
   it("reads the container's text/html JSON, with an integer msg on accept, busy and 10004", async () => {
