@@ -1,44 +1,88 @@
+import { ERROR_CODES, type ErrorCode, type ErrorCodeWithStatus, httpStatus } from "./error-codes.js";
+
 /**
- * Typed errors with a stable `code`. One place (http/error-handler.ts) maps them to an HTTP status
- * and the JSON body `{ error, message, field? }`, so routes only throw.
+ * Typed errors with a stable `code` from the catalogue (error-codes.ts), which also gives their
+ * HTTP status. One place (http/error-handler.ts) turns them into the JSON body
+ * `{ error, message, field? }`, so routes only throw.
  */
 export class AppError extends Error {
-  readonly code: string;
+  readonly code: ErrorCode;
   readonly statusCode: number;
   readonly field: string | undefined;
 
-  constructor(code: string, statusCode: number, message: string, field?: string) {
+  constructor(code: ErrorCode, message: string, field?: string) {
     super(message);
     this.name = new.target.name;
     this.code = code;
-    this.statusCode = statusCode;
+    this.statusCode = httpStatus(code);
     this.field = field;
   }
 }
 
 /** The client sent something we cannot use (missing field, not a media file, bad option). */
 export class InputError extends AppError {
-  constructor(code: string, message: string, field?: string, statusCode = 400) {
-    super(code, statusCode, message, field);
+  /**
+   * @param statusCode Not needed: the catalogue has it. Callers written before the catalogue still
+   * pass it; it must agree, and a disagreement is a bug that fails loudly rather than answer wrong.
+   */
+  constructor(code: ErrorCode, message: string, field?: string, statusCode?: number) {
+    super(code, message, field);
+    if (statusCode !== undefined && statusCode !== this.statusCode) {
+      throw new TypeError(`${code} has status ${this.statusCode} in the catalogue, not ${statusCode}`);
+    }
   }
 }
 
 export class TooLargeError extends AppError {
   constructor(message: string, field?: string) {
-    super("FILE_TOO_LARGE", 413, message, field);
+    super("FILE_TOO_LARGE", message, field);
   }
 }
 
 export class NotFoundError extends AppError {
   constructor(message: string) {
-    super("NOT_FOUND", 404, message);
+    super("NOT_FOUND", message);
   }
 }
 
 export class ConflictError extends AppError {
-  constructor(code: string, message: string) {
-    super(code, 409, message);
+  constructor(code: ErrorCodeWithStatus<409>, message: string) {
+    super(code, message);
   }
+}
+
+/**
+ * A peer (a worker agent, a HeyGem container) answered, but not with what its protocol promises:
+ * the wrong shape, or not JSON at all. The peer's fault, so a `machine` failure wherever it ends
+ * an attempt. Names the endpoint, the first mismatch, and the start of the body. Not an AppError:
+ * it is met by a client, and should one reach a route it is a bug (500), not the peer's words.
+ */
+export class ProtocolError extends Error {
+  readonly code = "PROTOCOL_ERROR" satisfies ErrorCode;
+  readonly kind = ERROR_CODES.PROTOCOL_ERROR.kind;
+
+  constructor(
+    /** e.g. `GET http://10.0.0.5:8000/v1/health` */
+    readonly endpoint: string,
+    /** The peer's HTTP status. */
+    readonly status: number,
+    /** The first mismatch (`/progress: Expected integer`), or `not JSON`. */
+    readonly problem: string,
+    body: string,
+    /** What the answer should have been, e.g. "a HeyGem reply". */
+    expected: string,
+  ) {
+    super(`${endpoint}: HTTP ${status}, not ${expected}: ${problem}; body: ${excerpt(body)}`);
+    this.name = "ProtocolError";
+  }
+}
+
+const EXCERPT_CHARS = 200;
+
+function excerpt(body: string): string {
+  const flat = body.replace(/\s+/g, " ").trim();
+  if (flat === "") return "(empty)";
+  return flat.length > EXCERPT_CHARS ? `${flat.slice(0, EXCERPT_CHARS)}…` : flat;
 }
 
 /** A configuration file or flag is wrong: names the file (or flag) and the field. */

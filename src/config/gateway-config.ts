@@ -1,9 +1,9 @@
 import { existsSync } from "node:fs";
 import { resolve } from "node:path";
-import type { PlacementName } from "../gateway/placement/policy.js";
 import { DEFAULT_MACHINES_FILE, GATEWAY_OPTIONS } from "./gateway-options.js";
 import { loadMachinesFile, type MachineEntry } from "./machines-file.js";
 import { type RawFlags, readSettings } from "./options.js";
+import type { PlacementName } from "./placement-names.js";
 
 /** Everything the gateway needs, parsed once at start-up and frozen. */
 export interface GatewayConfig {

@@ -1,5 +1,5 @@
-import { PLACEMENT_NAMES } from "../gateway/placement/policy.js";
 import { type OptionTable, option } from "./options.js";
+import { PLACEMENT_NAMES } from "./placement-names.js";
 import { integer, logLevel, milliseconds, oneOf, onOff, path, text } from "./value-types.js";
 
 /** Used when it exists and no --config is given. */

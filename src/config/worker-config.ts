@@ -1,8 +1,9 @@
 import type { CommandEngineSettings } from "../engines/command-engine.js";
+import type { HeygemSettings } from "../engines/heygem/heygem-settings.js";
 import type { SimulateEngineSettings } from "../engines/simulate-engine.js";
 import { ConfigError } from "../errors.js";
 import { resolveCommandSettings, resolveSimulateSettings } from "./engine-settings.js";
-import { type HeygemSettings, resolveHeygemSettings } from "./heygem-config.js";
+import { resolveHeygemSettings } from "./heygem-config.js";
 import { type RawFlags, readSetting, readSettings } from "./options.js";
 import { loadWorkerFile, type WorkerFile } from "./worker-file.js";
 import { WORKER_OPTIONS } from "./worker-options.js";

@@ -3,10 +3,12 @@ import { basename, resolve } from "node:path";
 import { ConfigError, EngineError, errorMessage } from "../errors.js";
 import type { Logger } from "../logger.js";
 import { MediaError, probeMedia } from "../media/probe.js";
-import { AbortError, isAbortError } from "../media/run-ffmpeg.js";
+import { isAbortError } from "../media/run-ffmpeg.js";
+import { audioSeconds } from "./audio-seconds.js";
 import { runInProcessGroup } from "./command-process.js";
 import { type CommandTemplate, type Placeholder, renderCommand } from "./command-template.js";
-import type { Engine, EngineJob, EngineRunContext } from "./engine.js";
+import { type Engine, type EngineJob, type EngineRunContext, engineCapacity } from "./engine.js";
+import { asAbort } from "./engine-failure.js";
 
 /** What `--command`, `--command-timeout`, `--command-input-exit-codes` and `--command-cwd` say. */
 export interface CommandEngineSettings {
@@ -51,10 +53,7 @@ export class CommandEngine implements Engine {
     if (!settings) {
       throw new ConfigError("--command", "", "the command engine needs a command template (--command)");
     }
-    this.capacity = options.maxConcurrent ?? 1;
-    if (!Number.isInteger(this.capacity) || this.capacity < 1) {
-      throw new RangeError(`command engine capacity must be a whole number ≥ 1, got ${this.capacity}`);
-    }
+    this.capacity = engineCapacity(this.name, options.maxConcurrent);
     this.settings = settings;
     this.logger = options.logger;
     this.env = options.env ?? process.env;
@@ -216,21 +215,6 @@ function progressReporter(ctx: EngineRunContext): ProgressReporter {
   };
 }
 
-async function audioSeconds(job: EngineJob, signal: AbortSignal): Promise<number> {
-  if (job.audioDuration !== undefined && job.audioDuration > 0) return job.audioDuration;
-  try {
-    const info = await probeMedia(job.audioPath, { signal });
-    const seconds = info.audio?.durationSec ?? info.durationSec;
-    if (!info.audio || !(seconds > 0)) throw new EngineError("input", "the audio file has no audio to speak");
-    return seconds;
-  } catch (err) {
-    if (signal.aborted) throw asAbort(err, signal);
-    if (err instanceof MediaError) throw new EngineError("input", `the audio file: ${err.message}`);
-    if (err instanceof EngineError) throw err;
-    throw new EngineError("machine", `could not probe the audio: ${errorMessage(err)}`);
-  }
-}
-
 /** Exit 0 is not enough: the promise to clients is a video, so `{output}` must hold one. */
 async function checkOutput(path: string, words: string, signal: AbortSignal): Promise<void> {
   const size = await stat(path).then(
@@ -250,10 +234,4 @@ async function checkOutput(path: string, words: string, signal: AbortSignal): Pr
       `the command exited 0 but {output} is not a video: ${errorMessage(err)}`,
     );
   }
-}
-
-function asAbort(err: unknown, signal: AbortSignal): Error {
-  return isAbortError(err) && err instanceof Error
-    ? err
-    : new AbortError("job aborted", { cause: signal.reason });
 }

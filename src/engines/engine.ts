@@ -73,3 +73,12 @@ export interface Engine {
   /** Releases what the engine holds (child processes, pollers). */
   close?(): Promise<void>;
 }
+
+/** An engine's `capacity` from its option (1 when absent), refused at construction unless a whole number ≥ 1. */
+export function engineCapacity(engine: string, value: number | undefined): number {
+  const capacity = value ?? 1;
+  if (!Number.isInteger(capacity) || capacity < 1) {
+    throw new RangeError(`${engine} engine capacity must be a whole number ≥ 1, got ${capacity}`);
+  }
+  return capacity;
+}

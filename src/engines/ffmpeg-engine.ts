@@ -1,14 +1,15 @@
 import { randomUUID } from "node:crypto";
-import { copyFile, mkdir, rename, rm } from "node:fs/promises";
-import { basename, dirname, join } from "node:path";
-import { EngineError, errorMessage } from "../errors.js";
+import { mkdir, rm } from "node:fs/promises";
+import { join } from "node:path";
+import { EngineError } from "../errors.js";
 import type { Logger } from "../logger.js";
-import { BinaryNotFoundError } from "../media/ffmpeg-binaries.js";
 import { buildPingPongCycle } from "../media/ping-pong.js";
 import { MediaError, type MediaInfo, probeMedia } from "../media/probe.js";
-import { AbortError, FfmpegError, isAbortError, runFfmpeg } from "../media/run-ffmpeg.js";
+import { runFfmpeg } from "../media/run-ffmpeg.js";
 import { UNTRUSTED_INPUT_ARGS } from "../media/untrusted-input.js";
-import type { Engine, EngineJob, EngineRunContext } from "./engine.js";
+import { type Engine, type EngineJob, type EngineRunContext, engineCapacity } from "./engine.js";
+import { blameFfmpegFailure } from "./engine-failure.js";
+import { moveIntoPlace } from "./move-into-place.js";
 
 export interface FfmpegEngineOptions {
   /** Jobs at once (default 1): each final encode already uses every core. */
@@ -40,10 +41,7 @@ export class FfmpegEngine implements Engine {
   private readonly chunkFrames: number | undefined;
 
   constructor(options: FfmpegEngineOptions = {}) {
-    this.capacity = options.capacity ?? 1;
-    if (!Number.isInteger(this.capacity) || this.capacity < 1) {
-      throw new RangeError(`ffmpeg engine capacity must be a whole number ≥ 1, got ${this.capacity}`);
-    }
+    this.capacity = engineCapacity(this.name, options.capacity);
     this.logger = options.logger;
     this.preset = options.preset ?? "veryfast";
     this.crf = options.crf ?? 20;
@@ -54,7 +52,7 @@ export class FfmpegEngine implements Engine {
     try {
       await this.render(job, ctx);
     } catch (err) {
-      throw classify(err, ctx.signal);
+      throw blameFfmpegFailure(err, ctx.signal, this.name);
     }
   }
 
@@ -208,38 +206,4 @@ function monotonic(ctx: EngineRunContext): (percent: number, message: string) =>
     lastMessage = message;
     ctx.onProgress(whole, message);
   };
-}
-
-/**
- * Renames within one file system; across two (workDir on a scratch disk) it copies next to the
- * target first, so `outputPath` still appears in one step and never holds part of a file.
- */
-async function moveIntoPlace(from: string, to: string): Promise<void> {
-  try {
-    await rename(from, to);
-    return;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== "EXDEV") throw err;
-  }
-  const staged = join(dirname(to), `.${basename(to)}.${randomUUID()}.partial`);
-  try {
-    await copyFile(from, staged);
-    await rename(staged, to);
-  } finally {
-    await rm(staged, { force: true });
-    await rm(from, { force: true });
-  }
-}
-
-/** Whose fault: the inputs were checked up front, so what ffmpeg trips over later is the machine's. */
-function classify(err: unknown, signal: AbortSignal): unknown {
-  if (signal.aborted)
-    return isAbortError(err) ? err : new AbortError("job aborted", { cause: signal.reason });
-  if (err instanceof EngineError || isAbortError(err)) return err;
-  // probeInput already turned the inputs' MediaErrors into input errors; one from here on is
-  // about an intermediate file of ours.
-  if (err instanceof MediaError) return new EngineError("machine", `intermediate file: ${err.message}`);
-  if (err instanceof FfmpegError) return new EngineError("machine", err.message);
-  if (err instanceof BinaryNotFoundError) return new EngineError("machine", err.message);
-  return new EngineError("machine", `ffmpeg engine: ${errorMessage(err)}`);
 }

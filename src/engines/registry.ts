@@ -1,18 +1,29 @@
-import type { WorkerConfig } from "../config/worker-config.js";
 import type { Logger } from "../logger.js";
-import { CommandEngine } from "./command-engine.js";
+import { CommandEngine, type CommandEngineSettings } from "./command-engine.js";
 import type { Engine } from "./engine.js";
 import { FfmpegEngine } from "./ffmpeg-engine.js";
 import { createHeygemEngine } from "./heygem/heygem-engine.js";
-import { SimulateEngine } from "./simulate-engine.js";
+import type { HeygemSettings } from "./heygem/heygem-settings.js";
+import { SimulateEngine, type SimulateEngineSettings } from "./simulate-engine.js";
+
+/**
+ * The settings of the engines that have some, as the worker's configuration carries them
+ * (config/worker-config.ts): declared here, by the engines that own them, so config/ may check them
+ * with the engines' own parsers while no engine imports config/.
+ */
+export interface EngineSettings {
+  readonly command?: CommandEngineSettings | undefined;
+  readonly simulate?: SimulateEngineSettings | undefined;
+  readonly heygem?: HeygemSettings | undefined;
+}
 
 /** What the worker knows when it builds its engine; each engine takes the parts it needs. */
 export interface EngineFactoryOptions {
   /** The machine's `max_concurrent`: how many jobs the engine should accept at once. */
   readonly maxConcurrent?: number | undefined;
   readonly logger?: Logger | undefined;
-  /** The worker's whole configuration, for engines with settings of their own (absent when embedded). */
-  readonly config?: WorkerConfig | undefined;
+  /** The worker's configuration, for engines with settings of their own (absent when embedded). */
+  readonly config?: EngineSettings | undefined;
 }
 
 export type EngineFactory = (options: EngineFactoryOptions) => Engine;

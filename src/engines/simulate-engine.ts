@@ -1,13 +1,12 @@
 import { rename } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { EngineError, errorMessage } from "../errors.js";
 import type { Logger } from "../logger.js";
-import { BinaryNotFoundError } from "../media/ffmpeg-binaries.js";
-import { MediaError, probeMedia } from "../media/probe.js";
-import { AbortError, FfmpegError, isAbortError, runFfmpeg } from "../media/run-ffmpeg.js";
+import { FfmpegError, runFfmpeg } from "../media/run-ffmpeg.js";
 import { UNTRUSTED_INPUT_ARGS } from "../media/untrusted-input.js";
-import type { Engine, EngineJob, EngineRunContext } from "./engine.js";
+import { audioSeconds } from "./audio-seconds.js";
+import { type Engine, type EngineJob, type EngineRunContext, engineCapacity } from "./engine.js";
+import { blameFfmpegFailure } from "./engine-failure.js";
 
 /** What `--speed-factor` and `--time-scale` say. */
 export interface SimulateEngineSettings {
@@ -44,10 +43,7 @@ export class SimulateEngine implements Engine {
   private readonly logger: Logger | undefined;
 
   constructor(settings: SimulateEngineSettings = SIMULATE_DEFAULTS, options: SimulateEngineOptions = {}) {
-    this.capacity = options.maxConcurrent ?? 1;
-    if (!Number.isInteger(this.capacity) || this.capacity < 1) {
-      throw new RangeError(`simulate engine capacity must be a whole number ≥ 1, got ${this.capacity}`);
-    }
+    this.capacity = engineCapacity(this.name, options.maxConcurrent);
     for (const [name, value] of Object.entries(settings)) {
       if (!(typeof value === "number" && Number.isFinite(value) && value >= 0)) {
         throw new RangeError(`simulate engine ${name} must be a number ≥ 0, got ${String(value)}`);
@@ -71,24 +67,9 @@ export class SimulateEngine implements Engine {
       await rename(made, job.outputPath);
       ctx.onProgress(100, "done");
     } catch (err) {
-      throw classify(err, signal);
+      throw blameFfmpegFailure(err, signal, this.name);
     }
   }
-}
-
-async function audioSeconds(job: EngineJob, signal: AbortSignal): Promise<number> {
-  if (job.audioDuration !== undefined && job.audioDuration > 0) return job.audioDuration;
-  let seconds: number;
-  try {
-    const info = await probeMedia(job.audioPath, { signal });
-    if (!info.audio) throw new EngineError("input", "the audio file has no audio stream");
-    seconds = info.audio.durationSec ?? info.durationSec;
-  } catch (err) {
-    if (err instanceof MediaError) throw new EngineError("input", `the audio file: ${err.message}`);
-    throw err;
-  }
-  if (!(seconds > 0)) throw new EngineError("input", "the audio file has no duration");
-  return seconds;
 }
 
 async function waitWithProgress(totalMs: number, ctx: EngineRunContext): Promise<void> {
@@ -164,16 +145,4 @@ function remuxArgs(job: EngineJob, output: string, audioSec: number, codecs: rea
     "mp4",
     output,
   ];
-}
-
-function classify(err: unknown, signal: AbortSignal): unknown {
-  if (signal.aborted) {
-    return isAbortError(err) ? err : new AbortError("job aborted", { cause: signal.reason });
-  }
-  if (err instanceof EngineError || isAbortError(err)) return err;
-  if (err instanceof FfmpegError || err instanceof BinaryNotFoundError) {
-    return new EngineError("machine", err.message);
-  }
-  if (err instanceof MediaError) return new EngineError("input", err.message);
-  return new EngineError("machine", `simulate engine: ${errorMessage(err)}`);
 }

@@ -1,9 +1,15 @@
 import { randomUUID } from "node:crypto";
 import type { BlobStore } from "../blobs/blob-store.js";
+import { ERROR_CODES } from "../error-codes.js";
 import { errorMessage, type FailureKind } from "../errors.js";
 import type { Logger } from "../logger.js";
 import { FINAL_JOB_STATUSES, type JobOptions, type JobView } from "../protocol/schemas.js";
-import { type WorkerClient, WorkerHttpError, WorkerUnreachableError } from "../protocol/worker-client.js";
+import {
+  isWorkerError,
+  type WorkerClient,
+  WorkerHttpError,
+  WorkerUnreachableError,
+} from "../protocol/worker-client.js";
 import type { AttemptRow, TaskRow } from "../store/schema.js";
 import type { TaskStore } from "../store/task-store.js";
 import { type Clock, delay } from "./clock.js";
@@ -255,7 +261,7 @@ export class Dispatcher {
         machine.knowBlob(body.audio.sha256);
         return view;
       } catch (err) {
-        if (!(err instanceof WorkerHttpError && err.code === "BLOB_MISSING") || tries >= 2) throw err;
+        if (!isWorkerError(err, ERROR_CODES.BLOB_MISSING) || tries >= 2) throw err;
       }
       // Upload only what the worker lacks: the same avatar video serves thousands of tasks.
       for (const ref of [body.video, body.audio]) {
@@ -301,7 +307,7 @@ export class Dispatcher {
           err instanceof WorkerUnreachableError || (err instanceof WorkerHttpError && err.status >= 500);
         if (!transient) {
           if (err instanceof WorkerHttpError)
-            throw new AttemptFailure("machine", `worker refused: ${err.message}`);
+            throw new AttemptFailure(err.kind, `worker refused: ${err.message}`);
           throw err;
         }
         if (clock.now() - since >= this.options.machineGraceMs) {

@@ -1,3 +1,4 @@
+import { BoundedMap } from "../bounded-map.js";
 import type { MachineEntry } from "../config/machines-file.js";
 import type { Health } from "../protocol/schemas.js";
 import type { WorkerClient } from "../protocol/worker-client.js";
@@ -42,8 +43,8 @@ export class Machine {
   #info: Health | undefined;
   readonly #running = new Map<string, RunningAttempt>();
   #uploadBytesPerMs = DEFAULT_UPLOAD_BYTES_PER_MS;
-  /** Blobs the worker is believed to hold, oldest first (a Map keeps insertion order). */
-  readonly #blobs = new Map<string, true>();
+  /** Blobs the worker is believed to hold: the BLOB_MEMORY it was most recently known to have. */
+  readonly #blobs = new BoundedMap<string, true>(BLOB_MEMORY);
   readonly #uploads = new Map<string, Promise<void>>();
 
   constructor(spec: MachineEntry, makeClient: (spec: MachineEntry) => WorkerClient, pinned = false) {
@@ -256,12 +257,7 @@ export class Machine {
   }
 
   knowBlob(sha256: string): void {
-    this.#blobs.delete(sha256);
     this.#blobs.set(sha256, true);
-    if (this.#blobs.size > BLOB_MEMORY) {
-      const oldest = this.#blobs.keys().next().value;
-      if (oldest !== undefined) this.#blobs.delete(oldest);
-    }
   }
 
   /**

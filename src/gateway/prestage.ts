@@ -1,5 +1,6 @@
 import { createHash } from "node:crypto";
 import { PassThrough, type Readable, Transform, type TransformCallback } from "node:stream";
+import { BoundedMap } from "../bounded-map.js";
 import { errorMessage } from "../errors.js";
 import type { Logger } from "../logger.js";
 import type { Clock } from "./clock.js";
@@ -33,7 +34,7 @@ const PREFIXES_KEPT = 10_000;
  */
 export class Prestager {
   /** sha256 of a file's first megabyte → sha256 of the whole file, for files forwarded before. */
-  private readonly prefixes = new Map<string, string>();
+  private readonly prefixes = new BoundedMap<string, string>(PREFIXES_KEPT);
   private readonly inFlight = new Set<string>();
 
   constructor(
@@ -87,7 +88,7 @@ export class Prestager {
       this.inFlight.add(prefix);
       return this.send(machine, sink, abort, stop).then((forwarded) => {
         this.inFlight.delete(prefix);
-        if (forwarded) this.remember(prefix, forwarded.sha256);
+        if (forwarded) this.prefixes.set(prefix, forwarded.sha256);
         return forwarded;
       });
     });
@@ -116,15 +117,6 @@ export class Prestager {
       return undefined;
     } finally {
       watch.cancel();
-    }
-  }
-
-  private remember(prefix: string, sha256: string): void {
-    this.prefixes.delete(prefix);
-    this.prefixes.set(prefix, sha256);
-    if (this.prefixes.size > PREFIXES_KEPT) {
-      const oldest = this.prefixes.keys().next().value;
-      if (oldest !== undefined) this.prefixes.delete(oldest);
     }
   }
 

@@ -1,7 +1,7 @@
 import { open } from "node:fs/promises";
 import type { FastifyReply, FastifyRequest } from "fastify";
+import { errorBody, httpStatus } from "../error-codes.js";
 import { NotFoundError } from "../errors.js";
-import type { ErrorBody } from "../protocol/schemas.js";
 
 export interface SendFileOptions {
   contentType: string;
@@ -50,8 +50,12 @@ export async function sendFile(
     const range = parseRange(request.headers.range, size);
     if (range === "unsatisfiable") {
       await file.close();
-      const body: ErrorBody = { error: "RANGE_NOT_SATISFIABLE", message: `the file has ${size} bytes` };
-      return reply.code(416).header("content-range", `bytes */${size}`).type("application/json").send(body);
+      const body = errorBody("RANGE_NOT_SATISFIABLE", `the file has ${size} bytes`);
+      return reply
+        .code(httpStatus("RANGE_NOT_SATISFIABLE"))
+        .header("content-range", `bytes */${size}`)
+        .type("application/json")
+        .send(body);
     }
     const { start, end } = range ?? { start: 0, end: size - 1 };
     if (range) void reply.code(206).header("content-range", `bytes ${start}-${end}/${size}`);

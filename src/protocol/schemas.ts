@@ -14,15 +14,8 @@ export const JobId = Type.String({
   description: "Chosen by the gateway: the attempt id. Re-using it re-attaches to the same job.",
 });
 
-export const ErrorBody = Type.Object(
-  {
-    error: Type.String({ description: "Stable machine-readable code, e.g. NOT_FOUND" }),
-    message: Type.String({ description: "A sentence for people" }),
-    field: Type.Optional(Type.String({ description: "The request field at fault, when there is one" })),
-  },
-  { $id: "ErrorBody", title: "Error" },
-);
-export type ErrorBody = Static<typeof ErrorBody>;
+/** Every error answer of the protocol; its codes are the shared catalogue's. */
+export { ErrorBody } from "../error-codes.js";
 
 /** HeyGem's own submit options (heygem-contract.md, "POST /easy/submit"); other engines may ignore them. */
 export const JobOptions = Type.Object({

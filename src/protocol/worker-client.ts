@@ -1,10 +1,20 @@
 import { createReadStream } from "node:fs";
 import type { Readable } from "node:stream";
-import { Agent, type Dispatcher, request, errors as undiciErrors } from "undici";
-import { bearer, type Health, type JobView, type PutJobBody, TOKEN_HEADER } from "./schemas.js";
+import { Agent, type Dispatcher, request } from "undici";
+import { type ErrorCode, failureKindOf } from "../error-codes.js";
+import { type FailureKind, ProtocolError } from "../errors.js";
+import { describeNetworkError } from "../http/network-error.js";
+import { ReplySchema } from "../http/reply-schema.js";
+import { bearer, ErrorBody, Health, JobView, type PutJobBody, StoredBlob, TOKEN_HEADER } from "./schemas.js";
 
-/** The worker answered, but with an error status. */
+/**
+ * The worker answered, but with an error status. `code` is its body's `error`, a code of the
+ * catalogue (error-codes.ts), or `HTTP_<status>` when the body was not an error body (a proxy's page).
+ */
 export class WorkerHttpError extends Error {
+  /** Whose fault, as the catalogue says for the code; `machine` where it says nothing. */
+  readonly kind: FailureKind;
+
   constructor(
     readonly status: number,
     readonly code: string,
@@ -13,11 +23,19 @@ export class WorkerHttpError extends Error {
   ) {
     super(message);
     this.name = "WorkerHttpError";
+    this.kind = failureKindOf(code) ?? "machine";
   }
+}
+
+/** Whether `err` is the worker's answer with this code, e.g. `isWorkerError(err, ERROR_CODES.BLOB_MISSING)`. */
+export function isWorkerError(err: unknown, expected: { readonly code: ErrorCode }): err is WorkerHttpError {
+  return err instanceof WorkerHttpError && err.code === expected.code;
 }
 
 /** The worker could not be reached at all (refused, reset, timed out). */
 export class WorkerUnreachableError extends Error {
+  readonly code = "WORKER_UNREACHABLE" satisfies ErrorCode;
+
   constructor(message: string) {
     super(message);
     this.name = "WorkerUnreachableError";
@@ -34,6 +52,22 @@ export interface WorkerClientOptions {
 
 const sharedAgent = new Agent({ keepAliveTimeout: 30_000, connections: 64 });
 
+// Every answer of the /v1 API is checked against its schema here, at the boundary; a worker that
+// answers something else (another service on the port, a proxy's page, a broken build) is met
+// with a ProtocolError, which ends an attempt as the machine's fault like any other error.
+const HealthReply = new ReplySchema(Health, "a worker's health");
+const JobReply = new ReplySchema(JobView, "a worker's job view");
+const BlobReply = new ReplySchema(StoredBlob, "a worker's blob answer");
+const ErrorReply = new ReplySchema(ErrorBody, "a worker's error body");
+
+/** An answer read to its end. */
+interface Answer {
+  /** e.g. `GET http://10.0.0.5:8000/v1/health`, for errors. */
+  readonly endpoint: string;
+  readonly status: number;
+  readonly body: string;
+}
+
 /** The gateway's side of the /v1 worker protocol (design.md, "Worker protocol"). */
 export class WorkerClient {
   readonly baseUrl: string;
@@ -47,7 +81,8 @@ export class WorkerClient {
   }
 
   async health(signal?: AbortSignal): Promise<Health> {
-    return this.json<Health>("GET", "/v1/health", { signal });
+    const answer = await this.answer("GET", "/v1/health", { signal });
+    return HealthReply.parse(answer.endpoint, answer.status, answer.body);
   }
 
   async hasBlob(sha256: string, signal?: AbortSignal): Promise<boolean> {
@@ -58,14 +93,23 @@ export class WorkerClient {
 
   /** Streams a file to the worker's blob cache; the worker checks the hash. */
   async putBlob(sha256: string, path: string, bytes: number, signal?: AbortSignal): Promise<void> {
-    const res = await this.call("PUT", `/v1/blobs/${sha256}`, {
+    const answer = await this.answer("PUT", `/v1/blobs/${sha256}`, {
       signal,
       body: createReadStream(path),
       headers: { "content-type": "application/octet-stream", "content-length": String(bytes) },
       // A big template over a slow link takes as long as it takes; only a stalled body times out.
       noTimeout: true,
     });
-    await res.body.dump();
+    const stored = BlobReply.parse(answer.endpoint, answer.status, answer.body);
+    if (stored.sha256 !== sha256) {
+      throw new ProtocolError(
+        answer.endpoint,
+        answer.status,
+        `/sha256: ${stored.sha256}`,
+        answer.body,
+        "the blob it was sent",
+      );
+    }
   }
 
   /**
@@ -76,14 +120,14 @@ export class WorkerClient {
     body: Readable,
     signal?: AbortSignal,
   ): Promise<{ sha256: string; bytes: number; created: boolean }> {
-    const res = await this.call("POST", "/v1/blobs", {
+    const answer = await this.answer("POST", "/v1/blobs", {
       signal,
       body,
       headers: { "content-type": "application/octet-stream" },
       noTimeout: true,
     });
-    const stored = (await res.body.json()) as { sha256: string; bytes: number };
-    return { ...stored, created: res.statusCode === 201 };
+    const stored = BlobReply.parse(answer.endpoint, answer.status, answer.body);
+    return { sha256: stored.sha256, bytes: stored.bytes, created: answer.status === 201 };
   }
 
   async deleteBlob(sha256: string, signal?: AbortSignal): Promise<void> {
@@ -93,11 +137,12 @@ export class WorkerClient {
 
   /** Idempotent: the same id answers with the job that already exists. */
   async putJob(id: string, body: PutJobBody, signal?: AbortSignal): Promise<JobView> {
-    return this.json<JobView>("PUT", `/v1/jobs/${encodeURIComponent(id)}`, {
+    const answer = await this.answer("PUT", `/v1/jobs/${encodeURIComponent(id)}`, {
       signal,
       body: JSON.stringify(body),
       headers: { "content-type": "application/json" },
     });
+    return jobView(id, answer);
   }
 
   /** undefined when the worker does not know the job (it restarted without it, or it expired). */
@@ -111,16 +156,12 @@ export class WorkerClient {
       query.set("after_version", String(options.afterVersion));
     }
     const qs = query.size > 0 ? `?${query}` : "";
-    const res = await this.call("GET", `/v1/jobs/${encodeURIComponent(id)}${qs}`, {
+    const answer = await this.answer("GET", `/v1/jobs/${encodeURIComponent(id)}${qs}`, {
       signal: options.signal,
       allow404: true,
       extraTimeoutMs: options.waitMs ?? 0,
     });
-    if (res.statusCode === 404) {
-      await res.body.dump();
-      return undefined;
-    }
-    return (await res.body.json()) as JobView;
+    return answer.status === 404 ? undefined : jobView(id, answer);
   }
 
   async result(id: string, signal?: AbortSignal): Promise<Readable> {
@@ -132,13 +173,23 @@ export class WorkerClient {
   }
 
   async cancelJob(id: string, signal?: AbortSignal): Promise<void> {
-    const res = await this.call("DELETE", `/v1/jobs/${encodeURIComponent(id)}`, { signal, allow404: true });
-    await res.body.dump();
+    const answer = await this.answer("DELETE", `/v1/jobs/${encodeURIComponent(id)}`, {
+      signal,
+      allow404: true,
+    });
+    if (answer.status !== 404) jobView(id, answer);
   }
 
-  private async json<T>(method: Dispatcher.HttpMethod, path: string, opts: CallOptions): Promise<T> {
+  /** `call`, with the body read to its end; a connection lost meanwhile is the worker unreachable. */
+  private async answer(method: Dispatcher.HttpMethod, path: string, opts: CallOptions): Promise<Answer> {
     const res = await this.call(method, path, opts);
-    return (await res.body.json()) as T;
+    const endpoint = `${method} ${this.baseUrl}${path}`;
+    try {
+      return { endpoint, status: res.statusCode, body: await res.body.text() };
+    } catch (err) {
+      if (opts.signal?.aborted) throw err;
+      throw new WorkerUnreachableError(`${endpoint}: ${describeNetworkError(err)}`);
+    }
   }
 
   private async call(
@@ -163,19 +214,7 @@ export class WorkerClient {
       throw new WorkerUnreachableError(`${method} ${this.baseUrl}${path}: ${describeNetworkError(err)}`);
     }
     if (res.statusCode >= 400 && !(opts.allow404 && res.statusCode === 404)) {
-      const text = await res.body.text().catch(() => "");
-      let parsed: { error?: string; message?: string; field?: string } = {};
-      try {
-        parsed = JSON.parse(text) as typeof parsed;
-      } catch {
-        // not JSON: keep the raw text as the message
-      }
-      throw new WorkerHttpError(
-        res.statusCode,
-        parsed.error ?? `HTTP_${res.statusCode}`,
-        parsed.message ?? (text.slice(0, 300) || `HTTP ${res.statusCode}`),
-        parsed.field,
-      );
+      throw refusal(res.statusCode, await res.body.text().catch(() => ""));
     }
     return res;
   }
@@ -190,10 +229,33 @@ interface CallOptions {
   extraTimeoutMs?: number;
 }
 
-function describeNetworkError(err: unknown): string {
-  if (err instanceof undiciErrors.HeadersTimeoutError || err instanceof undiciErrors.BodyTimeoutError) {
-    return "timed out";
+/** A job view, and the one asked about: a view of another job would be followed as this one. */
+function jobView(id: string, answer: Answer): JobView {
+  const view = JobReply.parse(answer.endpoint, answer.status, answer.body);
+  if (view.id !== id) {
+    throw new ProtocolError(
+      answer.endpoint,
+      answer.status,
+      `/id: ${view.id}`,
+      answer.body,
+      "the job asked about",
+    );
   }
-  const e = err as { code?: string; message?: string; cause?: { code?: string; message?: string } };
-  return e.cause?.code ?? e.code ?? e.cause?.message ?? e.message ?? String(err);
+  return view;
+}
+
+/**
+ * An error status, with the worker's error body when it sent one. Anything else (a proxy's HTML
+ * page, an empty body) is still an answer with that status, kept as it came: the status says enough.
+ */
+function refusal(status: number, text: string): WorkerHttpError {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    parsed = undefined;
+  }
+  if (ErrorReply.matches(parsed))
+    return new WorkerHttpError(status, parsed.error, parsed.message, parsed.field);
+  return new WorkerHttpError(status, `HTTP_${status}`, text.slice(0, 300) || `HTTP ${status}`);
 }

@@ -3,13 +3,13 @@ import { mkdir } from "node:fs/promises";
 import { isIPv6 } from "node:net";
 import fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from "fastify";
 import { BlobStore } from "../blobs/blob-store.js";
+import { lockDataDir } from "../data-dir-lock.js";
 import type { Engine } from "../engines/engine.js";
 import { AppError } from "../errors.js";
 import { installErrorHandler } from "../http/error-handler.js";
 import type { Logger } from "../logger.js";
 import { logMediaTools } from "../media/media-tools-log.js";
 import { bearer, TOKEN_HEADER } from "../protocol/schemas.js";
-import { lockDataDir } from "../store/data-dir-lock.js";
 import { JobJournal } from "./job-journal.js";
 import { JobRecords } from "./job-records.js";
 import { JobRunner } from "./job-runner.js";
@@ -139,7 +139,7 @@ function requireToken(app: FastifyInstance, token: string): void {
   app.addHook("onRequest", async (request) => {
     const given = request.headers[TOKEN_HEADER];
     if (typeof given !== "string" || !timingSafeEqual(digest(given), expected)) {
-      throw new AppError("UNAUTHORIZED", 401, "this worker needs its token: authorization: Bearer <token>");
+      throw new AppError("UNAUTHORIZED", "this worker needs its token: authorization: Bearer <token>");
     }
   });
 }

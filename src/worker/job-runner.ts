@@ -1,36 +1,17 @@
-import { mkdir, readdir, rm, stat } from "node:fs/promises";
-import { join } from "node:path";
+import { rm } from "node:fs/promises";
 import type { BlobStore } from "../blobs/blob-store.js";
 import { AgentStoppingError, type Engine, type ResumeState } from "../engines/engine.js";
-import {
-  AppError,
-  ConflictError,
-  EngineError,
-  errorMessage,
-  type FailureKind,
-  InputError,
-  NotFoundError,
-} from "../errors.js";
+import { AppError, ConflictError, EngineError, errorMessage, InputError, NotFoundError } from "../errors.js";
 import type { Logger } from "../logger.js";
-import {
-  DEFAULT_JOB_OPTIONS,
-  FINAL_JOB_STATUSES,
-  type JobView,
-  type PutJobBody,
-} from "../protocol/schemas.js";
-import { type JobResult, runEngine } from "./engine-run.js";
+import { DEFAULT_JOB_OPTIONS, type JobView, type PutJobBody } from "../protocol/schemas.js";
+import { runEngine } from "./engine-run.js";
 import type { JobJournal } from "./job-journal.js";
-import {
-  failRecord,
-  type JobInput,
-  type JobRecord,
-  type JobRecords,
-  recoverRecord,
-  sameInput,
-} from "./job-records.js";
+import { type JobInput, type JobRecord, type JobRecords, sameInput } from "./job-records.js";
+import { recoverJobs } from "./job-recovery.js";
+import { DEFAULT_RESULT_RETENTION_MS, JobRetention } from "./job-retention.js";
+import { failed, type Job, JobTransitions, type Outcome } from "./job-transitions.js";
 import type { WorkerLayout } from "./layout.js";
 
-export const DEFAULT_RESULT_RETENTION_MS = 24 * 60 * 60 * 1000;
 export const STOPPED_WHILE_RUNNING = "the worker agent was stopped while this job was running";
 
 export interface JobRunnerOptions {
@@ -46,33 +27,11 @@ export interface JobRunnerOptions {
   readonly now?: () => Date;
 }
 
-interface Job {
-  record: JobRecord;
-  readonly log: Logger;
-  /** Long-polls parked on this job; each is called once on the next change. */
-  readonly waiters: Set<() => void>;
-  abort?: AbortController;
-  /** Settles when the engine run (and the bookkeeping after it) is over. */
-  run?: Promise<void>;
-  cancelRequested?: boolean;
-  deleting?: Promise<JobView> | undefined;
-}
-
-type Outcome =
-  | { status: "succeeded"; result: JobResult }
-  | { status: "failed"; error: { kind: FailureKind; message: string } }
-  | { status: "cancelled" }
-  /** The agent stops: the record stays as it is (queued, or running to be resumed) for the next start. */
-  | { status: "suspended" };
-
-function failed(kind: FailureKind, message: string): Outcome {
-  return { status: "failed", error: { kind, message } };
-}
-
 /**
  * The worker's queue in front of its engine: accepted jobs wait `queued` (FIFO) until one of the
- * engine's `capacity` slots is free, then run to `succeeded`, `failed` or `cancelled`. Every change
- * bumps the job's `version`, is written to its record and wakes its long-polls. An engine with
+ * engine's `capacity` slots is free, then run to `succeeded`, `failed` or `cancelled`. Each change
+ * of a job's state is one of job-transitions.ts; what the runner finds at start-up is settled by
+ * job-recovery.ts, and finished jobs expire by job-retention.ts. An engine with
  * `startsWhenAccepted` holds a slot while its backend has not taken the job yet; the job shows
  * `queued` until the engine says it is accepted.
  */
@@ -84,27 +43,29 @@ export class JobRunner {
   /** Jobs found `running` at start-up that the engine will resume; they take slots first. */
   private readonly resuming: string[] = [];
   private readonly capacity: number;
-  private readonly retentionMs: number;
   private readonly now: () => Date;
+  private readonly transitions: JobTransitions;
+  private readonly retention: JobRetention;
   private nextSeq = 0;
   private closing = false;
-  private sweeper: NodeJS.Timeout | undefined;
 
   private constructor(private readonly o: JobRunnerOptions) {
     this.capacity = Math.max(1, Math.floor(o.engine.capacity));
-    this.retentionMs = o.resultRetentionMs ?? DEFAULT_RESULT_RETENTION_MS;
     this.now = o.now ?? (() => new Date());
+    this.transitions = new JobTransitions({ records: o.records, journal: o.journal, now: this.now });
+    this.retention = new JobRetention({
+      retentionMs: o.resultRetentionMs ?? DEFAULT_RESULT_RETENTION_MS,
+      now: this.now,
+      jobs: () => this.jobs.values(),
+      expire: (job) => this.delete(job.record.view.id),
+    });
   }
 
-  /** Loads the records left by an earlier run, settles them (job-records.ts), and starts work. */
+  /** Loads the records left by an earlier run, settles them (job-recovery.ts), and starts work. */
   static async start(options: JobRunnerOptions): Promise<JobRunner> {
     const runner = new JobRunner(options);
     await runner.recover();
-    runner.sweep();
-    // Often enough that a result outlives its retention by at most a tenth of it.
-    const every = Math.min(Math.max(runner.retentionMs / 10, 100), 10 * 60 * 1000);
-    runner.sweeper = setInterval(() => runner.sweep(), every);
-    runner.sweeper.unref();
+    runner.retention.start();
     runner.pump();
     return runner;
   }
@@ -148,12 +109,7 @@ export class JobRunner {
     for (const field of ["audio", "video"] as const) {
       const ref = input[field];
       if (!(await this.o.blobs.has(ref.sha256))) {
-        throw new InputError(
-          "BLOB_MISSING",
-          `upload the ${field} blob ${ref.sha256} before the job`,
-          field,
-          409,
-        );
+        throw new InputError("BLOB_MISSING", `upload the ${field} blob ${ref.sha256} before the job`, field);
       }
     }
     // Another PUT for this id may have won the race while the blobs were checked.
@@ -173,11 +129,7 @@ export class JobRunner {
       this.jobs.delete(id);
       throw err;
     }
-    job.log.info(
-      { audio: input.audio.sha256, video: input.video.sha256, options: input.options },
-      "job accepted",
-    );
-    this.o.journal?.write(id, "accepted");
+    this.transitions.accepted(job);
     this.queue.push(id);
     this.pump();
     return { view: job.record.view, created: true };
@@ -243,8 +195,8 @@ export class JobRunner {
    */
   async close(): Promise<void> {
     this.closing = true;
-    clearInterval(this.sweeper);
-    for (const job of this.jobs.values()) this.notify(job);
+    this.retention.stop();
+    for (const job of this.jobs.values()) this.transitions.wake(job);
     for (const id of this.running) {
       this.jobs.get(id)?.abort?.abort(new AgentStoppingError(STOPPED_WHILE_RUNNING));
     }
@@ -253,37 +205,19 @@ export class JobRunner {
   }
 
   private async recover(): Promise<void> {
-    const { layout } = this.o;
-    await Promise.all([layout.work, layout.results].map((dir) => mkdir(dir, { recursive: true })));
-    // Nothing runs yet, so every work dir is a leftover of a run that died with its process.
-    for (const name of await readdir(layout.work)) {
-      await rm(join(layout.work, name), { recursive: true, force: true });
-    }
-
-    const now = this.now();
-    const canResume = this.o.engine.resume !== undefined;
-    for (const loaded of await this.o.records.loadAll()) {
-      let record = recoverRecord(loaded, now, canResume);
-      if (record.view.status === "succeeded" && !(await exists(layout.resultPath(record.view.id)))) {
-        record = failRecord(record, now, "the result file of this job is gone from the worker's disk");
-      }
-      if (record !== loaded) await this.o.records.save(record);
-      const job = this.add(record);
+    const records = await recoverJobs({
+      layout: this.o.layout,
+      records: this.o.records,
+      journal: this.o.journal,
+      logger: this.o.logger,
+      canResume: this.o.engine.resume !== undefined,
+      now: this.now(),
+    });
+    for (const record of records) {
+      this.add(record);
       this.nextSeq = Math.max(this.nextSeq, record.seq + 1);
       if (record.view.status === "queued") this.queue.push(record.view.id);
-      if (record.view.status === "running") {
-        this.resuming.push(record.view.id);
-        job.log.info({ resume: record.resume }, "job was running before the restart; resuming it");
-      }
-      if (loaded.view.status !== record.view.status) {
-        if (loaded.view.status === "running")
-          this.o.journal?.write(record.view.id, "finished", record.view.status);
-        job.log.warn({ was: loaded.view.status, error: record.view.error }, "job settled after a restart");
-      }
-    }
-    for (const name of await readdir(layout.results)) {
-      const id = name.replace(/\.mp4$/, "");
-      if (!this.jobs.has(id)) await rm(join(layout.results, name), { force: true });
+      if (record.view.status === "running") this.resuming.push(record.view.id);
     }
   }
 
@@ -329,12 +263,13 @@ export class JobRunner {
   }
 
   private async execute(job: Job, signal: AbortSignal, resume?: ResumeState): Promise<void> {
-    const onAccepted = (state?: ResumeState) => this.accepted(job, state);
+    const onAccepted = (state?: ResumeState) => this.transitions.started(job, state);
     if (resume !== undefined) job.log.info("job resumed");
     else if (!this.o.engine.startsWhenAccepted) onAccepted();
     let outcome: Outcome;
     try {
-      const onProgress = (progress: number, message?: string) => this.progress(job, progress, message);
+      const onProgress = (progress: number, message?: string) =>
+        this.transitions.progressed(job, progress, message);
       const result = await runEngine(
         this.o,
         job.record.view.id,
@@ -351,21 +286,7 @@ export class JobRunner {
       job.log.info({ status: job.record.view.status }, "job left for the next start of the agent");
       return;
     }
-    this.finish(job, outcome);
-  }
-
-  /** The engine's backend has the job (at once for most engines): it is running from now on. */
-  private accepted(job: Job, resume: ResumeState | undefined): void {
-    if (job.cancelRequested) return;
-    if (job.record.view.status === "queued") {
-      if (resume !== undefined) job.record = { ...job.record, resume };
-      this.update(job, { status: "running", started_at: this.now().toISOString() });
-      this.o.journal?.write(job.record.view.id, "started");
-      job.log.info("job started");
-    } else if (resume !== undefined) {
-      job.record = { ...job.record, resume };
-      this.update(job, {});
-    }
+    this.transitions.finished(job, outcome);
   }
 
   private blame(job: Job, signal: AbortSignal, err: unknown): Outcome {
@@ -384,53 +305,12 @@ export class JobRunner {
     return failed("machine", errorMessage(err));
   }
 
-  private progress(job: Job, progress: number, message?: string): void {
-    if (job.record.view.status !== "running" || job.cancelRequested) return;
-    const clamped = Math.min(100, Math.max(0, Math.round(Number.isFinite(progress) ? progress : 0)));
-    const { view } = job.record;
-    if (clamped === view.progress && message === view.message) return;
-    this.update(job, message === undefined ? { progress: clamped } : { progress: clamped, message });
-  }
-
-  private finish(job: Job, outcome: Exclude<Outcome, { status: "suspended" }>): void {
-    const { message: _lastStep, ...view } = job.record.view;
-    const { resume: _resume, ...record } = job.record;
-    job.record = record;
-    const finished_at = this.now().toISOString();
-    const next: JobView =
-      outcome.status === "succeeded"
-        ? { ...view, status: "succeeded", progress: 100, result: outcome.result, finished_at }
-        : outcome.status === "failed"
-          ? { ...view, status: "failed", error: outcome.error, finished_at }
-          : { ...view, status: "cancelled", finished_at };
-    this.replace(job, next);
-    this.o.journal?.write(next.id, "finished", next.status);
-    job.log.info({ status: next.status, error: next.error, result: next.result }, "job finished");
-  }
-
-  private update(job: Job, change: Partial<JobView>): void {
-    this.replace(job, { ...job.record.view, ...change });
-  }
-
-  private replace(job: Job, view: JobView): void {
-    job.record = { ...job.record, view: { ...view, version: job.record.view.version + 1 } };
-    // Not awaited: the next change or close() waits for it, and deleting settles it first.
-    this.o.records.save(job.record).catch((err: unknown) => {
-      job.log.error({ err: errorMessage(err) }, "could not write the job record");
-    });
-    this.notify(job);
-  }
-
-  private notify(job: Job): void {
-    for (const wake of [...job.waiters]) wake();
-  }
-
   private async deleteJob(job: Job): Promise<JobView> {
     const { id, status } = job.record.view;
     const at = this.queue.indexOf(id);
     if (status === "queued" && at >= 0) {
       this.queue.splice(at, 1);
-      this.update(job, { status: "cancelled", finished_at: this.now().toISOString() });
+      this.transitions.cancelledInQueue(job);
     } else if (status === "queued" || status === "running") {
       // Running, or queued while the engine waits for its backend to take it: both hold a slot.
       job.cancelRequested = true;
@@ -441,35 +321,11 @@ export class JobRunner {
     await this.o.records.remove(id);
     await rm(this.o.layout.resultPath(id), { force: true });
     this.jobs.delete(id);
-    this.notify(job);
-    this.o.journal?.write(id, "deleted", job.record.view.status);
-    job.log.info({ status: job.record.view.status }, "job deleted");
+    this.transitions.deleted(job);
     return job.record.view;
-  }
-
-  /** Forgets finished jobs older than the retention, with their results. */
-  private sweep(): void {
-    const cutoff = this.now().getTime() - this.retentionMs;
-    for (const job of this.jobs.values()) {
-      const { status, finished_at } = job.record.view;
-      if (!FINAL_JOB_STATUSES.has(status) || finished_at === undefined || job.deleting) continue;
-      if (Date.parse(finished_at) > cutoff) continue;
-      this.delete(job.record.view.id).catch((err: unknown) => {
-        job.log.warn({ err: errorMessage(err) }, "could not expire the job");
-      });
-    }
-  }
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await stat(path);
-    return true;
-  } catch {
-    return false;
   }
 }
 
 function shuttingDown(): AppError {
-  return new AppError("SHUTTING_DOWN", 503, "the worker agent is shutting down and takes no new jobs");
+  return new AppError("SHUTTING_DOWN", "the worker agent is shutting down and takes no new jobs");
 }

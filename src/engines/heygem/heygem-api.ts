@@ -1,6 +1,8 @@
-import { Type } from "@sinclair/typebox";
-import { Value } from "@sinclair/typebox/value";
-import { type Dispatcher, request, errors as undiciErrors } from "undici";
+import { type Static, Type } from "@sinclair/typebox";
+import { type Dispatcher, request } from "undici";
+import type { ErrorCode } from "../../error-codes.js";
+import { describeNetworkError } from "../../http/network-error.js";
+import { ReplySchema } from "../../http/reply-schema.js";
 import type { JobOptions } from "../../protocol/schemas.js";
 
 /** HeyGem's reply codes (heygem-contract.md, "POST /easy/submit" and "GET /easy/query"). */
@@ -9,9 +11,12 @@ export const HEYGEM_BUSY = 10001;
 export const HEYGEM_LOCK_ERROR = 10003;
 export const HEYGEM_NO_SUCH_TASK = 10004;
 
-/** The container did not answer with a HeyGem reply: refused, reset, timed out, or not its JSON. */
+/**
+ * The container did not answer: refused, reset, timed out. (One that answers something other than
+ * a HeyGem reply is met with a ProtocolError, which the callers treat alike: the instance's fault.)
+ */
 export class HeygemUnreachableError extends Error {
-  readonly code = "HEYGEM_UNREACHABLE";
+  readonly code = "HEYGEM_UNREACHABLE" satisfies ErrorCode;
 
   constructor(message: string) {
     super(message);
@@ -49,17 +54,34 @@ export type QueryReply =
   | { readonly kind: "error"; readonly code: number; readonly msg: string };
 
 // Only the fields this client reads; newer builds add more (cost, width…), which are tolerated.
+// The contract's leniency is kept: `msg` may be an integer (10000 on accept), `progress` a string.
+const Words = Type.Union([Type.String(), Type.Number(), Type.Null()]);
 const Envelope = Type.Object({
-  code: Type.Number(),
-  msg: Type.Optional(Type.Union([Type.String(), Type.Number(), Type.Null()])),
+  code: Type.Integer(),
+  msg: Type.Optional(Words),
   data: Type.Optional(Type.Unknown()),
 });
-const TaskData = Type.Object({
-  status: Type.Number(),
-  progress: Type.Optional(Type.Union([Type.Number(), Type.String(), Type.Null()])),
-  msg: Type.Optional(Type.Union([Type.String(), Type.Number(), Type.Null()])),
-  result: Type.Optional(Type.Union([Type.String(), Type.Null()])),
+/** A query's reply with code 10000: the envelope again, now with the task's state in `data`. */
+const TaskEnvelope = Type.Object({
+  data: Type.Object({
+    status: Type.Integer(),
+    progress: Type.Optional(Type.Union([Type.Number(), Type.String(), Type.Null()])),
+    msg: Type.Optional(Words),
+    result: Type.Optional(Type.Union([Type.String(), Type.Null()])),
+  }),
 });
+
+// Compiled once, at load; every reply passes through them before this client reads a field.
+const EnvelopeReply = new ReplySchema(Envelope, "a HeyGem reply");
+const TaskReply = new ReplySchema(TaskEnvelope, "a HeyGem task's state");
+
+/** A reply that passed the envelope's check, with what is needed to check the rest of it. */
+interface Reply {
+  readonly envelope: Static<typeof Envelope>;
+  readonly endpoint: string;
+  readonly status: number;
+  readonly body: string;
+}
 
 export interface HeygemApiOptions {
   /** e.g. http://127.0.0.1:8383 */
@@ -86,25 +108,21 @@ export class HeygemApi {
       watermark_switch: req.options.watermark_switch,
       pn: req.options.pn,
     };
-    const reply = await this.call("POST", "/easy/submit", JSON.stringify(body), signal);
-    const msg = text(reply.msg);
-    if (reply.code === HEYGEM_OK) return { kind: "accepted" };
-    if (reply.code === HEYGEM_BUSY || reply.code === HEYGEM_LOCK_ERROR) {
-      return { kind: "busy", code: reply.code, msg };
+    const { envelope } = await this.call("POST", "/easy/submit", JSON.stringify(body), signal);
+    const msg = text(envelope.msg);
+    if (envelope.code === HEYGEM_OK) return { kind: "accepted" };
+    if (envelope.code === HEYGEM_BUSY || envelope.code === HEYGEM_LOCK_ERROR) {
+      return { kind: "busy", code: envelope.code, msg };
     }
-    return { kind: "refused", code: reply.code, msg };
+    return { kind: "refused", code: envelope.code, msg };
   }
 
   async query(code: string, signal?: AbortSignal): Promise<QueryReply> {
     const reply = await this.call("GET", `/easy/query?code=${encodeURIComponent(code)}`, undefined, signal);
-    if (reply.code === HEYGEM_NO_SUCH_TASK) return { kind: "gone" };
-    if (reply.code !== HEYGEM_OK) return { kind: "error", code: reply.code, msg: text(reply.msg) };
-    if (!Value.Check(TaskData, reply.data)) {
-      throw new HeygemUnreachableError(
-        `${this.baseUrl}/easy/query: a reply without task data: ${JSON.stringify(reply).slice(0, 300)}`,
-      );
-    }
-    const data = reply.data;
+    const { envelope } = reply;
+    if (envelope.code === HEYGEM_NO_SUCH_TASK) return { kind: "gone" };
+    if (envelope.code !== HEYGEM_OK) return { kind: "error", code: envelope.code, msg: text(envelope.msg) };
+    const { data } = TaskReply.decode(reply.endpoint, reply.status, envelope, reply.body);
     const progress = Number(data.progress ?? 0);
     return {
       kind: "task",
@@ -120,7 +138,7 @@ export class HeygemApi {
     path: string,
     body: string | undefined,
     signal: AbortSignal | undefined,
-  ): Promise<{ code: number; msg?: string | number | null; data?: unknown }> {
+  ): Promise<Reply> {
     const where = `${method} ${this.baseUrl}${path}`;
     let raw: string;
     let status: number;
@@ -142,28 +160,11 @@ export class HeygemApi {
     }
     // Flask serves json.dumps(...) strings as text/html (heygem-contract.md, "Replies"), so the
     // Content-Type says nothing: the body is parsed as JSON whatever it claims to be.
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(raw);
-    } catch {
-      throw new HeygemUnreachableError(`${where}: HTTP ${status}, not a HeyGem reply: ${raw.slice(0, 200)}`);
-    }
-    if (!Value.Check(Envelope, parsed)) {
-      throw new HeygemUnreachableError(`${where}: HTTP ${status}, not a HeyGem reply: ${raw.slice(0, 200)}`);
-    }
-    return parsed;
+    return { envelope: EnvelopeReply.parse(where, status, raw), endpoint: where, status, body: raw };
   }
 }
 
 /** `msg` is a string in most replies but the integer 10000 in the submit's (heygem-contract.md). */
 function text(value: string | number | null | undefined): string {
   return value === null || value === undefined ? "" : String(value);
-}
-
-function describeNetworkError(err: unknown): string {
-  if (err instanceof undiciErrors.HeadersTimeoutError || err instanceof undiciErrors.BodyTimeoutError) {
-    return "timed out";
-  }
-  const e = err as { code?: string; message?: string; cause?: { code?: string; message?: string } };
-  return e.cause?.code ?? e.code ?? e.cause?.message ?? e.message ?? String(err);
 }

@@ -2,10 +2,10 @@ import { randomBytes } from "node:crypto";
 import { setTimeout as delay } from "node:timers/promises";
 import { type Static, Type } from "@sinclair/typebox";
 import { Value } from "@sinclair/typebox/value";
-import type { HeygemSettings } from "../../config/heygem-config.js";
 import { EngineError, errorMessage } from "../../errors.js";
 import type { Logger } from "../../logger.js";
 import { probeMedia } from "../../media/probe.js";
+import { audioSeconds } from "../audio-seconds.js";
 import {
   AgentStoppingError,
   type Engine,
@@ -14,9 +14,11 @@ import {
   type EngineRunContext,
   type ResumeState,
 } from "../engine.js";
+import { moveIntoPlace } from "../move-into-place.js";
 import { classifyFailure } from "./failure-classes.js";
-import { isNonEmptyFile, removeTaskFiles, resultPath, takeResult } from "./heygem-files.js";
+import { isNonEmptyFile, removeTaskFiles, resultPath } from "./heygem-files.js";
 import { HeygemInstance } from "./heygem-instance.js";
+import type { HeygemSettings } from "./heygem-settings.js";
 import { placeTask } from "./placement.js";
 import { type FinalVerdict, isFinal, seconds, TaskWatch } from "./task-watch.js";
 
@@ -82,7 +84,9 @@ export class HeygemEngine implements Engine {
 
   async run(job: EngineJob, ctx: EngineRunContext): Promise<void> {
     const log = this.log?.child({ job_id: job.id });
-    const audioSec = job.audioDuration ?? (await audioSeconds(job.audioPath, ctx.signal));
+    // For the overall limit. HeyGem reads the audio itself and says so if it cannot, and the stall
+    // timer applies whatever the length, so a probe that fails leaves only the limit unknown.
+    const audioSec = await audioSeconds(job, ctx.signal).catch(() => undefined);
     const code = `mh${randomBytes(16).toString("hex")}`;
     const { settings } = this.options;
     const instance = await placeTask(
@@ -248,7 +252,7 @@ export class HeygemEngine implements Engine {
               `the container's /code/data is probably not mapped to ${instance.dataDir} (wrong volume mapping)`,
           );
         }
-        if (!run.detached) await takeResult(source, job.outputPath);
+        if (!run.detached) await moveIntoPlace(source, job.outputPath);
         await cleanUp();
         instance.release();
         log?.info({ instance: instance.name, code }, "HeyGem task succeeded");
@@ -271,7 +275,7 @@ export class HeygemEngine implements Engine {
             { instance: instance.name, code },
             "HeyGem forgot the task but its result is there; taking it",
           );
-          if (!run.detached) await takeResult(source, job.outputPath);
+          if (!run.detached) await moveIntoPlace(source, job.outputPath);
           await cleanUp();
           instance.release();
           return;
@@ -351,18 +355,6 @@ export class HeygemEngine implements Engine {
     } finally {
       this.releaseWaiters.delete(wake);
     }
-  }
-}
-
-/** The audio's length for the overall limit, when the gateway did not send it. */
-async function audioSeconds(path: string, signal: AbortSignal): Promise<number | undefined> {
-  try {
-    const info = await probeMedia(path, { signal });
-    const seconds = info.audio?.durationSec ?? info.durationSec;
-    return seconds > 0 ? seconds : undefined;
-  } catch {
-    // HeyGem reads the audio itself and says so if it cannot; the stall timer still applies.
-    return undefined;
   }
 }
 

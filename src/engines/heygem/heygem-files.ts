@@ -1,6 +1,5 @@
-import { randomUUID } from "node:crypto";
-import { copyFile, link, mkdir, readdir, rename, rm, stat } from "node:fs/promises";
-import { basename, dirname, join, posix } from "node:path";
+import { copyFile, link, mkdir, readdir, rm, stat } from "node:fs/promises";
+import { join, posix } from "node:path";
 
 /**
  * Puts an input where the container can read it by a bare name: `<data folder>/temp/<name>`
@@ -42,27 +41,6 @@ export async function isNonEmptyFile(path: string): Promise<boolean> {
     return info.isFile() && info.size > 0;
   } catch {
     return false;
-  }
-}
-
-/**
- * Moves the container's result to `dest`: a rename on one file system, else a copy next to `dest`
- * renamed into place, so `dest` never holds part of a file. The source is only removed later, with
- * the task's other files, once the result is safe.
- */
-export async function takeResult(source: string, dest: string): Promise<void> {
-  try {
-    await rename(source, dest);
-    return;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== "EXDEV") throw err;
-  }
-  const staged = join(dirname(dest), `.${basename(dest)}.${randomUUID()}.partial`);
-  try {
-    await copyFile(source, staged);
-    await rename(staged, dest);
-  } finally {
-    await rm(staged, { force: true });
   }
 }
 

@@ -1,9 +1,9 @@
 import { join } from "node:path";
-import type { HeygemInstanceConfig } from "../../config/heygem-config.js";
 import { errorMessage } from "../../errors.js";
 import type { Logger } from "../../logger.js";
 import type { EngineInstanceHealth } from "../engine.js";
 import { HeygemApi, type QueryReply, type SubmitReply, type SubmitRequest } from "./heygem-api.js";
+import type { HeygemInstanceConfig } from "./heygem-settings.js";
 
 /** A code nobody submits: querying it only proves the container answers (10004), and deletes nothing. */
 const PROBE_CODE = "multi-heygem-probe";

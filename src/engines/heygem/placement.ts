@@ -1,5 +1,5 @@
 import { extname } from "node:path";
-import { EngineError, errorMessage } from "../../errors.js";
+import { EngineError, errorMessage, ProtocolError } from "../../errors.js";
 import type { Logger } from "../../logger.js";
 import type { EngineJob } from "../engine.js";
 import { HeygemUnreachableError } from "./heygem-api.js";
@@ -86,7 +86,8 @@ export async function placeTask(
           instance.markUnhealthy(message);
           throw new EngineError("machine", message);
         } catch (err) {
-          if (!(err instanceof HeygemUnreachableError) || signal.aborted) throw err;
+          if (!(err instanceof HeygemUnreachableError || err instanceof ProtocolError) || signal.aborted)
+            throw err;
           instance.markUnhealthy(`HeyGem instance ${instance.name} does not answer: ${err.message}`);
         } finally {
           if (accepted !== instance) instance.cancelReservation();

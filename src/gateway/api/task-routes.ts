@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import { Type } from "@sinclair/typebox";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { BlobStore } from "../../blobs/blob-store.js";
+import { errorBody, httpStatus } from "../../error-codes.js";
 import { ConflictError, NotFoundError } from "../../errors.js";
 import { sendFile } from "../../http/send-file.js";
 import type { TypeBoxTypeProvider } from "../../http/typebox-provider.js";
@@ -142,9 +143,8 @@ export async function taskRoutes(app: FastifyInstance, options: TaskRoutesOption
         return reply;
       }
       if (options.shutdown.aborted && !(final && FINAL_TASK_STATUSES.has(final.status))) {
-        return reply.code(503).send({
-          error: "SHUTTING_DOWN",
-          message: "the gateway is restarting; the task is kept, fetch it by id",
+        return reply.code(httpStatus("SHUTTING_DOWN")).send({
+          ...errorBody("SHUTTING_DOWN", "the gateway is restarting; the task is kept, fetch it by id"),
           task_id: task.id,
         });
       }
@@ -155,16 +155,18 @@ export async function taskRoutes(app: FastifyInstance, options: TaskRoutesOption
         });
       }
       if (final?.status === "failed") {
-        const code = final.error_kind === "input" ? 422 : 502;
-        return reply.code(code).send({
-          error: "TASK_FAILED",
-          message: final.error_message ?? "the task failed",
+        const kind = final.error_kind === "input" ? "input" : "machine";
+        return reply.code(httpStatus("TASK_FAILED", kind)).send({
+          ...errorBody("TASK_FAILED", final.error_message ?? "the task failed"),
           task_id: task.id,
         });
       }
-      return reply.code(504).send({
-        error: "SYNC_TIMEOUT",
-        message: `the task did not finish within ${Math.round(options.syncTimeoutMs / 1000)} s; it goes on, fetch it by id`,
+      const seconds = Math.round(options.syncTimeoutMs / 1000);
+      return reply.code(httpStatus("SYNC_TIMEOUT")).send({
+        ...errorBody(
+          "SYNC_TIMEOUT",
+          `the task did not finish within ${seconds} s; it goes on, fetch it by id`,
+        ),
         task_id: task.id,
       });
     },

@@ -1,3 +1,5 @@
+import type { PlacementName } from "../../config/placement-names.js";
+
 /**
  * Placement decides which pending task starts on which machine now. Policies are pure functions
  * of a snapshot, so they are tested with generated fleets (test/gateway/placement/*) and compared
@@ -41,6 +43,3 @@ export interface PlacementPolicy {
    */
   plan(tasks: readonly PlacementTask[], machines: readonly PlacementMachine[], now: number): Placement[];
 }
-
-export const PLACEMENT_NAMES = ["earliest-finish", "least-loaded", "round-robin"] as const;
-export type PlacementName = (typeof PLACEMENT_NAMES)[number];

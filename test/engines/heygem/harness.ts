@@ -1,8 +1,8 @@
 import { mkdtemp, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { HeygemInstanceConfig, HeygemSettings } from "../../../src/config/heygem-config.js";
 import { HeygemEngine } from "../../../src/engines/heygem/heygem-engine.js";
+import type { HeygemInstanceConfig, HeygemSettings } from "../../../src/engines/heygem/heygem-settings.js";
 import type { Health, JobView, PutJobBody } from "../../../src/protocol/schemas.js";
 import { startWorker, type WorkerHandle } from "../../../src/worker/agent.js";
 import { type EmulatorOptions, HeygemEmulator } from "../../helpers/heygem-emulator.js";

@@ -4,7 +4,9 @@ import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { HeygemApi, HeygemUnreachableError } from "../../../src/engines/heygem/heygem-api.js";
+import { ProtocolError } from "../../../src/errors.js";
 import { HeygemEmulator } from "../../helpers/heygem-emulator.js";
+import { rejection } from "../../helpers/rejection.js";
 
 const OPTIONS = { chaofen: 0, watermark_switch: 0, pn: 1 } as const;
 const cleanups: (() => Promise<void>)[] = [];
@@ -28,6 +30,8 @@ async function fixed(body: string, contentType = "text/html; charset=utf-8", sta
   cleanups.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
   return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 }
+
+const protocolError = (call: Promise<unknown>) => rejection(call, ProtocolError);
 
 describe("HeygemApi", () => {
   it("reads the container's text/html JSON, with an integer msg on accept, busy and 10004", async () => {
@@ -66,7 +70,7 @@ describe("HeygemApi", () => {
     expect(await api.query("c")).toEqual({ kind: "task", status: 1, progress: 80, msg: "ok", result: "" });
   });
 
-  it("treats a refused connection or a body that is not a HeyGem reply as unreachable", async () => {
+  it("treats a refused connection as unreachable, and a body that is not a HeyGem reply as a protocol error", async () => {
     const emu = await emulator();
     const down = emu.url;
     await emu.stop();
@@ -74,9 +78,50 @@ describe("HeygemApi", () => {
       HeygemUnreachableError,
     );
     const proxy = await fixed("<html>502 Bad Gateway</html>", "text/html", 502);
-    await expect(new HeygemApi({ baseUrl: proxy, requestTimeoutMs: 2000 }).query("c")).rejects.toThrow(
-      /HTTP 502, not a HeyGem reply/,
+    const err = await protocolError(new HeygemApi({ baseUrl: proxy, requestTimeoutMs: 2000 }).query("c"));
+    expect(err.message).toMatch(
+      /HTTP 502, not a HeyGem reply: not JSON; body: <html>502 Bad Gateway<\/html>/,
     );
+  });
+
+  it("checks the reply's fields: an integer code, and a task's state under data", async () => {
+    const cases: { body: string; problem: string }[] = [
+      {
+        body: '{"code": "10000", "data": {}, "msg": "", "success": true}',
+        problem: "/code: Expected integer",
+      },
+      { body: '{"data": {}, "msg": "", "success": true}', problem: "/code: Expected required property" },
+      {
+        body: '{"code": 10000, "data": {"code": "c", "progress": 5}, "msg": "", "success": true}',
+        problem: "/data/status: Expected required property",
+      },
+      {
+        body: '{"code": 10000, "data": {"status": "2", "progress": 100}, "msg": "", "success": true}',
+        problem: "/data/status: Expected integer",
+      },
+      {
+        body: '{"code": 10000, "data": "busy", "msg": "", "success": true}',
+        problem: "/data: Expected object",
+      },
+      { body: "[10000]", problem: "(the whole answer): Expected object" },
+    ];
+    for (const c of cases) {
+      const api = new HeygemApi({ baseUrl: await fixed(c.body), requestTimeoutMs: 2000 });
+      const err = await protocolError(api.query("c"));
+      expect(err.problem, c.body).toBe(c.problem);
+      expect(err.endpoint).toBe(`GET ${api.baseUrl}/easy/query?code=c`);
+    }
+  });
+
+  it("a submit answered with something else than HeyGem's JSON is a protocol error", async () => {
+    const api = new HeygemApi({
+      baseUrl: await fixed('{"ok": true}', "application/json"),
+      requestTimeoutMs: 2000,
+    });
+    const err = await protocolError(
+      api.submit({ code: "c", audioName: "a.wav", videoName: "v.mp4", options: OPTIONS }),
+    );
+    expect(err.message).toMatch(/^POST http:.*\/easy\/submit: HTTP 200, not a HeyGem reply: \/code: /);
   });
 
   it("reports other reply codes on a query as errors", async () => {

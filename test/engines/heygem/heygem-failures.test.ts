@@ -1,4 +1,5 @@
 import { afterEach, describe, expect, it } from "vitest";
+import { startScriptedServer } from "../../helpers/scripted-server.js";
 import { until } from "../../helpers/until.js";
 import { heygemHarness, tempFiles } from "./harness.js";
 
@@ -147,5 +148,24 @@ describe("heygem engine: failure classes", () => {
     expect(view.error?.kind).toBe("machine");
     expect(view.error?.message).toMatch(/did not answer for/);
     expect(await w.instance(gpu.name)).toMatchObject({ reachable: false, healthy: false, busy: false });
+  });
+
+  it("fails a job as the machine's when the container answers with something other than HeyGem's JSON", async () => {
+    // Say another web service took the container's port: it answers, but not the contract.
+    const impostor = await startScriptedServer(() => ({ body: "<html><h1>It works!</h1></html>" }));
+    const gpu = { name: "gpu-impostor", url: impostor.url, dataDir: await h.tempDir() };
+    const w = await h.worker([gpu]);
+    try {
+      await w.putJob("j1", await w.uploadInputs());
+      const view = await w.until("j1", "failed");
+      expect(view.error?.kind).toBe("machine");
+      expect(view.error?.message).toMatch(/no HeyGem instance can take the job/);
+      const instance = await w.instance(gpu.name);
+      expect(instance.healthy).toBe(false);
+      expect(instance.last_error).toMatch(/not a HeyGem reply: not JSON; body: <html><h1>It works!/);
+    } finally {
+      await w.stop();
+      await impostor.close();
+    }
   });
 });

@@ -2,7 +2,7 @@ import { readFile, rm, writeFile } from "node:fs/promises";
 import { hostname } from "node:os";
 import { join } from "node:path";
 import SQLite from "better-sqlite3";
-import { StartupError } from "../errors.js";
+import { StartupError } from "./errors.js";
 
 export interface DataDirLock {
   release(): Promise<void>;
