@@ -3,6 +3,7 @@ import { readdir, stat } from "node:fs/promises";
 import { basename, dirname } from "node:path";
 import SQLite from "better-sqlite3";
 import { Kysely, Migrator, type SqliteDatabase, SqliteDialect, type SqliteStatement } from "kysely";
+import { BoundedMap } from "../bounded-map.js";
 import { StartupError } from "../errors.js";
 import { migrationProvider } from "./migrations.js";
 import type { Database } from "./schema.js";
@@ -89,17 +90,13 @@ const CACHED_STATEMENTS = 256;
  * synchronous: a statement is never in use twice at once.
  */
 function withStatementCache(sqlite: SQLite.Database): SqliteDatabase {
-  const cache = new Map<string, SqliteStatement>();
+  const cache = new BoundedMap<string, SqliteStatement>(CACHED_STATEMENTS);
   return {
     close: () => sqlite.close(),
     prepare: (sql: string) => {
       let stmt = cache.get(sql);
       if (!stmt) {
         stmt = sqlite.prepare(sql);
-        if (cache.size >= CACHED_STATEMENTS) {
-          const oldest = cache.keys().next().value;
-          if (oldest !== undefined) cache.delete(oldest);
-        }
         cache.set(sql, stmt);
       }
       return stmt;

@@ -1,5 +1,6 @@
 import { EventEmitter } from "node:events";
 import { type CompiledQuery, type Kysely, sql, type Transaction } from "kysely";
+import { BoundedMap } from "../bounded-map.js";
 import type { FailureKind } from "../errors.js";
 import {
   type AttemptRow,
@@ -55,7 +56,7 @@ export class TaskStore {
    * through this class and drops its row here once committed, so a hit is never stale; only this
    * process writes the store (one gateway per store).
    */
-  private readonly recent = new Map<string, TaskRow>();
+  private readonly recent = new BoundedMap<string, TaskRow>(RECENT_TASKS);
 
   private writes = 0;
 
@@ -65,12 +66,7 @@ export class TaskStore {
   }
 
   private remember(task: TaskRow): void {
-    this.recent.delete(task.id);
     this.recent.set(task.id, task);
-    if (this.recent.size > RECENT_TASKS) {
-      const oldest = this.recent.keys().next().value;
-      if (oldest !== undefined) this.recent.delete(oldest);
-    }
   }
 
   private stamp(): string {
