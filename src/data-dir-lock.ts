@@ -1,4 +1,4 @@
-import { readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { hostname } from "node:os";
 import { join } from "node:path";
 import SQLite from "better-sqlite3";
@@ -57,4 +57,30 @@ export async function lockDataDir(dataDir: string, role: "gateway" | "worker"): 
 function describe(err: unknown): string {
   const code = (err as { code?: unknown }).code;
   return typeof code === "string" ? code : err instanceof Error ? err.message : String(err);
+}
+
+/**
+ * Runs `start` holding the data dir's lock: the lock is released when `start` fails, and when the
+ * handle it returns is closed (after the handle's own close, so nothing else writes there by then).
+ */
+export async function whileLocked<H extends { close(): Promise<void> }>(
+  dataDir: string,
+  role: "gateway" | "worker",
+  start: () => Promise<H>,
+): Promise<H> {
+  await mkdir(dataDir, { recursive: true });
+  const lock = await lockDataDir(dataDir, role);
+  try {
+    const handle = await start();
+    return {
+      ...handle,
+      close: async () => {
+        await handle.close();
+        await lock.release();
+      },
+    };
+  } catch (err) {
+    await lock.release();
+    throw err;
+  }
 }

@@ -1,10 +1,9 @@
-import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import multipart from "@fastify/multipart";
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from "fastify";
 import { BlobStore } from "../blobs/blob-store.js";
 import type { GatewayConfig } from "../config/gateway-config.js";
-import { lockDataDir } from "../data-dir-lock.js";
+import { whileLocked } from "../data-dir-lock.js";
 import { createEngine } from "../engines/registry.js";
 import { installErrorHandler } from "../http/error-handler.js";
 import type { Logger } from "../logger.js";
@@ -58,21 +57,7 @@ export async function startGateway(
   logger: Logger,
   options: GatewayOptions = {},
 ): Promise<GatewayHandle> {
-  await mkdir(config.dataDir, { recursive: true });
-  const lock = await lockDataDir(config.dataDir, "gateway");
-  try {
-    const handle = await startLocked(config, logger, options);
-    return {
-      ...handle,
-      close: async () => {
-        await handle.close();
-        await lock.release();
-      },
-    };
-  } catch (err) {
-    await lock.release();
-    throw err;
-  }
+  return whileLocked(config.dataDir, "gateway", () => startLocked(config, logger, options));
 }
 
 async function startLocked(

@@ -1,9 +1,8 @@
 import { createHash, timingSafeEqual } from "node:crypto";
-import { mkdir } from "node:fs/promises";
 import { isIPv6 } from "node:net";
 import fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from "fastify";
 import { BlobStore } from "../blobs/blob-store.js";
-import { lockDataDir } from "../data-dir-lock.js";
+import { whileLocked } from "../data-dir-lock.js";
 import type { Engine } from "../engines/engine.js";
 import { AppError } from "../errors.js";
 import { installErrorHandler } from "../http/error-handler.js";
@@ -49,21 +48,7 @@ export interface WorkerHandle {
 
 /** Starts the worker agent: the /v1 protocol server in front of one engine on this machine. */
 export async function startWorker(options: WorkerOptions): Promise<WorkerHandle> {
-  await mkdir(options.dataDir, { recursive: true });
-  const lock = await lockDataDir(options.dataDir, "worker");
-  try {
-    const handle = await startLocked(options);
-    return {
-      ...handle,
-      close: async () => {
-        await handle.close();
-        await lock.release();
-      },
-    };
-  } catch (err) {
-    await lock.release();
-    throw err;
-  }
+  return whileLocked(options.dataDir, "worker", () => startLocked(options));
 }
 
 async function startLocked(options: WorkerOptions): Promise<WorkerHandle> {
