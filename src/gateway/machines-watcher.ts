@@ -73,6 +73,11 @@ export class MachinesWatcher {
     this.status.loaded_at = this.stamp();
     this.last = text;
     this.logger.info({ file: this.file, machines: config.machines.length }, "machines file reloaded");
+    if (config.machines.length === 0)
+      this.logger.warn(
+        { file: this.file },
+        "the machines file lists no machines: tasks wait until one is added",
+      );
     this.apply(config);
   }
 

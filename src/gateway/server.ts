@@ -31,6 +31,7 @@ import { SpeedModel } from "./speed-model.js";
 import { TaskDeadline } from "./task-deadline.js";
 
 export const EMBEDDED_MACHINE = "embedded";
+const NO_MACHINES = "the machines file lists no machines: tasks wait until one is added";
 const TASK_URL = /^\/tasks\/([0-9a-f-]{36})(?:[/?]|$)/;
 
 export interface GatewayHandle {
@@ -101,6 +102,8 @@ async function startLocked(
     liveJobs: (machine) => machine.running,
   });
   for (const spec of config.machines) fleet.add(spec);
+  if (config.machinesFile && config.machines.length === 0 && !config.embedded)
+    logger.warn({ file: config.machinesFile }, NO_MACHINES);
   const draining = await machineStore.drainingMachines();
   for (const machine of fleet.list()) machine.setDraining(draining.has(machine.name));
 
