@@ -123,8 +123,28 @@ export class Machine {
     return this.#running;
   }
 
+  /**
+   * Slots new work may use: `max_concurrent` from machines.json, or fewer when the agent reports
+   * fewer (a worker started with `--max-concurrent 1` listed as 2 would queue the second job on
+   * the GPU box while the fleet counts it as running; issue 10).
+   */
+  get capacity(): number {
+    const reported = this.#info?.max_concurrent;
+    return reported !== undefined ? Math.min(this.#spec.max_concurrent, reported) : this.#spec.max_concurrent;
+  }
+
+  /** What an operator should know about this machine's configuration, in words. */
+  get warnings(): string[] {
+    const reported = this.#info?.max_concurrent;
+    if (reported === undefined || reported >= this.#spec.max_concurrent) return [];
+    return [
+      `the agent runs ${reported} job${reported === 1 ? "" : "s"} at once but machines.json says ` +
+        `max_concurrent ${this.#spec.max_concurrent}: running at ${reported}`,
+    ];
+  }
+
   get freeSlots(): number {
-    return Math.max(0, this.#spec.max_concurrent - this.#running.size);
+    return Math.max(0, this.capacity - this.#running.size);
   }
 
   // ---- slots ------------------------------------------------------------------------------------
@@ -134,7 +154,7 @@ export class Machine {
    * the machine may hold more attempts than slots until some end; no claim succeeds meanwhile.
    */
   tryClaim(attemptId: string, attempt: RunningAttempt): boolean {
-    if (this.#running.has(attemptId) || this.#running.size >= this.#spec.max_concurrent) return false;
+    if (this.#running.has(attemptId) || this.#running.size >= this.capacity) return false;
     this.#running.set(attemptId, attempt);
     return true;
   }

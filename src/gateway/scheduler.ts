@@ -67,7 +67,7 @@ export class Scheduler {
     const machines = this.options.fleet.list().filter((m) => m.placeable);
     const free = machines.reduce((n, m) => n + m.freeSlots, 0);
     if (free === 0) return;
-    const slots = machines.reduce((n, m) => n + m.spec.max_concurrent, 0);
+    const slots = machines.reduce((n, m) => n + m.capacity, 0);
     const tasks = await this.options.store.pendingTasks(Math.max(free, slots * LOOKAHEAD_PER_SLOT));
     if (tasks.length === 0) return;
     const now = this.options.clock.now();
@@ -94,7 +94,7 @@ export class Scheduler {
     const speed = this.options.speeds.speed(m.name);
     return {
       name: m.name,
-      maxConcurrent: m.spec.max_concurrent,
+      maxConcurrent: m.capacity,
       freeSlots: m.freeSlots,
       busyUntil: [...m.running.values()].map((a) =>
         Math.max(now, a.startedAt + a.audioDuration * speed * 1000),

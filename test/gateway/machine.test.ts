@@ -30,6 +30,23 @@ const HEALTH: Health = {
 };
 
 describe("Machine slots", () => {
+  it("runs at the agent's capacity when it reports fewer slots than machines.json, and says so", () => {
+    const m = machine(entry({ max_concurrent: 3 }));
+    expect(m.capacity).toBe(3);
+    m.probeSucceeded({ ...HEALTH, max_concurrent: 1 }, 0);
+    expect(m.capacity).toBe(1);
+    expect(m.warnings).toEqual([
+      "the agent runs 1 job at once but machines.json says max_concurrent 3: running at 1",
+    ]);
+    expect(m.tryClaim("a", attempt("a"))).toBe(true);
+    expect(m.tryClaim("b", attempt("b"))).toBe(false);
+    expect(m.freeSlots).toBe(0);
+    // An agent with more slots than listed gets only what machines.json allows, with no warning.
+    m.probeSucceeded({ ...HEALTH, max_concurrent: 8 }, 1);
+    expect(m.capacity).toBe(3);
+    expect(m.warnings).toEqual([]);
+  });
+
   it("claims up to max_concurrent slots, refuses the next, and frees a slot on release", () => {
     const m = machine(entry({ max_concurrent: 2 }));
     expect(m.tryClaim("a1", attempt())).toBe(true);

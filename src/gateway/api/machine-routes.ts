@@ -35,6 +35,8 @@ export async function machineRoutes(app: FastifyInstance, options: MachineRoutes
       draining: m.draining,
       running: m.running.size,
       max_concurrent: m.spec.max_concurrent,
+      capacity: m.capacity,
+      warnings: m.warnings,
       tasks_done: counts.get(m.name)?.done ?? 0,
       tasks_failed: counts.get(m.name)?.failed ?? 0,
       speed: measured ? Number(measured.value.toFixed(4)) : null,

@@ -144,7 +144,13 @@ export const MachineView = Type.Object(
     enabled: Type.Boolean(),
     draining: Type.Boolean(),
     running: Type.Integer({ description: "Attempts on it now" }),
-    max_concurrent: Type.Integer(),
+    max_concurrent: Type.Integer({ description: "As machines.json says" }),
+    capacity: Type.Integer({
+      description: "Slots in use for new work: max_concurrent, or fewer when the agent reports fewer",
+    }),
+    warnings: Type.Array(Type.String(), {
+      description: "Configuration the operator should look at, e.g. an agent with fewer slots than listed",
+    }),
     tasks_done: Type.Integer(),
     tasks_failed: Type.Integer(),
     speed: Nullable(Type.Number(), {
