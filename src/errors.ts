@@ -79,9 +79,18 @@ export class ProtocolError extends Error {
 
 const EXCERPT_CHARS = 200;
 
-function excerpt(body: string): string {
+/**
+ * The start of a body for a log line or `last_error`. A web page is named by its title: an
+ * operator who pointed machines.json at a web server or a HeyGem container's port should read
+ * what answered, not a screenful of markup (issue 10).
+ */
+export function excerpt(body: string): string {
   const flat = body.replace(/\s+/g, " ").trim();
   if (flat === "") return "(empty)";
+  if (/^(<!doctype html|<html|<head|<body)/i.test(flat)) {
+    const title = /<title[^>]*>([^<]*)<\/title>/i.exec(flat)?.[1]?.trim();
+    return title ? `an HTML page titled "${title.slice(0, 80)}"` : "an HTML page";
+  }
   return flat.length > EXCERPT_CHARS ? `${flat.slice(0, EXCERPT_CHARS)}…` : flat;
 }
 

@@ -2,7 +2,7 @@ import { createReadStream } from "node:fs";
 import type { Readable } from "node:stream";
 import { Agent, type Dispatcher, request } from "undici";
 import { type ErrorCode, failureKindOf } from "../error-codes.js";
-import { type FailureKind, ProtocolError } from "../errors.js";
+import { excerpt, type FailureKind, ProtocolError } from "../errors.js";
 import { describeNetworkError } from "../http/network-error.js";
 import { ReplySchema } from "../http/reply-schema.js";
 import { bearer, ErrorBody, Health, JobView, type PutJobBody, StoredBlob, TOKEN_HEADER } from "./schemas.js";
@@ -257,5 +257,10 @@ function refusal(status: number, text: string): WorkerHttpError {
   }
   if (ErrorReply.matches(parsed))
     return new WorkerHttpError(status, parsed.error, parsed.message, parsed.field);
-  return new WorkerHttpError(status, `HTTP_${status}`, text.slice(0, 300) || `HTTP ${status}`);
+  return new WorkerHttpError(
+    status,
+    `HTTP_${status}`,
+    `HTTP ${status} with ${excerpt(text)}: not a worker agent's answer; machines.json must name the ` +
+      "agent (multi-heygem worker, port 8000 by default), not a HeyGem container or a web server",
+  );
 }

@@ -66,14 +66,27 @@ describe("WorkerClient checks every answer against the protocol", () => {
     expect((await protocolError(client.health())).problem).toBe("/running: Expected required property");
   });
 
-  it("an HTML page where JSON belongs, with the start of the page in the message", async () => {
-    const page = `<html><body>${"Welcome to nginx! ".repeat(40)}</body></html>`;
+  it("an HTML page where JSON belongs: named as a page by its title, not quoted", async () => {
+    const page = `<html><head><title>Welcome to nginx!</title></head><body>${"Welcome! ".repeat(40)}</body></html>`;
     const client = await clientOf(() => ({ body: page }));
     const err = await protocolError(client.getJob("job-1"));
     expect(err.problem).toBe("not JSON");
     expect(err.status).toBe(200);
-    expect(err.message).toContain("<html><body>Welcome to nginx!");
-    expect(err.message.length).toBeLessThan(400);
+    expect(err.message).toContain('body: an HTML page titled "Welcome to nginx!"');
+    expect(err.message).not.toContain("<");
+  });
+
+  it("an error page from something that is not a worker agent says so (issue 10)", async () => {
+    const client = await clientOf(() => ({
+      status: 404,
+      body: "<!DOCTYPE html><html><head><title>404 Not Found</title></head><body><h1>Not Found</h1></body></html>",
+    }));
+    const err = await client.health().catch((e: unknown) => e);
+    expect(err).toMatchObject({ name: "WorkerHttpError", status: 404, code: "HTTP_404", kind: "machine" });
+    expect((err as Error).message).toMatch(
+      /^HTTP 404 with an HTML page titled "404 Not Found": not a worker agent's answer; machines.json must name the agent/,
+    );
+    expect((err as Error).message).not.toContain("<");
   });
 
   it("a job view with a status outside the protocol, or of another job", async () => {

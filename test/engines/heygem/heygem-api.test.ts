@@ -80,7 +80,7 @@ describe("HeygemApi", () => {
     const proxy = await fixed("<html>502 Bad Gateway</html>", "text/html", 502);
     const err = await protocolError(new HeygemApi({ baseUrl: proxy, requestTimeoutMs: 2000 }).query("c"));
     expect(err.message).toMatch(
-      /HTTP 502, not a HeyGem reply: not JSON; body: <html>502 Bad Gateway<\/html>/,
+      /HTTP 502, not a HeyGem reply: not JSON; body: an HTML page$/,
     );
   });
 

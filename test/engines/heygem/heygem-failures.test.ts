@@ -162,7 +162,7 @@ describe("heygem engine: failure classes", () => {
       expect(view.error?.message).toMatch(/no HeyGem instance can take the job/);
       const instance = await w.instance(gpu.name);
       expect(instance.healthy).toBe(false);
-      expect(instance.last_error).toMatch(/not a HeyGem reply: not JSON; body: <html><h1>It works!/);
+      expect(instance.last_error).toMatch(/not a HeyGem reply: not JSON; body: an HTML page/);
     } finally {
       await w.stop();
       await impostor.close();
