@@ -24,9 +24,16 @@ const running = new Set<ChildProcess>();
 export async function startCli(
   args: string[],
   readyMessage: string,
-  options: { env?: NodeJS.ProcessEnv; cwd?: string; timeoutMs?: number } = {},
+  options: {
+    env?: NodeJS.ProcessEnv;
+    cwd?: string;
+    timeoutMs?: number;
+    /** Another `multi-heygem` executable (an installed package's) instead of this build's. */
+    program?: string;
+  } = {},
 ): Promise<Started> {
-  const child = spawn(process.execPath, [CLI, ...args], {
+  const [command, argv] = options.program ? [options.program, args] : [process.execPath, [CLI, ...args]];
+  const child = spawn(command, argv, {
     cwd: options.cwd ?? process.cwd(),
     env: { ...process.env, ...options.env },
     stdio: ["ignore", "pipe", "pipe"],
