@@ -35,7 +35,7 @@ addOptions(
   GATEWAY_OPTIONS,
 ).action(async (flags: GatewayFlags, command: Command) => {
   const config = namingEnv(command, () => resolveGatewayConfig(flags));
-  const logger = createLogger({ level: config.logLevel });
+  const logger = createLogger({ level: config.logLevel, format: config.logFormat });
   const { startGateway } = await import("./gateway/server.js");
   const gateway = await startGateway(config, logger);
   closeOnSignals(logger, () => gateway.close());
@@ -49,7 +49,7 @@ addOptions(
   { engine: engineNames() },
 ).action(async (flags: WorkerFlags, command: Command) => {
   const config = namingEnv(command, () => resolveWorkerConfig(flags, engineNames()));
-  const logger = createLogger({ level: config.logLevel });
+  const logger = createLogger({ level: config.logLevel, format: config.logFormat });
   const { startWorker } = await import("./worker/agent.js");
   const engine = createEngine(config.engine, { maxConcurrent: config.maxConcurrent, logger, config });
   const worker = await startWorker({

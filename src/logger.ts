@@ -4,22 +4,25 @@ export type { Logger };
 
 export interface LoggerOptions {
   level?: string;
-  /** Human-readable lines; defaults to "stdout is a terminal". */
-  pretty?: boolean;
+  /** `json` lines for machines, `pretty` lines for people; by default pretty on a terminal. */
+  format?: "json" | "pretty" | undefined;
 }
 
-/** JSON lines for machines to read, pretty lines when a person watches a terminal. */
+/**
+ * JSON lines for machines to read, pretty lines when a person watches a terminal; ISO-8601 UTC
+ * times in both (issue 10), so lines from machines in different zones sort and compare as text.
+ */
 export function createLogger(options: LoggerOptions = {}): Logger {
   const level = options.level ?? "info";
-  const pretty = options.pretty ?? process.stdout.isTTY === true;
-  if (pretty) {
+  const format = options.format ?? (process.stdout.isTTY === true ? "pretty" : "json");
+  if (format === "pretty") {
     return pino({
       level,
       transport: {
         target: "pino-pretty",
-        options: { translateTime: "SYS:HH:MM:ss.l", ignore: "pid,hostname" },
+        options: { translateTime: "UTC:yyyy-mm-dd'T'HH:MM:ss.l'Z'", ignore: "pid,hostname" },
       },
     });
   }
-  return pino({ level });
+  return pino({ level, timestamp: pino.stdTimeFunctions.isoTime });
 }

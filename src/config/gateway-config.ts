@@ -37,6 +37,8 @@ export interface GatewayConfig {
   readonly callbackRetryBaseMs: number;
   readonly callbackTimeoutMs: number;
   readonly logLevel: string;
+  /** `undefined`: pretty on a terminal, else JSON lines. */
+  readonly logFormat: "json" | "pretty" | undefined;
 }
 
 /** Raw option values as commander hands them over (gateway-options.ts). */
@@ -74,5 +76,6 @@ export function resolveGatewayConfig(flags: GatewayFlags, cwd = process.cwd()): 
     callbackRetryBaseMs: options.callbackRetry,
     callbackTimeoutMs: options.callbackTimeout,
     logLevel: options.logLevel,
+    logFormat: options.logFormat,
   });
 }

@@ -1,6 +1,6 @@
 import { type OptionTable, option } from "./options.js";
 import { PLACEMENT_NAMES } from "./placement-names.js";
-import { integer, logLevel, milliseconds, oneOf, onOff, path, text } from "./value-types.js";
+import { integer, LOG_FORMATS, logLevel, milliseconds, oneOf, onOff, path, text } from "./value-types.js";
 
 /** Used when it exists and no --config is given. */
 export const DEFAULT_MACHINES_FILE = "config/machines.json";
@@ -185,5 +185,13 @@ export const GATEWAY_OPTIONS = {
     type: logLevel,
     default: "info",
     description: "pino level",
+  }),
+  logFormat: option({
+    flag: "--log-format",
+    value: "<format>",
+    env: "LOG_FORMAT",
+    type: oneOf(LOG_FORMATS),
+    defaultText: "json (pretty on a terminal)",
+    description: "json lines or pretty lines, both with ISO-8601 UTC times",
   }),
 } satisfies OptionTable;

@@ -103,3 +103,4 @@ export const exitCodes: ValueType<readonly number[]> = {
 export const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 export const logLevel = oneOf(LOG_LEVELS);
+export const LOG_FORMATS = ["json", "pretty"] as const;

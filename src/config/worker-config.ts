@@ -17,6 +17,8 @@ export interface WorkerConfig {
   readonly token: string | undefined;
   readonly resultRetentionMs: number;
   readonly logLevel: string;
+  /** `undefined`: pretty on a terminal, else JSON lines. */
+  readonly logFormat: "json" | "pretty" | undefined;
   /** The command engine's template and limits; set when --command is given (--engine command needs it). */
   readonly command?: CommandEngineSettings;
   readonly simulate: SimulateEngineSettings;
@@ -70,6 +72,7 @@ export function resolveWorkerConfig(
     token: options.token,
     resultRetentionMs: options.resultRetentionHours * 3_600_000,
     logLevel: options.logLevel,
+    logFormat: options.logFormat,
     ...(command ? { command } : {}),
     simulate: resolveSimulateSettings(options),
     ...(configFile ? { configFile } : {}),

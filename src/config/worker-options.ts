@@ -1,6 +1,17 @@
 import { SIMULATE_DEFAULTS } from "../engines/simulate-engine.js";
 import { type OptionTable, option } from "./options.js";
-import { decimal, exitCodes, integer, logLevel, milliseconds, path, repeated, text } from "./value-types.js";
+import {
+  decimal,
+  exitCodes,
+  integer,
+  LOG_FORMATS,
+  logLevel,
+  milliseconds,
+  oneOf,
+  path,
+  repeated,
+  text,
+} from "./value-types.js";
 
 /**
  * `multi-heygem worker`'s options (options.ts), in `--help` order, in parts by engine. The README's
@@ -245,5 +256,14 @@ export const WORKER_OPTIONS = {
     default: "info",
     file: "log_level",
     description: "pino level",
+  }),
+  logFormat: option({
+    flag: "--log-format",
+    value: "<format>",
+    env: "LOG_FORMAT",
+    type: oneOf(LOG_FORMATS),
+    defaultText: "json (pretty on a terminal)",
+    file: "log_format",
+    description: "json lines or pretty lines, both with ISO-8601 UTC times",
   }),
 } satisfies OptionTable;

@@ -251,7 +251,14 @@ async function startLocked(
   const port = typeof address === "object" && address ? address.port : config.port;
   const url = `http://${config.host === "0.0.0.0" ? "127.0.0.1" : config.host}:${port}`;
   logger.info(
-    { url, docs: `${url}/docs`, data_dir: config.dataDir, machines: fleet.list().length },
+    {
+      url,
+      docs: `${url}/docs`,
+      data_dir: config.dataDir,
+      machines_file: config.machinesFile ?? null,
+      machines: fleet.list().map((m) => m.name),
+      embedded_worker: embedded !== undefined,
+    },
     "gateway listening",
   );
 

@@ -105,6 +105,7 @@ describe("the options tables", () => {
       "token",
       "result_retention_hours",
       "log_level",
+      "log_format",
     ]);
     expect(Object.keys(fileProperties(WORKER_OPTIONS, "heygem"))).toContain("poll_interval_ms");
     expect(Object.keys(fileProperties(TRY, "timers"))).toEqual(["grace_ms"]);

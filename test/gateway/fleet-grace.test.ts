@@ -49,7 +49,7 @@ describe("fleet grace period (fake clock)", () => {
       requestTimeoutMs: 5000,
       failureThreshold: 2,
       graceMs: GRACE_MS,
-      logger: createLogger({ level: "silent", pretty: false }),
+      logger: createLogger({ level: "silent", format: "json" }),
       onChange: () => undefined,
       onLost: (m) => lost.push({ machine: m.name, at: clock.now() }),
       liveJobs: (m) => m.running,

@@ -39,7 +39,7 @@ describe("task deadline (fake clock)", () => {
       },
       timeoutMs: TIMEOUT_MS,
       checkEveryMs: CHECK_MS,
-      logger: createLogger({ level: "silent", pretty: false }),
+      logger: createLogger({ level: "silent", format: "json" }),
     });
   });
 

@@ -34,7 +34,7 @@ export async function startTestGateway(
   );
   const handle = await startGateway(
     config,
-    createLogger({ level: process.env.TEST_LOG_LEVEL ?? "silent", pretty: false }),
+    createLogger({ level: process.env.TEST_LOG_LEVEL ?? "silent", format: "json" }),
   );
   return Object.assign(handle, { dataDir: dir });
 }
@@ -73,6 +73,6 @@ export async function startLocalWorker(dataDir: string, engine: Engine): Promise
     port: 0,
     dataDir,
     engine,
-    logger: createLogger({ level: "silent", pretty: false }),
+    logger: createLogger({ level: "silent", format: "json" }),
   });
 }
