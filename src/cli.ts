@@ -4,10 +4,11 @@ import { type GatewayFlags, resolveGatewayConfig } from "./config/gateway-config
 import { GATEWAY_OPTIONS } from "./config/gateway-options.js";
 import { ENV_PREFIX, helpText, type OptionTable } from "./config/options.js";
 import { collect, repeated } from "./config/value-types.js";
-import { resolveWorkerConfig, type WorkerFlags } from "./config/worker-config.js";
+import { checkWorkerExposure, resolveWorkerConfig, type WorkerFlags } from "./config/worker-config.js";
 import { WORKER_OPTIONS } from "./config/worker-options.js";
 import { createEngine, engineNames } from "./engines/registry.js";
 import { ConfigError, StartupError } from "./errors.js";
+import { isLoopbackHost } from "./http/loopback.js";
 import { createLogger, type Logger } from "./logger.js";
 import { VERSION } from "./version.js";
 
@@ -49,7 +50,15 @@ addOptions(
   { engine: engineNames() },
 ).action(async (flags: WorkerFlags, command: Command) => {
   const config = namingEnv(command, () => resolveWorkerConfig(flags, engineNames()));
+  checkWorkerExposure(config);
   const logger = createLogger({ level: config.logLevel });
+  if (config.token === undefined && !isLoopbackHost(config.host)) {
+    logger.warn(
+      { host: config.host },
+      "--insecure-no-token: this worker has NO token and listens on the network; anyone who reaches it " +
+        "can run jobs, read results and delete files. Set --token (and the gateway's --worker-token)",
+    );
+  }
   const { startWorker } = await import("./worker/agent.js");
   const engine = createEngine(config.engine, { maxConcurrent: config.maxConcurrent, logger, config });
   const worker = await startWorker({

@@ -1,6 +1,16 @@
 import { SIMULATE_DEFAULTS } from "../engines/simulate-engine.js";
 import { type OptionTable, option } from "./options.js";
-import { decimal, exitCodes, integer, logLevel, milliseconds, path, repeated, text } from "./value-types.js";
+import {
+  decimal,
+  exitCodes,
+  integer,
+  logLevel,
+  milliseconds,
+  onOff,
+  path,
+  repeated,
+  text,
+} from "./value-types.js";
 
 /**
  * `multi-heygem worker`'s options (options.ts), in `--help` order, in parts by engine. The README's
@@ -62,6 +72,15 @@ const AGENT_OPTIONS = {
     type: text,
     file: "token",
     description: "shared secret the gateway must send",
+  }),
+  // Flag only, never in worker.json: running open to the network is decided on each start.
+  insecureNoToken: option({
+    flag: "--insecure-no-token",
+    env: "INSECURE_NO_TOKEN",
+    type: onOff,
+    default: false,
+    description:
+      "start without --token even on a network address (anyone who reaches it can run and delete jobs)",
   }),
   resultRetentionHours: option({
     flag: "--result-retention-hours",

@@ -136,11 +136,23 @@ async function startLocked(options: WorkerOptions): Promise<WorkerHandle> {
 function requireToken(app: FastifyInstance, token: string): void {
   // Compared as digests so that neither the content nor the length leaks through timing.
   const expected = digest(bearer(token));
-  app.addHook("onRequest", async (request) => {
+  app.addHook("onRequest", async (request, reply) => {
     const given = request.headers[TOKEN_HEADER];
-    if (typeof given !== "string" || !timingSafeEqual(digest(given), expected)) {
-      throw new AppError("UNAUTHORIZED", 401, "this worker needs its token: authorization: Bearer <token>");
+    if (typeof given === "string" && timingSafeEqual(digest(given), expected)) return;
+    // Told apart so that an operator sees at once whether the gateway sends no token or another one.
+    void reply.header("www-authenticate", 'Bearer realm="multi-heygem-worker"');
+    if (typeof given !== "string" || !/^Bearer +\S/i.test(given)) {
+      throw new AppError(
+        "UNAUTHORIZED",
+        401,
+        "this worker needs its token: send Authorization: Bearer <token>",
+      );
     }
+    throw new AppError(
+      "TOKEN_MISMATCH",
+      401,
+      "the worker token does not match (the gateway's --worker-token or worker_token must equal this worker's --token)",
+    );
   });
 }
 
