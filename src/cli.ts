@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { resolve } from "node:path";
 import { Command, CommanderError, Option } from "commander";
 import { type GatewayFlags, resolveGatewayConfig } from "./config/gateway-config.js";
 import { GATEWAY_OPTIONS } from "./config/gateway-options.js";
@@ -8,6 +9,7 @@ import { checkWorkerExposure, resolveWorkerConfig, type WorkerFlags } from "./co
 import { WORKER_OPTIONS } from "./config/worker-options.js";
 import { createEngine, engineNames } from "./engines/registry.js";
 import { ConfigError, StartupError } from "./errors.js";
+import { ROLES } from "./gateway/auth/api-keys.js";
 import { isLoopbackHost } from "./http/loopback.js";
 import { createLogger, type Logger } from "./logger.js";
 import { VERSION } from "./version.js";
@@ -78,6 +80,47 @@ addOptions(
     await engine.close?.();
   });
 });
+
+const keys = program
+  .command("keys")
+  .description("the gateway's API keys file (--api-keys): add, list or remove keys");
+const keysFile = () =>
+  new Option("--file <file>", "the API keys file").env(`${ENV_PREFIX}API_KEYS`).makeOptionMandatory();
+keys
+  .command("add")
+  .description("make a new random key, store only its SHA-256, and print the key once on stdout")
+  .requiredOption("--name <name>", "who holds the key, e.g. shop; becomes the owner of its tasks")
+  .requiredOption("--role <role>", `${ROLES.join(" or ")}`)
+  .addOption(keysFile())
+  .action(async (flags: { name: string; role: string; file: string }) => {
+    const { addKey } = await import("./gateway/auth/keys-file-editor.js");
+    const key = await addKey(resolve(flags.file), flags.name, flags.role);
+    // The key alone on stdout, so that `KEY=$(multi-heygem keys add …)` takes it; the note beside it.
+    process.stdout.write(`${key}\n`);
+    process.stderr.write(
+      `multi-heygem: added key "${flags.name}" (${flags.role}) to ${flags.file}; it is shown only this once\n`,
+    );
+  });
+keys
+  .command("list")
+  .description("the keys' names, roles and hash prefixes (the keys themselves are not stored)")
+  .addOption(keysFile())
+  .action(async (flags: { file: string }) => {
+    const { listKeys } = await import("./gateway/auth/keys-file-editor.js");
+    for (const key of listKeys(resolve(flags.file))) {
+      process.stdout.write(`${key.name}\t${key.role}\tsha256:${key.sha256.slice(0, 12)}…\n`);
+    }
+  });
+keys
+  .command("remove")
+  .description("remove a key; a running gateway refuses it once it has re-read the file")
+  .requiredOption("--name <name>", "the key to remove")
+  .addOption(keysFile())
+  .action(async (flags: { name: string; file: string }) => {
+    const { removeKey } = await import("./gateway/auth/keys-file-editor.js");
+    await removeKey(resolve(flags.file), flags.name);
+    process.stderr.write(`multi-heygem: removed key "${flags.name}" from ${flags.file}\n`);
+  });
 
 /**
  * The command's flags from its options table: help text with the default, environment variable,

@@ -35,6 +35,20 @@ export class NotFoundError extends AppError {
   }
 }
 
+/** No credentials, or credentials nobody issued; the answer carries `WWW-Authenticate`. */
+export class UnauthorizedError extends AppError {
+  constructor(code: string, message: string) {
+    super(code, 401, message);
+  }
+}
+
+/** Known credentials that do not allow this request. */
+export class ForbiddenError extends AppError {
+  constructor(code: string, message: string, field?: string) {
+    super(code, 403, message, field);
+  }
+}
+
 export class ConflictError extends AppError {
   constructor(code: string, message: string) {
     super(code, 409, message);

@@ -56,6 +56,7 @@ export async function machineRoutes(app: FastifyInstance, options: MachineRoutes
   api.get(
     "/machines",
     {
+      config: { access: "admin" },
       schema: {
         summary: "The fleet: each machine's state, load, history and measured speed",
         tags: ["machines"],
@@ -84,12 +85,15 @@ export async function machineRoutes(app: FastifyInstance, options: MachineRoutes
   });
   api.post(
     "/machines/:name/drain",
-    { schema: flagSchema("Give the machine no new work; what it runs finishes (kept across restarts)") },
+    {
+      config: { access: "admin" },
+      schema: flagSchema("Give the machine no new work; what it runs finishes (kept across restarts)"),
+    },
     setDraining(true),
   );
   api.post(
     "/machines/:name/resume",
-    { schema: flagSchema("Undo a drain: the machine takes work again") },
+    { config: { access: "admin" }, schema: flagSchema("Undo a drain: the machine takes work again") },
     setDraining(false),
   );
 }
