@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { readFile, stat, writeFile } from "node:fs/promises";
+import { mkdir, readFile, rename, stat, symlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { bearer, testKey, writeKeysFile } from "../helpers/api-keys.js";
@@ -153,5 +153,24 @@ describe("the API keys file", () => {
     expect(removed.code, removed.stderr).toBe(0);
     await until(async () => (await status(later)) === 401, 10_000, { what: "the removed key is refused" });
     expect(await status(shop)).toBe(200);
+  });
+
+  it("follows a Kubernetes-style secret, whose update swaps a ..data symlink and names no file", async () => {
+    const shop = testKey("shop", "submit");
+    const later = testKey("later", "submit");
+    await mkdir(join(dir, "v1"));
+    await mkdir(join(dir, "v2"));
+    await writeKeysFile(join(dir, "v1", "keys.json"), [shop]);
+    await writeKeysFile(join(dir, "v2", "keys.json"), [shop, later]);
+    await symlink("v1", join(dir, "..data"));
+    await symlink(join("..data", "keys.json"), file);
+    const gateway = await startGatewayProcess(gatewayArgs(), { cwd: dir });
+    const status = async (key: typeof shop) =>
+      (await fetch(`${gateway.url}/tasks`, { headers: bearer(key) })).status;
+    expect(await status(later)).toBe(401);
+
+    await symlink("v2", join(dir, "..data_tmp"));
+    await rename(join(dir, "..data_tmp"), join(dir, "..data"));
+    await until(async () => (await status(later)) === 200, 10_000, { what: "the swapped secret is read" });
   });
 });

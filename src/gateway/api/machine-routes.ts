@@ -81,7 +81,8 @@ export async function machineRoutes(app: FastifyInstance, options: MachineRoutes
     summary,
     tags: ["machines"],
     params: NameParams,
-    response: { 200: Type.Ref(MachineView), 404: Type.Ref(ErrorBody) },
+    // 415: a text/plain or form body, which a web page could send cross-site (cross-site.ts).
+    response: { 200: Type.Ref(MachineView), 404: Type.Ref(ErrorBody), 415: Type.Ref(ErrorBody) },
   });
   api.post(
     "/machines/:name/drain",
