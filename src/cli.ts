@@ -54,6 +54,7 @@ addOptions(
   const config = namingEnv(command, () => resolveWorkerConfig(flags, engineNames()));
   checkWorkerExposure(config);
   const logger = createLogger({ level: config.logLevel });
+  // Past checkWorkerExposure this is a worker started open on purpose (--insecure-no-token).
   if (config.token === undefined && !isLoopbackHost(config.host)) {
     logger.warn(
       { host: config.host },
