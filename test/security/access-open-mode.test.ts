@@ -1,3 +1,4 @@
+import { request } from "node:http";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { removeDir, startTestGateway, taskForm, tempDir } from "../helpers/gateway.js";
@@ -98,6 +99,33 @@ describe("open mode (no --api-keys)", () => {
       remoteAddress: "::ffff:127.0.0.1",
     });
     expect(mapped.statusCode).toBe(200);
+  });
+
+  it("refuses machine administration to a web page rebound to 127.0.0.1 (its Host names it)", async () => {
+    const port = new URL(gateway.url).port;
+    const post = (host: string) =>
+      new Promise<{ status: number; body: string }>((resolve, reject) => {
+        const req = request(
+          { host: "127.0.0.1", port, method: "POST", path: "/machines/embedded/drain", headers: { host } },
+          (res) => {
+            let body = "";
+            res.on("data", (d: Buffer) => {
+              body += d.toString();
+            });
+            res.on("end", () => resolve({ status: res.statusCode ?? 0, body }));
+          },
+        );
+        req.on("error", reject);
+        req.end();
+      });
+    const rebound = await post(`evil.example:${port}`);
+    expect(rebound.status).toBe(403);
+    expect(JSON.parse(rebound.body)).toMatchObject({ error: "ADMIN_LOOPBACK_ONLY" });
+    expect(await draining()).toBe(false);
+    for (const host of [`localhost:${port}`, `127.0.0.1:${port}`]) {
+      expect((await post(host)).status, host).toBe(200);
+    }
+    expect((await fetch(`${gateway.url}/machines/embedded/resume`, { method: "POST" })).status).toBe(200);
   });
 
   it("says plainly at start-up that the API is open", async () => {

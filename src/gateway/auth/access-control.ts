@@ -1,6 +1,6 @@
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import { ForbiddenError, UnauthorizedError } from "../../errors.js";
-import { isLoopbackAddress } from "../../http/loopback.js";
+import { isLoopbackAddress, isLoopbackHost } from "../../http/loopback.js";
 import type { ApiKey, ApiKeySet } from "./api-keys.js";
 
 /**
@@ -46,12 +46,22 @@ export function installAccessControl(
     if (access === "public") return;
     const keys = options.keys();
     if (keys === undefined) {
+      if (access !== "admin") return;
       // Not request.ip: no proxy header may make a remote client look local.
-      if (access === "admin" && !isLoopbackAddress(request.socket.remoteAddress)) {
+      if (!isLoopbackAddress(request.socket.remoteAddress)) {
         throw new ForbiddenError(
           "ADMIN_LOOPBACK_ONLY",
           "without API keys, machine administration answers only on the gateway's own machine; " +
             "configure --api-keys and use an admin key",
+        );
+      }
+      // A web page whose name is rebound to 127.0.0.1 reaches us from a browser on this machine,
+      // as its own origin; only its Host header still names it (DNS rebinding).
+      if (!isLoopbackHost(hostName(request.headers.host))) {
+        throw new ForbiddenError(
+          "ADMIN_LOOPBACK_ONLY",
+          "without API keys, machine administration answers only to requests addressed to localhost, " +
+            "127.0.0.1 or [::1]; configure --api-keys and use an admin key",
         );
       }
       return;
@@ -77,6 +87,16 @@ export function installAccessControl(
     }
     request.apiKey = key;
   });
+}
+
+/** `127.0.0.1` of `127.0.0.1:8101`, `[::1]` of `[::1]:8101`; "" when there is none. */
+function hostName(host: string | undefined): string {
+  if (host === undefined) return "";
+  try {
+    return new URL(`http://${host}`).hostname;
+  } catch {
+    return "";
+  }
 }
 
 /** The key in `Authorization: Bearer <key>`, or undefined when there is none. */
