@@ -6,6 +6,7 @@ import { BlobStore } from "../blobs/blob-store.js";
 import type { Engine } from "../engines/engine.js";
 import { AppError } from "../errors.js";
 import { installErrorHandler } from "../http/error-handler.js";
+import { isLoopbackHost } from "../http/loopback.js";
 import type { Logger } from "../logger.js";
 import { logMediaTools } from "../media/media-tools-log.js";
 import { bearer, TOKEN_HEADER } from "../protocol/schemas.js";
@@ -92,6 +93,7 @@ async function startLocked(options: WorkerOptions): Promise<WorkerHandle> {
   });
   installErrorHandler(app);
   if (options.token !== undefined) requireToken(app, options.token);
+  else if (isLoopbackHost(options.host)) requireLoopbackHost(app);
   await registerWorkerRoutes(app, {
     engine: options.engine,
     blobs,
@@ -153,6 +155,30 @@ function requireToken(app: FastifyInstance, token: string): void {
       401,
       "the worker token does not match (the gateway's --worker-token or worker_token must equal this worker's --token)",
     );
+  });
+}
+
+/**
+ * A worker without a token is allowed on loopback only (issue 9), but a web page whose name is
+ * rebound to 127.0.0.1 reaches loopback from a browser on this machine; its Host header still
+ * names it (DNS rebinding), so such a worker answers only requests addressed to loopback.
+ */
+function requireLoopbackHost(app: FastifyInstance): void {
+  app.addHook("onRequest", async (request) => {
+    let host = "";
+    try {
+      host = new URL(`http://${request.headers.host ?? ""}`).hostname;
+    } catch {
+      host = "";
+    }
+    if (!isLoopbackHost(host)) {
+      throw new AppError(
+        "FORBIDDEN",
+        403,
+        "this worker has no token, so it answers only requests addressed to 127.0.0.1, localhost or [::1]; " +
+          "give it a --token to reach it by another name",
+      );
+    }
   });
 }
 

@@ -1,3 +1,4 @@
+import { request } from "node:http";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { removeDir, tempDir } from "../helpers/gateway.js";
@@ -99,5 +100,24 @@ describe("worker tokens", () => {
       headers: { authorization: "Bearer not-it" },
     });
     expect(del.status).toBe(401);
+  });
+
+  it("a loopback worker without a token answers only requests addressed to loopback (DNS rebinding)", async () => {
+    const started = await startWorkerProcess(["--data-dir", join(dir, "w")], {
+      env: { MULTI_HEYGEM_WORKER_TOKEN: "" },
+    });
+    const port = new URL(started.url).port;
+    const get = (host: string) =>
+      new Promise<number>((resolve, reject) => {
+        const req = request({ host: "127.0.0.1", port, path: "/v1/health", headers: { host } }, (res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
+        });
+        req.on("error", reject);
+        req.end();
+      });
+    expect(await get(`evil.example:${port}`)).toBe(403);
+    expect(await get(`127.0.0.1:${port}`)).toBe(200);
+    expect(await get(`localhost:${port}`)).toBe(200);
   });
 });
