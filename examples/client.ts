@@ -2,7 +2,7 @@
  * A small typed client for the Multi-HeyGem gateway (Node 20+, no dependencies).
  *
  *   import { MultiHeyGemClient } from "./client.js";
- *   const client = new MultiHeyGemClient("http://localhost:8101");
+ *   const client = new MultiHeyGemClient("http://localhost:8101");   // add an API key as 2nd argument
  *   const task = await client.createTask({ audio: "speech.wav", video: "person.mp4" });
  *   const done = await client.waitFor(task.task_id);
  *   await client.downloadResult(done.task_id, "out.mp4");
@@ -48,15 +48,27 @@ export class MultiHeyGemError extends Error {
 }
 
 export class MultiHeyGemClient {
-  constructor(private readonly baseUrl = "http://localhost:8101") {}
+  private readonly headers: Record<string, string>;
+
+  /** `apiKey`: a key from the gateway's --api-keys file (`multi-heygem keys add`); none in open mode. */
+  constructor(
+    private readonly baseUrl = "http://localhost:8101",
+    apiKey?: string,
+  ) {
+    this.headers = apiKey ? { authorization: `Bearer ${apiKey}` } : {};
+  }
 
   async createTask(input: CreateTaskInput): Promise<Task> {
-    const res = await fetch(`${this.baseUrl}/tasks`, { method: "POST", body: await form(input) });
+    const res = await fetch(`${this.baseUrl}/tasks`, {
+      method: "POST",
+      headers: this.headers,
+      body: await form(input),
+    });
     return json<Task>(res);
   }
 
   async getTask(taskId: string): Promise<Task> {
-    return json<Task>(await fetch(`${this.baseUrl}/tasks/${taskId}`));
+    return json<Task>(await fetch(`${this.baseUrl}/tasks/${taskId}`, { headers: this.headers }));
   }
 
   /** Polls until the task is completed or failed. */
@@ -70,14 +82,18 @@ export class MultiHeyGemClient {
 
   /** Streams the MP4 to `path`. */
   async downloadResult(taskId: string, path: string): Promise<void> {
-    const res = await fetch(`${this.baseUrl}/tasks/${taskId}/result`);
+    const res = await fetch(`${this.baseUrl}/tasks/${taskId}/result`, { headers: this.headers });
     if (!res.ok || !res.body) await json(res);
     await pipeline(Readable.fromWeb(res.body as WebReadableStream<Uint8Array>), createWriteStream(path));
   }
 
   /** One call: upload, wait, save the MP4 to `path`. Returns the task id. */
   async generate(input: CreateTaskInput, path: string): Promise<string> {
-    const res = await fetch(`${this.baseUrl}/tasks/sync`, { method: "POST", body: await form(input) });
+    const res = await fetch(`${this.baseUrl}/tasks/sync`, {
+      method: "POST",
+      headers: this.headers,
+      body: await form(input),
+    });
     if (res.status !== 200 || !res.body) await json(res);
     await pipeline(Readable.fromWeb(res.body as WebReadableStream<Uint8Array>), createWriteStream(path));
     return res.headers.get("x-task-id") ?? "";

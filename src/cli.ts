@@ -1,13 +1,16 @@
 #!/usr/bin/env node
+import { resolve } from "node:path";
 import { Command, CommanderError, Option } from "commander";
 import { type GatewayFlags, resolveGatewayConfig } from "./config/gateway-config.js";
 import { GATEWAY_OPTIONS } from "./config/gateway-options.js";
 import { ENV_PREFIX, helpText, type OptionTable } from "./config/options.js";
 import { collect, repeated } from "./config/value-types.js";
-import { resolveWorkerConfig, type WorkerFlags } from "./config/worker-config.js";
+import { checkWorkerExposure, resolveWorkerConfig, type WorkerFlags } from "./config/worker-config.js";
 import { WORKER_OPTIONS } from "./config/worker-options.js";
 import { createEngine, engineNames } from "./engines/registry.js";
 import { ConfigError, StartupError } from "./errors.js";
+import { ROLES } from "./gateway/auth/api-keys.js";
+import { isLoopbackHost } from "./http/loopback.js";
 import { createLogger, type Logger } from "./logger.js";
 import { VERSION } from "./version.js";
 
@@ -49,7 +52,16 @@ addOptions(
   { engine: engineNames() },
 ).action(async (flags: WorkerFlags, command: Command) => {
   const config = namingEnv(command, () => resolveWorkerConfig(flags, engineNames()));
+  checkWorkerExposure(config);
   const logger = createLogger({ level: config.logLevel, format: config.logFormat });
+  // Past checkWorkerExposure this is a worker started open on purpose (--insecure-no-token).
+  if (config.token === undefined && !isLoopbackHost(config.host)) {
+    logger.warn(
+      { host: config.host },
+      "--insecure-no-token: this worker has NO token and listens on the network; anyone who reaches it " +
+        "can run jobs, read results and delete files. Set --token (and the gateway's --worker-token)",
+    );
+  }
   const { startWorker } = await import("./worker/agent.js");
   const engine = createEngine(config.engine, { maxConcurrent: config.maxConcurrent, logger, config });
   const worker = await startWorker({
@@ -69,6 +81,47 @@ addOptions(
     await engine.close?.();
   });
 });
+
+const keys = program
+  .command("keys")
+  .description("the gateway's API keys file (--api-keys): add, list or remove keys");
+const keysFile = () =>
+  new Option("--file <file>", "the API keys file").env(`${ENV_PREFIX}API_KEYS`).makeOptionMandatory();
+keys
+  .command("add")
+  .description("make a new random key, store only its SHA-256, and print the key once on stdout")
+  .requiredOption("--name <name>", "who holds the key, e.g. shop; becomes the owner of its tasks")
+  .requiredOption("--role <role>", `${ROLES.join(" or ")}`)
+  .addOption(keysFile())
+  .action(async (flags: { name: string; role: string; file: string }) => {
+    const { addKey } = await import("./gateway/auth/keys-file-editor.js");
+    const key = await addKey(resolve(flags.file), flags.name, flags.role);
+    // The key alone on stdout, so that `KEY=$(multi-heygem keys add …)` takes it; the note beside it.
+    process.stdout.write(`${key}\n`);
+    process.stderr.write(
+      `multi-heygem: added key "${flags.name}" (${flags.role}) to ${flags.file}; it is shown only this once\n`,
+    );
+  });
+keys
+  .command("list")
+  .description("the keys' names, roles and hash prefixes (the keys themselves are not stored)")
+  .addOption(keysFile())
+  .action(async (flags: { file: string }) => {
+    const { listKeys } = await import("./gateway/auth/keys-file-editor.js");
+    for (const key of listKeys(resolve(flags.file))) {
+      process.stdout.write(`${key.name}\t${key.role}\tsha256:${key.sha256.slice(0, 12)}…\n`);
+    }
+  });
+keys
+  .command("remove")
+  .description("remove a key; a running gateway refuses it once it has re-read the file")
+  .requiredOption("--name <name>", "the key to remove")
+  .addOption(keysFile())
+  .action(async (flags: { name: string; file: string }) => {
+    const { removeKey } = await import("./gateway/auth/keys-file-editor.js");
+    await removeKey(resolve(flags.file), flags.name);
+    process.stderr.write(`multi-heygem: removed key "${flags.name}" from ${flags.file}\n`);
+  });
 
 /**
  * The command's flags from its options table: help text with the default, environment variable,

@@ -38,7 +38,46 @@ export const ERROR_CODES = {
     status: 401,
     // To the gateway, a worker that refuses its token is a machine set up wrongly.
     kind: "machine",
-    description: "the worker agent wants its token: authorization: Bearer <token>",
+    description:
+      "no credentials: the gateway wants an API key, a worker agent its token (Authorization: Bearer …)",
+  },
+  INVALID_API_KEY: {
+    code: "INVALID_API_KEY",
+    status: 401,
+    description: "an API key the gateway does not know (mistyped, or removed from the keys file)",
+  },
+  TOKEN_MISMATCH: {
+    code: "TOKEN_MISMATCH",
+    status: 401,
+    kind: "machine",
+    description: "the worker token sent is not this worker agent's",
+  },
+  FORBIDDEN: {
+    code: "FORBIDDEN",
+    status: 403,
+    // A tokenless worker reached by a non-loopback name: set up wrongly, as above.
+    kind: "machine",
+    description: "known credentials whose role does not allow this call",
+  },
+  ADMIN_LOOPBACK_ONLY: {
+    code: "ADMIN_LOOPBACK_ONLY",
+    status: 403,
+    description: "without --api-keys, machine administration answers loopback clients only",
+  },
+  PRIORITY_NOT_ALLOWED: {
+    code: "PRIORITY_NOT_ALLOWED",
+    status: 403,
+    description: "a priority above what a submit key may set",
+  },
+  CROSS_SITE_REQUEST: {
+    code: "CROSS_SITE_REQUEST",
+    status: 403,
+    description: "a browser request from an origin that is neither the gateway nor a --cors-origin",
+  },
+  UNSUPPORTED_CONTENT_TYPE: {
+    code: "UNSUPPORTED_CONTENT_TYPE",
+    status: 415,
+    description: "a state-changing call with a body a web page could send cross-site (text/plain, a form)",
   },
   NOT_FOUND: { code: "NOT_FOUND", status: 404, description: "no such task, machine, job or route" },
   BODY_TOO_LARGE: { code: "BODY_TOO_LARGE", status: 413, description: "the request body is over the limit" },

@@ -45,6 +45,20 @@ export class NotFoundError extends AppError {
   }
 }
 
+/** No credentials, or credentials nobody issued; the answer carries `WWW-Authenticate`. */
+export class UnauthorizedError extends AppError {
+  constructor(code: ErrorCodeWithStatus<401>, message: string) {
+    super(code, message);
+  }
+}
+
+/** Known credentials that do not allow this request. */
+export class ForbiddenError extends AppError {
+  constructor(code: ErrorCodeWithStatus<403>, message: string, field?: string) {
+    super(code, message, field);
+  }
+}
+
 export class ConflictError extends AppError {
   constructor(code: ErrorCodeWithStatus<409>, message: string) {
     super(code, message);

@@ -23,7 +23,8 @@ const MAY_IMPORT: Readonly<Record<string, readonly string[]>> = {
   store: ["media"],
   engines: ["protocol", "media", "http"],
   // Settings are checked at start-up with the parsers of what they configure (command templates).
-  config: ["engines"],
+  // …and with the same address rules as the servers (a worker's --host: loopback or not).
+  config: ["engines", "http"],
   worker: ["protocol", "blobs", "engines", "media", "config", "http"],
   gateway: ["protocol", "store", "blobs", "engines", "media", "config", "http", "worker"],
 };

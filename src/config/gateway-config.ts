@@ -1,5 +1,6 @@
 import { existsSync } from "node:fs";
 import { resolve } from "node:path";
+import { ConfigError } from "../errors.js";
 import { DEFAULT_MACHINES_FILE, GATEWAY_OPTIONS } from "./gateway-options.js";
 import { loadMachinesFile, type MachineEntry } from "./machines-file.js";
 import { type RawFlags, readSettings } from "./options.js";
@@ -14,6 +15,10 @@ export interface GatewayConfig {
   readonly machinesFile: string | undefined;
   readonly machines: readonly MachineEntry[];
   readonly workerToken: string | undefined;
+  /** Who may call the API; undefined: nobody needs a key (open mode). */
+  readonly apiKeysFile: string | undefined;
+  /** Web origins given CORS headers; empty: none. */
+  readonly corsOrigins: readonly string[];
   /** Run a local ffmpeg worker inside the gateway, beside any configured machines. */
   readonly embedded: boolean;
   readonly embeddedConcurrency: number;
@@ -59,6 +64,8 @@ export function resolveGatewayConfig(flags: GatewayFlags, cwd = process.cwd()): 
     machinesFile,
     machines: Object.freeze(file?.machines ?? []),
     workerToken: options.workerToken ?? file?.worker_token,
+    apiKeysFile: options.apiKeys,
+    corsOrigins: Object.freeze(corsOrigins(options.corsOrigin ?? [])),
     embedded,
     embeddedConcurrency: options.embeddedConcurrency,
     healthIntervalMs: options.healthInterval,
@@ -78,4 +85,28 @@ export function resolveGatewayConfig(flags: GatewayFlags, cwd = process.cwd()): 
     logLevel: options.logLevel,
     logFormat: options.logFormat,
   });
+}
+
+/** `--cors-origin` values, each an origin exactly as a browser sends it (no path, no slash). */
+function corsOrigins(values: readonly string[]): string[] {
+  const list = values
+    .flatMap((value) => value.split(","))
+    .map((part) => part.trim())
+    .filter(Boolean);
+  for (const origin of list) {
+    let url: URL | undefined;
+    try {
+      url = new URL(origin);
+    } catch {
+      url = undefined;
+    }
+    if (!url || (url.protocol !== "http:" && url.protocol !== "https:") || url.origin !== origin) {
+      throw new ConfigError(
+        "--cors-origin",
+        "",
+        `"${origin}" is not an origin: write scheme, host and port only, e.g. https://app.example.com`,
+      );
+    }
+  }
+  return list;
 }

@@ -1,6 +1,16 @@
 import { type OptionTable, option } from "./options.js";
 import { PLACEMENT_NAMES } from "./placement-names.js";
-import { integer, LOG_FORMATS, logLevel, milliseconds, oneOf, onOff, path, text } from "./value-types.js";
+import {
+  integer,
+  LOG_FORMATS,
+  logLevel,
+  milliseconds,
+  oneOf,
+  onOff,
+  path,
+  repeated,
+  text,
+} from "./value-types.js";
 
 /** Used when it exists and no --config is given. */
 export const DEFAULT_MACHINES_FILE = "config/machines.json";
@@ -169,6 +179,23 @@ export const GATEWAY_OPTIONS = {
     type: milliseconds({ min: 1 }),
     default: 10_000,
     description: "timeout of one callback POST",
+  }),
+  apiKeys: option({
+    flag: "--api-keys",
+    value: "<file>",
+    env: "API_KEYS",
+    type: path,
+    defaultText: "none: the API is open",
+    description: "API keys file (names, roles, SHA-256 of each key; `multi-heygem keys add` writes it)",
+  }),
+  corsOrigin: option({
+    flag: "--cors-origin",
+    value: "<origin>",
+    env: "CORS_ORIGIN",
+    type: repeated,
+    defaultText: "none: no CORS",
+    description:
+      "web origin allowed to call the API from a browser, e.g. https://app.example.com; repeat, or separate with commas",
   }),
   workerToken: option({
     flag: "--worker-token",

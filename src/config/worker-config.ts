@@ -2,6 +2,7 @@ import type { CommandEngineSettings } from "../engines/command-engine.js";
 import type { HeygemSettings } from "../engines/heygem/heygem-settings.js";
 import type { SimulateEngineSettings } from "../engines/simulate-engine.js";
 import { ConfigError } from "../errors.js";
+import { isLoopbackHost } from "../http/loopback.js";
 import { resolveCommandSettings, resolveSimulateSettings } from "./engine-settings.js";
 import { resolveHeygemSettings } from "./heygem-config.js";
 import { type RawFlags, readSetting, readSettings } from "./options.js";
@@ -15,6 +16,8 @@ export interface WorkerConfig {
   readonly dataDir: string;
   readonly maxConcurrent: number;
   readonly token: string | undefined;
+  /** Started without a token on a network address, on purpose (`--insecure-no-token`). */
+  readonly insecureNoToken: boolean;
   readonly resultRetentionMs: number;
   readonly logLevel: string;
   /** `undefined`: pretty on a terminal, else JSON lines. */
@@ -70,6 +73,7 @@ export function resolveWorkerConfig(
     dataDir: options.dataDir,
     maxConcurrent: options.maxConcurrent,
     token: options.token,
+    insecureNoToken: options.insecureNoToken,
     resultRetentionMs: options.resultRetentionHours * 3_600_000,
     logLevel: options.logLevel,
     logFormat: options.logFormat,
@@ -78,4 +82,21 @@ export function resolveWorkerConfig(
     ...(configFile ? { configFile } : {}),
     ...(heygem ? { heygem } : {}),
   });
+}
+
+/**
+ * Workers are closed by default (issue 9): one that listens on a network address without a token
+ * would run anyone's jobs and delete their files, so it does not start unless told to, on purpose.
+ * Checked by the CLI after every other setting, so that any other mistake is reported first.
+ */
+export function checkWorkerExposure(config: WorkerConfig): void {
+  if (config.token === undefined && !config.insecureNoToken && !isLoopbackHost(config.host)) {
+    throw new ConfigError(
+      "--token",
+      "",
+      `a worker listening on ${config.host} can be reached from the network, so it needs a token: ` +
+        "set --token <secret> or MULTI_HEYGEM_WORKER_TOKEN (the gateway sends it as --worker-token), " +
+        "or listen on 127.0.0.1, or start it open with --insecure-no-token",
+    );
+  }
 }

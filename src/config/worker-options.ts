@@ -8,6 +8,7 @@ import {
   logLevel,
   milliseconds,
   oneOf,
+  onOff,
   path,
   repeated,
   text,
@@ -73,6 +74,15 @@ const AGENT_OPTIONS = {
     type: text,
     file: "token",
     description: "shared secret the gateway must send",
+  }),
+  // Flag only, never in worker.json: running open to the network is decided on each start.
+  insecureNoToken: option({
+    flag: "--insecure-no-token",
+    env: "INSECURE_NO_TOKEN",
+    type: onOff,
+    default: false,
+    description:
+      "start without --token even on a network address (anyone who reaches it can run and delete jobs)",
   }),
   resultRetentionHours: option({
     flag: "--result-retention-hours",

@@ -15,9 +15,13 @@ import { MediaFactsStore } from "../store/media-facts-store.js";
 import { TaskStore } from "../store/task-store.js";
 import { VERSION } from "../version.js";
 import { startWorker, type WorkerHandle } from "../worker/agent.js";
+import { allowCorsOrigins } from "./api/cors.js";
+import { refuseCrossSiteWrites } from "./api/cross-site.js";
 import { addSharedSchemas, registerDocs } from "./api/docs.js";
 import { machineRoutes } from "./api/machine-routes.js";
 import { taskRoutes } from "./api/task-routes.js";
+import { installAccessControl } from "./auth/access-control.js";
+import { ApiKeysWatcher } from "./auth/api-keys-watcher.js";
 import { CallbackSender } from "./callback-sender.js";
 import { type Clock, systemClock } from "./clock.js";
 import { Dispatcher } from "./dispatcher.js";
@@ -67,6 +71,8 @@ async function startLocked(
   options: GatewayOptions,
 ): Promise<GatewayHandle> {
   const clock = options.clock ?? systemClock;
+  // First: a keys file that cannot be read stops the start before anything else is opened.
+  const apiKeys = config.apiKeysFile ? new ApiKeysWatcher(config.apiKeysFile, logger, { clock }) : undefined;
   // The store stamps rows with the same clock the timers run on, so deadlines and retry times agree.
   const now = () => new Date(clock.now());
   const dbFile = join(config.dataDir, "multi-heygem.db");
@@ -206,6 +212,10 @@ async function startLocked(
     },
   });
   installErrorHandler(app);
+  // In this order: CORS headers go on refusals too, and who is asking is known before what is asked.
+  allowCorsOrigins(app, config.corsOrigins);
+  installAccessControl(app, { keys: () => apiKeys?.current });
+  refuseCrossSiteWrites(app, { allowedOrigins: config.corsOrigins });
   app.addHook("onResponse", async (request, reply) => {
     if ((request.method === "GET" || request.method === "HEAD") && reply.statusCode < 400) return;
     request.log.info(
@@ -239,7 +249,7 @@ async function startLocked(
     config: watcher?.status,
     onChange: wake,
   });
-  app.get("/", { schema: { hide: true } }, async () => ({
+  app.get("/", { schema: { hide: true }, config: { access: "public" } }, async () => ({
     name: "multi-heygem",
     version: VERSION,
     docs: "/docs",
@@ -261,10 +271,24 @@ async function startLocked(
     },
     "gateway listening",
   );
+  if (apiKeys) {
+    logger.info(
+      { file: apiKeys.file, keys: apiKeys.current.size },
+      "API keys required (Authorization: Bearer <key>)",
+    );
+  } else {
+    logger.warn(
+      { url },
+      "the API is OPEN: no --api-keys, so anyone who can reach this port can create tasks and read every task " +
+        "and result; machine administration answers only to clients on this machine. Configure --api-keys " +
+        "before exposing it to a network",
+    );
+  }
 
   fleet.start();
   callbacks.start();
   watcher?.start();
+  apiKeys?.start();
   if (config.taskTimeoutMs > 0) deadline.start();
   wake();
 
@@ -280,6 +304,7 @@ async function startLocked(
         shutdown.abort();
         scheduler?.close();
         watcher?.close();
+        apiKeys?.close();
         deadline.close();
         await app.close();
         await dispatch.close();

@@ -113,6 +113,14 @@ const migrations: Record<string, Migration> = {
         .execute();
     },
   },
+  "0004_task_owner": {
+    async up(db: Kysely<unknown>) {
+      // The API key (by name) that created the task: a submit key sees only its own (issue 9).
+      // Null for tasks created without keys, which only admin keys see once keys are configured.
+      await db.schema.alterTable("tasks").addColumn("owner", "text").execute();
+      await db.schema.createIndex("tasks_owner").on("tasks").columns(["owner", "seq"]).execute();
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {

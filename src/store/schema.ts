@@ -39,6 +39,8 @@ export interface TasksTable {
   attempts: number;
   result_sha256: string | null;
   result_bytes: number | null;
+  /** Name of the API key that created the task; null when created without keys. */
+  owner: string | null;
 }
 
 export interface AttemptsTable {

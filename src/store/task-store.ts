@@ -20,6 +20,8 @@ export interface NewTaskInput {
   options: Record<string, unknown>;
   audio: { sha256: string; name: string; bytes: number; duration: number };
   video: { sha256: string; name: string; bytes: number };
+  /** The API key's name; absent or null without keys. */
+  owner?: string | null;
 }
 
 /** Emitted after the transaction that made it has committed. */
@@ -105,6 +107,7 @@ export class TaskStore {
           current_attempt: null,
           result_sha256: null,
           result_bytes: null,
+          owner: input.owner ?? null,
         })
         .execute();
       const created = await this.addEvent(trx, input.id, at, {
@@ -321,12 +324,13 @@ export class TaskStore {
     return task;
   }
 
-  async listTasks(filter: { status?: TaskStatus; limit: number; offset: number }): Promise<{
+  async listTasks(filter: { status?: TaskStatus; owner?: string; limit: number; offset: number }): Promise<{
     tasks: TaskRow[];
     total: number;
   }> {
     let query = this.db.selectFrom("tasks");
     if (filter.status) query = query.where("status", "=", filter.status);
+    if (filter.owner !== undefined) query = query.where("owner", "=", filter.owner);
     const [tasks, count] = await Promise.all([
       query.selectAll().orderBy("seq", "desc").limit(filter.limit).offset(filter.offset).execute(),
       query.select((eb) => eb.fn.countAll<number>().as("n")).executeTakeFirstOrThrow(),

@@ -6,6 +6,7 @@ import { whileLocked } from "../data-dir-lock.js";
 import type { Engine } from "../engines/engine.js";
 import { AppError } from "../errors.js";
 import { installErrorHandler } from "../http/error-handler.js";
+import { isLoopbackHost } from "../http/loopback.js";
 import type { Logger } from "../logger.js";
 import { logMediaTools } from "../media/media-tools-log.js";
 import { bearer, TOKEN_HEADER } from "../protocol/schemas.js";
@@ -77,6 +78,7 @@ async function startLocked(options: WorkerOptions): Promise<WorkerHandle> {
   });
   installErrorHandler(app);
   if (options.token !== undefined) requireToken(app, options.token);
+  else if (isLoopbackHost(options.host)) requireLoopbackHost(app);
   await registerWorkerRoutes(app, {
     engine: options.engine,
     blobs,
@@ -121,10 +123,40 @@ async function startLocked(options: WorkerOptions): Promise<WorkerHandle> {
 function requireToken(app: FastifyInstance, token: string): void {
   // Compared as digests so that neither the content nor the length leaks through timing.
   const expected = digest(bearer(token));
-  app.addHook("onRequest", async (request) => {
+  app.addHook("onRequest", async (request, reply) => {
     const given = request.headers[TOKEN_HEADER];
-    if (typeof given !== "string" || !timingSafeEqual(digest(given), expected)) {
-      throw new AppError("UNAUTHORIZED", "this worker needs its token: authorization: Bearer <token>");
+    if (typeof given === "string" && timingSafeEqual(digest(given), expected)) return;
+    // Told apart so that an operator sees at once whether the gateway sends no token or another one.
+    void reply.header("www-authenticate", 'Bearer realm="multi-heygem-worker"');
+    if (typeof given !== "string" || !/^Bearer +\S/i.test(given)) {
+      throw new AppError("UNAUTHORIZED", "this worker needs its token: send Authorization: Bearer <token>");
+    }
+    throw new AppError(
+      "TOKEN_MISMATCH",
+      "the worker token does not match (the gateway's --worker-token or worker_token must equal this worker's --token)",
+    );
+  });
+}
+
+/**
+ * A worker without a token is allowed on loopback only (issue 9), but a web page whose name is
+ * rebound to 127.0.0.1 reaches loopback from a browser on this machine; its Host header still
+ * names it (DNS rebinding), so such a worker answers only requests addressed to loopback.
+ */
+function requireLoopbackHost(app: FastifyInstance): void {
+  app.addHook("onRequest", async (request) => {
+    let host = "";
+    try {
+      host = new URL(`http://${request.headers.host ?? ""}`).hostname;
+    } catch {
+      host = "";
+    }
+    if (!isLoopbackHost(host)) {
+      throw new AppError(
+        "FORBIDDEN",
+        "this worker has no token, so it answers only requests addressed to 127.0.0.1, localhost or [::1]; " +
+          "give it a --token to reach it by another name",
+      );
     }
   });
 }

@@ -4,13 +4,15 @@ import { removeDir, startTestGateway } from "../helpers/gateway.js";
 type Gateway = Awaited<ReturnType<typeof startTestGateway>>;
 interface Operation {
   summary?: string;
+  description?: string;
+  security?: Record<string, string[]>[];
   requestBody?: { content: Record<string, { schema: { properties?: Record<string, unknown> } }> };
   responses: Record<string, { description?: string; content?: Record<string, unknown> }>;
 }
 interface Document {
   openapi: string;
   paths: Record<string, Record<string, Operation>>;
-  components: { schemas: Record<string, unknown> };
+  components: { schemas: Record<string, unknown>; securitySchemes?: Record<string, Record<string, string>> };
 }
 
 describe("API documentation", () => {
@@ -60,6 +62,26 @@ describe("API documentation", () => {
     expect(Object.keys(doc.components.schemas)).toEqual(
       expect.arrayContaining(["Task", "TaskList", "TaskEvents", "ErrorBody"]),
     );
+  });
+
+  it("shows the bearer security scheme and what each route needs (issue 9)", () => {
+    expect(doc.components.securitySchemes?.apiKey).toMatchObject({ type: "http", scheme: "bearer" });
+    const needs = (path: string, method: string) => doc.paths[path]?.[method];
+    for (const [path, method, role] of [
+      ["/tasks", "post", "submit"],
+      ["/tasks/{task_id}", "get", "submit"],
+      ["/machines", "get", "admin"],
+      ["/machines/{name}/drain", "post", "admin"],
+    ] as const) {
+      const op = needs(path, method);
+      expect(op?.security, `${method} ${path}`).toEqual([{ apiKey: [] }]);
+      expect(Object.keys(op?.responses ?? {}), `${method} ${path}`).toEqual(
+        expect.arrayContaining(["401", "403"]),
+      );
+      expect(op?.description, `${method} ${path}`).toContain(
+        role === "admin" ? "Needs an admin key" : "submit",
+      );
+    }
   });
 
   it("serves Swagger UI at /docs", async () => {

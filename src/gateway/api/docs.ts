@@ -2,6 +2,7 @@ import swagger from "@fastify/swagger";
 import swaggerUi from "@fastify/swagger-ui";
 import type { FastifyInstance } from "fastify";
 import { ErrorBody } from "../../protocol/schemas.js";
+import { describeAccess } from "../auth/access-control.js";
 import {
   MachineList,
   MachineView,
@@ -52,6 +53,17 @@ export async function registerDocs(app: FastifyInstance, version: string): Promi
         { name: "tasks", description: "Create and follow lip-sync tasks" },
         { name: "machines", description: "The GPU machines: health, load, drain" },
       ],
+      components: {
+        securitySchemes: {
+          apiKey: {
+            type: "http",
+            scheme: "bearer",
+            description:
+              "An API key from the gateway's --api-keys file (`multi-heygem keys add`), sent as " +
+              "`Authorization: Bearer <key>`. Roles: submit (create tasks, see its own), admin (everything).",
+          },
+        },
+      },
     },
     exposeHeadRoutes: true,
     refResolver: {
@@ -59,12 +71,22 @@ export async function registerDocs(app: FastifyInstance, version: string): Promi
         typeof json.$id === "string" ? json.$id : `def-${i}`,
     },
     transform: ({ schema, url, route }) => {
+      if (!schema) return { schema, url };
+      // The requirement the access hook enforces, so the document cannot promise another.
+      const described = describeAccess(schema as Record<string, unknown>, route.config?.access);
       const form = route.config?.multipartForm;
-      if (!form || !schema) return { schema, url };
       // Fastify must not validate the streamed body, but the document should still describe it.
-      return { schema: { ...schema, body: form }, url };
+      return { schema: form ? { ...described, body: form } : described, url };
     },
   });
-  await app.register(swaggerUi, { routePrefix: "/docs" });
-  app.get("/openapi.json", { schema: { hide: true } }, async () => app.swagger());
+  // Swagger UI's own routes (page, assets) are open, like the document they show.
+  await app.register(async (scope) => {
+    scope.addHook("onRoute", (route) => {
+      route.config = { ...route.config, access: "public" };
+    });
+    await scope.register(swaggerUi, { routePrefix: "/docs" });
+  });
+  app.get("/openapi.json", { schema: { hide: true }, config: { access: "public" } }, async () =>
+    app.swagger(),
+  );
 }

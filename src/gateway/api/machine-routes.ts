@@ -58,6 +58,7 @@ export async function machineRoutes(app: FastifyInstance, options: MachineRoutes
   api.get(
     "/machines",
     {
+      config: { access: "admin" },
       schema: {
         summary: "The fleet: each machine's state, load, history and measured speed",
         tags: ["machines"],
@@ -82,16 +83,20 @@ export async function machineRoutes(app: FastifyInstance, options: MachineRoutes
     summary,
     tags: ["machines"],
     params: NameParams,
-    response: { 200: Type.Ref(MachineView), 404: Type.Ref(ErrorBody) },
+    // 415: a text/plain or form body, which a web page could send cross-site (cross-site.ts).
+    response: { 200: Type.Ref(MachineView), 404: Type.Ref(ErrorBody), 415: Type.Ref(ErrorBody) },
   });
   api.post(
     "/machines/:name/drain",
-    { schema: flagSchema("Give the machine no new work; what it runs finishes (kept across restarts)") },
+    {
+      config: { access: "admin" },
+      schema: flagSchema("Give the machine no new work; what it runs finishes (kept across restarts)"),
+    },
     setDraining(true),
   );
   api.post(
     "/machines/:name/resume",
-    { schema: flagSchema("Undo a drain: the machine takes work again") },
+    { config: { access: "admin" }, schema: flagSchema("Undo a drain: the machine takes work again") },
     setDraining(false),
   );
 }

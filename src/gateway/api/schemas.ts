@@ -45,6 +45,9 @@ export const TaskView = Type.Object(
     priority: Type.Integer(),
     audio_duration: Type.Number({ description: "Seconds; the output video is this long" }),
     callback_url: Nullable(Type.String()),
+    owner: Nullable(Type.String(), {
+      description: "Name of the API key that created the task; null when it was created without keys",
+    }),
   },
   { $id: "Task", title: "Task" },
 );
@@ -107,7 +110,11 @@ export const TaskForm = Type.Object(
     callback_url: Type.Optional(
       Type.String({ format: "uri", description: "Gets a POST of JSON on every status change of the task" }),
     ),
-    priority: Type.Optional(Type.Integer({ description: "Higher goes first; default 0" })),
+    priority: Type.Optional(
+      Type.Integer({
+        description: "Higher goes first; default 0. A submit key may set at most 10 (403 above)",
+      }),
+    ),
     chaofen: Type.Optional(bit("HeyGem super-resolution pass; default 0")),
     watermark_switch: Type.Optional(bit("HeyGem watermark; default 0")),
     pn: Type.Optional(

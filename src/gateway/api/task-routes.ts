@@ -8,6 +8,7 @@ import { sendFile } from "../../http/send-file.js";
 import type { TypeBoxTypeProvider } from "../../http/typebox-provider.js";
 import { FINAL_TASK_STATUSES, type TaskRow } from "../../store/schema.js";
 import type { TaskStore } from "../../store/task-store.js";
+import { checkPriority, ownerScope, taskOwner } from "../auth/access-control.js";
 import type { Clock } from "../clock.js";
 import type { MediaInspector } from "../media-inspector.js";
 import type { Prestager } from "../prestage.js";
@@ -59,6 +60,7 @@ export async function taskRoutes(app: FastifyInstance, options: TaskRoutesOption
       prestage: options.prestage,
     });
     try {
+      checkPriority(request, upload.priority);
       await upload.commit();
     } catch (err) {
       await upload.discard();
@@ -66,6 +68,7 @@ export async function taskRoutes(app: FastifyInstance, options: TaskRoutesOption
     }
     const task = await store.createTask({
       id: randomUUID(),
+      owner: taskOwner(request),
       description: upload.description,
       callbackUrl: upload.callbackUrl,
       priority: upload.priority,
@@ -98,7 +101,7 @@ export async function taskRoutes(app: FastifyInstance, options: TaskRoutesOption
         consumes: ["multipart/form-data"],
         response: { 200: Type.Ref(TaskView), ...errors },
       },
-      config: { multipartForm: TaskForm },
+      config: { multipartForm: TaskForm, access: "submit" },
     },
     async (request) => toTaskView(await createTask(request), request),
   );
@@ -123,7 +126,7 @@ export async function taskRoutes(app: FastifyInstance, options: TaskRoutesOption
           504: Type.Ref(SyncFailure),
         },
       },
-      config: { multipartForm: TaskForm },
+      config: { multipartForm: TaskForm, access: "submit" },
     },
     async (request, reply) => {
       const task = await createTask(request);
@@ -175,6 +178,7 @@ export async function taskRoutes(app: FastifyInstance, options: TaskRoutesOption
   api.get(
     "/tasks",
     {
+      config: { access: "submit" },
       schema: {
         summary: "List tasks, newest first",
         tags: ["tasks"],
@@ -184,7 +188,13 @@ export async function taskRoutes(app: FastifyInstance, options: TaskRoutesOption
     },
     async (request) => {
       const { status, limit, offset } = request.query;
-      const page = await store.listTasks({ ...(status ? { status } : {}), limit, offset });
+      const owner = ownerScope(request);
+      const page = await store.listTasks({
+        ...(status ? { status } : {}),
+        ...(owner === undefined ? {} : { owner }),
+        limit,
+        offset,
+      });
       return { tasks: page.tasks.map((t) => toTaskView(t, request)), total: page.total, limit, offset };
     },
   );
@@ -192,6 +202,7 @@ export async function taskRoutes(app: FastifyInstance, options: TaskRoutesOption
   api.get(
     "/tasks/:task_id",
     {
+      config: { access: "submit" },
       schema: {
         summary: "A task's status",
         tags: ["tasks"],
@@ -199,12 +210,13 @@ export async function taskRoutes(app: FastifyInstance, options: TaskRoutesOption
         response: { 200: Type.Ref(TaskView), 404: Type.Ref(ErrorBody) },
       },
     },
-    async (request) => toTaskView(await mustGet(store, request.params.task_id), request),
+    async (request) => toTaskView(await mustGet(store, request, request.params.task_id), request),
   );
 
   api.get(
     "/tasks/:task_id/events",
     {
+      config: { access: "submit" },
       schema: {
         summary: "A task's log: one row per step, oldest first",
         tags: ["tasks"],
@@ -213,14 +225,14 @@ export async function taskRoutes(app: FastifyInstance, options: TaskRoutesOption
       },
     },
     async (request) => {
-      const task = await mustGet(store, request.params.task_id);
+      const task = await mustGet(store, request, request.params.task_id);
       const events = await store.listEvents(task.id);
       return { task_id: task.id, events: events.map(toEventView) };
     },
   );
 
   const result = async (request: FastifyRequest<{ Params: { task_id: string } }>, reply: FastifyReply) => {
-    const task = await mustGet(store, request.params.task_id);
+    const task = await mustGet(store, request, request.params.task_id);
     if (task.status !== "completed" || !task.result_sha256) {
       throw new ConflictError(
         "TASK_NOT_COMPLETED",
@@ -245,12 +257,19 @@ export async function taskRoutes(app: FastifyInstance, options: TaskRoutesOption
       416: Type.Ref(ErrorBody),
     },
   };
-  api.get("/tasks/:task_id/result", { schema: resultSchema, exposeHeadRoute: false }, result);
-  api.head("/tasks/:task_id/result", { schema: { ...resultSchema, summary: "The result's size" } }, result);
+  const config = { access: "submit" } as const;
+  api.get("/tasks/:task_id/result", { schema: resultSchema, config, exposeHeadRoute: false }, result);
+  api.head(
+    "/tasks/:task_id/result",
+    { schema: { ...resultSchema, summary: "The result's size" }, config },
+    result,
+  );
 }
 
-async function mustGet(store: TaskStore, id: string): Promise<TaskRow> {
+/** The task, if the request may see it: another key's task is as unknown as one that never was. */
+async function mustGet(store: TaskStore, request: FastifyRequest, id: string): Promise<TaskRow> {
   const task = await store.getTask(id);
-  if (!task) throw new NotFoundError(`no task ${id}`);
+  const owner = ownerScope(request);
+  if (!task || (owner !== undefined && task.owner !== owner)) throw new NotFoundError(`no task ${id}`);
   return task;
 }

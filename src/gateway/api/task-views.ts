@@ -21,6 +21,7 @@ export function toTaskView(task: TaskRow, request?: FastifyRequest): TaskView {
     priority: task.priority,
     audio_duration: task.audio_duration,
     callback_url: task.callback_url,
+    owner: task.owner,
   };
 }
 
