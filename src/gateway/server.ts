@@ -16,16 +16,19 @@ import { TaskStore } from "../store/task-store.js";
 import { VERSION } from "../version.js";
 import { startWorker, type WorkerHandle } from "../worker/agent.js";
 import { addSharedSchemas, registerDocs } from "./api/docs.js";
+import { healthRoutes } from "./api/health-routes.js";
 import { machineRoutes } from "./api/machine-routes.js";
 import { taskRoutes } from "./api/task-routes.js";
 import { CallbackSender } from "./callback-sender.js";
 import { type Clock, systemClock } from "./clock.js";
 import { Dispatcher } from "./dispatcher.js";
 import { Fleet } from "./fleet.js";
+import { GatewayMetrics } from "./gateway-metrics.js";
 import { MachinesWatcher } from "./machines-watcher.js";
 import { MediaInspector } from "./media-inspector.js";
 import { createPlacement } from "./placement/index.js";
 import { Prestager } from "./prestage.js";
+import { checkReadiness, DEFAULT_MIN_FREE_DISK_BYTES } from "./readiness.js";
 import { Scheduler } from "./scheduler.js";
 import { SpeedModel } from "./speed-model.js";
 import { TaskDeadline } from "./task-deadline.js";
@@ -232,6 +235,19 @@ async function startLocked(
     shutdown: shutdown.signal,
     prestage: new Prestager({ clock, fleet, speeds, logger, stallMs: 5000 }),
   });
+  const metrics = new GatewayMetrics({ store, fleet });
+  await app.register(healthRoutes, {
+    registry: metrics.registry,
+    readiness: () =>
+      checkReadiness({
+        db,
+        clock,
+        fleet,
+        dataDir: config.dataDir,
+        embedded: embedded !== undefined,
+        minFreeDiskBytes: DEFAULT_MIN_FREE_DISK_BYTES,
+      }),
+  });
   await app.register(machineRoutes, {
     fleet,
     machines: machineStore,
@@ -256,6 +272,7 @@ async function startLocked(
   );
 
   fleet.start();
+  metrics.start();
   callbacks.start();
   watcher?.start();
   if (config.taskTimeoutMs > 0) deadline.start();
@@ -271,6 +288,7 @@ async function startLocked(
     close: () => {
       closing ??= (async () => {
         shutdown.abort();
+        metrics.close();
         scheduler?.close();
         watcher?.close();
         deadline.close();

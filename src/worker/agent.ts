@@ -13,7 +13,9 @@ import { JobJournal } from "./job-journal.js";
 import { JobRecords } from "./job-records.js";
 import { JobRunner } from "./job-runner.js";
 import { workerLayout } from "./layout.js";
+import { PUBLIC_PATHS, registerOpsRoutes } from "./ops-routes.js";
 import { registerWorkerRoutes } from "./routes.js";
+import { WorkerMetrics } from "./worker-metrics.js";
 
 export interface WorkerOptions {
   host: string;
@@ -58,7 +60,13 @@ async function startLocked(options: WorkerOptions): Promise<WorkerHandle> {
   await blobs.init();
   const journal = new JobJournal(layout.dataDir);
   await journal.open();
-  const runner = await JobRunner.start({
+  const metrics = new WorkerMetrics({
+    engine: options.engine,
+    running: () => runner.runningIds.length,
+    queued: () => runner.queuedIds.length,
+  });
+  const runner: JobRunner = await JobRunner.start({
+    onFinished: metrics.jobFinished,
     engine: options.engine,
     blobs,
     journal,
@@ -84,6 +92,7 @@ async function startLocked(options: WorkerOptions): Promise<WorkerHandle> {
     dataDir: layout.dataDir,
     version: options.version ?? "unknown",
   });
+  registerOpsRoutes(app, metrics.registry);
 
   if (options.logMediaTools !== false) await logMediaTools(logger);
   try {
@@ -122,6 +131,7 @@ function requireToken(app: FastifyInstance, token: string): void {
   // Compared as digests so that neither the content nor the length leaks through timing.
   const expected = digest(bearer(token));
   app.addHook("onRequest", async (request) => {
+    if (PUBLIC_PATHS.has(request.routeOptions.url ?? "")) return;
     const given = request.headers[TOKEN_HEADER];
     if (typeof given !== "string" || !timingSafeEqual(digest(given), expected)) {
       throw new AppError("UNAUTHORIZED", "this worker needs its token: authorization: Bearer <token>");

@@ -79,9 +79,7 @@ describe("HeygemApi", () => {
     );
     const proxy = await fixed("<html>502 Bad Gateway</html>", "text/html", 502);
     const err = await protocolError(new HeygemApi({ baseUrl: proxy, requestTimeoutMs: 2000 }).query("c"));
-    expect(err.message).toMatch(
-      /HTTP 502, not a HeyGem reply: not JSON; body: an HTML page$/,
-    );
+    expect(err.message).toMatch(/HTTP 502, not a HeyGem reply: not JSON; body: an HTML page$/);
   });
 
   it("checks the reply's fields: an integer code, and a task's state under data", async () => {
