@@ -9,25 +9,28 @@ export const Liveness = Type.Object(
 const Check = (properties: Parameters<typeof Type.Object>[0], description: string) =>
   Type.Object({ ok: Type.Boolean(), ...properties, error: Type.Optional(Type.String()) }, { description });
 
-export const ReadinessView = Type.Object({
-  status: Type.Union([Type.Literal("ready"), Type.Literal("not_ready")]),
-  failing: Type.Array(Type.String(), {
-    description: "Names of the checks that failed (store, disk, machines)",
-  }),
-  checks: Type.Object({
-    store: Check({}, "The store takes a write (one rolled back at once)"),
-    disk: Check(
-      { free_bytes: Type.Integer({ minimum: 0 }), floor_bytes: Type.Integer({ minimum: 0 }) },
-      "Free space under the data dir is at least the floor",
-    ),
-    machines: Check(
-      {
-        up: Type.Integer({ minimum: 0 }),
-        total: Type.Integer({ minimum: 0 }),
-        embedded: Type.Boolean({ description: "An embedded worker runs in the gateway" }),
-      },
-      "At least one machine is up and takes work, or the embedded worker runs",
-    ),
-  }),
-});
+export const ReadinessView = Type.Object(
+  {
+    status: Type.Union([Type.Literal("ready"), Type.Literal("not_ready")]),
+    failing: Type.Array(Type.String(), {
+      description: "Names of the checks that failed (store, disk, machines)",
+    }),
+    checks: Type.Object({
+      store: Check({}, "The store takes a write (one rolled back at once)"),
+      disk: Check(
+        { free_bytes: Type.Integer({ minimum: 0 }), floor_bytes: Type.Integer({ minimum: 0 }) },
+        "Free space under the data dir is at least the floor",
+      ),
+      machines: Check(
+        {
+          up: Type.Integer({ minimum: 0 }),
+          total: Type.Integer({ minimum: 0 }),
+          embedded: Type.Boolean({ description: "An embedded worker runs in the gateway" }),
+        },
+        "At least one machine is up and takes work, or the embedded worker runs",
+      ),
+    }),
+  },
+  { description: "Each check with its figures; `failing` names those that failed" },
+);
 export type ReadinessView = Static<typeof ReadinessView>;
