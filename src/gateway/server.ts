@@ -236,6 +236,7 @@ async function startLocked(
     prestage: new Prestager({ clock, fleet, speeds, logger, stallMs: 5000 }),
   });
   const metrics = new GatewayMetrics({ store, fleet });
+  for (const metric of embedded?.metrics ?? []) metrics.registry.registerMetric(metric);
   await app.register(healthRoutes, {
     registry: metrics.registry,
     readiness: () =>

@@ -1,6 +1,7 @@
 import { createHash, timingSafeEqual } from "node:crypto";
 import { isIPv6 } from "node:net";
 import fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from "fastify";
+import type { Metric } from "prom-client";
 import { BlobStore } from "../blobs/blob-store.js";
 import { whileLocked } from "../data-dir-lock.js";
 import type { Engine } from "../engines/engine.js";
@@ -39,6 +40,8 @@ export interface WorkerHandle {
   /** `http://host:port`, ready for the gateway's machines.json. */
   readonly url: string;
   readonly port: number;
+  /** Its own Prometheus metrics (not the process ones), for a gateway that embeds it to export. */
+  readonly metrics: readonly Metric[];
   /**
    * Stops taking requests, ends long-polls, aborts running jobs (recorded as failed, kind
    * `machine`, so the gateway runs them elsewhere) and closes the server. Queued jobs stay
@@ -112,6 +115,7 @@ async function startLocked(options: WorkerOptions): Promise<WorkerHandle> {
   return {
     url,
     port,
+    metrics: metrics.own,
     close: () => {
       closing ??= (async () => {
         // Stop listening first, then settle the jobs, so that no new job arrives mid-shutdown and

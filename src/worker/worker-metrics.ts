@@ -1,4 +1,4 @@
-import { Counter, Gauge, Histogram, type Registry } from "prom-client";
+import { Counter, Gauge, Histogram, type Metric, type Registry } from "prom-client";
 import type { Engine } from "../engines/engine.js";
 import { serverRegistry } from "../http/metrics-route.js";
 import type { JobView } from "../protocol/schemas.js";
@@ -20,6 +20,8 @@ export interface WorkerMetricsOptions {
  */
 export class WorkerMetrics {
   readonly registry: Registry = serverRegistry("multi_heygem_worker_");
+  /** This worker's metrics without the process ones, which the gateway shows for its embedded worker. */
+  readonly own: Metric[];
 
   private readonly jobs = new Counter({
     name: "multi_heygem_worker_jobs_total",
@@ -38,46 +40,56 @@ export class WorkerMetrics {
 
   constructor(o: WorkerMetricsOptions) {
     const registers = [this.registry];
-    new Gauge({
-      name: "multi_heygem_worker_jobs",
-      help: "Jobs on this worker now, by state (running, queued)",
-      labelNames: ["state"] as const,
-      registers,
-      collect() {
-        this.set({ state: "running" }, o.running());
-        this.set({ state: "queued" }, o.queued());
-      },
-    });
-    new Gauge({
-      name: "multi_heygem_worker_capacity",
-      help: "Jobs the engine runs at once (max_concurrent in /v1/health)",
-      registers,
-      collect() {
-        this.set(Math.max(1, Math.floor(o.engine.capacity)));
-      },
-    });
+    const gauges: Metric[] = [];
+    gauges.push(
+      new Gauge({
+        name: "multi_heygem_worker_jobs",
+        help: "Jobs on this worker now, by state (running, queued)",
+        labelNames: ["state"] as const,
+        registers,
+        collect() {
+          this.set({ state: "running" }, o.running());
+          this.set({ state: "queued" }, o.queued());
+        },
+      }),
+    );
+    gauges.push(
+      new Gauge({
+        name: "multi_heygem_worker_capacity",
+        help: "Jobs the engine runs at once (max_concurrent in /v1/health)",
+        registers,
+        collect() {
+          this.set(Math.max(1, Math.floor(o.engine.capacity)));
+        },
+      }),
+    );
     // Reset at each scrape so that an instance no longer configured is no longer reported.
-    new Gauge({
-      name: "multi_heygem_worker_container_healthy",
-      help: "1 when the engine's instance (a HeyGem container) is reachable and healthy, else 0",
-      labelNames: ["container"] as const,
-      registers,
-      collect() {
-        this.reset();
-        for (const i of o.engine.instances?.() ?? [])
-          this.set({ container: i.name }, i.reachable && i.healthy !== false ? 1 : 0);
-      },
-    });
-    new Gauge({
-      name: "multi_heygem_worker_container_busy",
-      help: "1 when the engine's instance (a HeyGem container) is rendering a job, else 0",
-      labelNames: ["container"] as const,
-      registers,
-      collect() {
-        this.reset();
-        for (const i of o.engine.instances?.() ?? []) this.set({ container: i.name }, i.busy ? 1 : 0);
-      },
-    });
+    gauges.push(
+      new Gauge({
+        name: "multi_heygem_worker_container_healthy",
+        help: "1 when the engine's instance (a HeyGem container) is reachable and healthy, else 0",
+        labelNames: ["container"] as const,
+        registers,
+        collect() {
+          this.reset();
+          for (const i of o.engine.instances?.() ?? [])
+            this.set({ container: i.name }, i.reachable && i.healthy !== false ? 1 : 0);
+        },
+      }),
+    );
+    gauges.push(
+      new Gauge({
+        name: "multi_heygem_worker_container_busy",
+        help: "1 when the engine's instance (a HeyGem container) is rendering a job, else 0",
+        labelNames: ["container"] as const,
+        registers,
+        collect() {
+          this.reset();
+          for (const i of o.engine.instances?.() ?? []) this.set({ container: i.name }, i.busy ? 1 : 0);
+        },
+      }),
+    );
+    this.own = [this.jobs, this.engineSeconds, ...gauges];
   }
 
   /** A job ended (JobTransitions): counted once, with the engine's time when it ran at all. */

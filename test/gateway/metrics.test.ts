@@ -333,3 +333,37 @@ describe("GET /healthz and GET /readyz", () => {
     expect(sampleValue(s, "multi_heygem_worker_capacity")).toBe(2);
   });
 });
+
+describe("a gateway with an embedded worker", () => {
+  let dir: string;
+  let gateway: Gateway;
+
+  afterAll(async () => {
+    await gateway?.close();
+    await removeDir(dir);
+  });
+
+  it("exports the embedded worker's metrics with its own, once", async () => {
+    dir = await tempDir();
+    const audio = join(dir, "a.wav");
+    const video = join(dir, "v.mp4");
+    await makeAudio(audio, { seconds: 1 });
+    await makeVideo(video, { seconds: 1 });
+    gateway = await startTestGateway({}, join(dir, "gateway"));
+    const res = await fetch(`${gateway.url}/tasks/sync`, {
+      method: "POST",
+      body: await taskForm({ audio: { path: audio }, video: { path: video } }),
+    });
+    expect(res.status).toBe(200);
+    await res.arrayBuffer();
+    const g = await scrape(gateway.url);
+    expect(sampleValue(g, "multi_heygem_attempts_total", { machine: "embedded", outcome: "succeeded" })).toBe(
+      1,
+    );
+    expect(sampleValue(g, "multi_heygem_worker_jobs_total", { status: "succeeded" })).toBe(1);
+    expect(sampleValue(g, "multi_heygem_worker_engine_seconds_count")).toBe(1);
+    // The process metrics are the gateway's only: one process, one set.
+    expect(sampleValue(g, "multi_heygem_gateway_process_resident_memory_bytes")).toBeGreaterThan(0);
+    expect(sampleValue(g, "multi_heygem_worker_process_resident_memory_bytes")).toBeUndefined();
+  });
+});
