@@ -31,6 +31,9 @@ export async function healthRoutes(app: FastifyInstance, options: HealthRoutesOp
   api.get(
     "/readyz",
     {
+      // A probe polls every few seconds; a 503 each time would bury the log while the fleet is
+      // down, which the fleet already logs once when it changes.
+      logLevel: "warn",
       schema: {
         summary: "Readiness: the gateway can take and run tasks",
         description:
