@@ -18,6 +18,7 @@ import { startWorker, type WorkerHandle } from "../worker/agent.js";
 import { allowCorsOrigins } from "./api/cors.js";
 import { refuseCrossSiteWrites } from "./api/cross-site.js";
 import { addSharedSchemas, registerDocs } from "./api/docs.js";
+import { healthRoutes } from "./api/health-routes.js";
 import { machineRoutes } from "./api/machine-routes.js";
 import { taskRoutes } from "./api/task-routes.js";
 import { installAccessControl } from "./auth/access-control.js";
@@ -26,10 +27,12 @@ import { CallbackSender } from "./callback-sender.js";
 import { type Clock, systemClock } from "./clock.js";
 import { Dispatcher } from "./dispatcher.js";
 import { Fleet } from "./fleet.js";
+import { GatewayMetrics } from "./gateway-metrics.js";
 import { MachinesWatcher } from "./machines-watcher.js";
 import { MediaInspector } from "./media-inspector.js";
 import { createPlacement } from "./placement/index.js";
 import { Prestager } from "./prestage.js";
+import { checkReadiness, DEFAULT_MIN_FREE_DISK_BYTES } from "./readiness.js";
 import { Scheduler } from "./scheduler.js";
 import { SpeedModel } from "./speed-model.js";
 import { TaskDeadline } from "./task-deadline.js";
@@ -242,6 +245,20 @@ async function startLocked(
     shutdown: shutdown.signal,
     prestage: new Prestager({ clock, fleet, speeds, logger, stallMs: 5000 }),
   });
+  const metrics = new GatewayMetrics({ store, fleet });
+  for (const metric of embedded?.metrics ?? []) metrics.registry.registerMetric(metric);
+  await app.register(healthRoutes, {
+    registry: metrics.registry,
+    readiness: () =>
+      checkReadiness({
+        db,
+        clock,
+        fleet,
+        dataDir: config.dataDir,
+        embedded: embedded !== undefined,
+        minFreeDiskBytes: DEFAULT_MIN_FREE_DISK_BYTES,
+      }),
+  });
   await app.register(machineRoutes, {
     fleet,
     machines: machineStore,
@@ -286,6 +303,7 @@ async function startLocked(
   }
 
   fleet.start();
+  metrics.start();
   callbacks.start();
   watcher?.start();
   apiKeys?.start();
@@ -302,6 +320,7 @@ async function startLocked(
     close: () => {
       closing ??= (async () => {
         shutdown.abort();
+        metrics.close();
         scheduler?.close();
         watcher?.close();
         apiKeys?.close();

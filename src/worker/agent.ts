@@ -1,6 +1,7 @@
 import { createHash, timingSafeEqual } from "node:crypto";
 import { isIPv6 } from "node:net";
 import fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from "fastify";
+import type { Metric } from "prom-client";
 import { BlobStore } from "../blobs/blob-store.js";
 import { whileLocked } from "../data-dir-lock.js";
 import type { Engine } from "../engines/engine.js";
@@ -14,7 +15,9 @@ import { JobJournal } from "./job-journal.js";
 import { JobRecords } from "./job-records.js";
 import { JobRunner } from "./job-runner.js";
 import { workerLayout } from "./layout.js";
+import { PUBLIC_PATHS, registerOpsRoutes } from "./ops-routes.js";
 import { registerWorkerRoutes } from "./routes.js";
+import { WorkerMetrics } from "./worker-metrics.js";
 
 export interface WorkerOptions {
   host: string;
@@ -38,6 +41,8 @@ export interface WorkerHandle {
   /** `http://host:port`, ready for the gateway's machines.json. */
   readonly url: string;
   readonly port: number;
+  /** Its own Prometheus metrics (not the process ones), for a gateway that embeds it to export. */
+  readonly metrics: readonly Metric[];
   /**
    * Stops taking requests, ends long-polls, aborts running jobs (recorded as failed, kind
    * `machine`, so the gateway runs them elsewhere) and closes the server. Queued jobs stay
@@ -59,7 +64,13 @@ async function startLocked(options: WorkerOptions): Promise<WorkerHandle> {
   await blobs.init();
   const journal = new JobJournal(layout.dataDir);
   await journal.open();
-  const runner = await JobRunner.start({
+  const metrics = new WorkerMetrics({
+    engine: options.engine,
+    running: () => runner.runningIds.length,
+    queued: () => runner.queuedIds.length,
+  });
+  const runner: JobRunner = await JobRunner.start({
+    onFinished: metrics.jobFinished,
     engine: options.engine,
     blobs,
     journal,
@@ -86,6 +97,7 @@ async function startLocked(options: WorkerOptions): Promise<WorkerHandle> {
     dataDir: layout.dataDir,
     version: options.version ?? "unknown",
   });
+  registerOpsRoutes(app, metrics.registry);
 
   if (options.logMediaTools !== false) await logMediaTools(logger);
   try {
@@ -105,6 +117,7 @@ async function startLocked(options: WorkerOptions): Promise<WorkerHandle> {
   return {
     url,
     port,
+    metrics: metrics.own,
     close: () => {
       closing ??= (async () => {
         // Stop listening first, then settle the jobs, so that no new job arrives mid-shutdown and
@@ -124,6 +137,7 @@ function requireToken(app: FastifyInstance, token: string): void {
   // Compared as digests so that neither the content nor the length leaks through timing.
   const expected = digest(bearer(token));
   app.addHook("onRequest", async (request, reply) => {
+    if (PUBLIC_PATHS.has(request.routeOptions.url ?? "")) return;
     const given = request.headers[TOKEN_HEADER];
     if (typeof given === "string" && timingSafeEqual(digest(given), expected)) return;
     // Told apart so that an operator sees at once whether the gateway sends no token or another one.

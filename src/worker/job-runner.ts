@@ -25,6 +25,8 @@ export interface JobRunnerOptions {
   /** Where every job's accepted/started/finished/deleted goes, for audits after the records are gone. */
   readonly journal?: JobJournal;
   readonly now?: () => Date;
+  /** Told of every job that ends (succeeded, failed or cancelled), once. */
+  readonly onFinished?: (view: JobView) => void;
 }
 
 /**
@@ -52,7 +54,12 @@ export class JobRunner {
   private constructor(private readonly o: JobRunnerOptions) {
     this.capacity = Math.max(1, Math.floor(o.engine.capacity));
     this.now = o.now ?? (() => new Date());
-    this.transitions = new JobTransitions({ records: o.records, journal: o.journal, now: this.now });
+    this.transitions = new JobTransitions({
+      records: o.records,
+      journal: o.journal,
+      now: this.now,
+      onFinished: o.onFinished,
+    });
     this.retention = new JobRetention({
       retentionMs: o.resultRetentionMs ?? DEFAULT_RESULT_RETENTION_MS,
       now: this.now,

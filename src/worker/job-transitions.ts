@@ -35,6 +35,8 @@ export interface JobTransitionsOptions {
   readonly records: JobRecords;
   readonly journal: JobJournal | undefined;
   readonly now: () => Date;
+  /** Told of every job that ends, once (metrics). */
+  readonly onFinished?: ((view: JobView) => void) | undefined;
 }
 
 /**
@@ -90,12 +92,14 @@ export class JobTransitions {
           : { ...view, status: "cancelled", finished_at };
     this.replace(job, next);
     this.o.journal?.write(next.id, "finished", next.status);
+    this.o.onFinished?.(job.record.view);
     job.log.info({ status: next.status, error: next.error, result: next.result }, "job finished");
   }
 
   /** Cancelled while it waited in the queue: it never ran, so nothing else is to be undone. */
   cancelledInQueue(job: Job): void {
     this.update(job, { status: "cancelled", finished_at: this.o.now().toISOString() });
+    this.o.onFinished?.(job.record.view);
   }
 
   /** The job and its files are gone; its long-polls answer with its last view. */

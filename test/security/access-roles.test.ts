@@ -51,6 +51,16 @@ describe("API keys and roles", () => {
     return ((await res.json()) as { task_id: string; owner: string }).task_id;
   };
 
+  it("leaves /healthz and /readyz open to probes, and keeps /metrics for admin keys", async () => {
+    expect((await call("/healthz")).status).toBe(200);
+    expect([200, 503]).toContain((await call("/readyz")).status);
+    expect((await call("/metrics")).status).toBe(401);
+    expect((await call("/metrics", { headers: bearer(shop) })).status).toBe(403);
+    const scraped = await call("/metrics", { headers: bearer(boss) });
+    expect(scraped.status).toBe(200);
+    expect(await scraped.text()).toContain("multi_heygem_queue_depth");
+  });
+
   it("answers 401 with WWW-Authenticate to a request without a key, and changes nothing", async () => {
     const res = await call("/tasks", {
       method: "POST",
