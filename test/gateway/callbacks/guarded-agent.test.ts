@@ -4,7 +4,11 @@ import type { AddressInfo } from "node:net";
 import { request } from "undici";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { AddressPolicy } from "../../../src/gateway/callbacks/address-policy.js";
-import { CallbackRefusedError, guardedAgent, type Lookup } from "../../../src/gateway/callbacks/guarded-agent.js";
+import {
+  CallbackRefusedError,
+  guardedAgent,
+  type Lookup,
+} from "../../../src/gateway/callbacks/guarded-agent.js";
 
 /** A resolver that answers from a table, as a rebinding DNS server would. */
 function fakeDns(table: Record<string, string[]>): Lookup {
