@@ -1,5 +1,7 @@
 import { existsSync } from "node:fs";
 import { resolve } from "node:path";
+import { type AllowList, parseAllowList } from "../gateway/callbacks/address-policy.js";
+import { parseWebhookSecret } from "../gateway/callbacks/webhook-signature.js";
 import type { PlacementName } from "../gateway/placement/policy.js";
 import { DEFAULT_MACHINES_FILE, GATEWAY_OPTIONS } from "./gateway-options.js";
 import { loadMachinesFile, type MachineEntry } from "./machines-file.js";
@@ -36,6 +38,12 @@ export interface GatewayConfig {
   readonly callbackMaxTries: number;
   readonly callbackRetryBaseMs: number;
   readonly callbackTimeoutMs: number;
+  /** The key of `--callback-secret`; undefined: callbacks go out unsigned. */
+  readonly callbackSigningKey: Buffer | undefined;
+  /** `--callback-allow`; undefined: any destination the address policy does not refuse. */
+  readonly callbackAllow: AllowList | undefined;
+  /** `--public-url` without a trailing slash; undefined: the listening address. */
+  readonly publicUrl: string | undefined;
   readonly logLevel: string;
 }
 
@@ -73,6 +81,16 @@ export function resolveGatewayConfig(flags: GatewayFlags, cwd = process.cwd()): 
     callbackMaxTries: options.callbackTries,
     callbackRetryBaseMs: options.callbackRetry,
     callbackTimeoutMs: options.callbackTimeout,
+    callbackSigningKey: options.callbackSecret ? parseWebhookSecret(options.callbackSecret) : undefined,
+    callbackAllow: allowList(options.callbackAllow),
+    publicUrl: options.publicUrl,
     logLevel: options.logLevel,
   });
+}
+
+function allowList(entries: readonly string[] | undefined): AllowList | undefined {
+  if (entries === undefined) return undefined;
+  const parsed = parseAllowList(entries);
+  // The option's value type let only a valid list through.
+  return "list" in parsed ? parsed.list : undefined;
 }

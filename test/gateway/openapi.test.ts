@@ -33,6 +33,8 @@ describe("API documentation", () => {
       "/tasks/sync": { post: ["200", "400", "413", "415", "422", "502", "503", "504"] },
       "/tasks/{task_id}": { get: ["200", "404"] },
       "/tasks/{task_id}/events": { get: ["200", "404"] },
+      "/tasks/{task_id}/callbacks": { get: ["200", "404"] },
+      "/tasks/{task_id}/callbacks/redeliver": { post: ["202", "404", "409"] },
       "/tasks/{task_id}/result": { get: ["200", "206", "404", "409", "416"], head: ["200", "404", "409"] },
     };
     for (const [path, methods] of Object.entries(expected)) {
@@ -58,7 +60,14 @@ describe("API documentation", () => {
 
   it("names the shared schemas, the error body among them", () => {
     expect(Object.keys(doc.components.schemas)).toEqual(
-      expect.arrayContaining(["Task", "TaskList", "TaskEvents", "ErrorBody"]),
+      expect.arrayContaining([
+        "Task",
+        "TaskList",
+        "TaskEvents",
+        "ErrorBody",
+        "TaskCallbacks",
+        "CallbackDelivery",
+      ]),
     );
   });
 

@@ -3,9 +3,12 @@ import swaggerUi from "@fastify/swagger-ui";
 import type { FastifyInstance } from "fastify";
 import { ErrorBody } from "../../protocol/schemas.js";
 import {
+  CallbackDeliveryView,
+  CallbackTryView,
   MachineList,
   MachineView,
   SyncFailure,
+  TaskCallbacks,
   TaskEvent,
   TaskEvents,
   TaskList,
@@ -30,6 +33,9 @@ export function addSharedSchemas(app: FastifyInstance): void {
     SyncFailure,
     MachineView,
     MachineList,
+    CallbackTryView,
+    CallbackDeliveryView,
+    TaskCallbacks,
   ]) {
     app.addSchema(schema);
   }
@@ -50,6 +56,11 @@ export async function registerDocs(app: FastifyInstance, version: string): Promi
       },
       tags: [
         { name: "tasks", description: "Create and follow lip-sync tasks" },
+        {
+          name: "callbacks",
+          description:
+            "A task's callback deliveries (Standard Webhooks: webhook-id, webhook-timestamp, webhook-signature headers)",
+        },
         { name: "machines", description: "The GPU machines: health, load, drain" },
       ],
     },

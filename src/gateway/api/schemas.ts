@@ -184,3 +184,49 @@ export const MachineList = Type.Object(
   },
   { $id: "MachineList", title: "MachineList" },
 );
+
+export const CallbackTryView = Type.Object(
+  {
+    at: Type.String({ format: "date-time", description: "When the try started" }),
+    duration_ms: Type.Integer({ minimum: 0 }),
+    http_status: Nullable(Type.Integer(), { description: "The receiver's answer; null when none came" }),
+    error: Nullable(Type.String(), {
+      description:
+        "Why the try failed (refused, unreachable, past the deadline, non-2xx); null when delivered",
+    }),
+  },
+  { $id: "CallbackTry", title: "CallbackTry" },
+);
+
+export const CallbackDeliveryView = Type.Object(
+  {
+    id: Type.Integer(),
+    webhook_id: Nullable(Type.String(), {
+      description: "The webhook-id header: the same on every try of this delivery",
+    }),
+    event: Nullable(
+      Type.String({ description: "The status change it reports: queued, dispatched, completed…" }),
+    ),
+    status: Nullable(TaskStatus),
+    state: Type.Unsafe<"pending" | "delivered" | "given_up">({
+      type: "string",
+      enum: ["pending", "delivered", "given_up"],
+      description: "pending: waiting for its (next) try; delivered: a 2xx came back; given_up: no more tries",
+    }),
+    created_at: Type.String({ format: "date-time" }),
+    next_try_at: Nullable(Type.String({ format: "date-time" }), { description: "While pending" }),
+    last_error: Nullable(Type.String()),
+    tries: Type.Array(Type.Ref(CallbackTryView)),
+  },
+  { $id: "CallbackDelivery", title: "CallbackDelivery" },
+);
+export type CallbackDeliveryView = Static<typeof CallbackDeliveryView>;
+
+export const TaskCallbacks = Type.Object(
+  {
+    task_id: Type.String(),
+    callback_url: Nullable(Type.String(), { description: "Credentials and query string masked as ***" }),
+    deliveries: Type.Array(Type.Ref(CallbackDeliveryView)),
+  },
+  { $id: "TaskCallbacks", title: "TaskCallbacks" },
+);

@@ -7,6 +7,7 @@ import { sendFile } from "../../http/send-file.js";
 import type { TypeBoxTypeProvider } from "../../http/typebox-provider.js";
 import { FINAL_TASK_STATUSES, type TaskRow } from "../../store/schema.js";
 import type { TaskStore } from "../../store/task-store.js";
+import type { AddressPolicy } from "../callbacks/address-policy.js";
 import type { Clock } from "../clock.js";
 import type { MediaInspector } from "../media-inspector.js";
 import type { Prestager } from "../prestage.js";
@@ -32,6 +33,8 @@ export interface TaskRoutesOptions {
   inspector: MediaInspector;
   maxUploadBytes: number;
   syncTimeoutMs: number;
+  /** Where a callback_url may point. */
+  callbackPolicy: AddressPolicy;
   /** Sends a template video ahead to a machine while the client still uploads it. */
   prestage?: Prestager;
   /** A task was created: place it. */
@@ -56,6 +59,7 @@ export async function taskRoutes(app: FastifyInstance, options: TaskRoutesOption
       inspector: options.inspector,
       maxBytes: options.maxUploadBytes,
       prestage: options.prestage,
+      callbackPolicy: options.callbackPolicy,
     });
     try {
       await upload.commit();

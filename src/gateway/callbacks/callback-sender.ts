@@ -1,10 +1,14 @@
-import { request } from "undici";
-import { errorMessage } from "../errors.js";
-import type { Logger } from "../logger.js";
-import type { CallbackStore } from "../store/callback-store.js";
-import type { CallbackRow } from "../store/schema.js";
-import type { TaskChange, TaskStore } from "../store/task-store.js";
-import type { Clock, Timer } from "./clock.js";
+import { type Dispatcher, request } from "undici";
+import { errorMessage } from "../../errors.js";
+import type { Logger } from "../../logger.js";
+import type { CallbackOutcome, CallbackStore } from "../../store/callback-store.js";
+import type { CallbackRow } from "../../store/schema.js";
+import type { TaskChange, TaskStore } from "../../store/task-store.js";
+import type { Clock, Timer } from "../clock.js";
+import { CallbackRefusedError } from "./guarded-agent.js";
+import { maskUrl } from "./mask-url.js";
+import { retryDelayMs } from "./retry-schedule.js";
+import { webhookHeaders } from "./webhook-signature.js";
 
 export interface CallbackSenderOptions {
   clock: Clock;
@@ -12,32 +16,52 @@ export interface CallbackSenderOptions {
   store: TaskStore;
   deliveries: CallbackStore;
   logger: Logger;
+  /** Dials only what the address policy allows (guarded-agent.ts). */
+  dispatcher: Dispatcher;
   maxTries: number;
-  retryBaseMs: number;
+  /** The first retry's delay; the Standard Webhooks schedule scales with it (retry-schedule.ts). */
+  retryFirstDelayMs: number;
+  /** One deadline for a whole try: connecting, sending, the answer's headers and body. */
   timeoutMs: number;
+  /** The key of `--callback-secret`; without it deliveries go out unsigned. */
+  signingKey: Buffer | undefined;
+  /** The gateway's address as receivers reach it, for the `result_url` of `completed`. */
+  publicUrl: string;
+  /** Deliveries under way at once, each of a different task. */
+  concurrency?: number;
 }
 
-const MAX_BACKOFF_MS = 5 * 60_000;
+const DEFAULT_CONCURRENCY = 16;
+/** A receiver's answer is read only to free the connection; nobody needs more of it. */
+const MAX_ANSWER_BYTES = 64 * 1024;
 
 /**
- * Delivers the callback rows that status changes wrote in the store: a POST of JSON per row,
- * retried with exponential backoff while the receiver is down or answers non-2xx, given up after
- * `maxTries`. Rows survive a restart, and a task's rows go out in order (TaskStore.dueCallbacks).
- * A callback's fate never touches its task.
+ * Delivers the callback rows that status changes wrote in the store: a signed POST of JSON per row
+ * (Standard Webhooks), retried on the standard schedule while the receiver is down or answers
+ * non-2xx, given up after `maxTries`. Rows survive a restart. A task's rows go out one at a time
+ * and in order (CallbackStore.dueCallbacks); different tasks' go out side by side, up to
+ * `concurrency`, and each try has one overall deadline, so a receiver that stalls holds up only
+ * its own task's callbacks (issue 9). A callback's fate never touches its task.
  */
 export class CallbackSender {
-  private busy = false;
+  private filling = false;
   private again = false;
   private timer: Timer | undefined;
   private closed = false;
+  private readonly closing = new AbortController();
+  /** Tasks with a try under way: their next row waits for it, whatever the store says is due. */
+  private readonly busy = new Set<string>();
   private readonly inflight = new Set<Promise<void>>();
+  private readonly concurrency: number;
   // Only a task with a callback_url gets delivery rows (TaskStore.recordStatus); the rest of the
-  // changes would cost two queries each for nothing, on the intake's hot path.
+  // changes would cost a query each for nothing, on the intake's hot path.
   private readonly onChange = (change: TaskChange) => {
     if (change.task.callback_url) this.kick();
   };
 
-  constructor(private readonly options: CallbackSenderOptions) {}
+  constructor(private readonly options: CallbackSenderOptions) {
+    this.concurrency = options.concurrency ?? DEFAULT_CONCURRENCY;
+  }
 
   start(): void {
     this.options.store.changes.on("change", this.onChange);
@@ -48,78 +72,152 @@ export class CallbackSender {
     this.closed = true;
     this.options.store.changes.off("change", this.onChange);
     this.timer?.cancel();
-    await Promise.allSettled(this.inflight);
+    this.closing.abort();
+    while (this.inflight.size > 0 || this.filling)
+      await Promise.allSettled([...this.inflight, this.fillDone]);
   }
 
+  private fillDone: Promise<void> = Promise.resolve();
+
+  /** Something may be due: start what is, up to the concurrency. */
   kick(): void {
     if (this.closed) return;
-    if (this.busy) {
+    if (this.filling) {
       this.again = true;
       return;
     }
-    this.busy = true;
-    const pass = this.drain()
+    this.filling = true;
+    this.fillDone = this.fill()
       .catch((err: unknown) => this.options.logger.error({ err }, "callback pass failed"))
       .finally(() => {
-        this.busy = false;
-        this.inflight.delete(pass);
+        this.filling = false;
       });
-    this.inflight.add(pass);
   }
 
-  private async drain(): Promise<void> {
+  private async fill(): Promise<void> {
     do {
       this.again = false;
-      const due = await this.options.deliveries.dueCallbacks(32);
-      await Promise.all(due.map((row) => this.deliver(row)));
-      if (due.length > 0) this.again = true;
+      const free = this.concurrency - this.inflight.size;
+      if (free <= 0) break;
+      const due = await this.options.deliveries.dueCallbacks(free, [...this.busy]);
+      for (const row of due) if (!this.closed && !this.busy.has(row.task_id)) this.begin(row);
+      if (due.length >= free) this.again = true;
     } while (this.again && !this.closed);
     await this.armTimer();
   }
 
-  /** Sleeps until the next retry is due; a new status change kicks earlier. */
+  private begin(row: CallbackRow): void {
+    this.busy.add(row.task_id);
+    const run: Promise<void> = this.deliver(row)
+      .catch((err: unknown) =>
+        this.options.logger.error({ err, task_id: row.task_id, callback_id: row.id }, "callback try failed"),
+      )
+      .finally(() => {
+        this.busy.delete(row.task_id);
+        this.inflight.delete(run);
+        this.kick();
+      });
+    this.inflight.add(run);
+  }
+
+  /** Sleeps until the next retry is due; a new status change or a finished try kicks earlier. */
   private async armTimer(): Promise<void> {
     this.timer?.cancel();
-    const next = await this.options.deliveries.nextCallbackDue();
+    const next = await this.options.deliveries.nextCallbackDue([...this.busy]);
     if (!next || this.closed) return;
     const wait = Math.max(0, Date.parse(next) - this.options.clock.now());
     this.timer = this.options.clock.setTimeout(() => this.kick(), wait);
   }
 
   private async deliver(row: CallbackRow): Promise<void> {
+    const { clock, deliveries, timeoutMs } = this.options;
+    const url = maskUrl(row.url);
     const log = this.options.logger.child({ task_id: row.task_id, callback_id: row.id });
     const tries = row.tries + 1;
-    let error: string;
+    const webhookId = await deliveries.ensureWebhookId(row);
+    const body = this.body(row);
+    const started = clock.now();
+    const deadline = clock.timeoutSignal(timeoutMs);
+    let httpStatus: number | null = null;
+    let error: string | undefined;
+    let refused = false;
+    const target = splitCredentials(row.url);
     try {
-      const res = await request(row.url, {
+      const res = await request(target.url, {
         method: "POST",
-        headers: { "content-type": "application/json", "user-agent": "multi-heygem-callback/1" },
-        body: row.payload,
-        headersTimeout: this.options.timeoutMs,
-        bodyTimeout: this.options.timeoutMs,
+        dispatcher: this.options.dispatcher,
+        signal: AbortSignal.any([deadline, this.closing.signal]),
+        headers: {
+          "content-type": "application/json",
+          "user-agent": "multi-heygem-callback/1",
+          ...target.headers,
+          ...webhookHeaders(this.options.signingKey, webhookId, Math.floor(started / 1000), body),
+        },
+        body,
+        // Backstops only: the signal is the deadline of the whole exchange.
+        headersTimeout: timeoutMs,
+        bodyTimeout: timeoutMs,
       });
-      await res.body.dump();
-      if (res.statusCode >= 200 && res.statusCode < 300) {
-        await this.options.deliveries.settleCallback(row.id, { state: "delivered", tries });
-        log.info({ url: row.url, tries, status: res.statusCode }, "callback delivered");
-        return;
-      }
-      error = `receiver answered HTTP ${res.statusCode}`;
+      httpStatus = res.statusCode;
+      await res.body.dump({ limit: MAX_ANSWER_BYTES });
+      if (res.statusCode < 200 || res.statusCode >= 300) error = `receiver answered HTTP ${res.statusCode}`;
     } catch (err) {
-      error = errorMessage(err);
+      refused = err instanceof CallbackRefusedError;
+      error = deadline.aborted
+        ? `no complete answer within ${timeoutMs} ms (the delivery's deadline)`
+        : this.closing.signal.aborted
+          ? "cut off by the gateway shutting down"
+          : errorMessage(err);
     }
-    if (tries >= this.options.maxTries) {
-      await this.options.deliveries.settleCallback(row.id, { state: "given_up", tries, error });
-      log.warn({ url: row.url, tries, error }, "callback given up");
-      return;
+    const tried = {
+      at: new Date(started),
+      durationMs: clock.now() - started,
+      httpStatus,
+      error: error ?? null,
+    };
+    let outcome: CallbackOutcome;
+    if (error === undefined) {
+      outcome = { state: "delivered", tries };
+      log.info({ url, tries, status: httpStatus, webhook_id: webhookId }, "callback delivered");
+    } else if (this.closing.signal.aborted && !deadline.aborted && httpStatus === null) {
+      // Not the receiver's fault: the next start tries again at once, and this try does not count.
+      outcome = { state: "pending", tries: row.tries, nextAt: new Date(clock.now()), error };
+    } else if (refused || tries >= this.options.maxTries) {
+      outcome = { state: "given_up", tries, error };
+      log.warn(
+        { url, tries, error },
+        refused ? "callback refused by the address policy" : "callback given up",
+      );
+    } else {
+      const wait = retryDelayMs(tries, this.options.retryFirstDelayMs);
+      outcome = { state: "pending", tries, nextAt: new Date(clock.now() + wait), error };
+      log.warn({ url, tries, error, retry_in_ms: wait }, "callback failed; will retry");
     }
-    const backoff = Math.min(MAX_BACKOFF_MS, this.options.retryBaseMs * 2 ** (tries - 1));
-    await this.options.deliveries.settleCallback(row.id, {
-      state: "pending",
-      tries,
-      nextAt: new Date(this.options.clock.now() + backoff),
-      error,
-    });
-    log.warn({ url: row.url, tries, error, retry_in_ms: backoff }, "callback failed; will retry");
+    await deliveries.settleCallback(row, outcome, tried);
   }
+
+  /** The stored payload, with `result_url` on `completed` (absolute: the receiver fetches it). */
+  private body(row: CallbackRow): string {
+    const payload = JSON.parse(row.payload) as Record<string, unknown>;
+    if (payload.status !== "completed") return row.payload;
+    return JSON.stringify({
+      ...payload,
+      result_url: `${this.options.publicUrl}/tasks/${row.task_id}/result`,
+    });
+  }
+}
+
+/**
+ * `https://user:pass@host/…` means HTTP Basic authentication to its owner; undici would drop the
+ * credentials silently, so they become the Authorization header here.
+ */
+function splitCredentials(text: string): { url: string; headers: Record<string, string> } {
+  const url = new URL(text);
+  if (url.username === "" && url.password === "") return { url: text, headers: {} };
+  const user = decodeURIComponent(url.username);
+  const password = decodeURIComponent(url.password);
+  url.username = "";
+  url.password = "";
+  const basic = Buffer.from(`${user}:${password}`).toString("base64");
+  return { url: url.href, headers: { authorization: `Basic ${basic}` } };
 }
