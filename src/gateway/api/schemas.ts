@@ -207,7 +207,13 @@ export const CallbackDeliveryView = Type.Object(
     event: Nullable(
       Type.String({ description: "The status change it reports: queued, dispatched, completed…" }),
     ),
-    status: Nullable(TaskStatus),
+    status: Nullable(
+      Type.Unsafe<Static<typeof TaskStatus>>({
+        type: "string",
+        enum: ["pending", "processing", "completed", "failed"],
+      }),
+      { description: "The task's status it reports" },
+    ),
     state: Type.Unsafe<"pending" | "delivered" | "given_up">({
       type: "string",
       enum: ["pending", "delivered", "given_up"],
