@@ -138,6 +138,7 @@ export class CallbackSender {
     const body = this.body(row);
     const started = clock.now();
     const deadline = clock.timeoutSignal(timeoutMs);
+    const signal = AbortSignal.any([deadline, this.closing.signal]);
     let httpStatus: number | null = null;
     let error: string | undefined;
     let refused = false;
@@ -146,7 +147,7 @@ export class CallbackSender {
       const res = await request(target.url, {
         method: "POST",
         dispatcher: this.options.dispatcher,
-        signal: AbortSignal.any([deadline, this.closing.signal]),
+        signal,
         headers: {
           "content-type": "application/json",
           "user-agent": "multi-heygem-callback/1",
@@ -160,6 +161,8 @@ export class CallbackSender {
       });
       httpStatus = res.statusCode;
       await res.body.dump({ limit: MAX_ANSWER_BYTES });
+      // dump() ends quietly when the signal cuts the body off; a cut answer is not an answer.
+      signal.throwIfAborted();
       if (res.statusCode < 200 || res.statusCode >= 300) error = `receiver answered HTTP ${res.statusCode}`;
     } catch (err) {
       refused = err instanceof CallbackRefusedError;
