@@ -45,6 +45,8 @@ const MAX_ANSWER_BYTES = 64 * 1024;
  */
 export class CallbackSender {
   private filling = false;
+  /** The pass under way while `filling`; close() waits for it. */
+  private fillDone: Promise<void> = Promise.resolve();
   private again = false;
   private timer: Timer | undefined;
   private closed = false;
@@ -76,8 +78,6 @@ export class CallbackSender {
     while (this.inflight.size > 0 || this.filling)
       await Promise.allSettled([...this.inflight, this.fillDone]);
   }
-
-  private fillDone: Promise<void> = Promise.resolve();
 
   /** Something may be due: start what is, up to the concurrency. */
   kick(): void {
@@ -130,24 +130,68 @@ export class CallbackSender {
   }
 
   private async deliver(row: CallbackRow): Promise<void> {
-    const { clock, deliveries, timeoutMs } = this.options;
+    const { clock, deliveries } = this.options;
     const url = maskUrl(row.url);
     const log = this.options.logger.child({ task_id: row.task_id, callback_id: row.id });
     const tries = row.tries + 1;
     const webhookId = await deliveries.ensureWebhookId(row);
-    const body = this.body(row);
     const started = clock.now();
-    const deadline = clock.timeoutSignal(timeoutMs);
-    const signal = AbortSignal.any([deadline, this.closing.signal]);
-    let httpStatus: number | null = null;
-    let error: string | undefined;
-    let refused = false;
+    const { httpStatus, error, cut } = await this.post(row, webhookId, started);
+    const tried = {
+      at: new Date(started),
+      durationMs: clock.now() - started,
+      httpStatus,
+      error: error ?? null,
+    };
+    let outcome: CallbackOutcome;
+    if (error === undefined) {
+      outcome = { state: "delivered", tries };
+      log.info({ url, tries, status: httpStatus, webhook_id: webhookId }, "callback delivered");
+    } else if (cut === "shutdown" && httpStatus === null) {
+      // Not the receiver's fault: the next start tries again at once, and this try does not count.
+      outcome = { state: "pending", tries: row.tries, nextAt: new Date(clock.now()), error };
+    } else if (cut === "refused" || tries >= this.options.maxTries) {
+      outcome = { state: "given_up", tries, error };
+      log.warn(
+        { url, tries, error },
+        cut === "refused" ? "callback refused by the address policy" : "callback given up",
+      );
+    } else {
+      const wait = retryDelayMs(tries, this.options.retryFirstDelayMs);
+      outcome = { state: "pending", tries, nextAt: new Date(clock.now() + wait), error };
+      log.warn({ url, tries, error, retry_in_ms: wait }, "callback failed; will retry");
+    }
+    await deliveries.settleCallback(row, outcome, tried);
+  }
+
+  /**
+   * One try: the signed POST and the answer, under one deadline for the whole exchange. The
+   * deadline is a timer of the clock aborting this try's own controller (a signal combined with a
+   * long-lived one would be kept alive by it, try after try).
+   */
+  private async post(
+    row: CallbackRow,
+    webhookId: string,
+    started: number,
+  ): Promise<{ httpStatus: number | null; error?: string; cut?: "deadline" | "shutdown" | "refused" }> {
+    const { timeoutMs } = this.options;
+    const controller = new AbortController();
+    let cut: "deadline" | "shutdown" | undefined;
+    const abort = (why: "deadline" | "shutdown") => {
+      cut ??= why;
+      controller.abort(new Error(why));
+    };
+    const timer = this.options.clock.setTimeout(() => abort("deadline"), timeoutMs);
+    const onClose = () => abort("shutdown");
+    this.closing.signal.addEventListener("abort", onClose, { once: true });
+    const body = this.body(row);
     const target = splitCredentials(row.url);
+    let httpStatus: number | null = null;
     try {
       const res = await request(target.url, {
         method: "POST",
         dispatcher: this.options.dispatcher,
-        signal,
+        signal: controller.signal,
         headers: {
           "content-type": "application/json",
           "user-agent": "multi-heygem-callback/1",
@@ -162,46 +206,34 @@ export class CallbackSender {
       httpStatus = res.statusCode;
       await res.body.dump({ limit: MAX_ANSWER_BYTES });
       // dump() ends quietly when the signal cuts the body off; a cut answer is not an answer.
-      signal.throwIfAborted();
-      if (res.statusCode < 200 || res.statusCode >= 300) error = `receiver answered HTTP ${res.statusCode}`;
+      controller.signal.throwIfAborted();
+      if (httpStatus >= 200 && httpStatus < 300) return { httpStatus };
+      return { httpStatus, error: `receiver answered HTTP ${httpStatus}` };
     } catch (err) {
-      refused = err instanceof CallbackRefusedError;
-      error = deadline.aborted
-        ? `no complete answer within ${timeoutMs} ms (the delivery's deadline)`
-        : this.closing.signal.aborted
-          ? "cut off by the gateway shutting down"
-          : errorMessage(err);
+      if (cut === "deadline") {
+        return {
+          httpStatus,
+          cut,
+          error: `no complete answer within ${timeoutMs} ms (the delivery's deadline)`,
+        };
+      }
+      if (cut === "shutdown") return { httpStatus, cut, error: "cut off by the gateway shutting down" };
+      if (err instanceof CallbackRefusedError) return { httpStatus, cut: "refused", error: err.message };
+      return { httpStatus, error: errorMessage(err) };
+    } finally {
+      timer.cancel();
+      this.closing.signal.removeEventListener("abort", onClose);
     }
-    const tried = {
-      at: new Date(started),
-      durationMs: clock.now() - started,
-      httpStatus,
-      error: error ?? null,
-    };
-    let outcome: CallbackOutcome;
-    if (error === undefined) {
-      outcome = { state: "delivered", tries };
-      log.info({ url, tries, status: httpStatus, webhook_id: webhookId }, "callback delivered");
-    } else if (this.closing.signal.aborted && !deadline.aborted && httpStatus === null) {
-      // Not the receiver's fault: the next start tries again at once, and this try does not count.
-      outcome = { state: "pending", tries: row.tries, nextAt: new Date(clock.now()), error };
-    } else if (refused || tries >= this.options.maxTries) {
-      outcome = { state: "given_up", tries, error };
-      log.warn(
-        { url, tries, error },
-        refused ? "callback refused by the address policy" : "callback given up",
-      );
-    } else {
-      const wait = retryDelayMs(tries, this.options.retryFirstDelayMs);
-      outcome = { state: "pending", tries, nextAt: new Date(clock.now() + wait), error };
-      log.warn({ url, tries, error, retry_in_ms: wait }, "callback failed; will retry");
-    }
-    await deliveries.settleCallback(row, outcome, tried);
   }
 
   /** The stored payload, with `result_url` on `completed` (absolute: the receiver fetches it). */
   private body(row: CallbackRow): string {
-    const payload = JSON.parse(row.payload) as Record<string, unknown>;
+    let payload: Record<string, unknown>;
+    try {
+      payload = JSON.parse(row.payload) as Record<string, unknown>;
+    } catch {
+      return row.payload;
+    }
     if (payload.status !== "completed") return row.payload;
     return JSON.stringify({
       ...payload,
