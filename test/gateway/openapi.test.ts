@@ -4,6 +4,7 @@ import { removeDir, startTestGateway } from "../helpers/gateway.js";
 type Gateway = Awaited<ReturnType<typeof startTestGateway>>;
 interface Operation {
   summary?: string;
+  callbacks?: Record<string, Record<string, { post?: { requestBody?: { description?: string } } }>>;
   requestBody?: { content: Record<string, { schema: { properties?: Record<string, unknown> } }> };
   responses: Record<string, { description?: string; content?: Record<string, unknown> }>;
 }
@@ -69,6 +70,18 @@ describe("API documentation", () => {
         "CallbackDelivery",
       ]),
     );
+  });
+
+  it("describes the signed callback a callback_url receives, on both routes that take one", () => {
+    for (const path of ["/tasks", "/tasks/sync"]) {
+      const callback =
+        doc.paths[path]?.post?.callbacks?.statusChange?.["{$request.body#/callback_url}"]?.post;
+      expect(JSON.stringify(callback), path).toContain("#/components/schemas/CallbackPayload");
+      expect(callback?.requestBody?.description, path).toMatch(
+        /webhook-id.*webhook-timestamp.*webhook-signature/,
+      );
+    }
+    expect(Object.keys(doc.components.schemas)).toContain("CallbackPayload");
   });
 
   it("serves Swagger UI at /docs", async () => {

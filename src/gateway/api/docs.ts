@@ -4,6 +4,7 @@ import type { FastifyInstance } from "fastify";
 import { ErrorBody } from "../../protocol/schemas.js";
 import {
   CallbackDeliveryView,
+  CallbackPayload,
   CallbackTryView,
   MachineList,
   MachineView,
@@ -16,6 +17,10 @@ import {
 } from "./schemas.js";
 
 declare module "fastify" {
+  interface FastifySchema {
+    /** OpenAPI 3 callbacks of the operation; @fastify/swagger reads them, its types omit them. */
+    callbacks?: Record<string, unknown>;
+  }
   interface FastifyContextConfig {
     /** The multipart form of a route, shown in the OpenAPI document (the handler streams it itself). */
     multipartForm?: object;
@@ -36,6 +41,7 @@ export function addSharedSchemas(app: FastifyInstance): void {
     CallbackTryView,
     CallbackDeliveryView,
     TaskCallbacks,
+    CallbackPayload,
   ]) {
     app.addSchema(schema);
   }

@@ -105,7 +105,13 @@ export const TaskForm = Type.Object(
     video_file: Type.Optional(binary("Same as `video`.")),
     description: Type.Optional(Type.String({ maxLength: 2000 })),
     callback_url: Type.Optional(
-      Type.String({ format: "uri", description: "Gets a POST of JSON on every status change of the task" }),
+      Type.String({
+        format: "uri",
+        description:
+          "Gets a signed POST of JSON on every status change of the task (see the callbacks of this " +
+          "operation). Not an address of the gateway itself, nor a link-local, metadata, unspecified, " +
+          "multicast or broadcast one: those are refused (400 CALLBACK_URL_FORBIDDEN).",
+      }),
     ),
     priority: Type.Optional(Type.Integer({ description: "Higher goes first; default 0" })),
     chaofen: Type.Optional(bit("HeyGem super-resolution pass; default 0")),
@@ -236,3 +242,50 @@ export const TaskCallbacks = Type.Object(
   },
   { $id: "TaskCallbacks", title: "TaskCallbacks" },
 );
+
+/** What a task's callback_url receives: the JSON body of each status change's POST. */
+export const CallbackPayload = Type.Object(
+  {
+    task_id: Type.String({ format: "uuid" }),
+    status: TaskStatus,
+    completed_at: Nullable(Type.String({ format: "date-time" })),
+    error_message: Nullable(Type.String()),
+    description: Nullable(Type.String()),
+    created_at: Type.String({ format: "date-time" }),
+    started_at: Nullable(Type.String({ format: "date-time" })),
+    machine: Nullable(Type.String()),
+    progress: Type.Integer({ minimum: 0, maximum: 100 }),
+    event: Type.String({ description: "The step: queued, dispatched, requeued, completed or failed" }),
+    event_id: Type.Integer({ description: "The step's id in GET /tasks/{task_id}/events" }),
+    at: Type.String({ format: "date-time", description: "When the step happened" }),
+    result_url: Type.Optional(
+      Type.String({ description: "Only on completed: the MP4's absolute URL (the gateway's --public-url)" }),
+    ),
+  },
+  { $id: "CallbackPayload", title: "CallbackPayload" },
+);
+
+/**
+ * The callback, as an OpenAPI 3 `callbacks` entry of the routes that take a callback_url. Its
+ * headers cannot be declared there (the generator takes a body and responses only), so the
+ * description names them.
+ */
+export const StatusCallback = {
+  statusChange: {
+    "{$request.body#/callback_url}": {
+      post: {
+        requestBody: {
+          description:
+            "POSTed on every status change of the task. Headers (Standard Webhooks): webhook-id (the " +
+            "same on every try of one delivery), webhook-timestamp (Unix seconds of the try) and, when the " +
+            'gateway has --callback-secret, webhook-signature: "v1," + base64 HMAC-SHA256 of ' +
+            '"{webhook-id}.{webhook-timestamp}.{body}". Credentials in the URL are sent as Basic ' +
+            "authentication. Any 2xx answer within --callback-timeout is a delivery; anything else is " +
+            "tried again (5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h).",
+          content: { "application/json": { schema: Type.Ref(CallbackPayload) } },
+        },
+        responses: { "2XX": { description: "Delivered" } },
+      },
+    },
+  },
+};

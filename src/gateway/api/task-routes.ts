@@ -15,6 +15,7 @@ import { waitForFinal } from "../task-waiter.js";
 import {
   ErrorBody,
   ListQuery,
+  StatusCallback,
   SyncFailure,
   TaskEvents,
   TaskForm,
@@ -100,6 +101,7 @@ export async function taskRoutes(app: FastifyInstance, options: TaskRoutesOption
         tags: ["tasks"],
         consumes: ["multipart/form-data"],
         response: { 200: Type.Ref(TaskView), ...errors },
+        callbacks: StatusCallback,
       },
       config: { multipartForm: TaskForm },
     },
@@ -117,6 +119,7 @@ export async function taskRoutes(app: FastifyInstance, options: TaskRoutesOption
         tags: ["tasks"],
         consumes: ["multipart/form-data"],
         produces: ["video/mp4", "application/json"],
+        callbacks: StatusCallback,
         response: {
           200: Type.String({ format: "binary", description: "The MP4 (video/mp4)" }),
           ...errors,
