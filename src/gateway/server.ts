@@ -199,7 +199,11 @@ async function startLocked(
   // The gateway's own ports, refused as callback destinations: known once each server listens.
   const ownPorts: number[] = [];
   if (embedded) ownPorts.push(embedded.port);
-  const callbackPolicy = new AddressPolicy({ allow: config.callbackAllow, ownPorts: () => ownPorts });
+  const callbackPolicy = new AddressPolicy({
+    allow: config.callbackAllow,
+    ownPorts: () => ownPorts,
+    machines: () => fleet.list().map((m) => ({ name: m.name, host: m.spec.host, port: m.spec.port })),
+  });
   const callbackAgent = guardedAgent(callbackPolicy, { lookup: options.callbackLookup });
   const deliveries = new CallbackStore(db, now);
   let callbacks: CallbackSender | undefined;

@@ -75,7 +75,13 @@ describe("callback_url at submit, against a gateway process", () => {
   ];
 
   it("refuses every probe with 400 naming callback_url, and nothing is created, stored or drained", async () => {
-    for (const url of probes()) {
+    // The embedded worker agent, as GET /machines shows it: its blob and job routes are not a receiver.
+    const { machines } = await json<{ machines: Array<{ host: string; port: number }> }>(
+      fetch(`${gateway.url}/machines`),
+    );
+    const worker = machines.map((m) => `http://${m.host}:${m.port}/v1/blobs`);
+    expect(worker).toHaveLength(1);
+    for (const url of [...probes(), ...worker]) {
       const res = await submitTask(gateway.url, inputs, { callback_url: url });
       const body = await json<{ error: string; message: string; field: string }>(res);
       expect(res.status, url).toBe(400);

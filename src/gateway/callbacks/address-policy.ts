@@ -17,9 +17,10 @@ import {
  * forbidden address gets nowhere.
  *
  * Always refused: unspecified, link-local, cloud metadata, multicast, broadcast and reserved
- * addresses, and the gateway itself (its own port, and its embedded worker's, on any local
- * address). Loopback and LAN addresses are allowed otherwise, because receivers live there (the
- * seed's async client posts to a receiver on the same box). An allow list narrows the rest.
+ * addresses, the gateway itself (its own port, and its embedded worker's, on any local address)
+ * and the fleet's worker agents (by the host and port in machines.json). Loopback and LAN
+ * addresses are allowed otherwise, because receivers live there (the seed's async client posts to
+ * a receiver on the same box). An allow list narrows the rest.
  */
 export interface AddressPolicyOptions {
   /** `--callback-allow`; undefined allows every destination that is not refused. */
@@ -28,6 +29,15 @@ export interface AddressPolicyOptions {
   readonly ownPorts: () => readonly number[];
   /** This machine's addresses; the default reads the network interfaces. */
   readonly localAddresses?: () => readonly string[];
+  /**
+   * The fleet's worker agents, read at each check: a callback must not be a way to reach their
+   * job and blob routes from inside the network.
+   */
+  readonly machines?: () => ReadonlyArray<{
+    readonly name: string;
+    readonly host: string;
+    readonly port: number;
+  }>;
 }
 
 /** `--callback-allow`, parsed: CIDRs and addresses, host names, and `*.domain` wildcards. */
@@ -123,6 +133,8 @@ export class AddressPolicy {
     const host = normalHost(url.hostname);
     if (host === "") return "callback_url has no host";
     if (METADATA_NAMES.has(host)) return `callback_url may not point at a cloud metadata service (${host})`;
+    const machine = this.machineAt(host, parseIp(host), port);
+    if (machine) return `callback_url may not point at ${machine}`;
     const ip = parseIp(host);
     if (ip) return this.refusal(ip, port, undefined, "submit");
     if (isLocalhostName(host) && this.options.ownPorts().includes(port)) {
@@ -153,7 +165,21 @@ export class AddressPolicy {
     if (this.options.ownPorts().includes(port) && judged.some((c) => this.isLocal(c))) {
       return `${lead} the gateway itself (${shown}:${port})`;
     }
+    const machine = this.machineAt(hostname, ip, port);
+    if (machine) return `${lead} ${machine}`;
     return this.notAllowed(ip, hostname, when);
+  }
+
+  /** The fleet machine at `host` or `ip` and `port`, described; undefined when there is none. */
+  private machineAt(host: string | undefined, ip: IpBytes | undefined, port: number): string | undefined {
+    for (const machine of this.options.machines?.() ?? []) {
+      if (machine.port !== port) continue;
+      const name = normalHost(machine.host);
+      const machineIp = parseIp(name);
+      const same = machineIp && ip ? sameIp(machineIp, ip) : host !== undefined && name === host;
+      if (same) return `the worker agent of machine ${machine.name} (${machine.host}:${port})`;
+    }
+    return undefined;
   }
 
   private isLocal(ip: IpBytes): boolean {

@@ -11,6 +11,10 @@ function policy(allow?: string[]) {
     allow: parsed?.list,
     ownPorts: () => [GATEWAY_PORT, 40123],
     localAddresses: () => ["127.0.0.1", "::1", LAN_ADDRESS, "fe80::1"],
+    machines: () => [
+      { name: "gpu-01", host: "192.168.1.101", port: 8000 },
+      { name: "gpu-02", host: "gpu-02.lan", port: 8000 },
+    ],
   });
 }
 
@@ -50,6 +54,9 @@ describe("callback address policy at submit", () => {
     ["http://[::ffff:127.0.0.1]:8101/", /the gateway itself/],
     [`http://${LAN_ADDRESS}:8101/`, /the gateway itself/],
     ["http://127.0.0.1:40123/v1/blobs", /the gateway itself/],
+    ["http://192.168.1.101:8000/v1/blobs", /the worker agent of machine gpu-01 \(192\.168\.1\.101:8000\)/],
+    ["http://3232235877:8000/v1/blobs", /the worker agent of machine gpu-01/],
+    ["http://GPU-02.lan.:8000/v1/blobs", /the worker agent of machine gpu-02/],
   ])("refuses %s", (url, why) => {
     expect(p.checkUrl(url)).toMatch(why);
   });
@@ -59,6 +66,7 @@ describe("callback address policy at submit", () => {
     "http://localhost:9000/hook",
     "http://[::1]:9000/hook",
     "http://192.168.1.20:8101/hook",
+    "http://192.168.1.101:9000/hook",
     "http://10.1.2.3/hook",
     `http://${LAN_ADDRESS}:9000/hook`,
     "https://hooks.example.com/x?token=1",
@@ -86,6 +94,8 @@ describe("callback address policy at connect", () => {
     ["127.0.0.1", GATEWAY_PORT, /the gateway itself/],
     ["::1", GATEWAY_PORT, /the gateway itself/],
     [LAN_ADDRESS, GATEWAY_PORT, /the gateway itself/],
+    ["192.168.1.101", 8000, /the worker agent of machine gpu-01/],
+    ["::ffff:192.168.1.101", 8000, /the worker agent of machine gpu-01/],
   ])("refuses %s port %d", (address, port, why) => {
     expect(p.checkAddress(address, port, "rebound.example.com")).toMatch(why);
   });
@@ -98,6 +108,11 @@ describe("callback address policy at connect", () => {
     ["2001:db8::1", 443],
   ])("allows %s port %d", (address, port) => {
     expect(p.checkAddress(address, port, "hooks.example.com")).toBeUndefined();
+  });
+
+  it("refuses a machine's worker agent dialled by the name machines.json gives it", () => {
+    expect(p.checkAddress("192.168.1.102", 8000, "gpu-02.lan")).toMatch(/worker agent of machine gpu-02/);
+    expect(p.checkAddress("192.168.1.102", 9000, "gpu-02.lan")).toBeUndefined();
   });
 
   it("the gateway's own ports are read at each check, so a port known only after listening counts", () => {
