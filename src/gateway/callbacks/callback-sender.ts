@@ -50,7 +50,8 @@ export class CallbackSender {
   private again = false;
   private timer: Timer | undefined;
   private closed = false;
-  private readonly closing = new AbortController();
+  /** Ends each try under way with "shutdown"; close() calls them all. */
+  private readonly cutters = new Set<() => void>();
   /** Tasks with a try under way: their next row waits for it, whatever the store says is due. */
   private readonly busy = new Set<string>();
   private readonly inflight = new Set<Promise<void>>();
@@ -74,7 +75,7 @@ export class CallbackSender {
     this.closed = true;
     this.options.store.changes.off("change", this.onChange);
     this.timer?.cancel();
-    this.closing.abort();
+    for (const cut of this.cutters) cut();
     while (this.inflight.size > 0 || this.filling)
       await Promise.allSettled([...this.inflight, this.fillDone]);
   }
@@ -167,7 +168,7 @@ export class CallbackSender {
   /**
    * One try: the signed POST and the answer, under one deadline for the whole exchange. The
    * deadline is a timer of the clock aborting this try's own controller (a signal combined with a
-   * long-lived one would be kept alive by it, try after try).
+   * long-lived shutdown signal would be kept alive by it, try after try); close() aborts it too.
    */
   private async post(
     row: CallbackRow,
@@ -183,7 +184,8 @@ export class CallbackSender {
     };
     const timer = this.options.clock.setTimeout(() => abort("deadline"), timeoutMs);
     const onClose = () => abort("shutdown");
-    this.closing.signal.addEventListener("abort", onClose, { once: true });
+    this.cutters.add(onClose);
+    if (this.closed) onClose();
     const body = this.body(row);
     const target = splitCredentials(row.url);
     let httpStatus: number | null = null;
@@ -222,7 +224,7 @@ export class CallbackSender {
       return { httpStatus, error: errorMessage(err) };
     } finally {
       timer.cancel();
-      this.closing.signal.removeEventListener("abort", onClose);
+      this.cutters.delete(onClose);
     }
   }
 
