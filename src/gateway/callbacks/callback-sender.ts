@@ -99,7 +99,9 @@ export class CallbackSender {
     do {
       this.again = false;
       const free = this.concurrency - this.inflight.size;
-      if (free <= 0) break;
+      // Every slot taken: the next try to end kicks again. A timer here would find due rows it
+      // cannot start and fire at once, over and over.
+      if (free <= 0) return;
       const due = await this.options.deliveries.dueCallbacks(free, [...this.busy]);
       for (const row of due) if (!this.closed && !this.busy.has(row.task_id)) this.begin(row);
       if (due.length >= free) this.again = true;
