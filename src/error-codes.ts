@@ -98,6 +98,17 @@ export const ERROR_CODES = {
   UNKNOWN_FIELD: { code: "UNKNOWN_FIELD", status: 400, description: "a form field the API does not know" },
   DUPLICATE_FIELD: { code: "DUPLICATE_FIELD", status: 400, description: "a file field is sent twice" },
   INVALID_FIELD: { code: "INVALID_FIELD", status: 400, description: "a form field has a wrong value" },
+  CALLBACK_URL_FORBIDDEN: {
+    code: "CALLBACK_URL_FORBIDDEN",
+    status: 400,
+    description:
+      "callback_url points where callbacks may not go (link-local, metadata, the gateway itself, outside --callback-allow)",
+  },
+  NO_CALLBACK_URL: {
+    code: "NO_CALLBACK_URL",
+    status: 409,
+    description: "a redelivery was asked for a task that has no callback_url",
+  },
   EMPTY_FILE: { code: "EMPTY_FILE", status: 400, description: "an uploaded file is empty" },
   FILE_TOO_LARGE: { code: "FILE_TOO_LARGE", status: 413, description: "an uploaded file is over the limit" },
   INVALID_MEDIA: {

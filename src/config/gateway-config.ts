@@ -1,6 +1,8 @@
 import { existsSync } from "node:fs";
 import { resolve } from "node:path";
 import { ConfigError } from "../errors.js";
+import { type AllowList, parseAllowList } from "../http/allow-list.js";
+import { parseWebhookSecret } from "../http/webhook-signature.js";
 import { DEFAULT_MACHINES_FILE, GATEWAY_OPTIONS } from "./gateway-options.js";
 import { loadMachinesFile, type MachineEntry } from "./machines-file.js";
 import { type RawFlags, readSettings } from "./options.js";
@@ -41,6 +43,12 @@ export interface GatewayConfig {
   readonly callbackMaxTries: number;
   readonly callbackRetryBaseMs: number;
   readonly callbackTimeoutMs: number;
+  /** The key of `--callback-secret`; undefined: callbacks go out unsigned. */
+  readonly callbackSigningKey: Buffer | undefined;
+  /** `--callback-allow`; undefined: any destination the address policy does not refuse. */
+  readonly callbackAllow: AllowList | undefined;
+  /** `--public-url` without a trailing slash; undefined: the listening address. */
+  readonly publicUrl: string | undefined;
   readonly logLevel: string;
   /** `undefined`: pretty on a terminal, else JSON lines. */
   readonly logFormat: "json" | "pretty" | undefined;
@@ -82,6 +90,9 @@ export function resolveGatewayConfig(flags: GatewayFlags, cwd = process.cwd()): 
     callbackMaxTries: options.callbackTries,
     callbackRetryBaseMs: options.callbackRetry,
     callbackTimeoutMs: options.callbackTimeout,
+    callbackSigningKey: options.callbackSecret ? parseWebhookSecret(options.callbackSecret) : undefined,
+    callbackAllow: allowList(options.callbackAllow),
+    publicUrl: options.publicUrl,
     logLevel: options.logLevel,
     logFormat: options.logFormat,
   });
@@ -109,4 +120,11 @@ function corsOrigins(values: readonly string[]): string[] {
     }
   }
   return list;
+}
+
+function allowList(entries: readonly string[] | undefined): AllowList | undefined {
+  if (entries === undefined) return undefined;
+  const parsed = parseAllowList(entries);
+  // The option's value type let only a valid list through.
+  return "list" in parsed ? parsed.list : undefined;
 }

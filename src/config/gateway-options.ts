@@ -1,6 +1,10 @@
-import { type OptionTable, option } from "./options.js";
+import { parseAllowList } from "../http/allow-list.js";
+import { STANDARD_FIRST_DELAY_MS } from "../http/webhook-retry-schedule.js";
+import { parseWebhookSecret, SECRET_FORMAT } from "../http/webhook-signature.js";
+import { type OptionTable, option, type ValueType } from "./options.js";
 import { PLACEMENT_NAMES } from "./placement-names.js";
 import {
+  httpUrl,
   integer,
   LOG_FORMATS,
   logLevel,
@@ -14,6 +18,28 @@ import {
 
 /** Used when it exists and no --config is given. */
 export const DEFAULT_MACHINES_FILE = "config/machines.json";
+
+/** `--callback-secret`: checked at start-up, and never echoed in an error. */
+const webhookSecret: ValueType<string> = {
+  ...text,
+  expected: SECRET_FORMAT,
+  secret: true,
+  parse: (value) => (parseWebhookSecret(value) ? value : undefined),
+  check: (value) => (typeof value === "string" && parseWebhookSecret(value) ? value : undefined),
+  show: () => "whsec_…",
+};
+
+/** `--callback-allow`: `10.0.0.0/8,hooks.example.com,*.example.org`. */
+const callbackDestinations: ValueType<readonly string[]> = {
+  expected:
+    "a list of host names, *.domains, addresses or CIDRs separated by commas (e.g. 10.0.0.0/8,hooks.example.com)",
+  parse: (value) => {
+    const entries = value.split(",").map((entry) => entry.trim());
+    return entries.every((entry) => entry !== "") && "list" in parseAllowList(entries) ? entries : undefined;
+  },
+  check: () => undefined,
+  show: (value) => value.join(","),
+};
 
 /**
  * `multi-heygem gateway`'s options (options.ts), in `--help` order. The README's table under
@@ -161,16 +187,16 @@ export const GATEWAY_OPTIONS = {
     value: "<n>",
     env: "CALLBACK_TRIES",
     type: integer({ min: 1 }),
-    default: 6,
-    description: "deliveries of one callback before giving up",
+    default: 8,
+    description: "tries of one callback delivery before giving up",
   }),
   callbackRetry: option({
     flag: "--callback-retry",
     value: "<ms>",
     env: "CALLBACK_RETRY",
     type: milliseconds({ min: 1 }),
-    default: 1000,
-    description: "first callback retry delay, doubling each time",
+    default: STANDARD_FIRST_DELAY_MS,
+    description: "first callback retry delay; the Standard Webhooks schedule scales with it",
   }),
   callbackTimeout: option({
     flag: "--callback-timeout",
@@ -178,7 +204,30 @@ export const GATEWAY_OPTIONS = {
     env: "CALLBACK_TIMEOUT",
     type: milliseconds({ min: 1 }),
     default: 10_000,
-    description: "timeout of one callback POST",
+    description: "deadline of one callback try, connecting to reading the answer",
+  }),
+  callbackSecret: option({
+    flag: "--callback-secret",
+    value: "<whsec_…>",
+    env: "CALLBACK_SECRET",
+    type: webhookSecret,
+    description: "sign callbacks (Standard Webhooks) with this secret",
+  }),
+  callbackAllow: option({
+    flag: "--callback-allow",
+    value: "<list>",
+    env: "CALLBACK_ALLOW",
+    type: callbackDestinations,
+    defaultText: "all but the refused addresses",
+    description: "hosts, *.domains and CIDRs callbacks may go to",
+  }),
+  publicUrl: option({
+    flag: "--public-url",
+    value: "<url>",
+    env: "PUBLIC_URL",
+    type: httpUrl,
+    defaultText: "the listening address",
+    description: "the gateway's address as clients reach it, for result_url in callbacks",
   }),
   apiKeys: option({
     flag: "--api-keys",

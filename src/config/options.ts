@@ -22,6 +22,8 @@ export interface ValueType<T> {
   readonly choices?: readonly string[];
   /** Shown after the default ("ms"). */
   readonly unit?: string;
+  /** A value never repeated in messages (a signing secret): errors say what was expected only. */
+  readonly secret?: true;
   /** Relative paths count from where the value was written (the cwd, or the settings file's folder). */
   readonly isPath?: true;
   /** Text from a flag or an environment variable; undefined when it is not such a value. */
@@ -119,7 +121,10 @@ function flagValue<T>(spec: OptionSpec<T>, raw: unknown): T | undefined {
   if (typeof raw === "string") {
     if (raw.trim() === "") return undefined;
     const value = spec.type.parse(raw);
-    if (value === undefined) throw new ConfigError(spec.flag, "", `"${raw}" is not ${spec.type.expected}`);
+    if (value === undefined) {
+      const shown = spec.type.secret ? "the value" : `"${raw}"`;
+      throw new ConfigError(spec.flag, "", `${shown} is not ${spec.type.expected}`);
+    }
     return value;
   }
   const value = spec.type.check(raw);

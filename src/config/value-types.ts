@@ -66,6 +66,25 @@ export const text: ValueType<string> = {
 /** A file or folder; read as given, resolved where it was written (options.ts). */
 export const path: ValueType<string> = { ...text, expected: "a path", isPath: true };
 
+/** An absolute http(s) URL without query or fragment, kept without a trailing slash. */
+export const httpUrl: ValueType<string> = {
+  expected: "an http:// or https:// URL without query or fragment (e.g. https://lipsync.example.com)",
+  json: Type.String(),
+  parse: (value) => {
+    let url: URL;
+    try {
+      url = new URL(value);
+    } catch {
+      return undefined;
+    }
+    if (url.protocol !== "http:" && url.protocol !== "https:") return undefined;
+    if (url.search !== "" || url.hash !== "" || url.username !== "" || url.password !== "") return undefined;
+    return url.href.replace(/\/+$/, "");
+  },
+  check: (value) => (typeof value === "string" ? httpUrl.parse(value) : undefined),
+  show: String,
+};
+
 /** A switch: commander hands over `true` when it is given. */
 export const onOff: ValueType<boolean> = {
   expected: "on or off",

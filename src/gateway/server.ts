@@ -15,6 +15,7 @@ import { MediaFactsStore } from "../store/media-facts-store.js";
 import { TaskStore } from "../store/task-store.js";
 import { VERSION } from "../version.js";
 import { startWorker, type WorkerHandle } from "../worker/agent.js";
+import { callbackRoutes } from "./api/callback-routes.js";
 import { allowCorsOrigins } from "./api/cors.js";
 import { refuseCrossSiteWrites } from "./api/cross-site.js";
 import { addSharedSchemas, registerDocs } from "./api/docs.js";
@@ -23,7 +24,9 @@ import { machineRoutes } from "./api/machine-routes.js";
 import { taskRoutes } from "./api/task-routes.js";
 import { installAccessControl } from "./auth/access-control.js";
 import { ApiKeysWatcher } from "./auth/api-keys-watcher.js";
-import { CallbackSender } from "./callback-sender.js";
+import { AddressPolicy } from "./callbacks/address-policy.js";
+import { CallbackSender } from "./callbacks/callback-sender.js";
+import { guardedAgent, type Lookup } from "./callbacks/guarded-agent.js";
 import { type Clock, systemClock } from "./clock.js";
 import { Dispatcher } from "./dispatcher.js";
 import { Fleet } from "./fleet.js";
@@ -53,6 +56,8 @@ export interface GatewayHandle {
 export interface GatewayOptions {
   /** Every time read and timer of the gateway and its store (tests pass a fake one). */
   clock?: Clock;
+  /** How callback hosts are resolved (tests make a name resolve to a forbidden address). */
+  callbackLookup?: Lookup;
 }
 
 /**
@@ -188,15 +193,17 @@ async function startLocked(
         { clock },
       )
     : undefined;
-  const callbacks = new CallbackSender({
-    clock,
-    store,
-    deliveries: new CallbackStore(db, now),
-    logger,
-    maxTries: config.callbackMaxTries,
-    retryBaseMs: config.callbackRetryBaseMs,
-    timeoutMs: config.callbackTimeoutMs,
+  // The gateway's own ports, refused as callback destinations: known once each server listens.
+  const ownPorts: number[] = [];
+  if (embedded) ownPorts.push(embedded.port);
+  const callbackPolicy = new AddressPolicy({
+    allow: config.callbackAllow,
+    ownPorts: () => ownPorts,
+    machines: () => fleet.list().map((m) => ({ name: m.name, host: m.spec.host, port: m.spec.port })),
   });
+  const callbackAgent = guardedAgent(callbackPolicy, { lookup: options.callbackLookup });
+  const deliveries = new CallbackStore(db, now);
+  let callbacks: CallbackSender | undefined;
 
   // Live attempts claim their slots before anything new is placed: max_concurrent holds across restarts.
   await dispatch.resume(await store.liveAttempts());
@@ -244,6 +251,7 @@ async function startLocked(
     onTaskCreated: wake,
     shutdown: shutdown.signal,
     prestage: new Prestager({ clock, fleet, speeds, logger, stallMs: 5000 }),
+    callbackPolicy,
   });
   const metrics = new GatewayMetrics({ store, fleet });
   for (const metric of embedded?.metrics ?? []) metrics.registry.registerMetric(metric);
@@ -259,6 +267,7 @@ async function startLocked(
         minFreeDiskBytes: DEFAULT_MIN_FREE_DISK_BYTES,
       }),
   });
+  await app.register(callbackRoutes, { store, deliveries, onDelivery: () => callbacks?.kick() });
   await app.register(machineRoutes, {
     fleet,
     machines: machineStore,
@@ -277,6 +286,20 @@ async function startLocked(
   const address = app.server.address();
   const port = typeof address === "object" && address ? address.port : config.port;
   const url = `http://${config.host === "0.0.0.0" ? "127.0.0.1" : config.host}:${port}`;
+  ownPorts.push(port);
+  const publicUrl = config.publicUrl ?? url;
+  callbacks = new CallbackSender({
+    clock,
+    store,
+    deliveries,
+    logger,
+    dispatcher: callbackAgent,
+    maxTries: config.callbackMaxTries,
+    retryFirstDelayMs: config.callbackRetryBaseMs,
+    timeoutMs: config.callbackTimeoutMs,
+    signingKey: config.callbackSigningKey,
+    publicUrl,
+  });
   logger.info(
     {
       url,
@@ -301,10 +324,19 @@ async function startLocked(
         "before exposing it to a network",
     );
   }
+  if (config.callbackSigningKey) {
+    logger.info({ public_url: publicUrl }, "callbacks are signed (Standard Webhooks, --callback-secret)");
+  } else {
+    logger.warn(
+      { public_url: publicUrl },
+      "callbacks are NOT signed: receivers cannot tell them from forgeries; set --callback-secret whsec_…",
+    );
+  }
 
   fleet.start();
   metrics.start();
-  callbacks.start();
+  const sender = callbacks;
+  sender.start();
   watcher?.start();
   apiKeys?.start();
   if (config.taskTimeoutMs > 0) deadline.start();
@@ -328,7 +360,8 @@ async function startLocked(
         await app.close();
         await dispatch.close();
         fleet.close();
-        await callbacks.close();
+        await sender.close();
+        await callbackAgent.close();
         await embedded?.close();
         await db.destroy();
       })();

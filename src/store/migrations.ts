@@ -121,6 +121,30 @@ const migrations: Record<string, Migration> = {
       await db.schema.createIndex("tasks_owner").on("tasks").columns(["owner", "seq"]).execute();
     },
   },
+  "0005_callback_deliveries": {
+    async up(db: Kysely<unknown>) {
+      // Standard Webhooks' webhook-id: one per delivery, the same on each of its tries (issue 9).
+      // Rows from before have none; the sender gives them one on their next try.
+      await db.schema.alterTable("callbacks").addColumn("webhook_id", "text").execute();
+      // Every try of every delivery, for GET /tasks/{id}/callbacks.
+      await db.schema
+        .createTable("callback_tries")
+        .addColumn("id", "integer", (c) => c.primaryKey().autoIncrement())
+        .addColumn("callback_id", "integer", (c) => c.notNull().references("callbacks.id"))
+        .addColumn("task_id", "text", (c) => c.notNull())
+        .addColumn("at", "text", (c) => c.notNull())
+        .addColumn("duration_ms", "integer", (c) => c.notNull())
+        .addColumn("http_status", "integer")
+        .addColumn("error", "text")
+        .execute();
+      await db.schema
+        .createIndex("callback_tries_task")
+        .on("callback_tries")
+        .columns(["task_id", "id"])
+        .execute();
+      await db.schema.createIndex("callbacks_task").on("callbacks").columns(["task_id", "id"]).execute();
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {

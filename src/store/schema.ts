@@ -79,6 +79,20 @@ export interface CallbacksTable {
   next_at: string;
   last_error: string | null;
   created_at: string;
+  /** Standard Webhooks' `webhook-id`; null only on rows written before it existed. */
+  webhook_id: string | null;
+}
+
+/** One try of a callback delivery: when, how long, and what came of it. */
+export interface CallbackTriesTable {
+  id: Generated<number>;
+  callback_id: number;
+  task_id: string;
+  at: string;
+  duration_ms: number;
+  /** The receiver's answer; null when none came (refused, unreachable, past the deadline). */
+  http_status: number | null;
+  error: string | null;
 }
 
 /** Operator decisions about a machine that must outlive a gateway restart. */
@@ -102,6 +116,7 @@ export interface Database {
   attempts: AttemptsTable;
   events: EventsTable;
   callbacks: CallbacksTable;
+  callback_tries: CallbackTriesTable;
   machine_flags: MachineFlagsTable;
   media_facts: MediaFactsTable;
 }
@@ -111,3 +126,4 @@ export type NewTask = Insertable<TasksTable>;
 export type AttemptRow = Selectable<AttemptsTable>;
 export type EventRow = Selectable<EventsTable>;
 export type CallbackRow = Selectable<CallbacksTable>;
+export type CallbackTryRow = Selectable<CallbackTriesTable>;

@@ -2,6 +2,7 @@ import { EventEmitter } from "node:events";
 import { type CompiledQuery, type Kysely, sql, type Transaction } from "kysely";
 import { BoundedMap } from "../bounded-map.js";
 import type { FailureKind } from "../errors.js";
+import { newWebhookId } from "./callback-store.js";
 import {
   type AttemptRow,
   type Database,
@@ -496,6 +497,7 @@ export class TaskStore {
           next_at: at,
           last_error: null,
           created_at: at,
+          webhook_id: newWebhookId(),
         })
         .execute();
     }

@@ -6,6 +6,7 @@ interface Operation {
   summary?: string;
   description?: string;
   security?: Record<string, string[]>[];
+  callbacks?: Record<string, Record<string, { post?: { requestBody?: { description?: string } } }>>;
   requestBody?: { content: Record<string, { schema: { properties?: Record<string, unknown> } }> };
   responses: Record<string, { description?: string; content?: Record<string, unknown> }>;
 }
@@ -35,6 +36,8 @@ describe("API documentation", () => {
       "/tasks/sync": { post: ["200", "400", "413", "415", "422", "502", "503", "504"] },
       "/tasks/{task_id}": { get: ["200", "404"] },
       "/tasks/{task_id}/events": { get: ["200", "404"] },
+      "/tasks/{task_id}/callbacks": { get: ["200", "404"] },
+      "/tasks/{task_id}/callbacks/redeliver": { post: ["202", "404", "409"] },
       "/tasks/{task_id}/result": { get: ["200", "206", "404", "409", "416"], head: ["200", "404", "409"] },
     };
     for (const [path, methods] of Object.entries(expected)) {
@@ -60,7 +63,14 @@ describe("API documentation", () => {
 
   it("names the shared schemas, the error body among them", () => {
     expect(Object.keys(doc.components.schemas)).toEqual(
-      expect.arrayContaining(["Task", "TaskList", "TaskEvents", "ErrorBody"]),
+      expect.arrayContaining([
+        "Task",
+        "TaskList",
+        "TaskEvents",
+        "ErrorBody",
+        "TaskCallbacks",
+        "CallbackDelivery",
+      ]),
     );
   });
 
@@ -82,6 +92,18 @@ describe("API documentation", () => {
         role === "admin" ? "Needs an admin key" : "submit",
       );
     }
+  });
+
+  it("describes the signed callback a callback_url receives, on both routes that take one", () => {
+    for (const path of ["/tasks", "/tasks/sync"]) {
+      const callback =
+        doc.paths[path]?.post?.callbacks?.statusChange?.["{$request.body#/callback_url}"]?.post;
+      expect(JSON.stringify(callback), path).toContain("#/components/schemas/CallbackPayload");
+      expect(callback?.requestBody?.description, path).toMatch(
+        /webhook-id.*webhook-timestamp.*webhook-signature/,
+      );
+    }
+    expect(Object.keys(doc.components.schemas)).toContain("CallbackPayload");
   });
 
   it("serves Swagger UI at /docs", async () => {

@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type GatewayFlags, resolveGatewayConfig } from "../../src/config/gateway-config.js";
 import type { Engine } from "../../src/engines/engine.js";
-import { type GatewayHandle, startGateway } from "../../src/gateway/server.js";
+import { type GatewayHandle, type GatewayOptions, startGateway } from "../../src/gateway/server.js";
 import { createLogger } from "../../src/logger.js";
 import { startWorker, type WorkerHandle } from "../../src/worker/agent.js";
 
@@ -26,6 +26,7 @@ export async function tempDir(prefix = "mh-test-"): Promise<string> {
 export async function startTestGateway(
   flags: GatewayFlags = {},
   dataDir?: string,
+  options: GatewayOptions = {},
 ): Promise<GatewayHandle & { dataDir: string }> {
   const dir = dataDir ?? (await tempDir());
   const config = resolveGatewayConfig(
@@ -35,6 +36,7 @@ export async function startTestGateway(
   const handle = await startGateway(
     config,
     createLogger({ level: process.env.TEST_LOG_LEVEL ?? "silent", format: "json" }),
+    options,
   );
   return Object.assign(handle, { dataDir: dir });
 }

@@ -4,7 +4,14 @@ import type { AddressInfo } from "node:net";
 export interface Receiver {
   url: string;
   /** Every body received, in arrival order, including those answered with an error. */
-  received: Array<{ status: number; body: Record<string, unknown> }>;
+  received: Array<{
+    status: number;
+    body: Record<string, unknown>;
+    /** The body as sent, byte for byte: what a signature covers. */
+    raw: string;
+    headers: IncomingMessage["headers"];
+    url: string;
+  }>;
   close(): Promise<void>;
 }
 
@@ -21,7 +28,13 @@ export async function startReceiver(answer: (n: number) => number = () => 200): 
     });
     req.on("end", () => {
       const status = answer(received.length);
-      received.push({ status, body: JSON.parse(text) as Record<string, unknown> });
+      received.push({
+        status,
+        body: JSON.parse(text) as Record<string, unknown>,
+        raw: text,
+        headers: req.headers,
+        url: req.url ?? "",
+      });
       res.writeHead(status).end();
     });
   });

@@ -4,9 +4,13 @@ import type { FastifyInstance } from "fastify";
 import { ErrorBody } from "../../protocol/schemas.js";
 import { describeAccess } from "../auth/access-control.js";
 import {
+  CallbackDeliveryView,
+  CallbackPayload,
+  CallbackTryView,
   MachineList,
   MachineView,
   SyncFailure,
+  TaskCallbacks,
   TaskEvent,
   TaskEvents,
   TaskList,
@@ -14,6 +18,10 @@ import {
 } from "./schemas.js";
 
 declare module "fastify" {
+  interface FastifySchema {
+    /** OpenAPI 3 callbacks of the operation; @fastify/swagger reads them, its types omit them. */
+    callbacks?: Record<string, unknown>;
+  }
   interface FastifyContextConfig {
     /** The multipart form of a route, shown in the OpenAPI document (the handler streams it itself). */
     multipartForm?: object;
@@ -31,6 +39,10 @@ export function addSharedSchemas(app: FastifyInstance): void {
     SyncFailure,
     MachineView,
     MachineList,
+    CallbackTryView,
+    CallbackDeliveryView,
+    TaskCallbacks,
+    CallbackPayload,
   ]) {
     app.addSchema(schema);
   }
@@ -51,6 +63,11 @@ export async function registerDocs(app: FastifyInstance, version: string): Promi
       },
       tags: [
         { name: "tasks", description: "Create and follow lip-sync tasks" },
+        {
+          name: "callbacks",
+          description:
+            "A task's callback deliveries (Standard Webhooks: webhook-id, webhook-timestamp, webhook-signature headers)",
+        },
         { name: "machines", description: "The GPU machines: health, load, drain" },
       ],
       components: {

@@ -108,7 +108,13 @@ export const TaskForm = Type.Object(
     video_file: Type.Optional(binary("Same as `video`.")),
     description: Type.Optional(Type.String({ maxLength: 2000 })),
     callback_url: Type.Optional(
-      Type.String({ format: "uri", description: "Gets a POST of JSON on every status change of the task" }),
+      Type.String({
+        format: "uri",
+        description:
+          "Gets a signed POST of JSON on every status change of the task (see the callbacks of this " +
+          "operation). Not an address of the gateway itself, nor a link-local, metadata, unspecified, " +
+          "multicast or broadcast one: those are refused (400 CALLBACK_URL_FORBIDDEN).",
+      }),
     ),
     priority: Type.Optional(
       Type.Integer({
@@ -197,3 +203,102 @@ export const MachineList = Type.Object(
   },
   { $id: "MachineList", title: "MachineList" },
 );
+
+export const CallbackTryView = Type.Object(
+  {
+    at: Type.String({ format: "date-time", description: "When the try started" }),
+    duration_ms: Type.Integer({ minimum: 0 }),
+    http_status: Nullable(Type.Integer(), { description: "The receiver's answer; null when none came" }),
+    error: Nullable(Type.String(), {
+      description:
+        "Why the try failed (refused, unreachable, past the deadline, non-2xx); null when delivered",
+    }),
+  },
+  { $id: "CallbackTry", title: "CallbackTry" },
+);
+
+export const CallbackDeliveryView = Type.Object(
+  {
+    id: Type.Integer(),
+    webhook_id: Nullable(Type.String(), {
+      description: "The webhook-id header: the same on every try of this delivery",
+    }),
+    event: Nullable(
+      Type.String({ description: "The status change it reports: queued, dispatched, completed…" }),
+    ),
+    status: Nullable(
+      Type.Unsafe<Static<typeof TaskStatus>>({
+        type: "string",
+        enum: ["pending", "processing", "completed", "failed"],
+      }),
+      { description: "The task's status it reports" },
+    ),
+    state: Type.Unsafe<"pending" | "delivered" | "given_up">({
+      type: "string",
+      enum: ["pending", "delivered", "given_up"],
+      description: "pending: waiting for its (next) try; delivered: a 2xx came back; given_up: no more tries",
+    }),
+    created_at: Type.String({ format: "date-time" }),
+    next_try_at: Nullable(Type.String({ format: "date-time" }), { description: "While pending" }),
+    last_error: Nullable(Type.String()),
+    tries: Type.Array(Type.Ref(CallbackTryView)),
+  },
+  { $id: "CallbackDelivery", title: "CallbackDelivery" },
+);
+export type CallbackDeliveryView = Static<typeof CallbackDeliveryView>;
+
+export const TaskCallbacks = Type.Object(
+  {
+    task_id: Type.String(),
+    callback_url: Nullable(Type.String(), { description: "Credentials and query string masked as ***" }),
+    deliveries: Type.Array(Type.Ref(CallbackDeliveryView)),
+  },
+  { $id: "TaskCallbacks", title: "TaskCallbacks" },
+);
+
+/** What a task's callback_url receives: the JSON body of each status change's POST. */
+export const CallbackPayload = Type.Object(
+  {
+    task_id: Type.String({ format: "uuid" }),
+    status: TaskStatus,
+    completed_at: Nullable(Type.String({ format: "date-time" })),
+    error_message: Nullable(Type.String()),
+    description: Nullable(Type.String()),
+    created_at: Type.String({ format: "date-time" }),
+    started_at: Nullable(Type.String({ format: "date-time" })),
+    machine: Nullable(Type.String()),
+    progress: Type.Integer({ minimum: 0, maximum: 100 }),
+    event: Type.String({ description: "The step: queued, dispatched, requeued, completed or failed" }),
+    event_id: Type.Integer({ description: "The step's id in GET /tasks/{task_id}/events" }),
+    at: Type.String({ format: "date-time", description: "When the step happened" }),
+    result_url: Type.Optional(
+      Type.String({ description: "Only on completed: the MP4's absolute URL (the gateway's --public-url)" }),
+    ),
+  },
+  { $id: "CallbackPayload", title: "CallbackPayload" },
+);
+
+/**
+ * The callback, as an OpenAPI 3 `callbacks` entry of the routes that take a callback_url. Its
+ * headers cannot be declared there (the generator takes a body and responses only), so the
+ * description names them.
+ */
+export const StatusCallback = {
+  statusChange: {
+    "{$request.body#/callback_url}": {
+      post: {
+        requestBody: {
+          description:
+            "POSTed on every status change of the task. Headers (Standard Webhooks): webhook-id (the " +
+            "same on every try of one delivery), webhook-timestamp (Unix seconds of the try) and, when the " +
+            'gateway has --callback-secret, webhook-signature: "v1," + base64 HMAC-SHA256 of ' +
+            '"{webhook-id}.{webhook-timestamp}.{body}". Credentials in the URL are sent as Basic ' +
+            "authentication. Any 2xx answer within --callback-timeout is a delivery; anything else is " +
+            "tried again (5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h).",
+          content: { "application/json": { schema: Type.Ref(CallbackPayload) } },
+        },
+        responses: { "2XX": { description: "Delivered" } },
+      },
+    },
+  },
+};

@@ -3,12 +3,13 @@ import { Type } from "@sinclair/typebox";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { BlobStore } from "../../blobs/blob-store.js";
 import { errorBody, httpStatus } from "../../error-codes.js";
-import { ConflictError, NotFoundError } from "../../errors.js";
+import { ConflictError } from "../../errors.js";
 import { sendFile } from "../../http/send-file.js";
 import type { TypeBoxTypeProvider } from "../../http/typebox-provider.js";
 import { FINAL_TASK_STATUSES, type TaskRow } from "../../store/schema.js";
 import type { TaskStore } from "../../store/task-store.js";
-import { checkPriority, ownerScope, taskOwner } from "../auth/access-control.js";
+import { checkPriority, ownerScope, taskOwner, visibleTask } from "../auth/access-control.js";
+import type { AddressPolicy } from "../callbacks/address-policy.js";
 import type { Clock } from "../clock.js";
 import type { MediaInspector } from "../media-inspector.js";
 import type { Prestager } from "../prestage.js";
@@ -16,6 +17,7 @@ import { waitForFinal } from "../task-waiter.js";
 import {
   ErrorBody,
   ListQuery,
+  StatusCallback,
   SyncFailure,
   TaskEvents,
   TaskForm,
@@ -34,6 +36,8 @@ export interface TaskRoutesOptions {
   inspector: MediaInspector;
   maxUploadBytes: number;
   syncTimeoutMs: number;
+  /** Where a callback_url may point. */
+  callbackPolicy: AddressPolicy;
   /** Sends a template video ahead to a machine while the client still uploads it. */
   prestage?: Prestager;
   /** A task was created: place it. */
@@ -58,6 +62,7 @@ export async function taskRoutes(app: FastifyInstance, options: TaskRoutesOption
       inspector: options.inspector,
       maxBytes: options.maxUploadBytes,
       prestage: options.prestage,
+      callbackPolicy: options.callbackPolicy,
     });
     try {
       checkPriority(request, upload.priority);
@@ -100,6 +105,7 @@ export async function taskRoutes(app: FastifyInstance, options: TaskRoutesOption
         tags: ["tasks"],
         consumes: ["multipart/form-data"],
         response: { 200: Type.Ref(TaskView), ...errors },
+        callbacks: StatusCallback,
       },
       config: { multipartForm: TaskForm, access: "submit" },
     },
@@ -117,6 +123,7 @@ export async function taskRoutes(app: FastifyInstance, options: TaskRoutesOption
         tags: ["tasks"],
         consumes: ["multipart/form-data"],
         produces: ["video/mp4", "application/json"],
+        callbacks: StatusCallback,
         response: {
           200: Type.String({ format: "binary", description: "The MP4 (video/mp4)" }),
           ...errors,
@@ -210,7 +217,7 @@ export async function taskRoutes(app: FastifyInstance, options: TaskRoutesOption
         response: { 200: Type.Ref(TaskView), 404: Type.Ref(ErrorBody) },
       },
     },
-    async (request) => toTaskView(await mustGet(store, request, request.params.task_id), request),
+    async (request) => toTaskView(await visibleTask(store, request, request.params.task_id), request),
   );
 
   api.get(
@@ -225,14 +232,14 @@ export async function taskRoutes(app: FastifyInstance, options: TaskRoutesOption
       },
     },
     async (request) => {
-      const task = await mustGet(store, request, request.params.task_id);
+      const task = await visibleTask(store, request, request.params.task_id);
       const events = await store.listEvents(task.id);
       return { task_id: task.id, events: events.map(toEventView) };
     },
   );
 
   const result = async (request: FastifyRequest<{ Params: { task_id: string } }>, reply: FastifyReply) => {
-    const task = await mustGet(store, request, request.params.task_id);
+    const task = await visibleTask(store, request, request.params.task_id);
     if (task.status !== "completed" || !task.result_sha256) {
       throw new ConflictError(
         "TASK_NOT_COMPLETED",
@@ -264,12 +271,4 @@ export async function taskRoutes(app: FastifyInstance, options: TaskRoutesOption
     { schema: { ...resultSchema, summary: "The result's size" }, config },
     result,
   );
-}
-
-/** The task, if the request may see it: another key's task is as unknown as one that never was. */
-async function mustGet(store: TaskStore, request: FastifyRequest, id: string): Promise<TaskRow> {
-  const task = await store.getTask(id);
-  const owner = ownerScope(request);
-  if (!task || (owner !== undefined && task.owner !== owner)) throw new NotFoundError(`no task ${id}`);
-  return task;
 }

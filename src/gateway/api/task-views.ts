@@ -1,5 +1,6 @@
 import type { FastifyRequest } from "fastify";
 import type { EventRow, TaskRow } from "../../store/schema.js";
+import { maskUrl } from "../callbacks/mask-url.js";
 import type { TaskView } from "./schemas.js";
 
 /** The public view of a task row; `result_url` is absolute when the request tells us our address. */
@@ -20,7 +21,7 @@ export function toTaskView(task: TaskRow, request?: FastifyRequest): TaskView {
     attempts: task.attempts,
     priority: task.priority,
     audio_duration: task.audio_duration,
-    callback_url: task.callback_url,
+    callback_url: task.callback_url === null ? null : maskUrl(task.callback_url),
     owner: task.owner,
   };
 }

@@ -5,6 +5,7 @@ import type { BlobStore, StagedBlob } from "../../blobs/blob-store.js";
 import { InputError, TooLargeError } from "../../errors.js";
 import type { MediaInfo } from "../../media/probe.js";
 import { DEFAULT_JOB_OPTIONS, type JobOptions } from "../../protocol/schemas.js";
+import type { AddressPolicy } from "../callbacks/address-policy.js";
 import type { MediaInspector } from "../media-inspector.js";
 import type { Forwarded, Prestager } from "../prestage.js";
 
@@ -55,6 +56,8 @@ export async function receiveTaskUpload(
     inspector: MediaInspector;
     maxBytes: number;
     prestage?: Prestager | undefined;
+    /** Where a callback_url may point (issue 9: no SSRF). */
+    callbackPolicy: AddressPolicy;
   },
 ): Promise<TaskUpload> {
   if (!request.isMultipart()) {
@@ -132,7 +135,7 @@ export async function receiveTaskUpload(
         "a video file is required (form field video or video_file)",
         "video",
       );
-    const fields = parseTextFields(text);
+    const fields = parseTextFields(text, options.callbackPolicy);
     const [audioMedia, videoMedia] = await Promise.all([
       options.inspector.inspect(audio.blob, "audio"),
       options.inspector.inspect(video.blob, "video"),
@@ -164,7 +167,7 @@ async function undoForward(forwarding: Promise<Forwarded | undefined> | undefine
   if (forwarded?.created) await forwarded.machine.client.deleteBlob(forwarded.sha256).catch(() => undefined);
 }
 
-function parseTextFields(text: Map<string, string>) {
+function parseTextFields(text: Map<string, string>, callbackPolicy: AddressPolicy) {
   const description = text.get("description") ?? null;
   if (description !== null && description.length > 2000) {
     throw new InputError("INVALID_FIELD", "description is longer than 2000 characters", "description");
@@ -184,6 +187,8 @@ function parseTextFields(text: Map<string, string>) {
         "callback_url",
       );
     }
+    const refused = callbackPolicy.checkUrl(callbackUrl);
+    if (refused) throw new InputError("CALLBACK_URL_FORBIDDEN", refused, "callback_url");
   }
   const priorityText = text.get("priority")?.trim();
   const priority = priorityText ? Number(priorityText) : 0;

@@ -1,6 +1,8 @@
 import type { FastifyInstance, FastifyRequest } from "fastify";
-import { ForbiddenError, UnauthorizedError } from "../../errors.js";
+import { ForbiddenError, NotFoundError, UnauthorizedError } from "../../errors.js";
 import { isLoopbackAddress, isLoopbackHost } from "../../http/loopback.js";
+import type { TaskRow } from "../../store/schema.js";
+import type { TaskStore } from "../../store/task-store.js";
 import type { ApiKey, ApiKeySet } from "./api-keys.js";
 
 /**
@@ -111,6 +113,14 @@ function bearerToken(header: string | undefined): string | undefined {
  */
 export function ownerScope(request: FastifyRequest): string | undefined {
   return request.apiKey?.role === "submit" ? request.apiKey.name : undefined;
+}
+
+/** The task, if the request may see it: another key's task is as unknown as one that never was. */
+export async function visibleTask(store: TaskStore, request: FastifyRequest, id: string): Promise<TaskRow> {
+  const task = await store.getTask(id);
+  const owner = ownerScope(request);
+  if (!task || (owner !== undefined && task.owner !== owner)) throw new NotFoundError(`no task ${id}`);
+  return task;
 }
 
 /** The owner a new task records: the key's name, or null in open mode. */
