@@ -1,9 +1,8 @@
-import { type FSWatcher, watch } from "node:fs";
-import { basename, dirname } from "node:path";
 import { loadMachinesFile, type MachinesFile } from "../config/machines-file.js";
 import { errorMessage } from "../errors.js";
 import type { Logger } from "../logger.js";
-import { type Clock, systemClock, type Timer } from "./clock.js";
+import { type Clock, systemClock } from "./clock.js";
+import { FileWatch } from "./file-watch.js";
 
 /**
  * Watches machines.json and hands every valid new version to `apply`. The folder is watched, not
@@ -11,11 +10,9 @@ import { type Clock, systemClock, type Timer } from "./clock.js";
  * would lose. A bad edit is logged with its reason and the last good configuration stays in force.
  */
 export class MachinesWatcher {
-  private watcher: FSWatcher | undefined;
-  private timer: Timer | undefined;
+  private readonly watch: FileWatch;
   private last: string;
   private readonly clock: Clock;
-  private readonly debounceMs: number;
   /** What `GET /machines` tells operators about the file: when it was last taken, and why not. */
   readonly status: { file: string; loaded_at: string; rejected_at: string | null; error: string | null };
 
@@ -31,26 +28,17 @@ export class MachinesWatcher {
     } = {},
   ) {
     this.clock = options.clock ?? systemClock;
-    this.debounceMs = options.debounceMs ?? 150;
+    this.watch = new FileWatch(file, () => this.reload(), logger, options);
     this.last = JSON.stringify(initial);
     this.status = { file, loaded_at: this.stamp(), rejected_at: null, error: null };
   }
 
   start(): void {
-    const name = basename(this.file);
-    this.watcher = watch(dirname(this.file), (_event, changed) => {
-      if (changed !== null && changed !== name) return;
-      this.timer?.cancel();
-      this.timer = this.clock.setTimeout(() => this.reload(), this.debounceMs);
-    });
-    this.watcher.on("error", (err) =>
-      this.logger.error({ err, file: this.file }, "cannot watch the machines file"),
-    );
+    this.watch.start();
   }
 
   close(): void {
-    this.timer?.cancel();
-    this.watcher?.close();
+    this.watch.close();
   }
 
   reload(): void {

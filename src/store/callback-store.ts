@@ -1,8 +1,30 @@
 import { randomUUID } from "node:crypto";
-import type { ExpressionBuilder, Kysely } from "kysely";
-import type { CallbackRow, CallbackTryRow, Database } from "./schema.js";
+import type { ExpressionBuilder, Insertable, Kysely } from "kysely";
+import type { CallbackRow, CallbacksTable, CallbackTryRow, Database } from "./schema.js";
 
 type WithC = Database & { c: Database["callbacks"] };
+
+/**
+ * A delivery row, due at once: one per status change of a task with a callback_url
+ * (TaskStore.recordStatus) and one per redelivery. Its webhook-id stays the same on every try.
+ */
+export function newDelivery(
+  input: { taskId: string; eventId: number; url: string; payload: string },
+  at: string,
+): Insertable<CallbacksTable> {
+  return {
+    task_id: input.taskId,
+    event_id: input.eventId,
+    url: input.url,
+    payload: input.payload,
+    state: "pending",
+    tries: 0,
+    next_at: at,
+    last_error: null,
+    created_at: at,
+    webhook_id: newWebhookId(),
+  };
+}
 
 /** A delivery's Standard Webhooks `webhook-id`: fresh per delivery, kept across its retries. */
 export function newWebhookId(): string {
@@ -124,21 +146,9 @@ export class CallbackStore {
     url: string;
     payload: string;
   }): Promise<CallbackRow> {
-    const at = this.stamp();
     return this.db
       .insertInto("callbacks")
-      .values({
-        task_id: input.taskId,
-        event_id: input.eventId,
-        url: input.url,
-        payload: input.payload,
-        state: "pending",
-        tries: 0,
-        next_at: at,
-        last_error: null,
-        created_at: at,
-        webhook_id: newWebhookId(),
-      })
+      .values(newDelivery(input, this.stamp()))
       .returningAll()
       .executeTakeFirstOrThrow();
   }

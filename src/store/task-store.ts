@@ -2,7 +2,7 @@ import { EventEmitter } from "node:events";
 import { type CompiledQuery, type Kysely, sql, type Transaction } from "kysely";
 import { BoundedMap } from "../bounded-map.js";
 import type { FailureKind } from "../errors.js";
-import { newWebhookId } from "./callback-store.js";
+import { newDelivery } from "./callback-store.js";
 import {
   type AttemptRow,
   type Database,
@@ -485,20 +485,10 @@ export class TaskStore {
       to_status: move.to,
     });
     if (task.callback_url) {
+      const payload = JSON.stringify(callbackPayload(task, event));
       await trx
         .insertInto("callbacks")
-        .values({
-          task_id: task.id,
-          event_id: event.id,
-          url: task.callback_url,
-          payload: JSON.stringify(callbackPayload(task, event)),
-          state: "pending",
-          tries: 0,
-          next_at: at,
-          last_error: null,
-          created_at: at,
-          webhook_id: newWebhookId(),
-        })
+        .values(newDelivery({ taskId: task.id, eventId: event.id, url: task.callback_url, payload }, at))
         .execute();
     }
     return event;

@@ -16,7 +16,9 @@ export interface UntilOptions {
  */
 export async function until<T>(
   check: () => T | Promise<T>,
-  timeoutMs = 10_000,
+  // A deadline, not an expectation: waits end as soon as the state is reached, and a 2-core CI
+  // box running two test files and their child processes can be many times slower than a desk.
+  timeoutMs = 30_000,
   options: UntilOptions = {},
 ): Promise<Exclude<T, Falsy>> {
   const deadline = Date.now() + timeoutMs;

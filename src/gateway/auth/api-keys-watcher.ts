@@ -1,8 +1,7 @@
-import { type FSWatcher, watch } from "node:fs";
-import { dirname } from "node:path";
 import { errorMessage } from "../../errors.js";
 import type { Logger } from "../../logger.js";
-import { type Clock, systemClock, type Timer } from "../clock.js";
+import type { Clock } from "../clock.js";
+import { FileWatch } from "../file-watch.js";
 import { ApiKeySet, type ApiKeysFile, loadApiKeysFile } from "./api-keys.js";
 
 /**
@@ -13,22 +12,18 @@ import { ApiKeySet, type ApiKeysFile, loadApiKeysFile } from "./api-keys.js";
  * Kubernetes secret is swapped through a `..data` symlink, and no event names the file itself.
  */
 export class ApiKeysWatcher {
-  private watcher: FSWatcher | undefined;
-  private timer: Timer | undefined;
+  private readonly watch: FileWatch;
   private keys: ApiKeySet;
   private last: string;
   /** The reason the file's content was refused, logged once however many events follow. */
   private refused: string | undefined;
-  private readonly clock: Clock;
-  private readonly debounceMs: number;
 
   constructor(
     readonly file: string,
     private readonly logger: Logger,
     options: { clock?: Clock; debounceMs?: number } = {},
   ) {
-    this.clock = options.clock ?? systemClock;
-    this.debounceMs = options.debounceMs ?? 150;
+    this.watch = new FileWatch(file, () => this.reload(), logger, { ...options, anyNameInFolder: true });
     // At start-up a bad file is the operator's to fix before anything listens: it throws.
     const initial = loadApiKeysFile(file);
     this.keys = new ApiKeySet(initial);
@@ -40,18 +35,11 @@ export class ApiKeysWatcher {
   }
 
   start(): void {
-    this.watcher = watch(dirname(this.file), () => {
-      this.timer?.cancel();
-      this.timer = this.clock.setTimeout(() => this.reload(), this.debounceMs);
-    });
-    this.watcher.on("error", (err) =>
-      this.logger.error({ err, file: this.file }, "cannot watch the API keys file"),
-    );
+    this.watch.start();
   }
 
   close(): void {
-    this.timer?.cancel();
-    this.watcher?.close();
+    this.watch.close();
   }
 
   reload(): void {
