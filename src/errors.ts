@@ -41,6 +41,40 @@ export class ConflictError extends AppError {
   }
 }
 
+/** The queue holds `--max-pending` tasks: the client should come back after `retryAfterSeconds`. */
+export class QueueFullError extends AppError {
+  constructor(
+    message: string,
+    readonly retryAfterSeconds: number,
+  ) {
+    super("QUEUE_FULL", 429, message);
+  }
+}
+
+/** Free disk under the data dir is below `--min-free-disk` (or the disk is full): nothing was stored. */
+export class InsufficientStorageError extends AppError {
+  constructor(message: string) {
+    super("INSUFFICIENT_STORAGE", 507, message);
+  }
+}
+
+/**
+ * The data dir vanished, turned read-only or fails to write: the gateway cannot keep a change, so
+ * it refuses it rather than pretend (issue 9). Says what is wrong, never where on disk.
+ */
+export class StoreUnavailableError extends AppError {
+  constructor(message: string) {
+    super("STORE_UNAVAILABLE", 503, message);
+  }
+}
+
+/** An upload stalled or took longer than its limit: what arrived is discarded. */
+export class UploadTimeoutError extends AppError {
+  constructor(message: string) {
+    super("UPLOAD_TIMEOUT", 408, message);
+  }
+}
+
 /** A configuration file or flag is wrong: names the file (or flag) and the field. */
 export class ConfigError extends Error {
   constructor(

@@ -5,7 +5,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } 
 import { BlobStore } from "../blobs/blob-store.js";
 import type { GatewayConfig } from "../config/gateway-config.js";
 import { createEngine } from "../engines/registry.js";
-import { installErrorHandler } from "../http/error-handler.js";
+import { frameworkErrors, installErrorHandler } from "../http/error-handler.js";
 import type { Logger } from "../logger.js";
 import { logMediaTools } from "../media/media-tools-log.js";
 import { CallbackStore } from "../store/callback-store.js";
@@ -21,12 +21,14 @@ import { machineRoutes } from "./api/machine-routes.js";
 import { taskRoutes } from "./api/task-routes.js";
 import { CallbackSender } from "./callback-sender.js";
 import { type Clock, systemClock } from "./clock.js";
+import { DataDirHealth } from "./data-dir-health.js";
 import { Dispatcher } from "./dispatcher.js";
 import { Fleet } from "./fleet.js";
 import { MachinesWatcher } from "./machines-watcher.js";
 import { MediaInspector } from "./media-inspector.js";
 import { createPlacement } from "./placement/index.js";
 import { Prestager } from "./prestage.js";
+import { QueueLimit } from "./queue-limit.js";
 import { Scheduler } from "./scheduler.js";
 import { SpeedModel } from "./speed-model.js";
 import { TaskDeadline } from "./task-deadline.js";
@@ -87,6 +89,8 @@ async function startLocked(
   await assertStoreNotLost(dbFile, join(config.dataDir, "blobs"));
   const db = await openSqlite(dbFile);
   const store = new TaskStore(db, now);
+  await store.countPending();
+  const dataDir = await DataDirHealth.open(config.dataDir, dbFile, config.minFreeDiskBytes);
   const blobs = new BlobStore(join(config.dataDir, "blobs"));
   await blobs.init();
 
@@ -208,6 +212,16 @@ async function startLocked(
   const app: FastifyInstance = Fastify({
     loggerInstance: logger as FastifyBaseLogger,
     return503OnClosing: true,
+    frameworkErrors,
+    // Slow clients (issue 9): headers within --header-timeout, the whole request within
+    // --upload-timeout; Node checks both every connectionsCheckingInterval. Uploads have their
+    // own, finer watch too (upload-deadline.ts), which also catches a client gone idle.
+    requestTimeout: config.uploadTimeoutMs,
+    http: {
+      headersTimeout: config.headerTimeoutMs,
+      requestTimeout: config.uploadTimeoutMs,
+      connectionsCheckingInterval: Math.min(30_000, Math.max(100, Math.floor(config.headerTimeoutMs / 4))),
+    },
     // Clients poll GET /tasks/{id} every few seconds; a log line per poll would bury the task
     // steps. Changes and failures are logged in onResponse below, reads are not.
     logController: new LogController({ disableRequestLogging: true }),
@@ -218,6 +232,11 @@ async function startLocked(
     },
   });
   installErrorHandler(app);
+  // A change the data dir cannot keep is refused before anything runs (503), reads go on.
+  app.addHook("onRequest", async (request) => {
+    if (request.method !== "GET" && request.method !== "HEAD" && request.method !== "OPTIONS")
+      await dataDir.assertWritable();
+  });
   app.addHook("onResponse", async (request, reply) => {
     if ((request.method === "GET" || request.method === "HEAD") && reply.statusCode < 400) return;
     request.log.info(
@@ -239,6 +258,10 @@ async function startLocked(
     blobs,
     inspector: new MediaInspector(new MediaFactsStore(db, now)),
     maxUploadBytes: config.maxUploadBytes,
+    maxAudioSeconds: config.maxAudioSeconds,
+    queue: new QueueLimit(store, clock, config.maxPending),
+    dataDir,
+    upload: { clock, idleMs: config.uploadIdleTimeoutMs, totalMs: config.uploadTimeoutMs },
     syncTimeoutMs: config.syncTimeoutMs,
     onTaskCreated: wake,
     shutdown: shutdown.signal,

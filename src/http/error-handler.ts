@@ -1,17 +1,26 @@
-import type { FastifyError, FastifyInstance } from "fastify";
-import { AppError } from "../errors.js";
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import { AppError, QueueFullError } from "../errors.js";
 import type { ErrorBody } from "../protocol/schemas.js";
+import { storageFault } from "../store/storage-faults.js";
 
 /**
  * The one place errors become HTTP answers: `{ error, message, field? }` with the error's own
  * status. Used by both the gateway and the worker agent.
  */
 export function installErrorHandler(app: FastifyInstance): void {
-  app.setErrorHandler((err: FastifyError | AppError | Error, request, reply) => {
+  app.setErrorHandler((thrown: FastifyError | AppError | Error, request, reply) => {
+    // A disk that is full or gone is no bug of ours: 507/503 with a message, the details in the log.
+    const fault = thrown instanceof AppError ? undefined : storageFault(thrown);
+    if (fault) request.log.warn({ err: thrown }, fault.message);
+    const err = fault ?? thrown;
     const body = toErrorBody(err);
     const status = statusOf(err);
-    if (status >= 500) request.log.error({ err }, "request failed");
+    if (status >= 500 && !fault) request.log.error({ err }, "request failed");
     else request.log.info({ code: body.error, field: body.field }, body.message);
+    if (err instanceof QueueFullError) void reply.header("retry-after", String(err.retryAfterSeconds));
+    // Answered before its body was read (refused at once, cut off, malformed): Node would otherwise
+    // keep reading, or waiting for, the rest of an upload nobody wants.
+    if (!request.raw.complete) void reply.header("connection", "close");
     void reply.status(status).send(body);
   });
   app.setNotFoundHandler((request, reply) => {
@@ -19,6 +28,17 @@ export function installErrorHandler(app: FastifyInstance): void {
       .status(404)
       .send({ error: "NOT_FOUND", message: `no route ${request.method} ${request.url}` } satisfies ErrorBody);
   });
+}
+
+/**
+ * Fastify's `frameworkErrors`: what its router refuses before any route runs (a URL that does not
+ * decode, a path parameter over its length) answers in the same JSON as every other error.
+ */
+export function frameworkErrors(err: FastifyError, _request: FastifyRequest, reply: FastifyReply): void {
+  const status = typeof err.statusCode === "number" && err.statusCode < 500 ? err.statusCode : 400;
+  void reply
+    .status(status)
+    .send({ error: err.code ?? "BAD_REQUEST", message: err.message } satisfies ErrorBody);
 }
 
 function statusOf(err: unknown): number {

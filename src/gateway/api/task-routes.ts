@@ -2,14 +2,16 @@ import { randomUUID } from "node:crypto";
 import { Type } from "@sinclair/typebox";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { BlobStore } from "../../blobs/blob-store.js";
-import { ConflictError, NotFoundError } from "../../errors.js";
+import { ConflictError, InputError, NotFoundError } from "../../errors.js";
 import { sendFile } from "../../http/send-file.js";
 import type { TypeBoxTypeProvider } from "../../http/typebox-provider.js";
 import { FINAL_TASK_STATUSES, type TaskRow } from "../../store/schema.js";
 import type { TaskStore } from "../../store/task-store.js";
 import type { Clock } from "../clock.js";
+import type { DataDirHealth } from "../data-dir-health.js";
 import type { MediaInspector } from "../media-inspector.js";
 import type { Prestager } from "../prestage.js";
+import type { QueueLimit } from "../queue-limit.js";
 import { waitForFinal } from "../task-waiter.js";
 import {
   ErrorBody,
@@ -23,6 +25,7 @@ import {
 } from "./schemas.js";
 import { toEventView, toTaskView } from "./task-views.js";
 import { receiveTaskUpload } from "./upload.js";
+import type { UploadDeadlineOptions } from "./upload-deadline.js";
 
 export interface TaskRoutesOptions {
   clock: Clock;
@@ -31,6 +34,13 @@ export interface TaskRoutesOptions {
   /** Decides what each uploaded file is, once per content hash. */
   inspector: MediaInspector;
   maxUploadBytes: number;
+  maxAudioSeconds: number;
+  /** `--max-pending`: admission before the upload is read. */
+  queue: QueueLimit;
+  /** `--min-free-disk`: room on disk before the upload is read. */
+  dataDir: DataDirHealth;
+  /** Idle and whole-upload timeouts. */
+  upload: UploadDeadlineOptions;
   syncTimeoutMs: number;
   /** Sends a template video ahead to a machine while the client still uploads it. */
   prestage?: Prestager;
@@ -42,8 +52,12 @@ export interface TaskRoutesOptions {
 
 const errors = {
   400: Type.Ref(ErrorBody),
+  408: Type.Ref(ErrorBody),
   413: Type.Ref(ErrorBody),
   415: Type.Ref(ErrorBody),
+  429: { ...Type.Ref(ErrorBody), description: "QUEUE_FULL: --max-pending tasks wait; see Retry-After" },
+  503: Type.Ref(ErrorBody),
+  507: Type.Ref(ErrorBody),
 };
 
 export async function taskRoutes(app: FastifyInstance, options: TaskRoutesOptions): Promise<void> {
@@ -51,32 +65,46 @@ export async function taskRoutes(app: FastifyInstance, options: TaskRoutesOption
   const { store, blobs } = options;
 
   const createTask = async (request: FastifyRequest): Promise<TaskRow> => {
+    // Refused before a byte of the upload is read: a full queue, a full disk.
+    const release = options.queue.admit();
+    try {
+      await options.dataDir.assertRoomFor(Number(request.headers["content-length"]) || 0);
+      return await receiveAndRecord(request);
+    } finally {
+      release();
+    }
+  };
+
+  const receiveAndRecord = async (request: FastifyRequest): Promise<TaskRow> => {
     const upload = await receiveTaskUpload(request, {
       blobs,
       inspector: options.inspector,
       maxBytes: options.maxUploadBytes,
+      maxAudioSeconds: options.maxAudioSeconds,
+      deadline: options.upload,
       prestage: options.prestage,
     });
+    let task: TaskRow;
     try {
       await upload.commit();
+      task = await store.createTask({
+        id: randomUUID(),
+        description: upload.description,
+        callbackUrl: upload.callbackUrl,
+        priority: upload.priority,
+        options: upload.options,
+        audio: {
+          sha256: upload.audio.blob.sha256,
+          name: upload.audio.name,
+          bytes: upload.audio.blob.bytes,
+          duration: upload.audio.media.durationSec,
+        },
+        video: { sha256: upload.video.blob.sha256, name: upload.video.name, bytes: upload.video.blob.bytes },
+      });
     } catch (err) {
       await upload.discard();
       throw err;
     }
-    const task = await store.createTask({
-      id: randomUUID(),
-      description: upload.description,
-      callbackUrl: upload.callbackUrl,
-      priority: upload.priority,
-      options: upload.options,
-      audio: {
-        sha256: upload.audio.blob.sha256,
-        name: upload.audio.name,
-        bytes: upload.audio.blob.bytes,
-        duration: upload.audio.media.durationSec,
-      },
-      video: { sha256: upload.video.blob.sha256, name: upload.video.name, bytes: upload.video.blob.bytes },
-    });
     request.log.info(
       { task_id: task.id, audio_bytes: task.audio_bytes, video_bytes: task.video_bytes },
       "task created",
@@ -182,6 +210,14 @@ export async function taskRoutes(app: FastifyInstance, options: TaskRoutesOption
     },
     async (request) => {
       const { status, limit, offset } = request.query;
+      // Ajv coerces "1e400" to Infinity and then skips minimum and maximum for it (issue 9).
+      for (const [field, value] of [
+        ["limit", limit],
+        ["offset", offset],
+      ] as const) {
+        if (!Number.isFinite(value))
+          throw new InputError("INVALID_REQUEST", `querystring/${field} must be a finite integer`, field);
+      }
       const page = await store.listTasks({ ...(status ? { status } : {}), limit, offset });
       return { tasks: page.tasks.map((t) => toTaskView(t, request)), total: page.total, limit, offset };
     },
