@@ -19,6 +19,7 @@ import { startWorker, type WorkerHandle } from "../worker/agent.js";
 import { addSharedSchemas, registerDocs } from "./api/docs.js";
 import { machineRoutes } from "./api/machine-routes.js";
 import { taskRoutes } from "./api/task-routes.js";
+import { discardBody } from "./api/upload-deadline.js";
 import { CallbackSender } from "./callback-sender.js";
 import { type Clock, systemClock } from "./clock.js";
 import { DataDirHealth } from "./data-dir-health.js";
@@ -233,9 +234,13 @@ async function startLocked(
   });
   installErrorHandler(app);
   // A change the data dir cannot keep is refused before anything runs (503), reads go on.
+  const uploadWatch = { clock, idleMs: config.uploadIdleTimeoutMs, totalMs: config.uploadTimeoutMs };
   app.addHook("onRequest", async (request) => {
-    if (request.method !== "GET" && request.method !== "HEAD" && request.method !== "OPTIONS")
-      await dataDir.assertWritable();
+    if (request.method === "GET" || request.method === "HEAD" || request.method === "OPTIONS") return;
+    await dataDir.assertWritable().catch(async (err: unknown) => {
+      await discardBody(request.raw, uploadWatch);
+      throw err;
+    });
   });
   app.addHook("onResponse", async (request, reply) => {
     if ((request.method === "GET" || request.method === "HEAD") && reply.statusCode < 400) return;
@@ -261,7 +266,7 @@ async function startLocked(
     maxAudioSeconds: config.maxAudioSeconds,
     queue: new QueueLimit(store, clock, config.maxPending),
     dataDir,
-    upload: { clock, idleMs: config.uploadIdleTimeoutMs, totalMs: config.uploadTimeoutMs },
+    upload: uploadWatch,
     syncTimeoutMs: config.syncTimeoutMs,
     onTaskCreated: wake,
     shutdown: shutdown.signal,

@@ -1,5 +1,5 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
-import { AppError, QueueFullError } from "../errors.js";
+import { AppError, QueueFullError, TooLargeError, UploadTimeoutError } from "../errors.js";
 import type { ErrorBody } from "../protocol/schemas.js";
 import { storageFault } from "../store/storage-faults.js";
 
@@ -18,9 +18,11 @@ export function installErrorHandler(app: FastifyInstance): void {
     if (status >= 500 && !fault) request.log.error({ err }, "request failed");
     else request.log.info({ code: body.error, field: body.field }, body.message);
     if (err instanceof QueueFullError) void reply.header("retry-after", String(err.retryAfterSeconds));
-    // Answered before its body was read (refused at once, cut off, malformed): Node would otherwise
-    // keep reading, or waiting for, the rest of an upload nobody wants.
-    if (!request.raw.complete) void reply.header("connection", "close");
+    // The rest of a body too big or too slow to be worth reading is not waited for. Any other body
+    // refused early (429, 507) is read and dropped by Node after the answer, so that the client,
+    // still sending, gets to read it instead of a broken pipe.
+    if (!request.raw.complete && (err instanceof TooLargeError || err instanceof UploadTimeoutError))
+      void reply.header("connection", "close");
     void reply.status(status).send(body);
   });
   app.setNotFoundHandler((request, reply) => {

@@ -25,7 +25,7 @@ import {
 } from "./schemas.js";
 import { toEventView, toTaskView } from "./task-views.js";
 import { receiveTaskUpload } from "./upload.js";
-import type { UploadDeadlineOptions } from "./upload-deadline.js";
+import { discardBody, type UploadDeadlineOptions } from "./upload-deadline.js";
 
 export interface TaskRoutesOptions {
   clock: Clock;
@@ -65,10 +65,21 @@ export async function taskRoutes(app: FastifyInstance, options: TaskRoutesOption
   const { store, blobs } = options;
 
   const createTask = async (request: FastifyRequest): Promise<TaskRow> => {
-    // Refused before a byte of the upload is read: a full queue, a full disk.
-    const release = options.queue.admit();
+    // Refused before a byte of the upload is stored: a full queue, a full disk.
+    let release: () => void;
     try {
-      await options.dataDir.assertRoomFor(Number(request.headers["content-length"]) || 0);
+      release = options.queue.admit();
+      try {
+        await options.dataDir.assertRoomFor(Number(request.headers["content-length"]) || 0);
+      } catch (err) {
+        release();
+        throw err;
+      }
+    } catch (err) {
+      await discardBody(request.raw, options.upload);
+      throw err;
+    }
+    try {
       return await receiveAndRecord(request);
     } finally {
       release();

@@ -86,6 +86,27 @@ export class UploadCutError extends UploadTimeoutError {
   }
 }
 
+/**
+ * Reads and drops the rest of a body that was refused before it was read (429, 507), under the
+ * same watch as an upload, so that the client, still sending, gets to read the answer and the
+ * connection does not linger half-read; a client that stalls is disconnected instead.
+ */
+export async function discardBody(request: IncomingMessage, options: UploadDeadlineOptions): Promise<void> {
+  if (request.complete || request.destroyed) return;
+  const deadline = new UploadDeadline(request, options);
+  try {
+    const ended = new Promise<void>((resolve, reject) => {
+      request.once("end", resolve).once("error", reject);
+    });
+    request.resume();
+    await unlessAborted(ended, deadline.signal);
+  } catch {
+    request.socket?.destroy();
+  } finally {
+    deadline.done();
+  }
+}
+
 /** `promise`, or the signal's reason as soon as it aborts; a late outcome of `promise` is dropped. */
 export function unlessAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
   if (signal.aborted) {
