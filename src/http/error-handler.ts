@@ -15,7 +15,8 @@ export function installErrorHandler(app: FastifyInstance): void {
     const err = fault ?? thrown;
     const body = toErrorBody(err);
     const status = statusOf(err);
-    if (status >= 500 && !fault) request.log.error({ err }, "request failed");
+    if (status >= 500 && !(err instanceof AppError)) request.log.error({ err }, "request failed");
+    else if (status >= 500) request.log.warn({ code: body.error }, body.message);
     else request.log.info({ code: body.error, field: body.field }, body.message);
     if (err instanceof QueueFullError) void reply.header("retry-after", String(err.retryAfterSeconds));
     // The rest of a body too big or too slow to be worth reading is not waited for. Any other body

@@ -6,6 +6,7 @@ import {
   MachineList,
   MachineView,
   SyncFailure,
+  SyncUnavailable,
   TaskEvent,
   TaskEvents,
   TaskList,
@@ -28,6 +29,7 @@ export function addSharedSchemas(app: FastifyInstance): void {
     TaskEvent,
     TaskEvents,
     SyncFailure,
+    SyncUnavailable,
     MachineView,
     MachineList,
   ]) {

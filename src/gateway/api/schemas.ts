@@ -127,6 +127,19 @@ export const SyncFailure = Type.Object(
   { $id: "SyncFailure", title: "SyncFailure" },
 );
 
+/** 503 of POST /tasks/sync: the gateway stops (the task is kept) or cannot store anything. */
+export const SyncUnavailable = Type.Object(
+  {
+    error: Type.String({
+      description:
+        "SHUTTING_DOWN (the task is kept, with its task_id) or STORE_UNAVAILABLE (nothing was stored)",
+    }),
+    message: Type.String(),
+    task_id: Type.Optional(Type.String()),
+  },
+  { $id: "SyncUnavailable", title: "SyncUnavailable" },
+);
+
 export const MachineView = Type.Object(
   {
     name: Type.String(),
