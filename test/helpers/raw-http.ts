@@ -17,7 +17,12 @@ export function rawRequest(
   url: string,
   head: string,
   body: Buffer | string = "",
-  options: { timeoutMs?: number; endAfterSend?: boolean; destroyAfterSend?: boolean } = {},
+  options: {
+    timeoutMs?: number;
+    endAfterSend?: boolean;
+    destroyAfterSend?: boolean;
+    headOnly?: boolean;
+  } = {},
 ): Promise<RawAnswer> {
   const { hostname, port } = new URL(url);
   return new Promise((resolve) => {
@@ -42,7 +47,8 @@ export function rawRequest(
       // One complete answer is all a test needs; keep-alive would otherwise hold the socket.
       const split = received.indexOf("\r\n\r\n");
       const length = /content-length: (\d+)/i.exec(received)?.[1];
-      if (split >= 0 && length !== undefined && received.length >= split + 4 + Number(length)) finish();
+      const bodyLength = options.headOnly ? 0 : Number(length);
+      if (split >= 0 && length !== undefined && received.length >= split + 4 + bodyLength) finish();
     });
     socket.on("end", () => {
       closedByServer = true;

@@ -1,5 +1,5 @@
 import type { IncomingMessage } from "node:http";
-import { UploadTimeoutError } from "../../errors.js";
+import { InputError, UploadTimeoutError } from "../../errors.js";
 import type { Clock, Timer } from "../clock.js";
 
 export interface UploadDeadlineOptions {
@@ -59,6 +59,13 @@ export class UploadDeadline {
   private armIdle(): void {
     this.cancelIdle();
     this.idle = this.options.clock.setTimeout(() => {
+      // Every byte is in, yet the form never ended: @fastify/busboy can stall on a part without a
+      // Content-Disposition followed by a field (found by test/security/fuzz.test.ts).
+      if (this.request.complete) {
+        return this.abort(
+          new InputError("MALFORMED_MULTIPART", "the multipart body could not be read to its end"),
+        );
+      }
       // Paused means we hold the client back (disk or a machine slower than the client): not idle.
       if (this.request.readableFlowing === false) return this.armIdle();
       this.abort(
