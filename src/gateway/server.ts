@@ -164,6 +164,7 @@ async function startLocked(
     speeds,
     logger,
     maxAttempts: config.maxAttempts,
+    maxAudioSeconds: config.maxAudioSeconds,
     pollWaitMs: config.pollWaitMs,
     machineGraceMs: config.machineGraceMs,
     retryDelayMs: Math.min(1000, config.healthIntervalMs),

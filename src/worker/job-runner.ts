@@ -141,6 +141,7 @@ export class JobRunner {
       video: body.video,
       options: { ...DEFAULT_JOB_OPTIONS, ...body.options },
       ...(body.audio_duration === undefined ? {} : { audio_duration: body.audio_duration }),
+      ...(body.max_audio_seconds === undefined ? {} : { max_audio_seconds: body.max_audio_seconds }),
     };
     const existing = this.existing(id, input);
     if (existing) return { view: existing, created: false };
