@@ -248,9 +248,10 @@ describe("fuzzing the gateway", () => {
       { what: "the gateway to settle" },
     );
     const histogram = Object.fromEntries([...statuses].sort(([a], [b]) => a - b));
-    console.info(
+    // The numbers issue 9 asks to record, in the test's output.
+    process.stdout.write(
       `fuzz: ${MULTIPART_RUNS + QUERY_RUNS} requests, statuses ${JSON.stringify(histogram)}, ` +
-        `fds ${before.all} before, ${after.all} after`,
+        `fds ${before.all} before, ${after.all} after\n`,
     );
     expect([...statuses.keys()].filter((s) => s >= 500)).toEqual([]);
 

@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { removeDir, tempDir } from "../helpers/gateway.js";
 import { makeAudio, makeVideo } from "../helpers/media.js";
 import { killAll, type Started, startGatewayProcess } from "../helpers/processes.js";
-import { filePart, multipartHead, rawRequest } from "../helpers/raw-http.js";
+import { filePart, rawRequest } from "../helpers/raw-http.js";
 
 /**
  * Issue 9, "clear faults": every malformed request found by probing a running gateway answers a
