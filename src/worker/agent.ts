@@ -5,7 +5,7 @@ import fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } 
 import { BlobStore } from "../blobs/blob-store.js";
 import type { Engine } from "../engines/engine.js";
 import { AppError } from "../errors.js";
-import { installErrorHandler } from "../http/error-handler.js";
+import { frameworkErrors, installErrorHandler } from "../http/error-handler.js";
 import type { Logger } from "../logger.js";
 import { logMediaTools } from "../media/media-tools-log.js";
 import { bearer, TOKEN_HEADER } from "../protocol/schemas.js";
@@ -89,6 +89,7 @@ async function startLocked(options: WorkerOptions): Promise<WorkerHandle> {
   const app = fastify({
     loggerInstance: appLogger,
     logController: new LogController({ disableRequestLogging: true }),
+    frameworkErrors,
   });
   installErrorHandler(app);
   if (options.token !== undefined) requireToken(app, options.token);

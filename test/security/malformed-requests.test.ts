@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { removeDir, tempDir } from "../helpers/gateway.js";
 import { makeAudio, makeVideo } from "../helpers/media.js";
-import { killAll, type Started, startGatewayProcess } from "../helpers/processes.js";
+import { killAll, type Started, startGatewayProcess, startWorkerProcess } from "../helpers/processes.js";
 import { filePart, rawRequest } from "../helpers/raw-http.js";
 
 /**
@@ -171,6 +171,18 @@ describe("malformed requests", () => {
       if (c.error) expect(answer.text).toContain(`"error":"${c.error}"`);
     });
   }
+
+  it("a worker answers a URL that does not decode in the same JSON", async () => {
+    const worker = await startWorkerProcess(["--data-dir", join(dir, "worker-data")]);
+    const answer = await rawRequest(worker.url, "GET /v1/jobs/%ff HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+    expect(answer.status).toBe(400);
+    const body = JSON.parse(answer.text.slice(answer.text.indexOf("\r\n\r\n") + 4)) as Record<
+      string,
+      unknown
+    >;
+    expect(Object.keys(body).sort()).toEqual(["error", "message"]);
+    expect(body.error).toBe("FST_ERR_BAD_URL");
+  });
 
   it("left the gateway serving, with nothing stored", async () => {
     const list = (await (await fetch(`${gateway.url}/tasks`)).json()) as { total: number };
