@@ -66,24 +66,25 @@ export async function taskRoutes(app: FastifyInstance, options: TaskRoutesOption
   const { store, blobs } = options;
 
   const createTask = async (request: FastifyRequest): Promise<TaskRow> => {
-    // Refused before a byte of the upload is stored: a full queue, a full disk.
-    let release: () => void;
-    try {
-      release = options.queue.admit();
-      try {
-        await options.dataDir.assertRoomFor(Number(request.headers["content-length"]) || 0);
-      } catch (err) {
-        release();
-        throw err;
-      }
-    } catch (err) {
-      await discardBody(request.raw, options.upload);
-      throw err;
-    }
+    const release = await admit(request);
     try {
       return await receiveAndRecord(request);
     } finally {
       release();
+    }
+  };
+
+  /** A place in the queue and room on disk, before a byte of the upload is stored. */
+  const admit = async (request: FastifyRequest): Promise<() => void> => {
+    let release: (() => void) | undefined;
+    try {
+      release = options.queue.admit();
+      await options.dataDir.assertRoomFor(Number(request.headers["content-length"]) || 0);
+      return release;
+    } catch (err) {
+      release?.();
+      await discardBody(request.raw, options.upload);
+      throw err;
     }
   };
 
