@@ -19,9 +19,9 @@ export function installErrorHandler(app: FastifyInstance): void {
     else if (status >= 500) request.log.warn({ code: body.error }, body.message);
     else request.log.info({ code: body.error, field: body.field }, body.message);
     if (err instanceof QueueFullError) void reply.header("retry-after", String(err.retryAfterSeconds));
-    // The rest of a body too big or too slow to be worth reading is not waited for. Any other body
-    // refused early (429, 507) is read and dropped by Node after the answer, so that the client,
-    // still sending, gets to read it instead of a broken pipe.
+    // The rest of a body too big or too slow to be worth reading is not waited for. (A body refused
+    // before it was read, 429/503/507, is drained first by the gateway, so the client still
+    // sending gets to read the answer instead of a broken pipe: upload-deadline.ts, discardBody.)
     if (!request.raw.complete && (err instanceof TooLargeError || err instanceof UploadTimeoutError))
       void reply.header("connection", "close");
     void reply.status(status).send(body);
