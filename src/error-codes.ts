@@ -109,6 +109,38 @@ export const ERROR_CODES = {
     status: 409,
     description: "a redelivery was asked for a task that has no callback_url",
   },
+  MALFORMED_MULTIPART: {
+    code: "MALFORMED_MULTIPART",
+    status: 400,
+    description:
+      "a multipart body that cannot be read to its end (no boundary, no closing boundary, a broken part)",
+  },
+  AUDIO_TOO_LONG: {
+    code: "AUDIO_TOO_LONG",
+    status: 400,
+    kind: "input",
+    description: "the audio is longer than --max-audio-seconds",
+  },
+  QUEUE_FULL: {
+    code: "QUEUE_FULL",
+    status: 429,
+    description: "--max-pending tasks wait already; come back after Retry-After seconds",
+  },
+  UPLOAD_TIMEOUT: {
+    code: "UPLOAD_TIMEOUT",
+    status: 408,
+    description: "an upload sent nothing for --upload-idle-timeout, or took longer than --upload-timeout",
+  },
+  INSUFFICIENT_STORAGE: {
+    code: "INSUFFICIENT_STORAGE",
+    status: 507,
+    description: "free disk under the data dir is below --min-free-disk, or the disk is full",
+  },
+  STORE_UNAVAILABLE: {
+    code: "STORE_UNAVAILABLE",
+    status: 503,
+    description: "the data dir vanished, turned read-only or fails: changes are refused, reads go on",
+  },
   EMPTY_FILE: { code: "EMPTY_FILE", status: 400, description: "an uploaded file is empty" },
   FILE_TOO_LARGE: { code: "FILE_TOO_LARGE", status: 413, description: "an uploaded file is over the limit" },
   INVALID_MEDIA: {

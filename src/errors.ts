@@ -108,6 +108,40 @@ export function excerpt(body: string): string {
   return flat.length > EXCERPT_CHARS ? `${flat.slice(0, EXCERPT_CHARS)}…` : flat;
 }
 
+/** The queue holds `--max-pending` tasks: the client should come back after `retryAfterSeconds`. */
+export class QueueFullError extends AppError {
+  constructor(
+    message: string,
+    readonly retryAfterSeconds: number,
+  ) {
+    super("QUEUE_FULL", message);
+  }
+}
+
+/** Free disk under the data dir is below `--min-free-disk` (or the disk is full): nothing was stored. */
+export class InsufficientStorageError extends AppError {
+  constructor(message: string) {
+    super("INSUFFICIENT_STORAGE", message);
+  }
+}
+
+/**
+ * The data dir vanished, turned read-only or fails to write: the gateway cannot keep a change, so
+ * it refuses it rather than pretend (issue 9). Says what is wrong, never where on disk.
+ */
+export class StoreUnavailableError extends AppError {
+  constructor(message: string) {
+    super("STORE_UNAVAILABLE", message);
+  }
+}
+
+/** An upload stalled or took longer than its limit: what arrived is discarded. */
+export class UploadTimeoutError extends AppError {
+  constructor(message: string) {
+    super("UPLOAD_TIMEOUT", message);
+  }
+}
+
 /** A configuration file or flag is wrong: names the file (or flag) and the field. */
 export class ConfigError extends Error {
   constructor(

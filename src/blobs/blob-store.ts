@@ -83,9 +83,17 @@ export class BlobStore {
         done(null, chunk);
       },
     });
+    const out = createWriteStream(tmp);
     try {
-      await pipeline(source, meter, createWriteStream(tmp), options.signal ? { signal: options.signal } : {});
+      // A stream destroyed before it is read (busboy's part of a form cut short) would leave the
+      // pipeline waiting forever, holding the temp file open (issue 9).
+      if (source.destroyed) throw prematureClose();
+      await pipeline(source, meter, out, options.signal ? { signal: options.signal } : {});
     } catch (err) {
+      // The file may still be opening: remove it only once its descriptor is closed, or the open
+      // would recreate what rm just removed.
+      out.on("error", () => undefined).destroy();
+      if (!out.closed) await new Promise<void>((resolve) => out.once("close", () => resolve()));
       await rm(tmp, { force: true });
       throw err;
     }
@@ -143,4 +151,10 @@ export class BlobStore {
   async remove(sha256: string): Promise<void> {
     await rm(this.path(sha256), { force: true });
   }
+}
+
+function prematureClose(): Error {
+  return Object.assign(new Error("the stream ended before it was read"), {
+    code: "ERR_STREAM_PREMATURE_CLOSE",
+  });
 }

@@ -39,6 +39,17 @@ export interface GatewayConfig {
   readonly machineGraceMs: number;
   readonly syncTimeoutMs: number;
   readonly maxUploadBytes: number;
+  /** Pending tasks beyond which a new task is refused with 429 (issue 9). */
+  readonly maxPending: number;
+  readonly maxAudioSeconds: number;
+  /** Free bytes kept under the data dir; uploads are refused with 507 below it (0 = no floor). */
+  readonly minFreeDiskBytes: number;
+  /** Headers of a request must arrive within this (slow-loris). */
+  readonly headerTimeoutMs: number;
+  /** An upload that sends no byte for this long is cut off. */
+  readonly uploadIdleTimeoutMs: number;
+  /** A whole request, upload included, must have arrived within this. */
+  readonly uploadTimeoutMs: number;
   readonly maxAttempts: number;
   readonly callbackMaxTries: number;
   readonly callbackRetryBaseMs: number;
@@ -59,6 +70,14 @@ export type GatewayFlags = RawFlags<typeof GATEWAY_OPTIONS>;
 
 export function resolveGatewayConfig(flags: GatewayFlags, cwd = process.cwd()): GatewayConfig {
   const options = readSettings(GATEWAY_OPTIONS, flags, { cwd });
+  // Node refuses a server whose headers may take longer than the whole request.
+  if (options.headerTimeout > options.uploadTimeout) {
+    throw new ConfigError(
+      GATEWAY_OPTIONS.headerTimeout.flag,
+      "",
+      `${options.headerTimeout} ms is longer than --upload-timeout (${options.uploadTimeout} ms)`,
+    );
+  }
   let machinesFile = options.config;
   if (machinesFile === undefined && existsSync(resolve(cwd, DEFAULT_MACHINES_FILE)))
     machinesFile = resolve(cwd, DEFAULT_MACHINES_FILE);
@@ -86,6 +105,12 @@ export function resolveGatewayConfig(flags: GatewayFlags, cwd = process.cwd()): 
     machineGraceMs: options.machineGrace,
     syncTimeoutMs: options.syncTimeout,
     maxUploadBytes: options.maxUploadMb * 1024 * 1024,
+    maxPending: options.maxPending,
+    maxAudioSeconds: options.maxAudioSeconds,
+    minFreeDiskBytes: options.minFreeDisk * 1024 * 1024,
+    headerTimeoutMs: options.headerTimeout,
+    uploadIdleTimeoutMs: options.uploadIdleTimeout,
+    uploadTimeoutMs: options.uploadTimeout,
     maxAttempts: options.maxAttempts,
     callbackMaxTries: options.callbackTries,
     callbackRetryBaseMs: options.callbackRetry,

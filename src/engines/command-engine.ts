@@ -222,7 +222,7 @@ async function checkOutput(path: string, words: string, signal: AbortSignal): Pr
     () => 0,
   );
   if (size === 0) {
-    throw new EngineError("machine", `the command exited 0 but wrote nothing to {output} (${path})${words}`);
+    throw new EngineError("machine", `the command exited 0 but wrote nothing to {output}${words}`);
   }
   try {
     const info = await probeMedia(path, { signal });

@@ -24,6 +24,8 @@ export interface DispatcherOptions {
   speeds: SpeedModel;
   logger: Logger;
   maxAttempts: number;
+  /** Sent with every job: each worker measures the audio itself and refuses it as the input's fault. */
+  maxAudioSeconds: number;
   pollWaitMs: number;
   machineGraceMs: number;
   /** How long to wait between tries while a machine does not answer. */
@@ -253,6 +255,7 @@ export class Dispatcher {
       video: { sha256: task.video_sha256, bytes: task.video_bytes, name: task.video_name },
       options: JSON.parse(task.options) as JobOptions,
       audio_duration: task.audio_duration,
+      max_audio_seconds: this.options.maxAudioSeconds,
     };
     for (let tries = 0; ; tries++) {
       try {

@@ -49,7 +49,8 @@ export class Prestager {
 
   /** Starts forwarding `source`; undefined when no machine has a free slot to run it now. */
   forward(source: Readable): Promise<Forwarded | undefined> | undefined {
-    if (!this.pick()) return undefined;
+    // Its "close" has passed already, so nothing below would ever stop (a form cut short).
+    if (source.destroyed || !this.pick()) return undefined;
     const head = new PrefixHasher(PREFIX_BYTES);
     const sink = new PassThrough({ highWaterMark: BUFFER_BYTES });
     const abort = new AbortController();

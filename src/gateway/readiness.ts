@@ -6,17 +6,15 @@ import type { Database } from "../store/schema.js";
 import type { Clock } from "./clock.js";
 import type { Fleet } from "./fleet.js";
 
-/**
- * Free disk below which the gateway says it is not ready: uploads and results land in the data
- * dir, and a full disk fails every task. Issue 9's `--min-free-disk` is to feed this value.
- */
-export const DEFAULT_MIN_FREE_DISK_BYTES = 1024 ** 3;
-
 export interface ReadinessOptions {
   readonly db: Kysely<Database>;
   readonly clock: Clock;
   readonly fleet: Fleet;
   readonly dataDir: string;
+  /**
+   * `--min-free-disk`: below it uploads are refused (507), so the gateway is not ready either;
+   * uploads and results land in the data dir, and a full disk fails every task.
+   */
   readonly minFreeDiskBytes: number;
   /** The embedded worker runs in this process: tasks can run even with no remote machine up. */
   readonly embedded: boolean;

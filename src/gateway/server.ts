@@ -5,7 +5,7 @@ import { BlobStore } from "../blobs/blob-store.js";
 import type { GatewayConfig } from "../config/gateway-config.js";
 import { whileLocked } from "../data-dir-lock.js";
 import { createEngine } from "../engines/registry.js";
-import { installErrorHandler } from "../http/error-handler.js";
+import { frameworkErrors, installErrorHandler } from "../http/error-handler.js";
 import type { Logger } from "../logger.js";
 import { logMediaTools } from "../media/media-tools-log.js";
 import { CallbackStore } from "../store/callback-store.js";
@@ -22,12 +22,14 @@ import { addSharedSchemas, registerDocs } from "./api/docs.js";
 import { healthRoutes } from "./api/health-routes.js";
 import { machineRoutes } from "./api/machine-routes.js";
 import { taskRoutes } from "./api/task-routes.js";
+import { discardBody } from "./api/upload-deadline.js";
 import { installAccessControl } from "./auth/access-control.js";
 import { ApiKeysWatcher } from "./auth/api-keys-watcher.js";
 import { AddressPolicy } from "./callbacks/address-policy.js";
 import { CallbackSender } from "./callbacks/callback-sender.js";
 import { guardedAgent, type Lookup } from "./callbacks/guarded-agent.js";
 import { type Clock, systemClock } from "./clock.js";
+import { DataDirHealth } from "./data-dir-health.js";
 import { Dispatcher } from "./dispatcher.js";
 import { Fleet } from "./fleet.js";
 import { GatewayMetrics } from "./gateway-metrics.js";
@@ -35,7 +37,8 @@ import { MachinesWatcher } from "./machines-watcher.js";
 import { MediaInspector } from "./media-inspector.js";
 import { createPlacement } from "./placement/index.js";
 import { Prestager } from "./prestage.js";
-import { checkReadiness, DEFAULT_MIN_FREE_DISK_BYTES } from "./readiness.js";
+import { QueueLimit } from "./queue-limit.js";
+import { checkReadiness } from "./readiness.js";
 import { Scheduler } from "./scheduler.js";
 import { SpeedModel } from "./speed-model.js";
 import { TaskDeadline } from "./task-deadline.js";
@@ -87,6 +90,8 @@ async function startLocked(
   await assertStoreNotLost(dbFile, join(config.dataDir, "blobs"));
   const db = await openSqlite(dbFile);
   const store = new TaskStore(db, now);
+  await store.countPending();
+  const dataDir = await DataDirHealth.open(config.dataDir, dbFile, config.minFreeDiskBytes);
   const blobs = new BlobStore(join(config.dataDir, "blobs"));
   await blobs.init();
 
@@ -161,6 +166,7 @@ async function startLocked(
     speeds,
     logger,
     maxAttempts: config.maxAttempts,
+    maxAudioSeconds: config.maxAudioSeconds,
     pollWaitMs: config.pollWaitMs,
     machineGraceMs: config.machineGraceMs,
     retryDelayMs: Math.min(1000, config.healthIntervalMs),
@@ -212,6 +218,16 @@ async function startLocked(
   const app: FastifyInstance = Fastify({
     loggerInstance: logger as FastifyBaseLogger,
     return503OnClosing: true,
+    frameworkErrors,
+    // Slow clients (issue 9): headers within --header-timeout, the whole request within
+    // --upload-timeout; Node checks both every connectionsCheckingInterval. Uploads have their
+    // own, finer watch too (upload-deadline.ts), which also catches a client gone idle.
+    requestTimeout: config.uploadTimeoutMs,
+    http: {
+      headersTimeout: config.headerTimeoutMs,
+      requestTimeout: config.uploadTimeoutMs,
+      connectionsCheckingInterval: Math.min(30_000, Math.max(100, Math.floor(config.headerTimeoutMs / 4))),
+    },
     // Clients poll GET /tasks/{id} every few seconds; a log line per poll would bury the task
     // steps. Changes and failures are logged in onResponse below, reads are not.
     logController: new LogController({ disableRequestLogging: true }),
@@ -226,6 +242,15 @@ async function startLocked(
   allowCorsOrigins(app, config.corsOrigins);
   installAccessControl(app, { keys: () => apiKeys?.current });
   refuseCrossSiteWrites(app, { allowedOrigins: config.corsOrigins });
+  // A change the data dir cannot keep is refused before anything runs (503), reads go on.
+  const uploadWatch = { clock, idleMs: config.uploadIdleTimeoutMs, totalMs: config.uploadTimeoutMs };
+  app.addHook("onRequest", async (request) => {
+    if (request.method === "GET" || request.method === "HEAD" || request.method === "OPTIONS") return;
+    await dataDir.assertWritable().catch(async (err: unknown) => {
+      await discardBody(request.raw, uploadWatch);
+      throw err;
+    });
+  });
   app.addHook("onResponse", async (request, reply) => {
     if ((request.method === "GET" || request.method === "HEAD") && reply.statusCode < 400) return;
     request.log.info(
@@ -247,6 +272,10 @@ async function startLocked(
     blobs,
     inspector: new MediaInspector(new MediaFactsStore(db, now)),
     maxUploadBytes: config.maxUploadBytes,
+    maxAudioSeconds: config.maxAudioSeconds,
+    queue: new QueueLimit(store, clock, config.maxPending),
+    dataDir,
+    upload: uploadWatch,
     syncTimeoutMs: config.syncTimeoutMs,
     onTaskCreated: wake,
     shutdown: shutdown.signal,
@@ -264,7 +293,7 @@ async function startLocked(
         fleet,
         dataDir: config.dataDir,
         embedded: embedded !== undefined,
-        minFreeDiskBytes: DEFAULT_MIN_FREE_DISK_BYTES,
+        minFreeDiskBytes: config.minFreeDiskBytes,
       }),
   });
   await app.register(callbackRoutes, { store, deliveries, onDelivery: () => callbacks?.kick() });

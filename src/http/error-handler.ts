@@ -1,16 +1,28 @@
-import type { FastifyError, FastifyInstance } from "fastify";
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { type ErrorBody, type ErrorCode, errorBody, httpStatus } from "../error-codes.js";
-import { AppError } from "../errors.js";
+import { AppError, QueueFullError, TooLargeError, UploadTimeoutError } from "../errors.js";
+import { storageFault } from "./storage-faults.js";
 
 /**
  * The one place errors become HTTP answers: `{ error, message, field? }`, with the code and status
  * from the catalogue (error-codes.ts). Used by both the gateway and the worker agent.
  */
 export function installErrorHandler(app: FastifyInstance): void {
-  app.setErrorHandler((err: FastifyError | AppError | Error, request, reply) => {
+  app.setErrorHandler((thrown: FastifyError | AppError | Error, request, reply) => {
+    // A disk that is full or gone is no bug of ours: 507/503 with a message, the details in the log.
+    const fault = thrown instanceof AppError ? undefined : storageFault(thrown);
+    if (fault) request.log.warn({ err: thrown }, fault.message);
+    const err = fault ?? thrown;
     const { status, body } = toAnswer(err);
-    if (status >= 500) request.log.error({ err }, "request failed");
+    if (status >= 500 && !(err instanceof AppError)) request.log.error({ err }, "request failed");
+    else if (status >= 500) request.log.warn({ code: body.error }, body.message);
     else request.log.info({ code: body.error, field: body.field }, body.message);
+    if (err instanceof QueueFullError) void reply.header("retry-after", String(err.retryAfterSeconds));
+    // The rest of a body too big or too slow to be worth reading is not waited for. (A body refused
+    // before it was read, 429/503/507, is drained first by the gateway, so the client still
+    // sending gets to read the answer instead of a broken pipe: upload-deadline.ts, discardBody.)
+    if (!request.raw.complete && (err instanceof TooLargeError || err instanceof UploadTimeoutError))
+      void reply.header("connection", "close");
     void reply.status(status).send(body);
   });
   app.setNotFoundHandler((request, reply) => {
@@ -18,6 +30,18 @@ export function installErrorHandler(app: FastifyInstance): void {
       .status(httpStatus("NOT_FOUND"))
       .send(errorBody("NOT_FOUND", `no route ${request.method} ${request.url}`));
   });
+}
+
+/**
+ * Fastify's `frameworkErrors`: what its router refuses before any route runs (a URL that does not
+ * decode, a path parameter over its length) answers in the same JSON, and the same codes, as every
+ * other error.
+ */
+export function frameworkErrors(err: FastifyError, _request: FastifyRequest, reply: FastifyReply): void {
+  const { status, body } = toAnswer(err);
+  void reply
+    .status(status < 500 ? status : httpStatus("BAD_REQUEST"))
+    .send(status < 500 ? body : errorBody("BAD_REQUEST", err.message));
 }
 
 /**

@@ -51,6 +51,12 @@ export const PutJobBody = Type.Object({
   audio_duration: Type.Optional(
     Type.Number({ minimum: 0, description: "Seconds, as probed by the gateway" }),
   ),
+  max_audio_seconds: Type.Optional(
+    Type.Number({
+      minimum: 1,
+      description: "The worker measures the audio itself and fails the job (input) when it is longer",
+    }),
+  ),
 });
 export type PutJobBody = Static<typeof PutJobBody>;
 

@@ -63,6 +63,12 @@ export class TaskStore {
 
   private writes = 0;
 
+  /**
+   * Tasks waiting for a machine, kept up to date from the committed changes so that admission
+   * (`--max-pending`) costs no query per request. Read once from the store by `countPending()`.
+   */
+  private pending = 0;
+
   private forget(taskId: string): void {
     this.writes++;
     this.recent.delete(taskId);
@@ -127,8 +133,23 @@ export class TaskStore {
       });
       return { task, events: [created, queued] };
     });
-    for (const event of events) this.changes.emit("change", { task, event });
+    for (const event of events) this.committed({ task, event });
     return task;
+  }
+
+  /** Tasks now pending: counted from the store once, at start, then kept by every change. */
+  async countPending(): Promise<number> {
+    const row = await this.db
+      .selectFrom("tasks")
+      .select((eb) => eb.fn.countAll<number>().as("n"))
+      .where("status", "=", "pending")
+      .executeTakeFirstOrThrow();
+    this.pending = Number(row.n);
+    return this.pending;
+  }
+
+  get pendingCount(): number {
+    return this.pending;
   }
 
   /**
@@ -420,8 +441,14 @@ export class TaskStore {
       return task ? body(trx, task, at) : undefined;
     });
     this.forget(taskId);
-    if (outcome) this.changes.emit("change", outcome);
+    if (outcome) this.committed(outcome);
     return outcome?.task;
+  }
+
+  private committed(change: TaskChange): void {
+    if (change.event.to_status === "pending") this.pending++;
+    if (change.event.from_status === "pending") this.pending--;
+    this.changes.emit("change", change);
   }
 
   private async updateTask(

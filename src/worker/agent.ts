@@ -6,7 +6,7 @@ import { BlobStore } from "../blobs/blob-store.js";
 import { whileLocked } from "../data-dir-lock.js";
 import type { Engine } from "../engines/engine.js";
 import { AppError } from "../errors.js";
-import { installErrorHandler } from "../http/error-handler.js";
+import { frameworkErrors, installErrorHandler } from "../http/error-handler.js";
 import { isLoopbackHost } from "../http/loopback.js";
 import type { Logger } from "../logger.js";
 import { logMediaTools } from "../media/media-tools-log.js";
@@ -86,6 +86,7 @@ async function startLocked(options: WorkerOptions): Promise<WorkerHandle> {
   const app = fastify({
     loggerInstance: appLogger,
     logController: new LogController({ disableRequestLogging: true }),
+    frameworkErrors,
   });
   installErrorHandler(app);
   if (options.token !== undefined) requireToken(app, options.token);

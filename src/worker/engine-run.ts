@@ -7,6 +7,8 @@ import type { BlobStore } from "../blobs/blob-store.js";
 import type { Engine, EngineJob, EngineRunContext, ResumeState } from "../engines/engine.js";
 import { EngineError, errorMessage } from "../errors.js";
 import type { Logger } from "../logger.js";
+import { readAudioHeader } from "../media/audio-header.js";
+import { MediaError, probeMedia } from "../media/probe.js";
 import type { JobInput } from "./job-records.js";
 import type { WorkerLayout } from "./layout.js";
 
@@ -51,7 +53,11 @@ export async function runEngine(
     await deps.blobs.linkTo(input.audio.sha256, job.audioPath);
     await deps.blobs.linkTo(input.video.sha256, job.videoPath);
     if (resume !== undefined && deps.engine.resume) await deps.engine.resume(job, resume, ctx);
-    else await deps.engine.run(job, ctx);
+    else {
+      if (input.max_audio_seconds !== undefined)
+        await refuseLongAudio(job.audioPath, input.max_audio_seconds, ctx.signal);
+      await deps.engine.run(job, ctx);
+    }
     return await keepResult(job.outputPath, deps.layout.resultPath(id));
   } finally {
     await rm(workDir, { recursive: true, force: true }).catch((err: unknown) => {
@@ -70,6 +76,29 @@ async function keepResult(outputPath: string, dest: string): Promise<JobResult> 
   const hash = createHash("sha256");
   await pipeline(createReadStream(dest), hash);
   return { sha256: hash.digest("hex"), bytes: (await stat(dest)).size };
+}
+
+/**
+ * The job's audio limit, measured here rather than taken from the job's `audio_duration`: the
+ * worker does not rely on what it was told the file is (issue 9, "bounded work"). One place for
+ * every engine, HeyGem's included, before any of them spends GPU time on it.
+ */
+async function refuseLongAudio(audioPath: string, maxSeconds: number, signal: AbortSignal): Promise<void> {
+  let seconds: number;
+  try {
+    // Common audio is read from its headers in process, so the check costs no ffprobe start.
+    const media = (await readAudioHeader(audioPath)) ?? (await probeMedia(audioPath, { signal }));
+    seconds = media.durationSec;
+  } catch (err) {
+    if (err instanceof MediaError) throw new EngineError("input", `the audio file: ${err.message}`);
+    throw err;
+  }
+  if (seconds > maxSeconds) {
+    throw new EngineError(
+      "input",
+      `the audio is ${Math.round(seconds)} s long; this worker was told to refuse more than ${maxSeconds} s`,
+    );
+  }
 }
 
 /** Only a plain extension from a client-chosen name; anything odd falls back to the default. */

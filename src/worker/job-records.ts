@@ -13,6 +13,7 @@ export const JobInput = Type.Object({
   video: BlobRef,
   options: JobOptions,
   audio_duration: Type.Optional(Type.Number({ minimum: 0 })),
+  max_audio_seconds: Type.Optional(Type.Number({ minimum: 1 })),
 });
 export type JobInput = Static<typeof JobInput>;
 

@@ -109,6 +109,7 @@ export class JobRunner {
       video: body.video,
       options: { ...DEFAULT_JOB_OPTIONS, ...body.options },
       ...(body.audio_duration === undefined ? {} : { audio_duration: body.audio_duration }),
+      ...(body.max_audio_seconds === undefined ? {} : { max_audio_seconds: body.max_audio_seconds }),
     };
     const existing = this.existing(id, input);
     if (existing) return { view: existing, created: false };
@@ -307,9 +308,18 @@ export class JobRunner {
         return { status: "suspended" };
       return failed("machine", STOPPED_WHILE_RUNNING);
     }
-    if (err instanceof EngineError) return failed(err.kind, err.message);
+    if (err instanceof EngineError) return failed(err.kind, this.withoutPaths(err.message));
     job.log.error({ err }, "job failed outside the engine's own error handling");
-    return failed("machine", errorMessage(err));
+    return failed("machine", this.withoutPaths(errorMessage(err)));
+  }
+
+  /**
+   * A failure's message travels to the gateway and on to clients (`error_message`); the agent's
+   * own folders are nobody else's business (issue 9: "no internal paths in messages"). The log
+   * line of the failure keeps them.
+   */
+  private withoutPaths(message: string): string {
+    return message.replaceAll(this.o.layout.dataDir, "<worker data dir>");
   }
 
   private async deleteJob(job: Job): Promise<JobView> {

@@ -32,8 +32,10 @@ describe("API documentation", () => {
   it("is an OpenAPI 3 document of every route with its status codes", () => {
     expect(doc.openapi).toMatch(/^3\./);
     const expected: Record<string, Record<string, string[]>> = {
-      "/tasks": { post: ["200", "400", "413", "415"], get: ["200", "400"] },
-      "/tasks/sync": { post: ["200", "400", "413", "415", "422", "502", "503", "504"] },
+      "/tasks": { post: ["200", "400", "408", "413", "415", "429", "503", "507"], get: ["200", "400"] },
+      "/tasks/sync": {
+        post: ["200", "400", "408", "413", "415", "422", "429", "502", "503", "504", "507"],
+      },
       "/tasks/{task_id}": { get: ["200", "404"] },
       "/tasks/{task_id}/events": { get: ["200", "404"] },
       "/tasks/{task_id}/callbacks": { get: ["200", "404"] },

@@ -90,7 +90,8 @@ export const TaskIdParams = Type.Object({ task_id: Type.String({ description: "A
 export const ListQuery = Type.Object({
   status: Type.Optional(TaskStatus),
   limit: Type.Integer({ minimum: 1, maximum: 500, default: 50 }),
-  offset: Type.Integer({ minimum: 0, default: 0 }),
+  // Bounded: an unbounded integer lets 1e400 (Infinity) or 1e20 through to SQLite, a 500 (issue 9).
+  offset: Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER, default: 0 }),
 });
 
 const binary = (description: string) => Type.String({ format: "binary", description });
@@ -137,6 +138,19 @@ export const SyncFailure = Type.Object(
     task_id: Type.String(),
   },
   { $id: "SyncFailure", title: "SyncFailure" },
+);
+
+/** 503 of POST /tasks/sync: the gateway stops (the task is kept) or cannot store anything. */
+export const SyncUnavailable = Type.Object(
+  {
+    error: Type.String({
+      description:
+        "SHUTTING_DOWN (the task is kept, with its task_id) or STORE_UNAVAILABLE (nothing was stored)",
+    }),
+    message: Type.String(),
+    task_id: Type.Optional(Type.String()),
+  },
+  { $id: "SyncUnavailable", title: "SyncUnavailable" },
 );
 
 export const MachineView = Type.Object(

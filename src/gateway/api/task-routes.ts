@@ -3,7 +3,7 @@ import { Type } from "@sinclair/typebox";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { BlobStore } from "../../blobs/blob-store.js";
 import { errorBody, httpStatus } from "../../error-codes.js";
-import { ConflictError } from "../../errors.js";
+import { ConflictError, InputError } from "../../errors.js";
 import { sendFile } from "../../http/send-file.js";
 import type { TypeBoxTypeProvider } from "../../http/typebox-provider.js";
 import { FINAL_TASK_STATUSES, type TaskRow } from "../../store/schema.js";
@@ -11,14 +11,17 @@ import type { TaskStore } from "../../store/task-store.js";
 import { checkPriority, ownerScope, taskOwner, visibleTask } from "../auth/access-control.js";
 import type { AddressPolicy } from "../callbacks/address-policy.js";
 import type { Clock } from "../clock.js";
+import type { DataDirHealth } from "../data-dir-health.js";
 import type { MediaInspector } from "../media-inspector.js";
 import type { Prestager } from "../prestage.js";
+import type { QueueLimit } from "../queue-limit.js";
 import { waitForFinal } from "../task-waiter.js";
 import {
   ErrorBody,
   ListQuery,
   StatusCallback,
   SyncFailure,
+  SyncUnavailable,
   TaskEvents,
   TaskForm,
   TaskIdParams,
@@ -27,6 +30,7 @@ import {
 } from "./schemas.js";
 import { toEventView, toTaskView } from "./task-views.js";
 import { receiveTaskUpload } from "./upload.js";
+import { discardBody, type UploadDeadlineOptions } from "./upload-deadline.js";
 
 export interface TaskRoutesOptions {
   clock: Clock;
@@ -35,6 +39,13 @@ export interface TaskRoutesOptions {
   /** Decides what each uploaded file is, once per content hash. */
   inspector: MediaInspector;
   maxUploadBytes: number;
+  maxAudioSeconds: number;
+  /** `--max-pending`: admission before the upload is read. */
+  queue: QueueLimit;
+  /** `--min-free-disk`: room on disk before the upload is read. */
+  dataDir: DataDirHealth;
+  /** Idle and whole-upload timeouts. */
+  upload: UploadDeadlineOptions;
   syncTimeoutMs: number;
   /** Where a callback_url may point. */
   callbackPolicy: AddressPolicy;
@@ -48,8 +59,12 @@ export interface TaskRoutesOptions {
 
 const errors = {
   400: Type.Ref(ErrorBody),
+  408: Type.Ref(ErrorBody),
   413: Type.Ref(ErrorBody),
   415: Type.Ref(ErrorBody),
+  429: { ...Type.Ref(ErrorBody), description: "QUEUE_FULL: --max-pending tasks wait; see Retry-After" },
+  503: Type.Ref(ErrorBody),
+  507: Type.Ref(ErrorBody),
 };
 
 export async function taskRoutes(app: FastifyInstance, options: TaskRoutesOptions): Promise<void> {
@@ -57,35 +72,61 @@ export async function taskRoutes(app: FastifyInstance, options: TaskRoutesOption
   const { store, blobs } = options;
 
   const createTask = async (request: FastifyRequest): Promise<TaskRow> => {
+    const release = await admit(request);
+    try {
+      return await receiveAndRecord(request);
+    } finally {
+      release();
+    }
+  };
+
+  /** A place in the queue and room on disk, before a byte of the upload is stored. */
+  const admit = async (request: FastifyRequest): Promise<() => void> => {
+    let release: (() => void) | undefined;
+    try {
+      release = options.queue.admit();
+      await options.dataDir.assertRoomFor(Number(request.headers["content-length"]) || 0);
+      return release;
+    } catch (err) {
+      release?.();
+      await discardBody(request.raw, options.upload);
+      throw err;
+    }
+  };
+
+  const receiveAndRecord = async (request: FastifyRequest): Promise<TaskRow> => {
     const upload = await receiveTaskUpload(request, {
       blobs,
       inspector: options.inspector,
       maxBytes: options.maxUploadBytes,
+      maxAudioSeconds: options.maxAudioSeconds,
+      deadline: options.upload,
       prestage: options.prestage,
       callbackPolicy: options.callbackPolicy,
     });
+    let task: TaskRow;
     try {
       checkPriority(request, upload.priority);
       await upload.commit();
+      task = await store.createTask({
+        id: randomUUID(),
+        owner: taskOwner(request),
+        description: upload.description,
+        callbackUrl: upload.callbackUrl,
+        priority: upload.priority,
+        options: upload.options,
+        audio: {
+          sha256: upload.audio.blob.sha256,
+          name: upload.audio.name,
+          bytes: upload.audio.blob.bytes,
+          duration: upload.audio.media.durationSec,
+        },
+        video: { sha256: upload.video.blob.sha256, name: upload.video.name, bytes: upload.video.blob.bytes },
+      });
     } catch (err) {
       await upload.discard();
       throw err;
     }
-    const task = await store.createTask({
-      id: randomUUID(),
-      owner: taskOwner(request),
-      description: upload.description,
-      callbackUrl: upload.callbackUrl,
-      priority: upload.priority,
-      options: upload.options,
-      audio: {
-        sha256: upload.audio.blob.sha256,
-        name: upload.audio.name,
-        bytes: upload.audio.blob.bytes,
-        duration: upload.audio.media.durationSec,
-      },
-      video: { sha256: upload.video.blob.sha256, name: upload.video.name, bytes: upload.video.blob.bytes },
-    });
     request.log.info(
       { task_id: task.id, audio_bytes: task.audio_bytes, video_bytes: task.video_bytes },
       "task created",
@@ -129,7 +170,7 @@ export async function taskRoutes(app: FastifyInstance, options: TaskRoutesOption
           ...errors,
           422: Type.Ref(SyncFailure),
           502: Type.Ref(SyncFailure),
-          503: Type.Ref(SyncFailure),
+          503: Type.Ref(SyncUnavailable),
           504: Type.Ref(SyncFailure),
         },
       },
@@ -195,6 +236,14 @@ export async function taskRoutes(app: FastifyInstance, options: TaskRoutesOption
     },
     async (request) => {
       const { status, limit, offset } = request.query;
+      // Ajv coerces "1e400" to Infinity and then skips minimum and maximum for it (issue 9).
+      for (const [field, value] of [
+        ["limit", limit],
+        ["offset", offset],
+      ] as const) {
+        if (!Number.isFinite(value))
+          throw new InputError("INVALID_REQUEST", `querystring/${field} must be a finite integer`, field);
+      }
       const owner = ownerScope(request);
       const page = await store.listTasks({
         ...(status ? { status } : {}),

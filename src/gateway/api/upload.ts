@@ -2,12 +2,19 @@ import { basename } from "node:path";
 import type {} from "@fastify/multipart";
 import type { FastifyRequest } from "fastify";
 import type { BlobStore, StagedBlob } from "../../blobs/blob-store.js";
-import { InputError, TooLargeError } from "../../errors.js";
+import { AppError, InputError, TooLargeError } from "../../errors.js";
+import { storageFault } from "../../http/storage-faults.js";
 import type { MediaInfo } from "../../media/probe.js";
 import { DEFAULT_JOB_OPTIONS, type JobOptions } from "../../protocol/schemas.js";
 import type { AddressPolicy } from "../callbacks/address-policy.js";
 import type { MediaInspector } from "../media-inspector.js";
 import type { Forwarded, Prestager } from "../prestage.js";
+import {
+  UploadCutError,
+  UploadDeadline,
+  type UploadDeadlineOptions,
+  unlessAborted,
+} from "./upload-deadline.js";
 
 /** A received, validated task form whose files are staged but not yet in the blob store. */
 export interface TaskUpload {
@@ -55,6 +62,9 @@ export async function receiveTaskUpload(
     blobs: BlobStore;
     inspector: MediaInspector;
     maxBytes: number;
+    /** Longer audio is refused (HeyGem's own limit is 30 min; issue 9: a 1-hour silent MP3 is 3.9 MB). */
+    maxAudioSeconds: number;
+    deadline: UploadDeadlineOptions;
     prestage?: Prestager | undefined;
     /** Where a callback_url may point (issue 9: no SSRF). */
     callbackPolicy: AddressPolicy;
@@ -78,11 +88,17 @@ export async function receiveTaskUpload(
       }),
     );
   };
+  const deadline = new UploadDeadline(request.raw, options.deadline);
   try {
     // busboy's own cap sits one byte above ours, so our meter (with its clearer message) trips first.
-    for await (const part of request.parts({
-      limits: { fileSize: options.maxBytes + 1, files: 4, fields: 32 },
-    })) {
+    const parts = request.parts({
+      limits: { fileSize: options.maxBytes + 1, files: 4, fields: 32, fieldSize: 64 * 1024 },
+    });
+    for (;;) {
+      // A client that stalls between two parts leaves this wait open: the deadline ends it.
+      const next = await unlessAborted(parts.next(), deadline.signal);
+      if (next.done) break;
+      const part = next.value;
       if (part.type === "file") {
         const kind = FILE_FIELDS[part.fieldname];
         if (!kind) {
@@ -101,6 +117,7 @@ export async function receiveTaskUpload(
         let blob: StagedBlob;
         try {
           blob = await options.blobs.stage(part.file, {
+            signal: deadline.signal,
             maxBytes: options.maxBytes,
             onTooLarge: () =>
               new TooLargeError(
@@ -116,6 +133,9 @@ export async function receiveTaskUpload(
         if (blob.bytes === 0)
           throw new InputError("EMPTY_FILE", `${part.fieldname} is empty`, part.fieldname);
       } else if (TEXT_FIELDS.has(part.fieldname)) {
+        if (part.valueTruncated) {
+          throw new InputError("INVALID_FIELD", `${part.fieldname} is longer than 64 KiB`, part.fieldname);
+        }
         text.set(part.fieldname, String(part.value));
       } else {
         throw new InputError("UNKNOWN_FIELD", `unexpected form field "${part.fieldname}"`, part.fieldname);
@@ -135,11 +155,21 @@ export async function receiveTaskUpload(
         "a video file is required (form field video or video_file)",
         "video",
       );
+    deadline.done();
     const fields = parseTextFields(text, options.callbackPolicy);
     const [audioMedia, videoMedia] = await Promise.all([
       options.inspector.inspect(audio.blob, "audio"),
       options.inspector.inspect(video.blob, "video"),
     ]);
+    if (audioMedia.durationSec > options.maxAudioSeconds) {
+      throw new InputError(
+        "AUDIO_TOO_LONG",
+        `audio is ${Math.round(audioMedia.durationSec)} s long; the limit is ${options.maxAudioSeconds} s`,
+        "audio",
+      );
+    }
+    // Nobody would learn the id of a task created for a client that left while its files were probed.
+    if (request.raw.socket?.destroyed) throw new UploadCutError();
     return {
       ...fields,
       audio: { ...audio, media: audioMedia },
@@ -153,13 +183,39 @@ export async function receiveTaskUpload(
       discard: discardAll,
     };
   } catch (err) {
+    deadline.done();
     await discardAll();
     if (isFileTooLarge(err)) {
       throw new TooLargeError(`a file is larger than the limit of ${formatBytes(options.maxBytes)}`);
     }
-    throw err;
+    throw uploadFault(err, request, deadline.signal);
   }
 }
+
+/**
+ * Why an upload failed, as the client should hear it. The multipart parser's own errors (no
+ * boundary, a form cut short) are the client's: 400, never 500 (issue 9).
+ */
+function uploadFault(err: unknown, request: FastifyRequest, signal: AbortSignal): unknown {
+  if (err instanceof AppError) return err;
+  // A stopped pipeline rejects with its own AbortError; the deadline's reason says what happened.
+  if (signal.aborted) return signal.reason;
+  const storage = storageFault(err);
+  if (storage) return storage;
+  const code = (err as { code?: unknown }).code;
+  const message = err instanceof Error ? err.message : String(err);
+  if (code === "ERR_STREAM_PREMATURE_CLOSE" || MULTIPART_FAULT.test(message)) {
+    if (!request.raw.complete) return new UploadCutError();
+    return new InputError(
+      "MALFORMED_MULTIPART",
+      `the multipart body is malformed or ends before its closing boundary (${message})`,
+    );
+  }
+  return err;
+}
+
+/** What @fastify/busboy says of a body it cannot parse (its errors carry no code). */
+const MULTIPART_FAULT = /boundary|needle|terminated early|end of multipart|content-type/i;
 
 /** A refused task must not leave its video in a machine's cache either. */
 async function undoForward(forwarding: Promise<Forwarded | undefined> | undefined): Promise<void> {

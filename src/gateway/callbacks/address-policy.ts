@@ -1,5 +1,5 @@
 import { networkInterfaces } from "node:os";
-import { type AllowList, HOST_NAME, normalHost } from "../../http/allow-list.js";
+import { type AllowList, normalHost } from "../../http/allow-list.js";
 import {
   type Cidr,
   formatIp,
