@@ -89,9 +89,10 @@ async function startLocked(
   const dbFile = join(config.dataDir, "multi-heygem.db");
   await assertStoreNotLost(dbFile, join(config.dataDir, "blobs"));
   const db = await openSqlite(dbFile);
-  const store = new TaskStore(db, now);
-  await store.countPending();
   const dataDir = await DataDirHealth.open(config.dataDir, dbFile, config.minFreeDiskBytes);
+  // Background writes (the dispatcher's, the deadline's) are held to the same check as the API's.
+  const store = new TaskStore(db, now, () => dataDir.assertWritable());
+  await store.countPending();
   const blobs = new BlobStore(join(config.dataDir, "blobs"));
   await blobs.init();
 

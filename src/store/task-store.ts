@@ -46,6 +46,12 @@ export class TaskStore {
   constructor(
     readonly db: Kysely<Database>,
     private readonly now: () => Date = () => new Date(),
+    /**
+     * Runs before every write and throws when the write could not be kept: SQLite goes on writing
+     * to a database file deleted under it, so without this check a vanished data dir would take
+     * every change and lose it at the next start (issue 9). The gateway passes DataDirHealth's.
+     */
+    private readonly beforeWrite: () => Promise<void> = async () => {},
   ) {
     this.changes.setMaxListeners(0);
     this.taskById = db.selectFrom("tasks").selectAll().where("id", "=", "").compile();
@@ -83,6 +89,7 @@ export class TaskStore {
   }
 
   async createTask(input: NewTaskInput): Promise<TaskRow> {
+    await this.beforeWrite();
     const at = this.stamp();
     const { task, events } = await this.db.transaction().execute(async (trx) => {
       await trx
@@ -212,6 +219,7 @@ export class TaskStore {
     message: string | undefined,
     step: boolean,
   ): Promise<void> {
+    await this.beforeWrite();
     if (!step) {
       await this.db
         .updateTable("tasks")
@@ -435,6 +443,7 @@ export class TaskStore {
       at: string,
     ) => Promise<{ task: TaskRow; event: EventRow } | undefined>,
   ): Promise<TaskRow | undefined> {
+    await this.beforeWrite();
     const at = this.stamp();
     const outcome = await this.db.transaction().execute(async (trx) => {
       const task = await trx.selectFrom("tasks").selectAll().where("id", "=", taskId).executeTakeFirst();

@@ -83,7 +83,7 @@ describe("malformed requests", () => {
       name: "a URL that does not decode",
       send: () => get("/tasks/%ff%fe"),
       status: 400,
-      error: "FST_ERR_BAD_URL",
+      error: "BAD_REQUEST",
     },
     { name: "a 100 kB URL", send: () => get(`/tasks/${"a".repeat(100_000)}`), status: 431, orReset: true },
     {
@@ -181,7 +181,7 @@ describe("malformed requests", () => {
       unknown
     >;
     expect(Object.keys(body).sort()).toEqual(["error", "message"]);
-    expect(body.error).toBe("FST_ERR_BAD_URL");
+    expect(body.error).toBe("BAD_REQUEST");
   });
 
   it("left the gateway serving, with nothing stored", async () => {

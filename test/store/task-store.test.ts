@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import type { EventRow } from "../../src/store/schema.js";
-import type { TaskChange } from "../../src/store/task-store.js";
+import { type TaskChange, TaskStore } from "../../src/store/task-store.js";
 import { removeDir, tempDir } from "../helpers/gateway.js";
 import { newTask, openTestStore, type TestStore } from "../helpers/store.js";
 
@@ -32,6 +32,22 @@ describe("task store", () => {
   afterEach(async () => {
     await s.close();
     await removeDir(dir);
+  });
+
+  it("writes nothing, anywhere, while its beforeWrite check refuses (a data dir that vanished)", async () => {
+    const task = await s.tasks.createTask(newTask());
+    let refusing = false;
+    const guarded = new TaskStore(s.db, clock.now, async () => {
+      if (refusing) throw new Error("the data dir is gone");
+    });
+    refusing = true;
+    await expect(guarded.createTask(newTask())).rejects.toThrow("the data dir is gone");
+    await expect(guarded.startAttempt(task.id, "att-1", "gpu-1")).rejects.toThrow("the data dir is gone");
+    await expect(guarded.recordProgress(task.id, "att-1", 50, undefined, true)).rejects.toThrow();
+    expect((await s.tasks.listTasks({ limit: 10, offset: 0 })).total).toBe(1);
+    expect((await s.tasks.getTask(task.id))?.status).toBe("pending");
+    refusing = false;
+    expect((await guarded.startAttempt(task.id, "att-1", "gpu-1"))?.status).toBe("processing");
   });
 
   it("creates a task pending, with a created and a queued event, and tells listeners after commit", async () => {
