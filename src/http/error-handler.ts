@@ -21,7 +21,10 @@ export function installErrorHandler(app: FastifyInstance): void {
     // The rest of a body too big or too slow to be worth reading is not waited for. (A body refused
     // before it was read, 429/503/507, is drained first by the gateway, so the client still
     // sending gets to read the answer instead of a broken pipe: upload-deadline.ts, discardBody.)
-    if (!request.raw.complete && (err instanceof TooLargeError || err instanceof UploadTimeoutError))
+    if (
+      !request.raw.complete &&
+      (err instanceof TooLargeError || err instanceof UploadTimeoutError || isMalformedForm(err))
+    )
       void reply.header("connection", "close");
     void reply.status(status).send(body);
   });
@@ -30,6 +33,11 @@ export function installErrorHandler(app: FastifyInstance): void {
       .status(httpStatus("NOT_FOUND"))
       .send(errorBody("NOT_FOUND", `no route ${request.method} ${request.url}`));
   });
+}
+
+/** A form the parser gave up on: what is left of its body would read as the next request. */
+function isMalformedForm(err: unknown): boolean {
+  return err instanceof AppError && err.code === "MALFORMED_MULTIPART";
 }
 
 /**

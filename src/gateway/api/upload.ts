@@ -205,7 +205,10 @@ function uploadFault(err: unknown, request: FastifyRequest, signal: AbortSignal)
   const code = (err as { code?: unknown }).code;
   const message = err instanceof Error ? err.message : String(err);
   if (code === "ERR_STREAM_PREMATURE_CLOSE" || MULTIPART_FAULT.test(message)) {
-    if (!request.raw.complete) return new UploadCutError();
+    // Only a client that hung up is cut off: a form refused before its body was read (no
+    // boundary: busboy says so at once) is the client's mistake, whatever is still unread.
+    const hungUp = request.raw.destroyed || request.raw.socket?.destroyed === true;
+    if (hungUp && !request.raw.complete) return new UploadCutError();
     return new InputError(
       "MALFORMED_MULTIPART",
       `the multipart body is malformed or ends before its closing boundary (${message})`,
