@@ -26,3 +26,9 @@ export function createLogger(options: LoggerOptions = {}): Logger {
   }
   return pino({ level, timestamp: pino.stdTimeFunctions.isoTime });
 }
+
+/** A client's text (a task's description) as log lines carry it: enough to recognise, one line. */
+export function forLog(text: string, max = 60): string {
+  const flat = text.replace(/\s+/g, " ").trim();
+  return flat.length > max ? `${flat.slice(0, max - 1)}…` : flat;
+}

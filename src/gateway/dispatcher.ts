@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import type { BlobStore } from "../blobs/blob-store.js";
 import { ERROR_CODES } from "../error-codes.js";
 import { errorMessage, type FailureKind } from "../errors.js";
-import type { Logger } from "../logger.js";
+import { forLog, type Logger } from "../logger.js";
 import { FINAL_JOB_STATUSES, type JobOptions, type JobView } from "../protocol/schemas.js";
 import {
   isWorkerError,
@@ -162,7 +162,12 @@ export class Dispatcher {
   private track(task: TaskRow, attemptId: string, machine: Machine): void {
     const abort = new AbortController();
     const signal = AbortSignal.any([abort.signal, this.shutdown.signal]);
-    const log = this.options.logger.child({ task_id: task.id, attempt_id: attemptId, machine: machine.name });
+    const log = this.options.logger.child({
+      task_id: task.id,
+      ...(task.description ? { description: forLog(task.description) } : {}),
+      attempt_id: attemptId,
+      machine: machine.name,
+    });
     const attempt: Attempt = { task, id: attemptId, machine, client: machine.client, signal, log };
     const done = this.run(attempt).finally(() => {
       this.live.delete(attemptId);
@@ -224,7 +229,7 @@ export class Dispatcher {
     const { store } = this.options;
     let view = await this.withGrace(attempt, () => this.createJob(attempt));
     await store.markAttemptRunning(attemptId);
-    log.info({ status: view.status }, "job accepted by worker");
+    log.debug({ status: view.status }, "job accepted by worker");
     let logged: { progress: number; message: string | undefined } = { progress: 0, message: undefined };
     for (;;) {
       // The final state has an event of its own; a progress row for it would only repeat it.
@@ -271,7 +276,7 @@ export class Dispatcher {
         // Tasks that share a template and start together on one machine send it there once.
         await machine.uploadOnce(ref.sha256, async () => {
           if (await client.hasBlob(ref.sha256, signal)) return;
-          log.info({ sha256: ref.sha256, bytes: ref.bytes }, `uploading ${ref.name} to worker`);
+          log.debug({ sha256: ref.sha256, bytes: ref.bytes }, `uploading ${ref.name} to worker`);
           const { clock } = this.options;
           const started = clock.now();
           await client.putBlob(ref.sha256, this.options.blobs.path(ref.sha256), ref.bytes, signal);
@@ -305,7 +310,8 @@ export class Dispatcher {
         return await call();
       } catch (err) {
         if (signal.aborted) throw err;
-        since ??= clock.now();
+        const started = clock.now();
+        since ??= started;
         const transient =
           err instanceof WorkerUnreachableError || (err instanceof WorkerHttpError && err.status >= 500);
         if (!transient) {
@@ -317,7 +323,10 @@ export class Dispatcher {
           this.options.fleet.reportUnreachable(machine, errorMessage(err));
           throw new AttemptFailure("machine", `machine ${machine.name} unreachable: ${errorMessage(err)}`);
         }
-        log.warn({ err: errorMessage(err) }, "worker not answering; trying again");
+        // Once per outage of this attempt, not once per retry: the fleet logs the machine's own
+        // change of state, and a line a second per task would bury it (issue 10).
+        if (since === started) log.warn({ err: errorMessage(err) }, "worker not answering; trying again");
+        else log.debug({ err: errorMessage(err) }, "worker still not answering");
         await delay(clock, this.options.retryDelayMs, signal);
       }
     }

@@ -1,8 +1,11 @@
 import { spawn } from "node:child_process";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { removeDir, tempDir } from "../helpers/gateway.js";
+import { removeDir, taskForm, tempDir } from "../helpers/gateway.js";
+import { makeAudio, makeVideo } from "../helpers/media.js";
 import { CLI, killAll, startGatewayProcess } from "../helpers/processes.js";
+import { startReceiver } from "../helpers/receiver.js";
+import { until } from "../helpers/until.js";
 
 const ISO = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
 
@@ -28,6 +31,36 @@ describe("the gateway's log", () => {
       machines: ["embedded"],
       embedded_worker: true,
     });
+  });
+
+  it("task lines carry the description, shortened; a delivered callback is not an info line", async () => {
+    const gateway = await startGatewayProcess(["--log-format", "json", "--data-dir", join(dir, "tasks")], {
+      cwd: dir,
+    });
+    await makeAudio(join(dir, "a.wav"), { seconds: 1 });
+    await makeVideo(join(dir, "v.mp4"), { seconds: 1, width: 64, height: 64 });
+    const receiver = await startReceiver();
+    const description = `promo clip for the autumn campaign ${"x".repeat(200)}`;
+    const form = await taskForm({
+      audio: { path: join(dir, "a.wav") },
+      video: { path: join(dir, "v.mp4") },
+      description,
+      callback_url: receiver.url,
+    });
+    const created = (await (await fetch(`${gateway.url}/tasks`, { method: "POST", body: form })).json()) as {
+      task_id: string;
+    };
+    await until(() => receiver.received.some((r) => r.body.status === "completed"));
+    await receiver.close();
+    const lines = gateway.lines.map((l) => JSON.parse(l) as Record<string, unknown>);
+    const about = lines.filter((l) => l.task_id === created.task_id);
+    const created_ = about.find((l) => l.msg === "task created");
+    const completed = about.find((l) => l.msg === "task completed");
+    for (const line of [created_, completed]) {
+      expect(line?.description).toMatch(/^promo clip for the autumn campaign x+…$/);
+      expect(String(line?.description).length).toBe(60);
+    }
+    expect(about.some((l) => l.msg === "callback delivered")).toBe(false);
   });
 
   it("pretty: one readable line per event, with the same ISO times", async () => {

@@ -6,6 +6,7 @@ import { errorBody, httpStatus } from "../../error-codes.js";
 import { ConflictError, InputError } from "../../errors.js";
 import { sendFile } from "../../http/send-file.js";
 import type { TypeBoxTypeProvider } from "../../http/typebox-provider.js";
+import { forLog } from "../../logger.js";
 import { FINAL_TASK_STATUSES, type TaskRow } from "../../store/schema.js";
 import type { TaskStore } from "../../store/task-store.js";
 import { checkPriority, ownerScope, taskOwner, visibleTask } from "../auth/access-control.js";
@@ -128,7 +129,12 @@ export async function taskRoutes(app: FastifyInstance, options: TaskRoutesOption
       throw err;
     }
     request.log.info(
-      { task_id: task.id, audio_bytes: task.audio_bytes, video_bytes: task.video_bytes },
+      {
+        task_id: task.id,
+        ...(task.description ? { description: forLog(task.description) } : {}),
+        audio_bytes: task.audio_bytes,
+        video_bytes: task.video_bytes,
+      },
       "task created",
     );
     options.onTaskCreated();

@@ -149,7 +149,8 @@ export class CallbackSender {
     let outcome: CallbackOutcome;
     if (error === undefined) {
       outcome = { state: "delivered", tries };
-      log.info({ url, tries, status: httpStatus, webhook_id: webhookId }, "callback delivered");
+      // Routine success: the API's GET /tasks/{id}/callbacks keeps every try (issue 10).
+      log.debug({ url, tries, status: httpStatus, webhook_id: webhookId }, "callback delivered");
     } else if (cut === "shutdown" && httpStatus === null) {
       // Not the receiver's fault: the next start tries again at once, and this try does not count.
       outcome = { state: "pending", tries: row.tries, nextAt: new Date(clock.now()), error };
