@@ -279,6 +279,11 @@ async function startLocked(
     upload: uploadWatch,
     syncTimeoutMs: config.syncTimeoutMs,
     onTaskCreated: wake,
+    waitingNote: () => {
+      const machines = fleet.list().filter((m) => m.state !== "disabled");
+      const up = machines.filter((m) => m.placeable).length;
+      return up === 0 ? `waiting: ${up} of ${machines.length} machines up` : undefined;
+    },
     shutdown: shutdown.signal,
     prestage: new Prestager({ clock, fleet, speeds, logger, stallMs: 5000 }),
     callbackPolicy,

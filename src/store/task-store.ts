@@ -23,6 +23,8 @@ export interface NewTaskInput {
   video: { sha256: string; name: string; bytes: number };
   /** The API key's name; absent or null without keys. */
   owner?: string | null;
+  /** What the `queued` event says the task waits for (default: a free machine). */
+  waiting?: string;
 }
 
 /** Emitted after the transaction that made it has committed. */
@@ -136,7 +138,7 @@ export class TaskStore {
         .where("id", "=", input.id)
         .executeTakeFirstOrThrow();
       const queued = await this.recordStatus(trx, task, at, allowedTransition(null, "pending"), {
-        message: "waiting for a free machine",
+        message: input.waiting ?? "waiting for a free machine",
       });
       return { task, events: [created, queued] };
     });

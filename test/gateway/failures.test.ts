@@ -134,4 +134,21 @@ describe("with no machine reachable", () => {
     expect(result.status).toBe(409);
     expect(((await result.json()) as { error: string }).error).toBe("TASK_NOT_COMPLETED");
   });
+
+  it("says in the task's events that no machine is up, and /readyz names the failing check (issue 10)", async () => {
+    await until(() => gateway.fleet.get("gone")?.state === "down");
+    const created = (await (
+      await fetch(`${gateway.url}/tasks`, {
+        method: "POST",
+        body: await taskForm({ audio: { path: join(dir, "a.wav") }, video: { path: join(dir, "v.mp4") } }),
+      })
+    ).json()) as { task_id: string };
+    const { events } = (await (await fetch(`${gateway.url}/tasks/${created.task_id}/events`)).json()) as {
+      events: Array<{ type: string; message: string | null }>;
+    };
+    expect(events.find((e) => e.type === "queued")?.message).toBe("waiting: 0 of 1 machines up");
+    const ready = await fetch(`${gateway.url}/readyz`);
+    expect(ready.status).toBe(503);
+    expect(((await ready.json()) as { failing: string[] }).failing).toContain("machines");
+  });
 });

@@ -54,6 +54,11 @@ export interface TaskRoutesOptions {
   prestage?: Prestager;
   /** A task was created: place it. */
   onTaskCreated: () => void;
+  /**
+   * Why a new task will wait, when it is more than a free slot ("waiting: 0 of 3 machines up"), so
+   * that its events say so and nothing hangs silently (issue 10).
+   */
+  waitingNote?: () => string | undefined;
   /** The gateway is shutting down: sync waiters answer 503 instead of holding the close. */
   shutdown: AbortSignal;
 }
@@ -112,6 +117,7 @@ export async function taskRoutes(app: FastifyInstance, options: TaskRoutesOption
       task = await store.createTask({
         id: randomUUID(),
         owner: taskOwner(request),
+        ...waiting(options.waitingNote),
         description: upload.description,
         callbackUrl: upload.callbackUrl,
         priority: upload.priority,
@@ -326,4 +332,9 @@ export async function taskRoutes(app: FastifyInstance, options: TaskRoutesOption
     { schema: { ...resultSchema, summary: "The result's size" }, config },
     result,
   );
+}
+
+function waiting(note: (() => string | undefined) | undefined): { waiting?: string } {
+  const text = note?.();
+  return text ? { waiting: text } : {};
 }
