@@ -56,6 +56,13 @@ export class Fleet {
     return [...this.machines.values()];
   }
 
+  /** How many machines take new work (up, enabled, not draining) of all in the fleet. */
+  availability(): { up: number; total: number } {
+    let up = 0;
+    for (const machine of this.machines.values()) if (machine.placeable) up++;
+    return { up, total: this.machines.size };
+  }
+
   /**
    * Brings the fleet in line with a (re)loaded machines file. New machines join; changed ones take
    * their new settings at once (attempts already running keep talking to the address they started

@@ -34,10 +34,9 @@ export interface Readiness {
 /** Whether the gateway can take and run tasks now (`GET /readyz`), each check with its figures. */
 export async function checkReadiness(o: ReadinessOptions): Promise<Readiness> {
   const [store, disk] = await Promise.all([storeCheck(o), diskCheck(o)]);
-  const machines = o.fleet.list();
   // Up and taking work: a draining or disabled machine will run no new task.
-  const up = machines.filter((m) => m.placeable).length;
-  const fleet = { ok: up > 0 || o.embedded, up, total: machines.length, embedded: o.embedded };
+  const { up, total } = o.fleet.availability();
+  const fleet = { ok: up > 0 || o.embedded, up, total, embedded: o.embedded };
   const checks = { store, disk, machines: fleet };
   const failing = Object.entries(checks)
     .filter(([, check]) => !check.ok)

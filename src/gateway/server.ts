@@ -280,9 +280,8 @@ async function startLocked(
     syncTimeoutMs: config.syncTimeoutMs,
     onTaskCreated: wake,
     waitingNote: () => {
-      const machines = fleet.list().filter((m) => m.state !== "disabled");
-      const up = machines.filter((m) => m.placeable).length;
-      return up === 0 ? `waiting: ${up} of ${machines.length} machines up` : undefined;
+      const { up, total } = fleet.availability();
+      return up === 0 ? `waiting: 0 of ${total} machines up` : undefined;
     },
     shutdown: shutdown.signal,
     prestage: new Prestager({ clock, fleet, speeds, logger, stallMs: 5000 }),

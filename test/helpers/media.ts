@@ -86,13 +86,16 @@ const AUDIO_CODECS: Record<string, string[]> = {
   ".m4a": ["-c:a", "aac", "-b:a", "64k"],
 };
 
-/** A 440 Hz tone; the container and codec follow the extension (.wav, .mp3, .m4a). */
+/**
+ * A 440 Hz tone; the container and codec follow the extension (.wav, .mp3, .m4a), or `codec`
+ * names the encoder and ffmpeg picks the container from any extension it knows.
+ */
 export async function makeAudio(
   path: string,
-  options: { seconds: number; sampleRate?: number },
+  options: { seconds: number; sampleRate?: number; codec?: string },
 ): Promise<void> {
-  const codec = AUDIO_CODECS[extname(path).toLowerCase()];
-  if (!codec) throw new Error(`makeAudio: no codec for ${path}; use .wav, .mp3 or .m4a`);
+  const codec = options.codec ? ["-c:a", options.codec] : AUDIO_CODECS[extname(path).toLowerCase()];
+  if (!codec) throw new Error(`makeAudio: no codec for ${path}; use .wav, .mp3 or .m4a, or say which`);
   const rate = options.sampleRate ?? 44_100;
   await runFfmpeg([
     "-v",

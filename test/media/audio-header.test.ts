@@ -15,19 +15,10 @@ afterEach(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-/** A 2.5 s 16 kHz mono tone in the codec ffmpeg picks for `name`'s extension, or the one given. */
+/** A 2.5 s 16 kHz tone in `dir`: the codec `makeAudio` picks for the extension, or the one given. */
 async function tone(name: string, codec?: string): Promise<string> {
   const path = join(dir, name);
-  await runFfmpeg([
-    "-v",
-    "error",
-    "-f",
-    "lavfi",
-    "-i",
-    "sine=frequency=440:duration=2.5:sample_rate=16000",
-    ...(codec ? ["-c:a", codec] : []),
-    path,
-  ]);
+  await makeAudio(path, { seconds: 2.5, sampleRate: 16_000, ...(codec ? { codec } : {}) });
   return path;
 }
 
@@ -36,7 +27,7 @@ describe("readAudioHeader", () => {
     ["a.wav", undefined, "wav", "pcm"],
     ["a.mp3", undefined, "mp3", "mp3"],
     ["a.m4a", undefined, "mov,mp4,m4a,3gp,3g2,mj2", "aac"],
-    ["a.flac", undefined, "flac", "flac"],
+    ["a.flac", "flac", "flac", "flac"],
     ["a.ogg", "libvorbis", "ogg", "vorbis"],
     ["a.opus", "libopus", "ogg", "opus"],
   ])("measures %s in process, as ffprobe does", async (name, codec, formatName, audioCodec) => {
@@ -57,7 +48,7 @@ describe("readAudioHeader", () => {
   });
 
   it.each([
-    ["ADTS AAC, whose duration only a full scan can tell", "a.aac", undefined],
+    ["ADTS AAC, whose duration only a full scan can tell", "a.aac", "aac"],
     ["WAV holding µ-law", "a.wav", "pcm_mulaw"],
   ])("hands %s to ffprobe", async (_what, name, codec) => {
     const path = await tone(name, codec);
