@@ -22,6 +22,7 @@ import { addSharedSchemas, registerDocs } from "./api/docs.js";
 import { healthRoutes } from "./api/health-routes.js";
 import { machineRoutes } from "./api/machine-routes.js";
 import { taskRoutes } from "./api/task-routes.js";
+import { taskStreamRoutes } from "./api/task-stream-routes.js";
 import { discardBody } from "./api/upload-deadline.js";
 import { installAccessControl } from "./auth/access-control.js";
 import { ApiKeysWatcher } from "./auth/api-keys-watcher.js";
@@ -61,6 +62,8 @@ export interface GatewayOptions {
   clock?: Clock;
   /** How callback hosts are resolved (tests make a name resolve to a forbidden address). */
   callbackLookup?: Lookup;
+  /** Most events an SSE client is replayed on return (tests make it small to see `reset`). */
+  streamReplay?: number;
 }
 
 /**
@@ -286,6 +289,12 @@ async function startLocked(
     shutdown: shutdown.signal,
     prestage: new Prestager({ clock, fleet, speeds, logger, stallMs: 5000 }),
     callbackPolicy,
+  });
+  await app.register(taskStreamRoutes, {
+    clock,
+    store,
+    shutdown: shutdown.signal,
+    ...(options.streamReplay === undefined ? {} : { maxReplay: options.streamReplay }),
   });
   const metrics = new GatewayMetrics({ store, fleet });
   for (const metric of embedded?.metrics ?? []) metrics.registry.registerMetric(metric);

@@ -43,7 +43,12 @@ const RECENT_TASKS = 4096;
  * memory can be rebuilt from it after a crash. `changes` tells the living process what committed.
  */
 export class TaskStore {
-  readonly changes = new EventEmitter<{ change: [TaskChange] }>();
+  /**
+   * `change`: a committed change with its event row. `progress`: the current attempt's progress
+   * moved without a row of its own (below a step of the log); for live views only (SSE), it is
+   * not part of the task's history.
+   */
+  readonly changes = new EventEmitter<{ change: [TaskChange]; progress: [TaskRow] }>();
 
   constructor(
     readonly db: Kysely<Database>,
@@ -223,14 +228,16 @@ export class TaskStore {
   ): Promise<void> {
     await this.beforeWrite();
     if (!step) {
-      await this.db
+      const updated = await this.db
         .updateTable("tasks")
         .set({ progress, updated_at: this.stamp() })
         .where("id", "=", taskId)
         .where("current_attempt", "=", attemptId)
         .where("status", "=", "processing")
-        .execute();
+        .returningAll()
+        .executeTakeFirst();
       this.forget(taskId);
+      if (updated) this.changes.emit("progress", updated);
       return;
     }
     await this.change(taskId, async (trx, task, at) => {
@@ -372,6 +379,45 @@ export class TaskStore {
 
   async listEvents(taskId: string): Promise<EventRow[]> {
     return this.db.selectFrom("events").selectAll().where("task_id", "=", taskId).orderBy("id").execute();
+  }
+
+  /**
+   * Events after `afterId` in the order they were written, with their task as it is now: what a
+   * live view missed while it was away (SSE's `Last-Event-ID`). Events of deleted tasks are gone.
+   */
+  async eventsAfter(
+    afterId: number,
+    filter: { taskId?: string; owner?: string; limit: number },
+  ): Promise<{ event: EventRow; task: TaskRow }[]> {
+    let query = this.db.selectFrom("events").selectAll().where("id", ">", afterId);
+    if (filter.taskId !== undefined) query = query.where("task_id", "=", filter.taskId);
+    if (filter.owner !== undefined) {
+      const owner = filter.owner;
+      query = query.where("task_id", "in", (eb) =>
+        eb.selectFrom("tasks").select("tasks.id").where("tasks.owner", "=", owner),
+      );
+    }
+    const events = await query.orderBy("id").limit(filter.limit).execute();
+    const tasks = new Map<string, TaskRow>();
+    const out: { event: EventRow; task: TaskRow }[] = [];
+    for (const event of events) {
+      let task = tasks.get(event.task_id);
+      if (!task) {
+        task = await this.getTask(event.task_id);
+        if (!task) continue;
+        tasks.set(task.id, task);
+      }
+      out.push({ event, task });
+    }
+    return out;
+  }
+
+  /** The id of the newest event (of one task, or of all); 0 when there is none. */
+  async lastEventId(taskId?: string): Promise<number> {
+    let query = this.db.selectFrom("events").select((eb) => eb.fn.max("id").as("id"));
+    if (taskId !== undefined) query = query.where("task_id", "=", taskId);
+    const row = await query.executeTakeFirst();
+    return Number(row?.id ?? 0);
   }
 
   /** Pending tasks in the order they should go out: priority first, then arrival. */

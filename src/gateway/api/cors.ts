@@ -6,7 +6,7 @@ import type { FastifyInstance } from "fastify";
  * `Access-Control-*` header, so its browser keeps the answers from it.
  */
 const ALLOW_METHODS = "GET, HEAD, POST, PUT, DELETE";
-const ALLOW_HEADERS = "Authorization, Content-Type, Range";
+const ALLOW_HEADERS = "Authorization, Content-Type, Range, Last-Event-ID";
 const EXPOSE_HEADERS =
   "X-Task-Id, Content-Disposition, Content-Range, Accept-Ranges, Retry-After, WWW-Authenticate";
 

@@ -94,6 +94,16 @@ export const ListQuery = Type.Object({
   offset: Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER, default: 0 }),
 });
 
+export const StreamQuery = Type.Object({
+  last_event_id: Type.Optional(
+    Type.Integer({
+      minimum: 0,
+      maximum: Number.MAX_SAFE_INTEGER,
+      description: "Resume after this event (as the Last-Event-ID header, which wins when both are sent)",
+    }),
+  ),
+});
+
 const binary = (description: string) => Type.String({ format: "binary", description });
 const bit = (description: string) => Type.Union([Type.Literal("0"), Type.Literal("1")], { description });
 
