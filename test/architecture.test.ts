@@ -27,7 +27,13 @@ const MAY_IMPORT: Readonly<Record<string, readonly string[]>> = {
   config: ["engines", "http"],
   worker: ["protocol", "blobs", "engines", "media", "config", "http"],
   gateway: ["protocol", "store", "blobs", "engines", "media", "config", "http", "worker"],
+  // The typed client (multi-heygem/client) runs in Node and in browsers: it takes the API's shapes
+  // from the gateway's schemas as types only, so no server code comes with it.
+  client: ["http", "gateway"],
 };
+
+/** The one file of gateway/ the client may name, and only in `import type`. */
+const API_SCHEMAS = "gateway/api/schemas.ts";
 
 /** The one file of worker/ the gateway may import: the embedded mode calls `startWorker()` like any caller. */
 const WORKER_ENTRY = "worker/agent.ts";
@@ -168,6 +174,17 @@ describe("architecture: imports between the folders of src/", () => {
       (e) => lower.has(folderOf(e.from)) && (folderOf(e.to) === "gateway" || folderOf(e.to) === "worker"),
     );
     expect(show(upward)).toEqual([]);
+  });
+
+  it("the client takes only the API's schemas from the gateway, as types", () => {
+    const wrong = crossing.filter(
+      (e) => folderOf(e.from) === "client" && folderOf(e.to) === "gateway" && e.to !== API_SCHEMAS,
+    );
+    expect(show(wrong)).toEqual([]);
+    const valueImports = sourceFiles(join(SRC, "client")).filter((path) =>
+      /^import (?!type )[^;]*from "\.\.\/gateway\//m.test(readFileSync(path, "utf8")),
+    );
+    expect(valueImports.map(srcPath)).toEqual([]);
   });
 
   it("nothing imports the program's entry", () => {

@@ -1,11 +1,15 @@
-import { readFile } from "node:fs/promises";
+import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { MultiHeyGemClient, type Task } from "../../examples/client.js";
+import type { Task } from "../../src/client/index.js";
 import { removeDir, startTestGateway, taskForm, tempDir } from "../helpers/gateway.js";
 import { makeAudio, makeVideo, probe } from "../helpers/media.js";
+import { run } from "../helpers/processes.js";
 import { type Receiver, startReceiver } from "../helpers/receiver.js";
 import { until } from "../helpers/until.js";
+
+const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 
 type Gateway = Awaited<ReturnType<typeof startTestGateway>>;
 
@@ -122,17 +126,34 @@ describe("tasks through an embedded gateway", () => {
     expect(failed.total).toBe(0);
   });
 
-  it("POST /tasks/sync answers with the MP4 and its task id; the TypeScript example client works", async () => {
-    const client = new MultiHeyGemClient(gateway.url);
+  it("POST /tasks/sync answers with the MP4 and its task id", async () => {
+    const res = await fetch(`${gateway.url}/tasks/sync`, {
+      method: "POST",
+      body: await taskForm({ audio: { path: audio }, video: { path: video }, description: "sync" }),
+    });
+    expect(res.status).toBe(200);
+    expect(res.headers.get("content-type")).toBe("video/mp4");
+    const id = res.headers.get("x-task-id") ?? "";
     const out = join(dir, "sync.mp4");
-    const id = await client.generate({ audio, video, description: "ts client" }, out);
-    expect((await client.getTask(id)).status).toBe("completed");
+    await writeFile(out, Buffer.from(await res.arrayBuffer()));
     const media = await probe(out);
     expect(media.video).toBeDefined();
     expect(Math.abs(media.durationSec - 1.5)).toBeLessThan(0.2);
-    expect(await readFile(out)).toEqual(
-      Buffer.from(await (await fetch(`${gateway.url}/tasks/${id}/result`)).arrayBuffer()),
-    );
+    expect(((await (await fetch(`${gateway.url}/tasks/${id}`)).json()) as Task).status).toBe("completed");
+  });
+
+  it("the TypeScript example runs as the README says (npx tsx examples/client.ts …)", async () => {
+    const out = join(dir, "example.mp4");
+    const res = await run("npx", ["tsx", "examples/client.ts", audio, video, out], {
+      cwd: ROOT,
+      env: { MULTI_HEYGEM_URL: gateway.url },
+    });
+    expect(res.code, res.stderr).toBe(0);
+    expect(res.stdout).toMatch(/task [0-9a-f-]{36} created/);
+    expect(res.stdout).toContain(`saved ${out}`);
+    const media = await probe(out);
+    expect(media.video).toBeDefined();
+    expect(Math.abs(media.durationSec - 1.5)).toBeLessThan(0.2);
   });
 
   it("a sync client that hangs up does not kill its task", async () => {

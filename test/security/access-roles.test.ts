@@ -1,6 +1,6 @@
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { MultiHeyGemClient, MultiHeyGemError } from "../../examples/client.js";
+import { Client } from "../../src/client/index.js";
 import { bearer, testKey, writeKeysFile } from "../helpers/api-keys.js";
 import { filesUnder, removeDir, taskForm, tempDir } from "../helpers/gateway.js";
 import { makeAudio, makeVideo } from "../helpers/media.js";
@@ -181,15 +181,15 @@ describe("API keys and roles", () => {
     expect(((await urgent.json()) as { priority: number; owner: string }).owner).toBe("boss");
   });
 
-  it("the TypeScript example client takes a key and runs a task end to end with it", async () => {
-    const client = new MultiHeyGemClient(gateway.url, shop.key);
+  it("the typed client takes a key and runs a task end to end with it", async () => {
+    const client = new Client({ url: gateway.url, apiKey: shop.key });
     const task = await client.createTask({ audio, video });
-    const done = await client.waitFor(task.task_id, 50);
+    const done = await client.waitFor(task.task_id);
     expect(done.status).toBe("completed");
     const out = join(dir, "out.mp4");
-    await client.downloadResult(done.task_id, out);
+    await client.saveResult(done.task_id, out);
     expect(await filesUnder(dir)).toContain("out.mp4");
-    const keyless = new MultiHeyGemClient(gateway.url);
-    await expect(keyless.getTask(task.task_id)).rejects.toBeInstanceOf(MultiHeyGemError);
+    const keyless = new Client({ url: gateway.url });
+    await expect(keyless.getTask(task.task_id)).rejects.toMatchObject({ status: 401, code: "UNAUTHORIZED" });
   });
 });

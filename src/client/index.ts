@@ -1,0 +1,16 @@
+/** `import { Client } from "multi-heygem/client"`: the gateway's API as typed calls. */
+export { ApiError } from "./api-error.js";
+export {
+  Client,
+  type ClientOptions,
+  FINAL_STATUSES,
+  type FileInput,
+  type Machine,
+  type NewTask,
+  type StreamMessage,
+  type Task,
+  type TaskEventRow,
+  type TaskPage,
+  type TaskStatus,
+  type UploadOptions,
+} from "./client.js";
