@@ -12,7 +12,13 @@ export { ErrorBody };
  * for a `[T, null]` union the serializer would run a validator on every value to pick a branch.
  */
 const Nullable = <T extends TSchema>(schema: T, options: SchemaOptions = {}) =>
-  Type.Unsafe<Static<T> | null>({ ...schema, ...options, nullable: true });
+  Type.Unsafe<Static<T> | null>({
+    ...schema,
+    ...options,
+    nullable: true,
+    // OpenAPI 3.0.3: an enum of a nullable value lists null too, or null is not one of its values.
+    ...(Array.isArray(schema.enum) ? { enum: [...schema.enum, null] } : {}),
+  });
 
 export const TaskStatus = Type.Union(
   [Type.Literal("pending"), Type.Literal("processing"), Type.Literal("completed"), Type.Literal("failed")],
@@ -138,7 +144,15 @@ export const TaskForm = Type.Object(
       bit("1 (default): loop the video forward then backward when the audio is longer; 0: restart it"),
     ),
   },
-  { description: "One audio file and one video file are required" },
+  {
+    description: "One audio file and one video file are required",
+    example: {
+      description: "product demo, take 3",
+      callback_url: "https://app.example.com/hooks/heygem",
+      priority: 0,
+      pn: "1",
+    },
+  },
 );
 
 export const SyncFailure = Type.Object(
