@@ -333,6 +333,7 @@ async function startLocked(
     timeoutMs: config.callbackTimeoutMs,
     signingKey: config.callbackSigningKey,
     publicUrl,
+    onTryFailed: metrics.callbackTryFailed,
   });
   logger.info(
     {
