@@ -35,6 +35,7 @@ import { Fleet } from "./fleet.js";
 import { GatewayMetrics } from "./gateway-metrics.js";
 import { MachinesWatcher } from "./machines-watcher.js";
 import { MediaInspector } from "./media-inspector.js";
+import { OutageNote, waitingNote } from "./outage-note.js";
 import { createPlacement } from "./placement/index.js";
 import { Prestager } from "./prestage.js";
 import { QueueLimit } from "./queue-limit.js";
@@ -103,7 +104,11 @@ async function startLocked(
 
   let scheduler: Scheduler | undefined;
   let dispatcher: Dispatcher | undefined;
-  const wake = () => scheduler?.wake();
+  let outage: OutageNote | undefined;
+  const wake = () => {
+    scheduler?.wake();
+    outage?.check();
+  };
   const fleet = new Fleet({
     clock,
     token: config.workerToken,
@@ -279,10 +284,7 @@ async function startLocked(
     upload: uploadWatch,
     syncTimeoutMs: config.syncTimeoutMs,
     onTaskCreated: wake,
-    waitingNote: () => {
-      const { up, total } = fleet.availability();
-      return up === 0 ? `waiting: 0 of ${total} machines up` : undefined;
-    },
+    waitingNote: () => waitingNote(fleet),
     shutdown: shutdown.signal,
     prestage: new Prestager({ clock, fleet, speeds, logger, stallMs: 5000 }),
     callbackPolicy,
@@ -368,6 +370,7 @@ async function startLocked(
     );
   }
 
+  outage = new OutageNote({ fleet, store, logger });
   fleet.start();
   metrics.start();
   const sender = callbacks;
@@ -392,6 +395,7 @@ async function startLocked(
         watcher?.close();
         apiKeys?.close();
         deadline.close();
+        await outage?.close();
         await app.close();
         await dispatch.close();
         fleet.close();

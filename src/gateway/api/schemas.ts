@@ -68,7 +68,8 @@ export const TaskEvent = Type.Object(
     id: Type.Integer(),
     at: Type.String({ format: "date-time" }),
     type: Type.String({
-      description: "created, queued, dispatched, progress, requeued, completed or failed",
+      description:
+        "created, queued, dispatched, progress, requeued, completed or failed; waiting (no status change) when the last machine stopped taking work while the task was pending",
     }),
     from_status: Nullable(Type.String()),
     to_status: Nullable(Type.String()),
