@@ -323,6 +323,30 @@ export class TaskStore {
     });
   }
 
+  /**
+   * The machine refused the current attempt's job before running it (its agent is stopping): the
+   * attempt is `abandoned` and not counted, and the task goes back to `pending` for another machine.
+   */
+  async withdrawAttempt(taskId: string, attemptId: string, message: string): Promise<TaskRow | undefined> {
+    return this.transition(taskId, {
+      from: "processing",
+      to: "pending",
+      onlyIfCurrent: attemptId,
+      write: (trx, _task, at) => this.endAttempt(trx, attemptId, "abandoned", at, "machine", message),
+      set: (task) => ({
+        current_attempt: null,
+        machine: null,
+        progress: 0,
+        attempts: Math.max(0, task.attempts - 1),
+      }),
+      event: (task) => ({
+        machine: task.machine,
+        attempt_id: attemptId,
+        message: `${message}; queued again`,
+      }),
+    });
+  }
+
   /** Fails a task that has no live attempt (still pending), e.g. when it waited past its deadline. */
   async failPendingTask(taskId: string, message: string): Promise<TaskRow | undefined> {
     return this.transition(taskId, {

@@ -52,6 +52,7 @@ export async function registerWorkerRoutes(root: FastifyInstance, deps: WorkerRo
         engine: engine.name,
         version: deps.version,
         max_concurrent: Math.max(1, Math.floor(engine.capacity)),
+        state: runner.isDraining ? "draining" : "ready",
         running: runner.runningIds,
         queued: runner.queuedIds,
         free_disk_bytes: disk.bavail * disk.bsize,

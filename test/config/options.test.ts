@@ -104,6 +104,7 @@ describe("the options tables", () => {
       "max_concurrent",
       "token",
       "result_retention_hours",
+      "shutdown_grace",
       "log_level",
       "log_format",
     ]);

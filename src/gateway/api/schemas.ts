@@ -167,10 +167,18 @@ export const MachineView = Type.Object(
         Type.Literal("draining"),
         Type.Literal("disabled"),
       ],
-      { description: "unknown until the first probe; down while its circuit is open" },
+      {
+        description:
+          "unknown until the first probe; down while its circuit is open; draining when the operator drains it " +
+          "or its agent is stopping",
+      },
     ),
     enabled: Type.Boolean(),
-    draining: Type.Boolean(),
+    draining: Type.Boolean({ description: "Drained by the operator (POST /machines/{name}/drain)" }),
+    agent_draining: Type.Boolean({
+      description:
+        "Its agent is stopping (it was sent SIGTERM): it finishes its jobs and takes no new one; a restart ends it",
+    }),
     running: Type.Integer({ description: "Attempts on it now" }),
     max_concurrent: Type.Integer({ description: "As machines.json says" }),
     capacity: Type.Integer({
