@@ -146,7 +146,9 @@ export const SyncUnavailable = Type.Object(
   {
     error: Type.String({
       description:
-        "SHUTTING_DOWN (the task is kept, with its task_id) or STORE_UNAVAILABLE (nothing was stored)",
+        "SHUTTING_DOWN: the gateway stopped while the task ran (the task is kept, with its task_id, also in " +
+        "X-Task-Id: fetch it by id), or it was stopping before the upload (nothing was stored, see " +
+        "Retry-After); STORE_UNAVAILABLE (nothing was stored)",
     }),
     message: Type.String(),
     task_id: Type.Optional(Type.String()),
