@@ -419,6 +419,8 @@ async function startLocked(
   let cutOff = false;
   const drain = async ({ graceMs, hurry }: { graceMs: number; hurry?: AbortSignal }) => {
     accepting = false;
+    // The embedded agent drains too: that is the gateway stopping, not an outage to note on tasks.
+    await outage?.close();
     // Sync waiters answer now (503 with their task id): the grace is for transfers, not renders.
     shutdown.abort();
     scheduler?.close();
