@@ -16,7 +16,7 @@ export const ReadinessView = Type.Object(
   {
     status: Type.Union([Type.Literal("ready"), Type.Literal("not_ready")]),
     failing: Type.Array(Type.String(), {
-      description: "Names of the checks that failed (store, disk, machines)",
+      description: "Names of the checks that failed (store, disk, machines, accepting)",
     }),
     checks: Type.Object({
       store: Check({}, "The store takes a write (one rolled back at once)"),
@@ -32,6 +32,7 @@ export const ReadinessView = Type.Object(
         },
         "At least one machine is up and takes work, or the embedded worker runs",
       ),
+      accepting: Check({}, "The gateway takes new tasks: false once it is stopping (SIGTERM)"),
     }),
   },
   {

@@ -74,7 +74,8 @@ export const TaskEvent = Type.Object(
     id: Type.Integer(),
     at: Type.String({ format: "date-time" }),
     type: Type.String({
-      description: "created, queued, dispatched, progress, requeued, completed or failed",
+      description:
+        "created, queued, dispatched, progress, requeued, completed or failed; waiting (no status change) when the last machine stopped taking work while the task was pending",
     }),
     from_status: Nullable(Type.String()),
     to_status: Nullable(Type.String()),
@@ -169,7 +170,9 @@ export const SyncUnavailable = Type.Object(
   {
     error: Type.String({
       description:
-        "SHUTTING_DOWN (the task is kept, with its task_id) or STORE_UNAVAILABLE (nothing was stored)",
+        "SHUTTING_DOWN: the gateway stopped while the task ran (the task is kept, with its task_id, also in " +
+        "X-Task-Id: fetch it by id), or it was stopping before the upload (nothing was stored, see " +
+        "Retry-After); STORE_UNAVAILABLE (nothing was stored)",
     }),
     message: Type.String(),
     task_id: Type.Optional(Type.String()),
@@ -190,10 +193,18 @@ export const MachineView = Type.Object(
         Type.Literal("draining"),
         Type.Literal("disabled"),
       ],
-      { description: "unknown until the first probe; down while its circuit is open" },
+      {
+        description:
+          "unknown until the first probe; down while its circuit is open; draining when the operator drains it " +
+          "or its agent is stopping",
+      },
     ),
     enabled: Type.Boolean(),
-    draining: Type.Boolean(),
+    draining: Type.Boolean({ description: "Drained by the operator (POST /machines/{name}/drain)" }),
+    agent_draining: Type.Boolean({
+      description:
+        "Its agent is stopping (it was sent SIGTERM): it finishes its jobs and takes no new one; a restart ends it",
+    }),
     running: Type.Integer({ description: "Attempts on it now" }),
     max_concurrent: Type.Integer({ description: "As machines.json says" }),
     capacity: Type.Integer({

@@ -69,7 +69,12 @@ const errors = {
   413: Type.Ref(ErrorBody),
   415: Type.Ref(ErrorBody),
   429: { ...Type.Ref(ErrorBody), description: "QUEUE_FULL: --max-pending tasks wait; see Retry-After" },
-  503: Type.Ref(ErrorBody),
+  503: {
+    ...Type.Ref(ErrorBody),
+    description:
+      "SHUTTING_DOWN: the gateway is stopping and takes no new task; send it again after Retry-After " +
+      "(seconds), to this gateway once restarted or another. STORE_UNAVAILABLE: the data dir cannot keep it",
+  },
   507: Type.Ref(ErrorBody),
 };
 
