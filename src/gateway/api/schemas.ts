@@ -15,10 +15,17 @@ const Nullable = <T extends TSchema>(schema: T, options: SchemaOptions = {}) =>
   Type.Unsafe<Static<T> | null>({ ...schema, ...options, nullable: true });
 
 export const TaskStatus = Type.Union(
-  [Type.Literal("pending"), Type.Literal("processing"), Type.Literal("completed"), Type.Literal("failed")],
+  [
+    Type.Literal("pending"),
+    Type.Literal("processing"),
+    Type.Literal("completed"),
+    Type.Literal("failed"),
+    Type.Literal("cancelled"),
+  ],
   {
     description:
-      "pending: queued; processing: on a machine; completed: result ready; failed: see error_message",
+      "pending: queued; processing: on a machine; completed: result ready; failed: see error_message; " +
+      "cancelled: stopped by POST /tasks/{task_id}/cancel (failed and cancelled tasks can be retried)",
   },
 );
 
@@ -68,7 +75,7 @@ export const TaskEvent = Type.Object(
     id: Type.Integer(),
     at: Type.String({ format: "date-time" }),
     type: Type.String({
-      description: "created, queued, dispatched, progress, requeued, completed or failed",
+      description: "created, queued, dispatched, progress, requeued, completed, failed, cancelled or retried",
     }),
     from_status: Nullable(Type.String()),
     to_status: Nullable(Type.String()),
@@ -133,7 +140,7 @@ export const TaskForm = Type.Object(
 
 export const SyncFailure = Type.Object(
   {
-    error: Type.String({ description: "TASK_FAILED or SYNC_TIMEOUT" }),
+    error: Type.String({ description: "TASK_FAILED, TASK_CANCELLED or SYNC_TIMEOUT" }),
     message: Type.String(),
     task_id: Type.String(),
   },
@@ -243,7 +250,7 @@ export const CallbackDeliveryView = Type.Object(
     status: Nullable(
       Type.Unsafe<Static<typeof TaskStatus>>({
         type: "string",
-        enum: ["pending", "processing", "completed", "failed"],
+        enum: ["pending", "processing", "completed", "failed", "cancelled"],
       }),
       { description: "The task's status it reports" },
     ),
@@ -282,7 +289,9 @@ export const CallbackPayload = Type.Object(
     started_at: Nullable(Type.String({ format: "date-time" })),
     machine: Nullable(Type.String()),
     progress: Type.Integer({ minimum: 0, maximum: 100 }),
-    event: Type.String({ description: "The step: queued, dispatched, requeued, completed or failed" }),
+    event: Type.String({
+      description: "The step: queued, dispatched, requeued, completed, failed, cancelled or retried",
+    }),
     event_id: Type.Integer({ description: "The step's id in GET /tasks/{task_id}/events" }),
     at: Type.String({ format: "date-time", description: "When the step happened" }),
     result_url: Type.Optional(
@@ -316,3 +325,14 @@ export const StatusCallback = {
     },
   },
 };
+
+export const BulkCancelQuery = Type.Object({
+  status: Type.Literal("pending", {
+    description: "Which tasks to cancel; only pending (the queue) for now",
+  }),
+});
+
+export const BulkCancelResult = Type.Object(
+  { cancelled: Type.Integer({ minimum: 0, description: "Tasks cancelled by this call" }) },
+  { $id: "BulkCancelResult", title: "BulkCancelResult" },
+);
