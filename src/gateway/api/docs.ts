@@ -4,6 +4,7 @@ import type { FastifyInstance } from "fastify";
 import { ErrorBody } from "../../protocol/schemas.js";
 import { describeAccess } from "../auth/access-control.js";
 import {
+  BulkCancelResult,
   CallbackDeliveryView,
   CallbackPayload,
   CallbackTryView,
@@ -39,6 +40,7 @@ export function addSharedSchemas(app: FastifyInstance): void {
     TaskEvents,
     SyncFailure,
     SyncUnavailable,
+    BulkCancelResult,
     MachineView,
     MachineList,
     CallbackTryView,

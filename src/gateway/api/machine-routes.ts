@@ -34,6 +34,7 @@ export async function machineRoutes(app: FastifyInstance, options: MachineRoutes
       enabled: m.spec.enabled,
       draining: m.draining,
       running: m.running.size,
+      held: m.busySlots - m.running.size,
       max_concurrent: m.spec.max_concurrent,
       capacity: m.capacity,
       warnings: m.warnings,

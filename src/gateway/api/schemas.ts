@@ -178,6 +178,11 @@ export const MachineView = Type.Object(
     enabled: Type.Boolean(),
     draining: Type.Boolean(),
     running: Type.Integer({ description: "Attempts on it now" }),
+    held: Type.Integer({
+      description:
+        "Slots still busy with cancelled jobs' renders (a HeyGem container cannot stop one): no new work " +
+        "goes there until they end",
+    }),
     max_concurrent: Type.Integer({ description: "As machines.json says" }),
     capacity: Type.Integer({
       description: "Slots in use for new work: max_concurrent, or fewer when the agent reports fewer",
