@@ -14,7 +14,7 @@ import { pipeline } from "node:stream/promises";
 import type { ReadableStream as WebReadableStream } from "node:stream/web";
 import { setTimeout as sleep } from "node:timers/promises";
 
-export type TaskStatus = "pending" | "processing" | "completed" | "failed";
+export type TaskStatus = "pending" | "processing" | "completed" | "failed" | "cancelled";
 
 export interface Task {
   task_id: string;
@@ -71,13 +71,27 @@ export class MultiHeyGemClient {
     return json<Task>(await fetch(`${this.baseUrl}/tasks/${taskId}`, { headers: this.headers }));
   }
 
-  /** Polls until the task is completed or failed. */
+  /** Polls until the task is completed, failed or cancelled. */
   async waitFor(taskId: string, pollMs = 2000, signal?: AbortSignal): Promise<Task> {
     for (;;) {
       const task = await this.getTask(taskId);
-      if (task.status === "completed" || task.status === "failed") return task;
+      if (task.status === "completed" || task.status === "failed" || task.status === "cancelled") return task;
       await sleep(pollMs, undefined, signal ? { signal } : {});
     }
+  }
+
+  /** Stops the task (a pending one never runs); answers with it, now `cancelled`. */
+  async cancel(taskId: string): Promise<Task> {
+    return json<Task>(
+      await fetch(`${this.baseUrl}/tasks/${taskId}/cancel`, { method: "POST", headers: this.headers }),
+    );
+  }
+
+  /** Queues a failed or cancelled task again under its id. */
+  async retry(taskId: string): Promise<Task> {
+    return json<Task>(
+      await fetch(`${this.baseUrl}/tasks/${taskId}/retry`, { method: "POST", headers: this.headers }),
+    );
   }
 
   /** Streams the MP4 to `path`. */

@@ -1,6 +1,7 @@
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { MultiHeyGemClient } from "../../examples/client.js";
 import { BlobStore } from "../../src/blobs/blob-store.js";
 import { createEngine } from "../../src/engines/registry.js";
 import { TaskLifecycle } from "../../src/gateway/task-lifecycle.js";
@@ -360,7 +361,10 @@ describe("cancel of a running task on a simulate worker", () => {
     // Never two jobs on the one-slot worker.
     const started = lines.filter((l) => l.event === "started").map((l) => l.job_id);
     expect(started).toEqual([firstJob, secondJob]);
-    expect((await fetch(`${gateway.url}/tasks/${second}/cancel`, { method: "POST" })).status).toBe(200);
+    // The TypeScript example client cancels too, and its waitFor ends on the cancelled status.
+    const client = new MultiHeyGemClient(gateway.url);
+    expect((await client.cancel(second)).status).toBe("cancelled");
+    expect((await client.waitFor(second, 10)).status).toBe("cancelled");
     await until(async () => (await workerJobs()).running.length === 0);
   });
 });
