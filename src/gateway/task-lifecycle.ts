@@ -22,7 +22,7 @@ export interface TaskLifecycleOptions {
 
 export const CANCELLED_MESSAGE = "cancelled by a client";
 const QUEUE_EMPTIED_MESSAGE = "cancelled with the whole queue (POST /tasks/cancel)";
-const DEFAULT_BATCH = 500;
+const DEFAULT_BATCH = 100;
 /** A task moves at most a few times while one cancel looks at it (pending → processing, say). */
 const CANCEL_TRIES = 5;
 
