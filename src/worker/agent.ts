@@ -8,6 +8,7 @@ import type { Engine } from "../engines/engine.js";
 import { AppError } from "../errors.js";
 import { frameworkErrors, installErrorHandler } from "../http/error-handler.js";
 import { isLoopbackHost } from "../http/loopback.js";
+import { RequestsInFlight } from "../http/requests-in-flight.js";
 import type { Logger } from "../logger.js";
 import { logMediaTools } from "../media/media-tools-log.js";
 import { bearer, TOKEN_HEADER } from "../protocol/schemas.js";
@@ -100,6 +101,7 @@ async function startLocked(options: WorkerOptions): Promise<WorkerHandle> {
     frameworkErrors,
   });
   installErrorHandler(app);
+  const requests = new RequestsInFlight(app);
   if (options.token !== undefined) requireToken(app, options.token);
   else if (isLoopbackHost(options.host)) requireLoopbackHost(app);
   await registerWorkerRoutes(app, {
@@ -158,7 +160,7 @@ async function startLocked(options: WorkerOptions): Promise<WorkerHandle> {
       closing ??= (async () => {
         // Stop listening first, then settle the jobs, so that no new job arrives mid-shutdown and
         // the long-polls and DELETEs that app.close() waits for can end.
-        const serverClosed = app.close();
+        const serverClosed = requests.close();
         await runner.close();
         await serverClosed;
         await journal.close();
