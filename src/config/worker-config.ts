@@ -19,6 +19,8 @@ export interface WorkerConfig {
   /** Started without a token on a network address, on purpose (`--insecure-no-token`). */
   readonly insecureNoToken: boolean;
   readonly resultRetentionMs: number;
+  /** The blob cache's soft limit; 0: none; undefined: the worker's default from its disk's size. */
+  readonly cacheMaxBytes: number | undefined;
   readonly logLevel: string;
   /** `undefined`: pretty on a terminal, else JSON lines. */
   readonly logFormat: "json" | "pretty" | undefined;
@@ -75,6 +77,7 @@ export function resolveWorkerConfig(
     token: options.token,
     insecureNoToken: options.insecureNoToken,
     resultRetentionMs: options.resultRetentionHours * 3_600_000,
+    cacheMaxBytes: cacheBytes(options.cacheMaxGb),
     logLevel: options.logLevel,
     logFormat: options.logFormat,
     ...(command ? { command } : {}),
@@ -82,6 +85,12 @@ export function resolveWorkerConfig(
     ...(configFile ? { configFile } : {}),
     ...(heygem ? { heygem } : {}),
   });
+}
+
+/** GB as bytes; a positive value however small stays a limit (0 alone means none). */
+function cacheBytes(gb: number | undefined): number | undefined {
+  if (gb === undefined) return undefined;
+  return gb === 0 ? 0 : Math.max(1, Math.round(gb * 1e9));
 }
 
 /**
