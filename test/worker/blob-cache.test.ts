@@ -1,6 +1,8 @@
-import { stat } from "node:fs/promises";
+import { readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
+import { Readable } from "node:stream";
 import { afterEach, describe, expect, it } from "vitest";
+import { BlobStore } from "../../src/blobs/blob-store.js";
 import { DEFAULT_CACHE_SHARE, type DiskStats, defaultCacheMaxBytes } from "../../src/worker/blob-cache.js";
 import { parseScrape, sampleValue } from "../helpers/prometheus.js";
 import { until } from "../helpers/until.js";
@@ -100,8 +102,9 @@ describe("worker input cache (--cache-max-gb)", () => {
     await upload(first, "x");
     await upload(first, "y");
     // x is used after y arrived; the clock must have moved past y's mtime for the order to show.
-    const yMtime = (await stat(join(dataDir, "blobs", sha256(content("y")).slice(0, 2), sha256(content("y")))))
-      .mtimeMs;
+    const yMtime = (
+      await stat(join(dataDir, "blobs", sha256(content("y")).slice(0, 2), sha256(content("y"))))
+    ).mtimeMs;
     await until(() => Date.now() > yMtime + 1);
     await runJob(first, "j1", "x", "x");
     await first.handle.close();
@@ -130,6 +133,33 @@ describe("worker input cache (--cache-max-gb)", () => {
     expect(await present(w, "old")).toBe(false);
     // The default limit: a quarter of the disk the injected statfs describes.
     expect(await metric(w, "multi_heygem_worker_blob_cache_limit_bytes")).toBe(1e12 * DEFAULT_CACHE_SHARE);
+  });
+});
+
+describe("a worker reading a shared blob store (the embedded worker)", () => {
+  it("runs jobs on the shared blobs without copying, deleting or evicting them", async () => {
+    const sharedDir = join(await h.tempDir(), "blobs");
+    const shared = new BlobStore(sharedDir);
+    await shared.init();
+    const { sha256: hash } = await shared.put(Readable.from([content("template")]));
+    const w = await h.start({ sharedBlobsDir: sharedDir, cacheMaxBytes: 1 });
+
+    expect(await present(w, "template")).toBe(true);
+    const ref = { sha256: hash, bytes: SIZE, name: "v.mp4" };
+    expect((await w.putJob("j1", { audio: ref, video: ref })).status).toBe(201);
+    await until(() => w.engine.isRunning("j1"));
+    // Linked, not copied: the job's input is the shared file itself.
+    const input = w.engine.started[0]?.videoPath ?? "";
+    expect((await stat(input)).ino).toBe((await stat(shared.path(hash))).ino);
+    w.engine.release("j1");
+    await until(async () => (await w.job("j1")).status === "succeeded");
+    expect((await w.call(`/v1/blobs/${hash}`, { method: "DELETE" })).status).toBe(204);
+    await upload(w, "own");
+    await runJob(w, "j2", "own", "own");
+    await until(async () => !(await present(w, "own")));
+
+    expect(await readFile(shared.path(hash))).toEqual(content("template"));
+    expect(await present(w, "template")).toBe(true);
   });
 });
 
