@@ -251,9 +251,9 @@ export class BlobCache {
     // Out of the index before the file goes, so a job being accepted meanwhile asks for an upload
     // instead of finding a file that is about to vanish. Jobs that run hold their own links.
     this.drop(sha256);
+    this.o.onEvicted?.(1);
     await this.o.store.remove(sha256);
     this.o.logger.debug({ sha256, bytes }, "blob evicted from the cache");
-    this.o.onEvicted?.(1);
   }
 
   private added(sha256: string, bytes: number): void {

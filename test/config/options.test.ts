@@ -104,6 +104,7 @@ describe("the options tables", () => {
       "max_concurrent",
       "token",
       "result_retention_hours",
+      "cache_max_gb",
       "log_level",
       "log_format",
     ]);
