@@ -156,6 +156,8 @@ async function startLocked(
       host: "127.0.0.1",
       port: 0,
       dataDir: join(config.dataDir, "embedded-worker"),
+      // It reads the inputs where the gateway keeps them: no second copy, and no upload at all.
+      sharedBlobsDir: blobs.root,
       engine: createEngine("ffmpeg", { maxConcurrent: config.embeddedConcurrency, logger }),
       ...(config.workerToken ? { token: config.workerToken } : {}),
       logger: logger.child({ machine: EMBEDDED_MACHINE }),
