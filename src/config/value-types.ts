@@ -123,3 +123,40 @@ export const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "
 export type LogLevel = (typeof LOG_LEVELS)[number];
 export const logLevel = oneOf(LOG_LEVELS);
 export const LOG_FORMATS = ["json", "pretty"] as const;
+
+const DURATION_UNITS = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
+const DURATION = /^(\d+)(ms|s|m|h|d)$/;
+
+/**
+ * A span written the way operators say it (`7d`, `12h`, `30m`, `45s`), held in milliseconds; a
+ * bare `0` means "never" for the options that take it. Numbers without a unit are refused, so
+ * `--retention 7` cannot silently mean seven milliseconds.
+ */
+export const duration: ValueType<number> = {
+  expected: "a duration such as 7d, 12h, 30m or 45s, or 0",
+  parse: (value) => {
+    const trimmed = value.trim();
+    if (trimmed === "0") return 0;
+    const match = DURATION.exec(trimmed);
+    if (!match) return undefined;
+    const ms = Number(match[1]) * DURATION_UNITS[match[2] as keyof typeof DURATION_UNITS];
+    return Number.isSafeInteger(ms) ? ms : undefined;
+  },
+  // A default is held in milliseconds already.
+  check: (value) =>
+    typeof value === "string"
+      ? duration.parse(value)
+      : typeof value === "number" && Number.isSafeInteger(value) && value >= 0
+        ? value
+        : undefined,
+  show: showDuration,
+};
+
+/** The largest whole unit that writes `ms` exactly: 604800000 → `7d`. */
+export function showDuration(ms: number): string {
+  if (ms === 0) return "0";
+  for (const unit of ["d", "h", "m", "s"] as const) {
+    if (ms % DURATION_UNITS[unit] === 0) return `${ms / DURATION_UNITS[unit]}${unit}`;
+  }
+  return `${ms}ms`;
+}

@@ -82,6 +82,11 @@ export class TaskStore {
     this.recent.delete(taskId);
   }
 
+  /** Rows changed or deleted elsewhere (retention-store.ts): the next read goes to the store. */
+  invalidate(taskIds: Iterable<string>): void {
+    for (const id of taskIds) this.forget(id);
+  }
+
   private remember(task: TaskRow): void {
     this.recent.set(task.id, task);
   }
@@ -124,6 +129,7 @@ export class TaskStore {
           result_sha256: null,
           result_bytes: null,
           owner: input.owner ?? null,
+          files_deleted_at: null,
         })
         .execute();
       const created = await this.addEvent(trx, input.id, at, {
