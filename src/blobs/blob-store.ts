@@ -150,16 +150,11 @@ export class BlobStore {
         return this.moveInto(tmp, sha256);
       },
       commitKeeping: async () => {
-        const second = `${tmp}.link`;
-        await link(tmp, second);
         kept = true;
-        await this.moveInto(second, sha256);
+        await this.linkInto(tmp, sha256);
       },
       restoreIfGone: async () => {
-        if (!kept || (await this.has(sha256))) return;
-        const second = `${tmp}.link`;
-        await link(tmp, second);
-        await this.moveInto(second, sha256);
+        if (kept && !(await this.has(sha256))) await this.linkInto(tmp, sha256);
       },
       discard: async () => {
         if (!settled || kept) await rm(tmp, { force: true });
@@ -168,6 +163,16 @@ export class BlobStore {
       },
     };
     return staged;
+  }
+
+  /** Puts a second link of `file` into place under its hash; `file` stays. */
+  private async linkInto(file: string, sha256: string): Promise<void> {
+    const second = `${file}.link`;
+    await link(file, second);
+    await this.moveInto(second, sha256);
+    // rename() between two links of one file does nothing and leaves the source: a deleter may
+    // have put this very file back meanwhile (putBack links it).
+    await rm(second, { force: true });
   }
 
   /** Renames a complete file into place under its hash. */

@@ -87,6 +87,9 @@ describe("deleting a blob while the same content is uploaded", () => {
       await Promise.all([upload(), sweep(), sweep()]);
       expect(rows.has(sha)).toBe(true);
       expect(await onDisk(sha)).toBe(true);
+      // Nothing is left behind on either side.
+      expect(await readdir(join(dir, "blobs", ".tmp"))).toEqual([]);
+      expect(await readdir(join(dir, "blobs", ".trash"))).toEqual([]);
       // And once no row needs it, it goes.
       rows.clear();
       expect(await blobs.removeUnlessNeeded(sha, async () => rows.has(sha))).toBe(content.length);
