@@ -10,10 +10,12 @@ import { frameworkErrors, installErrorHandler } from "../http/error-handler.js";
 import { RequestsInFlight } from "../http/requests-in-flight.js";
 import type { Logger } from "../logger.js";
 import { logMediaTools } from "../media/media-tools-log.js";
+import { blobNeeded } from "../store/blob-references.js";
 import { CallbackStore } from "../store/callback-store.js";
 import { assertStoreNotLost, openSqlite } from "../store/database.js";
 import { MachineStore } from "../store/machine-store.js";
 import { MediaFactsStore } from "../store/media-facts-store.js";
+import { RetentionStore } from "../store/retention-store.js";
 import { TaskStore } from "../store/task-store.js";
 import { VERSION } from "../version.js";
 import { startWorker, type WorkerHandle } from "../worker/agent.js";
@@ -43,6 +45,7 @@ import { createPlacement } from "./placement/index.js";
 import { Prestager } from "./prestage.js";
 import { QueueLimit } from "./queue-limit.js";
 import { checkReadiness } from "./readiness.js";
+import { RetentionSweeper, sweepInterval } from "./retention-sweeper.js";
 import { Scheduler } from "./scheduler.js";
 import { SpeedModel } from "./speed-model.js";
 import { TaskDeadline } from "./task-deadline.js";
@@ -306,6 +309,18 @@ async function startLocked(
   await app.register(multipart, { limits: { fileSize: config.maxUploadBytes + 1 } });
   await registerDocs(app, VERSION);
   const queue = new QueueLimit(store, clock, config.maxPending);
+  const metrics = new GatewayMetrics({ store, fleet });
+  const sweeper = new RetentionSweeper({
+    clock,
+    store: new RetentionStore(db, store, now, () => dataDir.assertWritable()),
+    blobs,
+    needed: (sha256) => blobNeeded(db, sha256),
+    logger,
+    counters: metrics,
+    retentionMs: config.retentionMs,
+    retentionRowsMs: config.retentionRowsMs,
+    everyMs: sweepInterval(config.retentionMs, config.retentionRowsMs),
+  });
   await app.register(taskRoutes, {
     clock,
     store,
@@ -323,6 +338,7 @@ async function startLocked(
     shutdown: shutdown.signal,
     prestage: new Prestager({ clock, fleet, speeds, logger, stallMs: 5000 }),
     callbackPolicy,
+    deleteTask: (taskId) => sweeper.deleteTask(taskId),
   });
   await app.register(taskStreamRoutes, {
     clock,
@@ -330,7 +346,6 @@ async function startLocked(
     shutdown: shutdown.signal,
     ...(options.streamReplay === undefined ? {} : { maxReplay: options.streamReplay }),
   });
-  const metrics = new GatewayMetrics({ store, fleet });
   for (const metric of embedded?.metrics ?? []) metrics.registry.registerMetric(metric);
   await app.register(healthRoutes, {
     registry: metrics.registry,
@@ -420,6 +435,8 @@ async function startLocked(
   watcher?.start();
   apiKeys?.start();
   if (config.taskTimeoutMs > 0) deadline.start();
+  // Also with --retention 0: the sweep then removes only orphans (files no task row needs).
+  sweeper.start();
   wake();
 
   let closing: Promise<void> | undefined;
@@ -467,6 +484,7 @@ async function startLocked(
         await outage?.close();
         // After a drain that ran out of grace, what is still in flight is cut at once.
         await requests.close(cutOff ? AbortSignal.abort() : undefined);
+        await sweeper.close();
         await dispatch.close();
         fleet.close();
         await sender.close();
