@@ -191,6 +191,14 @@ export const ERROR_CODES = {
     description: "the gateway or worker agent is stopping and takes no new work",
   },
 
+  WORKER_DRAINING: {
+    code: "WORKER_DRAINING",
+    status: 503,
+    // No kind: the machine takes no new work (it was sent SIGTERM), which is not the task's failure.
+    // The gateway puts the task back in the queue without counting the attempt.
+    description: "the worker agent is draining (stopping): it finishes its jobs and takes no new one",
+  },
+
   // Jobs and blobs (worker protocol, /v1).
   BLOB_MISSING: {
     code: "BLOB_MISSING",

@@ -48,6 +48,9 @@ class AttemptFailure extends Error {
   }
 }
 
+/** The machine's agent is stopping and took no new job: not a failure of the attempt. */
+class JobDeclined extends Error {}
+
 /** One try of a task on one machine, with what every step of it needs. */
 interface Attempt {
   readonly task: TaskRow;
@@ -204,6 +207,12 @@ export class Dispatcher {
       await client.cancelJob(attemptId).catch(() => undefined);
     } catch (err) {
       if (this.shutdown.signal.aborted) return;
+      if (err instanceof JobDeclined && !signal.aborted) {
+        this.options.fleet.reportAgentDraining(machine);
+        log.info(err.message);
+        await store.withdrawAttempt(task.id, attemptId, err.message);
+        return;
+      }
       const reason: unknown = signal.aborted ? signal.reason : err;
       const failure =
         reason instanceof AttemptFailure
@@ -310,6 +319,9 @@ export class Dispatcher {
         return await call();
       } catch (err) {
         if (signal.aborted) throw err;
+        if (isWorkerError(err, ERROR_CODES.WORKER_DRAINING)) {
+          throw new JobDeclined(`machine ${machine.name} is stopping (its agent drains) and took no new job`);
+        }
         const started = clock.now();
         since ??= started;
         const transient =

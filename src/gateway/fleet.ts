@@ -113,6 +113,13 @@ export class Fleet {
     this.setHealth(machine, "down", reason);
   }
 
+  /** A dispatcher's job was refused with WORKER_DRAINING: the agent is stopping. */
+  reportAgentDraining(machine: Machine): void {
+    if (machine.agentDraining) return;
+    machine.agentStopping();
+    this.agentDraining(machine);
+  }
+
   close(): void {
     this.timer?.cancel();
     this.abort.abort();
@@ -148,9 +155,11 @@ export class Fleet {
       );
       if (client !== machine.client) return;
       const now = clock.now();
+      const wasDraining = machine.agentDraining;
       machine.probeSucceeded(health, now);
       machine.probeAgainAt(now + this.options.healthIntervalMs);
       this.setHealth(machine, "up", undefined);
+      if (machine.agentDraining !== wasDraining) this.agentDraining(machine);
       this.fenceStaleJobs(machine, [...health.running, ...health.queued]);
     } catch (err) {
       if (this.abort.signal.aborted || client !== machine.client) return;
@@ -186,6 +195,17 @@ export class Fleet {
         );
       });
     }
+  }
+
+  private agentDraining(machine: Machine): void {
+    const log = this.options.logger.child({ machine: machine.name });
+    if (machine.agentDraining) {
+      log.info(
+        { running: machine.running.size },
+        "machine's agent is stopping: no new work; its running tasks go on",
+      );
+    } else log.info("machine's agent takes work again");
+    this.options.onChange();
   }
 
   private setHealth(machine: Machine, health: "up" | "down", error: string | undefined): void {

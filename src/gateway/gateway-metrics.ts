@@ -2,6 +2,7 @@ import { Counter, Gauge, Histogram, type Registry } from "prom-client";
 import { serverRegistry } from "../http/metrics-route.js";
 import { countCallbacksByState, countTasksByStatus } from "../store/ops-queries.js";
 import type { TaskChange, TaskStore } from "../store/task-store.js";
+import type { CallbackFailure } from "./callbacks/callback-sender.js";
 import type { Fleet } from "./fleet.js";
 
 /** Every status a task can have today; each is exported (as 0 when empty) so a panel never has gaps. */
@@ -66,6 +67,20 @@ export class GatewayMetrics {
     labelNames: ["field"] as const,
     registers: [this.registry],
   });
+
+  private readonly callbackTriesFailed = new Counter({
+    name: "multi_heygem_callback_tries_failed_total",
+    help:
+      "Callback tries that did not deliver, by reason (http_status: a non-2xx answer; timeout; " +
+      "connection: no connection or it broke; refused: the address policy forbids the target)",
+    labelNames: ["reason"] as const,
+    registers: [this.registry],
+  });
+
+  /** For CallbackSender's `onTryFailed`. */
+  readonly callbackTryFailed = (reason: CallbackFailure): void => {
+    this.callbackTriesFailed.inc({ reason });
+  };
 
   private readonly tasksCreated = new Counter({
     name: "multi_heygem_tasks_created_total",

@@ -30,6 +30,8 @@ export class Machine {
   #spec: MachineEntry;
   #client: WorkerClient;
   #draining = false;
+  /** The agent said it is stopping (health `draining`, or a job refused with WORKER_DRAINING). */
+  #agentDraining = false;
   #removed = false;
   #health: MachineHealth = "unknown";
   #consecutiveFailures = 0;
@@ -72,6 +74,11 @@ export class Machine {
     return this.#draining;
   }
 
+  /** Its agent is stopping: like an operator's drain, until a probe finds it ready again. */
+  get agentDraining(): boolean {
+    return this.#agentDraining;
+  }
+
   /** Gone from machines.json: finishes what it runs, then leaves the fleet. */
   get removed(): boolean {
     return this.#removed;
@@ -110,6 +117,8 @@ export class Machine {
   get state(): MachineState {
     if (!this.#spec.enabled || this.#removed) return "disabled";
     if (this.#draining) return "draining";
+    // A stopping agent that has gone is down: the outage, not the drain, is what matters then.
+    if (this.#agentDraining && this.#health !== "down") return "draining";
     return this.#health;
   }
 
@@ -178,6 +187,11 @@ export class Machine {
     this.#draining = draining;
   }
 
+  /** The agent refused a job as draining: no new work until a probe says it is ready. */
+  agentStopping(): void {
+    this.#agentDraining = true;
+  }
+
   /**
    * The machine is listed in machines.json (still, or again) with `entry`. A new address is a
    * different worker as far as the gateway knows: a new client, no blobs believed held, health
@@ -227,6 +241,7 @@ export class Machine {
   /** The worker answered its health probe: the outage, if any, is over. */
   probeSucceeded(health: Health, at: number): void {
     this.#info = health;
+    this.#agentDraining = health.state === "draining";
     this.#lastSeen = new Date(at);
     this.#consecutiveFailures = 0;
     this.#unreachableSince = undefined;

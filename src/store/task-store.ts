@@ -330,6 +330,30 @@ export class TaskStore {
     });
   }
 
+  /**
+   * The machine refused the current attempt's job before running it (its agent is stopping): the
+   * attempt is `abandoned` and not counted, and the task goes back to `pending` for another machine.
+   */
+  async withdrawAttempt(taskId: string, attemptId: string, message: string): Promise<TaskRow | undefined> {
+    return this.transition(taskId, {
+      from: "processing",
+      to: "pending",
+      onlyIfCurrent: attemptId,
+      write: (trx, _task, at) => this.endAttempt(trx, attemptId, "abandoned", at, "machine", message),
+      set: (task) => ({
+        current_attempt: null,
+        machine: null,
+        progress: 0,
+        attempts: Math.max(0, task.attempts - 1),
+      }),
+      event: (task) => ({
+        machine: task.machine,
+        attempt_id: attemptId,
+        message: `${message}; queued again`,
+      }),
+    });
+  }
+
   /** Fails a task that has no live attempt (still pending), e.g. when it waited past its deadline. */
   async failPendingTask(taskId: string, message: string): Promise<TaskRow | undefined> {
     return this.transition(taskId, {
@@ -430,6 +454,55 @@ export class TaskStore {
       .orderBy("seq")
       .limit(limit)
       .execute();
+  }
+
+  /** Ids of the tasks now pending, in no particular order (one read of the status index). */
+  async pendingTaskIds(): Promise<string[]> {
+    const rows = await this.db.selectFrom("tasks").select("id").where("status", "=", "pending").execute();
+    return rows.map((row) => row.id);
+  }
+
+  /**
+   * Adds a `waiting` event saying `message` to those of `taskIds` still pending, in one
+   * transaction; returns how many got it. A note, not a change: no status moves, so no callback
+   * and nothing on `changes`. Callers pass small batches, so the store is never held for long.
+   */
+  async noteWaiting(taskIds: readonly string[], message: string): Promise<number> {
+    if (taskIds.length === 0) return 0;
+    await this.beforeWrite();
+    const at = this.stamp();
+    const result = await this.db
+      .insertInto("events")
+      .columns([
+        "task_id",
+        "at",
+        "type",
+        "from_status",
+        "to_status",
+        "machine",
+        "attempt_id",
+        "progress",
+        "message",
+      ])
+      .expression((eb) =>
+        eb
+          .selectFrom("tasks")
+          .select([
+            "id",
+            sql.lit(at).as("at"),
+            sql.lit("waiting").as("type"),
+            sql.lit(null).as("from_status"),
+            sql.lit(null).as("to_status"),
+            sql.lit(null).as("machine"),
+            sql.lit(null).as("attempt_id"),
+            sql.lit(null).as("progress"),
+            sql<string>`${message}`.as("message"),
+          ])
+          .where("id", "in", taskIds)
+          .where("status", "=", "pending"),
+      )
+      .executeTakeFirst();
+    return Number(result.numInsertedOrUpdatedRows ?? 0);
   }
 
   /** Attempts that were under way: after a gateway restart each is re-attached, not re-run. */

@@ -33,6 +33,7 @@ export async function machineRoutes(app: FastifyInstance, options: MachineRoutes
       state: m.state,
       enabled: m.spec.enabled,
       draining: m.draining,
+      agent_draining: m.agentDraining,
       running: m.running.size,
       max_concurrent: m.spec.max_concurrent,
       capacity: m.capacity,

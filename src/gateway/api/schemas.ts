@@ -12,7 +12,13 @@ export { ErrorBody };
  * for a `[T, null]` union the serializer would run a validator on every value to pick a branch.
  */
 const Nullable = <T extends TSchema>(schema: T, options: SchemaOptions = {}) =>
-  Type.Unsafe<Static<T> | null>({ ...schema, ...options, nullable: true });
+  Type.Unsafe<Static<T> | null>({
+    ...schema,
+    ...options,
+    nullable: true,
+    // OpenAPI 3.0.3: an enum of a nullable value lists null too, or null is not one of its values.
+    ...(Array.isArray(schema.enum) ? { enum: [...schema.enum, null] } : {}),
+  });
 
 export const TaskStatus = Type.Union(
   [Type.Literal("pending"), Type.Literal("processing"), Type.Literal("completed"), Type.Literal("failed")],
@@ -68,7 +74,8 @@ export const TaskEvent = Type.Object(
     id: Type.Integer(),
     at: Type.String({ format: "date-time" }),
     type: Type.String({
-      description: "created, queued, dispatched, progress, requeued, completed or failed",
+      description:
+        "created, queued, dispatched, progress, requeued, completed or failed; waiting (no status change) when the last machine stopped taking work while the task was pending",
     }),
     from_status: Nullable(Type.String()),
     to_status: Nullable(Type.String()),
@@ -138,7 +145,15 @@ export const TaskForm = Type.Object(
       bit("1 (default): loop the video forward then backward when the audio is longer; 0: restart it"),
     ),
   },
-  { description: "One audio file and one video file are required" },
+  {
+    description: "One audio file and one video file are required",
+    example: {
+      description: "product demo, take 3",
+      callback_url: "https://app.example.com/hooks/heygem",
+      priority: 0,
+      pn: "1",
+    },
+  },
 );
 
 export const SyncFailure = Type.Object(
@@ -155,7 +170,9 @@ export const SyncUnavailable = Type.Object(
   {
     error: Type.String({
       description:
-        "SHUTTING_DOWN (the task is kept, with its task_id) or STORE_UNAVAILABLE (nothing was stored)",
+        "SHUTTING_DOWN: the gateway stopped while the task ran (the task is kept, with its task_id, also in " +
+        "X-Task-Id: fetch it by id), or it was stopping before the upload (nothing was stored, see " +
+        "Retry-After); STORE_UNAVAILABLE (nothing was stored)",
     }),
     message: Type.String(),
     task_id: Type.Optional(Type.String()),
@@ -176,10 +193,18 @@ export const MachineView = Type.Object(
         Type.Literal("draining"),
         Type.Literal("disabled"),
       ],
-      { description: "unknown until the first probe; down while its circuit is open" },
+      {
+        description:
+          "unknown until the first probe; down while its circuit is open; draining when the operator drains it " +
+          "or its agent is stopping",
+      },
     ),
     enabled: Type.Boolean(),
-    draining: Type.Boolean(),
+    draining: Type.Boolean({ description: "Drained by the operator (POST /machines/{name}/drain)" }),
+    agent_draining: Type.Boolean({
+      description:
+        "Its agent is stopping (it was sent SIGTERM): it finishes its jobs and takes no new one; a restart ends it",
+    }),
     running: Type.Integer({ description: "Attempts on it now" }),
     max_concurrent: Type.Integer({ description: "As machines.json says" }),
     capacity: Type.Integer({

@@ -69,7 +69,12 @@ const errors = {
   413: Type.Ref(ErrorBody),
   415: Type.Ref(ErrorBody),
   429: { ...Type.Ref(ErrorBody), description: "QUEUE_FULL: --max-pending tasks wait; see Retry-After" },
-  503: Type.Ref(ErrorBody),
+  503: {
+    ...Type.Ref(ErrorBody),
+    description:
+      "SHUTTING_DOWN: the gateway is stopping and takes no new task; send it again after Retry-After " +
+      "(seconds), to this gateway once restarted or another. STORE_UNAVAILABLE: the data dir cannot keep it",
+  },
   507: Type.Ref(ErrorBody),
 };
 
@@ -329,7 +334,11 @@ export async function taskRoutes(app: FastifyInstance, options: TaskRoutesOption
   api.get("/tasks/:task_id/result", { schema: resultSchema, config, exposeHeadRoute: false }, result);
   api.head(
     "/tasks/:task_id/result",
-    { schema: { ...resultSchema, summary: "The result's size" }, config },
+    // Listed in the document on purpose: the other HEADs Fastify answers are not (docs.ts).
+    {
+      schema: { ...resultSchema, summary: "The result's size" },
+      config: { ...config, swagger: { exposeHeadRoute: true } },
+    },
     result,
   );
 }
