@@ -13,7 +13,8 @@ export class UsageError extends Error {
   override readonly name = "UsageError";
 }
 
-export const EXIT = { ok: 0, failed: 1, usage: 2 } as const;
+/** 130: stopped by Ctrl-C (128 + SIGINT), as shells report it. */
+export const EXIT = { ok: 0, failed: 1, usage: 2, interrupted: 130 } as const;
 
 export interface ConnectionFlags {
   url: string;

@@ -50,6 +50,7 @@ const en = {
   "progress.failedBecause": "{label}: failed: {message}",
   "summary.counts": "{completed} completed, {failed} failed, {cancelled} cancelled in {time}",
   "summary.savedFile": "result saved to {path}",
+  "summary.interrupted": "interrupted: the tasks go on at the gateway (see multi-heygem tasks)",
   "summary.savedDir": "results saved in {path}",
   // Statuses (the API's own words stay in --json)
   "status.uploading": "uploading",
@@ -152,6 +153,7 @@ const zhCN: Record<MessageKey, string> = {
   "progress.failedBecause": "{label}：失败：{message}",
   "summary.counts": "完成 {completed} 个，失败 {failed} 个，取消 {cancelled} 个，用时 {time}",
   "summary.savedFile": "结果已保存到 {path}",
+  "summary.interrupted": "已中断：任务仍在网关上继续（见 multi-heygem tasks）",
   "summary.savedDir": "结果已保存在 {path}",
   "status.uploading": "上传中",
   "status.pending": "排队中",

@@ -52,8 +52,15 @@ async function submit(flags: SubmitFlags, m: Messages): Promise<number> {
   const started = Date.now();
   const outcomes: Outcome[] = [];
   const following: Promise<void>[] = [];
-  // Stops the tasks already followed when the batch cannot go on (the gateway went away).
+  // Stops the uploads and downloads under way when the batch cannot go on (the gateway went away)
+  // or on Ctrl-C, so that no `.part` file is left behind; the tasks themselves go on at the gateway.
   const abort = new AbortController();
+  let interrupted = false;
+  const onInterrupt = () => {
+    interrupted = true;
+    abort.abort();
+  };
+  process.once("SIGINT", onInterrupt);
   try {
     for (const [i, audio] of audios.entries()) {
       const row = display.row(basename(audio));
@@ -88,9 +95,14 @@ async function submit(flags: SubmitFlags, m: Messages): Promise<number> {
   } catch (err) {
     abort.abort();
     await Promise.allSettled(following);
-    throw err;
+    if (!interrupted) throw err;
   } finally {
+    process.off("SIGINT", onInterrupt);
     display.close();
+  }
+  if (interrupted) {
+    display.note(m.t("summary.interrupted"));
+    return EXIT.interrupted;
   }
 
   if (flags.wait) {
@@ -136,7 +148,7 @@ async function follow(
     row.saved(out);
     return "completed";
   } catch (err) {
-    row.error(errorLine(err));
+    if (!signal.aborted) row.error(errorLine(err));
     return "failed";
   }
 }

@@ -1,4 +1,6 @@
-import { writeFile } from "node:fs/promises";
+import { spawn } from "node:child_process";
+import { once } from "node:events";
+import { readdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { GateEngine } from "../helpers/gate-engine.js";
@@ -110,6 +112,32 @@ describe("multi-heygem submit and tasks, on tasks that fail or are cancelled", (
     const gone = await cli(["tasks", "show", task]);
     expect(gone.code).toBe(1);
     expect(gone.stderr).toMatch(/^multi-heygem: NOT_FOUND: [^\n]+\n$/);
+  });
+
+  it("Ctrl-C stops following (exit 130, nothing half-saved) and leaves the task to the gateway", async () => {
+    const child = spawn(
+      process.execPath,
+      [CLI, "submit", "--audio", "a.wav", "--video", "v.mp4", "--wait", "--out", "interrupted.mp4"],
+      {
+        cwd: dir,
+        env: { ...process.env, LANG: "C", LC_ALL: "", MULTI_HEYGEM_URL: gateway.url },
+        stdio: "pipe",
+      },
+    );
+    let stderr = "";
+    child.stderr.on("data", (d: Buffer) => {
+      stderr += d.toString();
+    });
+    const exited = once(child, "exit");
+    const { job, task } = await running();
+    await until(() => stderr.includes("a.wav: processing on gpu"));
+    child.kill("SIGINT");
+    const [code] = (await exited) as [number | null];
+    expect(code).toBe(130);
+    expect(stderr).toMatch(/\ninterrupted: the tasks go on at the gateway \(see multi-heygem tasks\)\n$/);
+    expect((await readdir(dir)).filter((f) => f.startsWith("interrupted"))).toEqual([]);
+    engine.release(job);
+    await until(async () => /^status +completed$/m.test((await cli(["tasks", "show", task])).stdout));
   });
 
   it("tasks cancel of a task that is already finished is the gateway's refusal, exit 1", async () => {
