@@ -152,18 +152,34 @@ export class Machine {
     ];
   }
 
+  /**
+   * Jobs the worker reports it still spends a slot on although they are over (`held` in
+   * /v1/health): a cancelled HeyGem job's render goes on in the container until it ends.
+   */
+  get held(): readonly string[] {
+    return this.#info?.held ?? [];
+  }
+
+  /** Slots taken: the attempts the gateway follows, and the slots the worker says are still held. */
+  get busySlots(): number {
+    let busy = this.#running.size;
+    for (const id of this.held) if (!this.#running.has(id)) busy++;
+    return busy;
+  }
+
   get freeSlots(): number {
-    return Math.max(0, this.capacity - this.#running.size);
+    return Math.max(0, this.capacity - this.busySlots);
   }
 
   // ---- slots ------------------------------------------------------------------------------------
 
   /**
-   * Takes a slot for a new attempt, unless every slot is taken. After `max_concurrent` was lowered
-   * the machine may hold more attempts than slots until some end; no claim succeeds meanwhile.
+   * Takes a slot for a new attempt, unless every slot is taken (held ones included). After
+   * `max_concurrent` was lowered the machine may hold more attempts than slots until some end; no
+   * claim succeeds meanwhile.
    */
   tryClaim(attemptId: string, attempt: RunningAttempt): boolean {
-    if (this.#running.has(attemptId) || this.#running.size >= this.capacity) return false;
+    if (this.#running.has(attemptId) || this.busySlots >= this.capacity) return false;
     this.#running.set(attemptId, attempt);
     return true;
   }

@@ -45,6 +45,7 @@ import { checkReadiness } from "./readiness.js";
 import { Scheduler } from "./scheduler.js";
 import { SpeedModel } from "./speed-model.js";
 import { TaskDeadline } from "./task-deadline.js";
+import { TaskLifecycle } from "./task-lifecycle.js";
 
 export const EMBEDDED_MACHINE = "embedded";
 const NO_MACHINES = "the machines file lists no machines: tasks wait until one is added";
@@ -307,6 +308,7 @@ async function startLocked(
   addSharedSchemas(app);
   await app.register(multipart, { limits: { fileSize: config.maxUploadBytes + 1 } });
   await registerDocs(app, VERSION);
+  const queue = new QueueLimit(store, clock, config.maxPending);
   await app.register(taskRoutes, {
     clock,
     store,
@@ -314,11 +316,12 @@ async function startLocked(
     inspector: new MediaInspector(new MediaFactsStore(db, now)),
     maxUploadBytes: config.maxUploadBytes,
     maxAudioSeconds: config.maxAudioSeconds,
-    queue: new QueueLimit(store, clock, config.maxPending),
+    queue,
     dataDir,
     upload: uploadWatch,
     syncTimeoutMs: config.syncTimeoutMs,
     onTaskCreated: wake,
+    lifecycle: new TaskLifecycle({ store, blobs, dispatcher: dispatch, queue, logger, onQueued: wake }),
     waitingNote: () => waitingNote(fleet),
     shutdown: shutdown.signal,
     prestage: new Prestager({ clock, fleet, speeds, logger, stallMs: 5000 }),

@@ -112,6 +112,14 @@ export const Health = Type.Object({
   running: Type.Array(JobId, { description: "Jobs the engine is working on now" }),
   queued: Type.Array(JobId, { description: "Jobs accepted and waiting for a free engine slot" }),
   free_disk_bytes: Type.Integer({ minimum: 0 }),
+  held: Type.Optional(
+    Type.Array(JobId, {
+      description:
+        "Jobs that are over for the agent (cancelled, or failed for hanging) whose backend still works on " +
+        "them: a HeyGem container cannot stop a task, so each keeps an engine slot until its render ends. " +
+        "The gateway counts them as busy slots",
+    }),
+  ),
   instances: Type.Optional(
     Type.Array(
       Type.Object({

@@ -47,6 +47,7 @@ export async function registerWorkerRoutes(root: FastifyInstance, deps: WorkerRo
     async (): Promise<Health> => {
       const disk = await statfs(deps.dataDir);
       const instances = engine.instances?.();
+      const held = engine.held?.();
       return {
         protocol: PROTOCOL_VERSION,
         engine: engine.name,
@@ -56,6 +57,7 @@ export async function registerWorkerRoutes(root: FastifyInstance, deps: WorkerRo
         running: runner.runningIds,
         queued: runner.queuedIds,
         free_disk_bytes: disk.bavail * disk.bsize,
+        ...(held === undefined ? {} : { held }),
         ...(instances === undefined ? {} : { instances }),
       };
     },

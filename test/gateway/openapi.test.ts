@@ -46,8 +46,11 @@ describe("API documentation", () => {
     const expected: Record<string, Record<string, string[]>> = {
       "/tasks": { post: ["200", "400", "408", "413", "415", "429", "503", "507"], get: ["200", "400"] },
       "/tasks/sync": {
-        post: ["200", "400", "408", "413", "415", "422", "429", "502", "503", "504", "507"],
+        post: ["200", "400", "408", "409", "413", "415", "422", "429", "502", "503", "504", "507"],
       },
+      "/tasks/{task_id}/cancel": { post: ["200", "404", "409"] },
+      "/tasks/{task_id}/retry": { post: ["200", "404", "409", "410", "429"] },
+      "/tasks/cancel": { post: ["200", "400"] },
       "/tasks/{task_id}": { get: ["200", "404"] },
       "/tasks/{task_id}/events": { get: ["200", "404"] },
       "/tasks/{task_id}/callbacks": { get: ["200", "404"] },
@@ -96,6 +99,9 @@ describe("API documentation", () => {
       ["/tasks/{task_id}", "get", "submit"],
       ["/machines", "get", "admin"],
       ["/machines/{name}/drain", "post", "admin"],
+      ["/tasks/{task_id}/cancel", "post", "submit"],
+      ["/tasks/{task_id}/retry", "post", "submit"],
+      ["/tasks/cancel", "post", "admin"],
     ] as const) {
       const op = needs(path, method);
       expect(op?.security, `${method} ${path}`).toEqual([{ apiKey: [] }]);

@@ -6,6 +6,7 @@ import { describeAccess } from "../auth/access-control.js";
 import { OPENAPI_EXAMPLES } from "./openapi-examples.js";
 import { describeResponses } from "./openapi-responses.js";
 import {
+  BulkCancelResult,
   CallbackDeliveryView,
   CallbackPayload,
   CallbackTryView,
@@ -40,6 +41,7 @@ export const SHARED_SCHEMAS = [
   TaskEvents,
   SyncFailure,
   SyncUnavailable,
+  BulkCancelResult,
   MachineView,
   MachineList,
   CallbackTryView,

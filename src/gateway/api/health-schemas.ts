@@ -44,6 +44,7 @@ export const ReadinessView = Type.Object(
         store: { ok: true },
         disk: { ok: true, free_bytes: 412_000_000_000, floor_bytes: 1_073_741_824 },
         machines: { ok: false, up: 0, total: 3, embedded: false, error: "0 of 3 machines up" },
+        accepting: { ok: true },
       },
     },
   },

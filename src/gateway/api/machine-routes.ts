@@ -35,6 +35,7 @@ export async function machineRoutes(app: FastifyInstance, options: MachineRoutes
       draining: m.draining,
       agent_draining: m.agentDraining,
       running: m.running.size,
+      held: m.busySlots - m.running.size,
       max_concurrent: m.spec.max_concurrent,
       capacity: m.capacity,
       warnings: m.warnings,

@@ -44,7 +44,9 @@ const machine = {
   state: "up",
   enabled: true,
   draining: false,
+  agent_draining: false,
   running: 1,
+  held: 0,
   max_concurrent: 2,
   capacity: 2,
   warnings: [],
@@ -99,6 +101,7 @@ export const OPENAPI_EXAMPLES: Readonly<Record<string, unknown>> = {
     message: "the gateway is shutting down; the task is kept: follow it with GET /tasks/{task_id}",
     task_id: TASK_ID,
   },
+  BulkCancelResult: { cancelled: 42 },
   Machine: machine,
   MachineList: {
     machines: [machine],

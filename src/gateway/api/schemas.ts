@@ -21,10 +21,17 @@ const Nullable = <T extends TSchema>(schema: T, options: SchemaOptions = {}) =>
   });
 
 export const TaskStatus = Type.Union(
-  [Type.Literal("pending"), Type.Literal("processing"), Type.Literal("completed"), Type.Literal("failed")],
+  [
+    Type.Literal("pending"),
+    Type.Literal("processing"),
+    Type.Literal("completed"),
+    Type.Literal("failed"),
+    Type.Literal("cancelled"),
+  ],
   {
     description:
-      "pending: queued; processing: on a machine; completed: result ready; failed: see error_message",
+      "pending: queued; processing: on a machine; completed: result ready; failed: see error_message; " +
+      "cancelled: stopped by POST /tasks/{task_id}/cancel (failed and cancelled tasks can be retried)",
   },
 );
 
@@ -75,7 +82,7 @@ export const TaskEvent = Type.Object(
     at: Type.String({ format: "date-time" }),
     type: Type.String({
       description:
-        "created, queued, dispatched, progress, requeued, completed or failed; waiting (no status change) when the last machine stopped taking work while the task was pending",
+        "created, queued, dispatched, progress, requeued, completed, failed, cancelled or retried; waiting (no status change) when the last machine stopped taking work while the task was pending",
     }),
     from_status: Nullable(Type.String()),
     to_status: Nullable(Type.String()),
@@ -158,7 +165,7 @@ export const TaskForm = Type.Object(
 
 export const SyncFailure = Type.Object(
   {
-    error: Type.String({ description: "TASK_FAILED or SYNC_TIMEOUT" }),
+    error: Type.String({ description: "TASK_FAILED, TASK_CANCELLED or SYNC_TIMEOUT" }),
     message: Type.String(),
     task_id: Type.String(),
   },
@@ -206,6 +213,11 @@ export const MachineView = Type.Object(
         "Its agent is stopping (it was sent SIGTERM): it finishes its jobs and takes no new one; a restart ends it",
     }),
     running: Type.Integer({ description: "Attempts on it now" }),
+    held: Type.Integer({
+      description:
+        "Slots still busy with cancelled jobs' renders (a HeyGem container cannot stop one): no new work " +
+        "goes there until they end",
+    }),
     max_concurrent: Type.Integer({ description: "As machines.json says" }),
     capacity: Type.Integer({
       description: "Slots in use for new work: max_concurrent, or fewer when the agent reports fewer",
@@ -278,7 +290,7 @@ export const CallbackDeliveryView = Type.Object(
     status: Nullable(
       Type.Unsafe<Static<typeof TaskStatus>>({
         type: "string",
-        enum: ["pending", "processing", "completed", "failed"],
+        enum: ["pending", "processing", "completed", "failed", "cancelled"],
       }),
       { description: "The task's status it reports" },
     ),
@@ -317,7 +329,9 @@ export const CallbackPayload = Type.Object(
     started_at: Nullable(Type.String({ format: "date-time" })),
     machine: Nullable(Type.String()),
     progress: Type.Integer({ minimum: 0, maximum: 100 }),
-    event: Type.String({ description: "The step: queued, dispatched, requeued, completed or failed" }),
+    event: Type.String({
+      description: "The step: queued, dispatched, requeued, completed, failed, cancelled or retried",
+    }),
     event_id: Type.Integer({ description: "The step's id in GET /tasks/{task_id}/events" }),
     at: Type.String({ format: "date-time", description: "When the step happened" }),
     result_url: Type.Optional(
@@ -351,3 +365,14 @@ export const StatusCallback = {
     },
   },
 };
+
+export const BulkCancelQuery = Type.Object({
+  status: Type.Literal("pending", {
+    description: "Which tasks to cancel; only pending (the queue) for now",
+  }),
+});
+
+export const BulkCancelResult = Type.Object(
+  { cancelled: Type.Integer({ minimum: 0, description: "Tasks cancelled by this call" }) },
+  { $id: "BulkCancelResult", title: "BulkCancelResult" },
+);
