@@ -141,9 +141,7 @@ async function follow(
   try {
     const final = await client.waitFor(task.task_id, { onUpdate: (t) => row.update(t), signal });
     row.update(final);
-    // Typed as a string: `cancelled` comes with the cancel route (issue 11), not yet in every schema.
-    const status: string = final.status;
-    if (status !== "completed") return status === "cancelled" ? "cancelled" : "failed";
+    if (final.status !== "completed") return final.status === "cancelled" ? "cancelled" : "failed";
     await client.saveResult(task.task_id, out, { signal });
     row.saved(out);
     return "completed";
