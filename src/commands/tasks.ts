@@ -5,7 +5,13 @@ import type { Messages } from "./messages.js";
 import { table } from "./table.js";
 import { localTime } from "./units.js";
 
-const STATUSES = ["pending", "processing", "completed", "failed", "cancelled"] as const satisfies readonly TaskStatus[];
+const STATUSES = [
+  "pending",
+  "processing",
+  "completed",
+  "failed",
+  "cancelled",
+] as const satisfies readonly TaskStatus[];
 
 interface ListFlags extends ConnectionFlags {
   status?: TaskStatus;
