@@ -7,6 +7,7 @@ import { whileLocked } from "../data-dir-lock.js";
 import { createEngine } from "../engines/registry.js";
 import { AppError } from "../errors.js";
 import { frameworkErrors, installErrorHandler } from "../http/error-handler.js";
+import { RequestsInFlight } from "../http/requests-in-flight.js";
 import type { Logger } from "../logger.js";
 import { logMediaTools } from "../media/media-tools-log.js";
 import { CallbackStore } from "../store/callback-store.js";
@@ -155,6 +156,8 @@ async function startLocked(
       host: "127.0.0.1",
       port: 0,
       dataDir: join(config.dataDir, "embedded-worker"),
+      // It reads the inputs where the gateway keeps them: no second copy, and no upload at all.
+      sharedBlobsDir: blobs.root,
       engine: createEngine("ffmpeg", { maxConcurrent: config.embeddedConcurrency, logger }),
       ...(config.workerToken ? { token: config.workerToken } : {}),
       logger: logger.child({ machine: EMBEDDED_MACHINE }),
@@ -262,15 +265,9 @@ async function startLocked(
   });
   installErrorHandler(app);
   // Requests in flight, for the drain: each counts until its response has gone (or its client has).
-  let inFlight = 0;
-  const idleWaiters = new Set<() => void>();
+  const requests = new RequestsInFlight(app);
   let accepting = true;
   app.addHook("onRequest", async (request, reply) => {
-    inFlight++;
-    reply.raw.once("close", () => {
-      inFlight--;
-      if (inFlight === 0) for (const wake of [...idleWaiters]) wake();
-    });
     if (accepting || request.method !== "POST" || !NEW_TASK_ROUTES.has(request.routeOptions.url ?? ""))
       return;
     // Refused before a byte of the body is read; the connection closes, so the rest is not awaited.
@@ -437,26 +434,15 @@ async function startLocked(
     shutdown.abort();
     scheduler?.close();
     logger.info(
-      { requests_in_flight: inFlight, grace_ms: graceMs, embedded_worker: embedded !== undefined },
+      { requests_in_flight: requests.size, grace_ms: graceMs, embedded_worker: embedded !== undefined },
       "draining: no new tasks; requests in flight may finish within the grace",
     );
     const grace = AbortSignal.timeout(graceMs);
     const until = hurry ? AbortSignal.any([grace, hurry]) : grace;
-    const requestsDone = new Promise<void>((resolve) => {
-      const check = () => {
-        if (inFlight > 0 && !until.aborted) return;
-        idleWaiters.delete(check);
-        until.removeEventListener("abort", check);
-        resolve();
-      };
-      idleWaiters.add(check);
-      until.addEventListener("abort", check, { once: true });
-      check();
-    });
-    await Promise.all([requestsDone, embedded?.drain({ graceMs, ...(hurry ? { hurry } : {}) })]);
-    cutOff = inFlight > 0;
+    await Promise.all([requests.whenNone(until), embedded?.drain({ graceMs, ...(hurry ? { hurry } : {}) })]);
+    cutOff = requests.size > 0;
     if (cutOff)
-      logger.warn({ requests_in_flight: inFlight }, "grace over: cutting the requests still in flight");
+      logger.warn({ requests_in_flight: requests.size }, "grace over: cutting the requests still in flight");
     else logger.info("drained: no request in flight");
   };
   return {
@@ -479,9 +465,8 @@ async function startLocked(
         apiKeys?.close();
         deadline.close();
         await outage?.close();
-        const closed = app.close();
-        if (cutOff) app.server.closeAllConnections();
-        await closed;
+        // After a drain that ran out of grace, what is still in flight is cut at once.
+        await requests.close(cutOff ? AbortSignal.abort() : undefined);
         await dispatch.close();
         fleet.close();
         await sender.close();

@@ -113,6 +113,7 @@ describe("the options tables", () => {
       "token",
       "result_retention_hours",
       "shutdown_grace",
+      "cache_max_gb",
       "log_level",
       "log_format",
     ]);
