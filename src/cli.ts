@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { resolve } from "node:path";
 import { Command, CommanderError, Option } from "commander";
+import { registerClientCommands } from "./commands/register.js";
 import { type GatewayFlags, resolveGatewayConfig } from "./config/gateway-config.js";
 import { GATEWAY_OPTIONS } from "./config/gateway-options.js";
 import { ENV_PREFIX, helpText, type OptionTable } from "./config/options.js";
@@ -128,6 +129,8 @@ keys
     await removeKey(resolve(flags.file), flags.name);
     process.stderr.write(`multi-heygem: removed key "${flags.name}" from ${flags.file}\n`);
   });
+
+registerClientCommands(program);
 
 /**
  * The command's flags from its options table: help text with the default, environment variable,
