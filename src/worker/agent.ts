@@ -34,7 +34,7 @@ export interface WorkerOptions {
    * Speaks text jobs before the engine lip-syncs them (issue 12); owned by the caller like the
    * engine. Absent: /v1/health says capabilities.tts false and text jobs are refused.
    */
-  speaker?: Speaker;
+  speaker?: Speaker | undefined;
   /** When set, every call must carry `authorization: Bearer <token>`. */
   token?: string;
   logger: Logger;

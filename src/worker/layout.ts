@@ -15,8 +15,6 @@ export interface WorkerLayout {
   readonly results: string;
   /** Text jobs' spoken audio, kept with the job as an artifact (`GET /v1/jobs/{id}/audio`). */
   readonly speech: string;
-  /** What the agent remembers of the voices each fish-speech instance has prepared. */
-  readonly voices: string;
   workDir(jobId: string): string;
   resultPath(jobId: string): string;
   speechPath(jobId: string): string;
@@ -33,7 +31,6 @@ export function workerLayout(dataDir: string): WorkerLayout {
     work,
     results,
     speech,
-    voices: join(dataDir, "voices"),
     workDir: (jobId) => join(work, jobId),
     resultPath: (jobId) => join(results, `${jobId}.mp4`),
     speechPath: (jobId) => join(speech, `${jobId}.wav`),
