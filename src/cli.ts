@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { resolve } from "node:path";
 import { Command, CommanderError, Option } from "commander";
+import { registerClientCommands } from "./commands/register.js";
 import { type GatewayFlags, resolveGatewayConfig } from "./config/gateway-config.js";
 import { GATEWAY_OPTIONS } from "./config/gateway-options.js";
 import { ENV_PREFIX, helpText, type OptionTable } from "./config/options.js";
@@ -8,6 +9,7 @@ import { collect, repeated } from "./config/value-types.js";
 import { checkWorkerExposure, resolveWorkerConfig, type WorkerFlags } from "./config/worker-config.js";
 import { WORKER_OPTIONS } from "./config/worker-options.js";
 import { createEngine, engineNames } from "./engines/registry.js";
+import { createSpeaker } from "./engines/speech/speakers.js";
 import { ConfigError, StartupError } from "./errors.js";
 import { ROLES } from "./gateway/auth/api-keys.js";
 import { isLoopbackHost } from "./http/loopback.js";
@@ -68,11 +70,13 @@ addOptions(
   }
   const { startWorker } = await import("./worker/agent.js");
   const engine = createEngine(config.engine, { maxConcurrent: config.maxConcurrent, logger, config });
+  const speaker = createSpeaker({ engine: config.engine, tts: config.tts, dataDir: config.dataDir, logger });
   const worker = await startWorker({
     host: config.host,
     port: config.port,
     dataDir: config.dataDir,
     engine,
+    ...(speaker ? { speaker } : {}),
     ...(config.token ? { token: config.token } : {}),
     logger,
     version: VERSION,
@@ -85,6 +89,7 @@ addOptions(
     await worker.drain({ graceMs: config.shutdownGraceMs, hurry });
     await worker.close();
     await engine.close?.();
+    await speaker?.close?.();
   });
 });
 
@@ -128,6 +133,8 @@ keys
     await removeKey(resolve(flags.file), flags.name);
     process.stderr.write(`multi-heygem: removed key "${flags.name}" from ${flags.file}\n`);
   });
+
+registerClientCommands(program);
 
 /**
  * The command's flags from its options table: help text with the default, environment variable,

@@ -255,6 +255,14 @@ export const ERROR_CODES = {
     status: 409,
     description: "the job has no result (yet): it has not succeeded",
   },
+  TTS_UNAVAILABLE: {
+    code: "TTS_UNAVAILABLE",
+    status: 422,
+    // The machine's fault (it cannot speak): another machine with capabilities.tts may take the job.
+    kind: "machine",
+    description:
+      "a text job (speech) sent to a worker that cannot speak text (/v1/health capabilities.tts false)",
+  },
 
   // Failures of a client of the gateway's own (worker agent, HeyGem container); never sent by a server.
   PROTOCOL_ERROR: {

@@ -30,6 +30,8 @@ const MAY_IMPORT: Readonly<Record<string, readonly string[]>> = {
   // The typed client (multi-heygem/client) runs in Node and in browsers: it takes the API's shapes
   // from the gateway's schemas as types only, so no server code comes with it.
   client: ["http", "gateway"],
+  // The CLI's client commands drive a gateway through the typed client only, never its internals.
+  commands: ["client"],
 };
 
 /** The one file of gateway/ the client may name, and only in `import type`. */

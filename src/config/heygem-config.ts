@@ -104,23 +104,25 @@ export function resolveHeygemSettings(
 }
 
 /** `http://127.0.0.1:8383=/home/me/heygem_data/face2face`: the first `=` ends the URL. */
-export function parseInstanceFlag(entry: string, cwd: string): HeygemInstanceConfig {
+export function parseInstanceFlag(
+  entry: string,
+  cwd: string,
+  flag = "--heygem",
+  example = "http://127.0.0.1:8383=/home/me/heygem_data/face2face",
+): HeygemInstanceConfig {
   const at = entry.indexOf("=");
   if (at <= 0 || at === entry.length - 1) {
-    throw new ConfigError(
-      "--heygem",
-      "",
-      `expected URL=DATA_DIR (e.g. http://127.0.0.1:8383=/home/me/heygem_data/face2face), got "${entry}"`,
-    );
+    throw new ConfigError(flag, "", `expected URL=DATA_DIR (e.g. ${example}), got "${entry}"`);
   }
   return checkInstance(
     { name: undefined, url: entry.slice(0, at), dataDir: resolve(cwd, entry.slice(at + 1)) },
-    "--heygem",
+    flag,
     "",
   );
 }
 
-function checkInstance(
+/** A container's URL and host folder, checked; shared by the heygem and tts instances. */
+export function checkInstance(
   raw: { name: string | undefined; url: string; dataDir: string },
   source: string,
   field: string,

@@ -1,11 +1,13 @@
 import type { CommandEngineSettings } from "../engines/command-engine.js";
 import type { HeygemSettings } from "../engines/heygem/heygem-settings.js";
 import type { SimulateEngineSettings } from "../engines/simulate-engine.js";
+import type { FishSpeechSettings } from "../engines/speech/fish-speech-speaker.js";
 import { ConfigError } from "../errors.js";
 import { isLoopbackHost } from "../http/loopback.js";
 import { resolveCommandSettings, resolveSimulateSettings } from "./engine-settings.js";
 import { resolveHeygemSettings } from "./heygem-config.js";
 import { type RawFlags, readSetting, readSettings } from "./options.js";
+import { resolveTtsSettings } from "./tts-config.js";
 import { loadWorkerFile, type WorkerFile } from "./worker-file.js";
 import { WORKER_OPTIONS } from "./worker-options.js";
 
@@ -33,6 +35,8 @@ export interface WorkerConfig {
   readonly configFile?: string;
   /** The heygem engine's instances and timers; set when instances are given (--engine heygem needs them). */
   readonly heygem?: HeygemSettings;
+  /** fish-speech containers for text jobs (`--tts`); absent: the ffmpeg engine's offline voice, or none. */
+  readonly tts?: FishSpeechSettings;
 }
 
 /** Raw option values as commander hands them over (worker-options.ts). */
@@ -69,6 +73,11 @@ export function resolveWorkerConfig(
         "(or heygem.instances in the --config file)",
     );
   }
+  const tts = resolveTtsSettings(
+    options,
+    configFile ? { path: configFile, section: file.tts } : undefined,
+    cwd,
+  );
   const command = resolveCommandSettings(options, engine, cwd);
   return Object.freeze({
     host: options.host,
@@ -87,6 +96,7 @@ export function resolveWorkerConfig(
     simulate: resolveSimulateSettings(options),
     ...(configFile ? { configFile } : {}),
     ...(heygem ? { heygem } : {}),
+    ...(tts ? { tts } : {}),
   });
 }
 

@@ -2,6 +2,7 @@ import { type Static, Type } from "@sinclair/typebox";
 import { HeygemSection } from "./heygem-config.js";
 import { readJsonFile, validateSettings } from "./json-file.js";
 import { fileProperties } from "./options.js";
+import { TtsSection } from "./tts-config.js";
 import { WORKER_OPTIONS } from "./worker-options.js";
 
 /**
@@ -11,7 +12,7 @@ import { WORKER_OPTIONS } from "./worker-options.js";
  * silently ignored; limits are checked where the flags' are (options.ts, `readSettings`).
  */
 export const WorkerFile = Type.Object(
-  { ...fileProperties(WORKER_OPTIONS), heygem: Type.Optional(HeygemSection) },
+  { ...fileProperties(WORKER_OPTIONS), heygem: Type.Optional(HeygemSection), tts: Type.Optional(TtsSection) },
   { additionalProperties: false },
 );
 export type WorkerFile = Static<typeof WorkerFile>;

@@ -267,11 +267,28 @@ export const HEYGEM_OPTIONS = {
   }),
 } satisfies OptionTable;
 
+/** tts-config.ts turns these into the fish-speech speaker's settings (README, "Text to speech"). */
+export const TTS_OPTIONS = {
+  // worker.json's instances are objects, read by tts-config.ts (the type has no `json`).
+  tts: option({
+    flag: "--tts",
+    value: "<url=dir>",
+    env: "TTS",
+    type: repeated,
+    file: "tts.instances",
+    description:
+      "text jobs: one fish-speech container, e.g. http://127.0.0.1:18180=/home/me/heygem_data/voice/data (its " +
+      "URL = the host folder mounted at /code/data); repeat per container. Without it an ffmpeg worker speaks " +
+      "with its offline voice (espeak-ng) and others take no text jobs",
+  }),
+} satisfies OptionTable;
+
 export const WORKER_OPTIONS = {
   ...AGENT_OPTIONS,
   ...COMMAND_OPTIONS,
   ...SIMULATE_OPTIONS,
   ...HEYGEM_OPTIONS,
+  ...TTS_OPTIONS,
   config: option({
     flag: "--config",
     value: "<file>",

@@ -5,6 +5,7 @@ import { BlobStore } from "../blobs/blob-store.js";
 import type { GatewayConfig } from "../config/gateway-config.js";
 import { whileLocked } from "../data-dir-lock.js";
 import { createEngine } from "../engines/registry.js";
+import { createSpeaker } from "../engines/speech/speakers.js";
 import { AppError } from "../errors.js";
 import { frameworkErrors, installErrorHandler } from "../http/error-handler.js";
 import { RequestsInFlight } from "../http/requests-in-flight.js";
@@ -162,6 +163,8 @@ async function startLocked(
       // It reads the inputs where the gateway keeps them: no second copy, and no upload at all.
       sharedBlobsDir: blobs.root,
       engine: createEngine("ffmpeg", { maxConcurrent: config.embeddedConcurrency, logger }),
+      // The offline voice: text tasks work on a fresh machine with no GPU and nothing but npm.
+      speaker: createSpeaker({ engine: "ffmpeg", dataDir: join(config.dataDir, "embedded-worker"), logger }),
       ...(config.workerToken ? { token: config.workerToken } : {}),
       logger: logger.child({ machine: EMBEDDED_MACHINE }),
       version: VERSION,

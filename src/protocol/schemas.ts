@@ -44,8 +44,74 @@ export const BlobRef = Type.Object({
 });
 export type BlobRef = Static<typeof BlobRef>;
 
+/**
+ * Bounds of a text job's speech (heygem-tts-contract.md, "Speaking": the fish-speech server's own
+ * names and ranges), shared with the gateway, which checks a task's settings against the same ones.
+ */
+export const SPEECH_BOUNDS = Object.freeze({
+  text: Object.freeze({ minLength: 1, maxLength: 20_000 }),
+  temperature: Object.freeze({ minimum: 0.1, maximum: 1 }),
+  top_p: Object.freeze({ minimum: 0.1, maximum: 1 }),
+  chunk_length: Object.freeze({ minimum: 100, maximum: 300 }),
+  repetition_penalty: Object.freeze({ minimum: 0.9, maximum: 2 }),
+});
+export const DEFAULT_SPEECH_LANG = "zh";
+
+export const SpeechSettings = Type.Object(
+  {
+    temperature: Type.Optional(Type.Number({ ...SPEECH_BOUNDS.temperature, description: "default 0.7" })),
+    top_p: Type.Optional(Type.Number({ ...SPEECH_BOUNDS.top_p, description: "default 0.7" })),
+    chunk_length: Type.Optional(Type.Integer({ ...SPEECH_BOUNDS.chunk_length, description: "default 200" })),
+    repetition_penalty: Type.Optional(
+      Type.Number({ ...SPEECH_BOUNDS.repetition_penalty, description: "default 1.2" }),
+    ),
+  },
+  {
+    additionalProperties: false,
+    description: "fish-speech's settings; engines that cannot use one ignore it",
+  },
+);
+export type SpeechSettings = Static<typeof SpeechSettings>;
+
+export const SpeechVoice = Type.Object(
+  {
+    id: Type.String({ pattern: "^[A-Za-z0-9_-]{1,80}$", description: "The gateway's voice id" }),
+    /** The reference recording, a blob uploaded like any input (wav, mp3 or flac). */
+    reference: BlobRef,
+    reference_text: Type.Optional(
+      Type.String({
+        maxLength: 20_000,
+        description: "Its transcript, when known; else the machine's ASR makes it",
+      }),
+    ),
+  },
+  {
+    additionalProperties: false,
+    description: "A voice to clone: its reference recording is a blob the gateway uploads like any input",
+  },
+);
+export type SpeechVoice = Static<typeof SpeechVoice>;
+
+export const SpeechRequest = Type.Object(
+  {
+    text: Type.String({ ...SPEECH_BOUNDS.text, description: "What to say" }),
+    lang: Type.String({ default: DEFAULT_SPEECH_LANG, pattern: "^[A-Za-z-]{2,16}$" }),
+    voice: Type.Optional(SpeechVoice),
+    settings: Type.Optional(SpeechSettings),
+  },
+  {
+    additionalProperties: false,
+    description:
+      "A text job: the worker speaks the text (step speech), then lip-syncs what it spoke (step lipsync). " +
+      "Without a voice, the machine's own voice speaks (capabilities.tts); a voice needs capabilities.voice_clone",
+  },
+);
+export type SpeechRequest = Static<typeof SpeechRequest>;
+
+/** Exactly one of `audio` and `speech` (checked by the worker, which names the field). */
 export const PutJobBody = Type.Object({
-  audio: BlobRef,
+  audio: Type.Optional(BlobRef),
+  speech: Type.Optional(SpeechRequest),
   video: BlobRef,
   options: Type.Optional(JobOptions),
   audio_duration: Type.Optional(
@@ -79,6 +145,13 @@ export const JobView = Type.Object({
   message: Type.Optional(Type.String({ description: "The engine's latest step, in its own words" })),
   error: Type.Optional(Type.Object({ kind: FailureKindSchema, message: Type.String() })),
   result: Type.Optional(Type.Object({ sha256: Sha256, bytes: Type.Integer({ minimum: 0 }) })),
+  speech_audio: Type.Optional(
+    Type.Union([Type.Object({ sha256: Sha256, bytes: Type.Integer({ minimum: 0 }) }), Type.Null()], {
+      description:
+        "Text jobs only: null until the text is spoken, then the spoken audio, kept as an artifact " +
+        "(GET /v1/jobs/{id}/audio, audio/wav). Absent for jobs given an audio file",
+    }),
+  ),
   created_at: Type.String({ format: "date-time" }),
   started_at: Type.Optional(Type.String({ format: "date-time" })),
   finished_at: Type.Optional(Type.String({ format: "date-time" })),
@@ -108,6 +181,16 @@ export const Health = Type.Object({
         "draining: the agent is stopping (SIGTERM); it finishes its jobs, answers polls and results, and " +
         "refuses new jobs (503 WORKER_DRAINING). Absent from agents older than this field: ready",
     }),
+  ),
+  capabilities: Type.Optional(
+    Type.Object(
+      {
+        lipsync: Type.String({ description: "The lip-sync engine's name" }),
+        tts: Type.Boolean({ description: "The agent takes text jobs (speech)" }),
+        voice_clone: Type.Boolean({ description: "…with a voice (speech.voice) cloned from a reference" }),
+      },
+      { description: "What the machine can do. Absent from agents older than this field: lip-sync only" },
+    ),
   ),
   running: Type.Array(JobId, { description: "Jobs the engine is working on now" }),
   queued: Type.Array(JobId, { description: "Jobs accepted and waiting for a free engine slot" }),

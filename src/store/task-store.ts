@@ -399,14 +399,7 @@ export class TaskStore {
     const move = allowedTransition("pending", "cancelled");
     const step = this.cancelMove("pending", message);
     const changes = await this.db.transaction().execute(async (trx) => {
-      const tasks = await trx
-        .selectFrom("tasks")
-        .selectAll()
-        .where("status", "=", "pending")
-        .orderBy("priority", "desc")
-        .orderBy("seq")
-        .limit(limit)
-        .execute();
+      const tasks = await pendingInQueueOrder(trx, limit);
       const done: TaskChange[] = [];
       for (const task of tasks) done.push(await this.applyMove(trx, task, at, move, step));
       return done;
@@ -528,14 +521,7 @@ export class TaskStore {
 
   /** Pending tasks in the order they should go out: priority first, then arrival. */
   async pendingTasks(limit: number): Promise<TaskRow[]> {
-    return this.db
-      .selectFrom("tasks")
-      .selectAll()
-      .where("status", "=", "pending")
-      .orderBy("priority", "desc")
-      .orderBy("seq")
-      .limit(limit)
-      .execute();
+    return pendingInQueueOrder(this.db, limit);
   }
 
   /** Ids of the tasks now pending, in no particular order (one read of the status index). */
@@ -786,4 +772,19 @@ export function callbackPayload(task: TaskRow, event: EventRow): Record<string, 
     event_id: event.id,
     at: event.at,
   };
+}
+
+/** Pending tasks in the order they go out (priority, then arrival), as the queue's index reads them. */
+function pendingInQueueOrder(
+  db: Kysely<Database> | Transaction<Database>,
+  limit: number,
+): Promise<TaskRow[]> {
+  return db
+    .selectFrom("tasks")
+    .selectAll()
+    .where("status", "=", "pending")
+    .orderBy("priority", "desc")
+    .orderBy("seq")
+    .limit(limit)
+    .execute();
 }

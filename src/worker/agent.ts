@@ -6,6 +6,7 @@ import type { Metric } from "prom-client";
 import { BlobStore } from "../blobs/blob-store.js";
 import { whileLocked } from "../data-dir-lock.js";
 import type { Engine } from "../engines/engine.js";
+import type { Speaker } from "../engines/speech/speaker.js";
 import { AppError } from "../errors.js";
 import { frameworkErrors, installErrorHandler } from "../http/error-handler.js";
 import { isLoopbackHost } from "../http/loopback.js";
@@ -29,6 +30,11 @@ export interface WorkerOptions {
   dataDir: string;
   /** Owned by the caller, who closes it after the worker. */
   engine: Engine;
+  /**
+   * Speaks text jobs before the engine lip-syncs them (issue 12); owned by the caller like the
+   * engine. Absent: /v1/health says capabilities.tts false and text jobs are refused.
+   */
+  speaker?: Speaker | undefined;
   /** When set, every call must carry `authorization: Bearer <token>`. */
   token?: string;
   logger: Logger;
@@ -116,6 +122,7 @@ async function startLocked(options: WorkerOptions): Promise<WorkerHandle> {
       void blobs.evict();
     },
     engine: options.engine,
+    speaker: options.speaker,
     blobs,
     journal,
     records: new JobRecords(layout.jobs, logger),
@@ -138,6 +145,7 @@ async function startLocked(options: WorkerOptions): Promise<WorkerHandle> {
   else if (isLoopbackHost(options.host)) requireLoopbackHost(app);
   await registerWorkerRoutes(app, {
     engine: options.engine,
+    speaker: options.speaker,
     blobs,
     runner,
     statfs,

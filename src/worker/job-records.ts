@@ -5,11 +5,13 @@ import { type Static, Type } from "@sinclair/typebox";
 import { Value } from "@sinclair/typebox/value";
 import { errorMessage } from "../errors.js";
 import type { Logger } from "../logger.js";
-import { BlobRef, JobOptions, JobView } from "../protocol/schemas.js";
+import { BlobRef, JobOptions, JobView, SpeechRequest } from "../protocol/schemas.js";
 
 /** What a job was asked to do, with the options already filled in with their defaults. */
 export const JobInput = Type.Object({
-  audio: BlobRef,
+  /** Exactly one of `audio` and `speech` (a text job speaks its audio first). */
+  audio: Type.Optional(BlobRef),
+  speech: Type.Optional(SpeechRequest),
   video: BlobRef,
   options: JobOptions,
   audio_duration: Type.Optional(Type.Number({ minimum: 0 })),
@@ -65,12 +67,40 @@ export function failRecord(record: JobRecord, now: Date, message: string): JobRe
  */
 export function sameInput(a: JobInput, b: JobInput): boolean {
   return (
-    a.audio.sha256 === b.audio.sha256 &&
+    a.audio?.sha256 === b.audio?.sha256 &&
+    sameSpeech(a.speech, b.speech) &&
     a.video.sha256 === b.video.sha256 &&
     a.options.chaofen === b.options.chaofen &&
     a.options.watermark_switch === b.options.watermark_switch &&
     a.options.pn === b.options.pn
   );
+}
+
+/** Text, language, voice content and settings; the reference's file name only picks an extension. */
+function sameSpeech(a: SpeechRequest | undefined, b: SpeechRequest | undefined): boolean {
+  if (a === undefined || b === undefined) return a === b;
+  const key = (s: SpeechRequest) =>
+    JSON.stringify([
+      s.text,
+      s.lang,
+      s.voice?.id,
+      s.voice?.reference.sha256,
+      s.voice?.reference_text,
+      s.settings?.temperature,
+      s.settings?.top_p,
+      s.settings?.chunk_length,
+      s.settings?.repetition_penalty,
+    ]);
+  return key(a) === key(b);
+}
+
+/** The blobs a job reads: its audio or its voice's reference, and its video. */
+export function inputBlobs(input: JobInput): { field: string; sha256: string }[] {
+  const blobs = [{ field: "video", sha256: input.video.sha256 }];
+  if (input.audio) blobs.unshift({ field: "audio", sha256: input.audio.sha256 });
+  const reference = input.speech?.voice?.reference;
+  if (reference) blobs.unshift({ field: "speech.voice.reference", sha256: reference.sha256 });
+  return blobs;
 }
 
 interface WriteSlot {

@@ -24,7 +24,9 @@ export interface JobRecoveryOptions {
  */
 export async function recoverJobs(o: JobRecoveryOptions): Promise<JobRecord[]> {
   const { layout } = o;
-  await Promise.all([layout.work, layout.results].map((dir) => mkdir(dir, { recursive: true })));
+  await Promise.all(
+    [layout.work, layout.results, layout.speech].map((dir) => mkdir(dir, { recursive: true })),
+  );
   for (const name of await readdir(layout.work)) {
     await rm(join(layout.work, name), { recursive: true, force: true });
   }
@@ -51,6 +53,9 @@ export async function recoverJobs(o: JobRecoveryOptions): Promise<JobRecord[]> {
   for (const name of await readdir(layout.results)) {
     const id = name.replace(/\.mp4$/, "");
     if (!known.has(id)) await rm(join(layout.results, name), { force: true });
+  }
+  for (const name of await readdir(layout.speech)) {
+    if (!known.has(name.replace(/\.wav$/, ""))) await rm(join(layout.speech, name), { force: true });
   }
   return recovered;
 }

@@ -1,9 +1,11 @@
 import { rm } from "node:fs/promises";
 import { AgentStoppingError, type Engine, type ResumeState } from "../engines/engine.js";
+import type { Speaker } from "../engines/speech/speaker.js";
 import { AppError, ConflictError, EngineError, errorMessage, InputError, NotFoundError } from "../errors.js";
 import type { Logger } from "../logger.js";
 import {
   DEFAULT_JOB_OPTIONS,
+  DEFAULT_SPEECH_LANG,
   FINAL_JOB_STATUSES,
   type JobView,
   type PutJobBody,
@@ -11,7 +13,7 @@ import {
 import type { BlobCache } from "./blob-cache.js";
 import { runEngine } from "./engine-run.js";
 import type { JobJournal } from "./job-journal.js";
-import { type JobInput, type JobRecord, type JobRecords, sameInput } from "./job-records.js";
+import { inputBlobs, type JobInput, type JobRecord, type JobRecords, sameInput } from "./job-records.js";
 import { recoverJobs } from "./job-recovery.js";
 import { DEFAULT_RESULT_RETENTION_MS, JobRetention } from "./job-retention.js";
 import { failed, type Job, JobTransitions, type Outcome } from "./job-transitions.js";
@@ -21,6 +23,8 @@ export const STOPPED_WHILE_RUNNING = "the worker agent was stopped while this jo
 
 export interface JobRunnerOptions {
   readonly engine: Engine;
+  /** Speaks text jobs first (speech); absent: the agent refuses them (TTS_UNAVAILABLE). */
+  readonly speaker?: Speaker | undefined;
   readonly blobs: BlobCache;
   readonly records: JobRecords;
   readonly layout: WorkerLayout;
@@ -108,8 +112,7 @@ export class JobRunner {
     for (const job of this.jobs.values()) {
       const { status } = job.record.view;
       if (status !== "queued" && status !== "running") continue;
-      needed.add(job.record.input.audio.sha256);
-      needed.add(job.record.input.video.sha256);
+      for (const blob of inputBlobs(job.record.input)) needed.add(blob.sha256);
     }
     return needed;
   }
@@ -130,8 +133,23 @@ export class JobRunner {
    * a gateway that restarted re-attaches instead of running the job twice.
    */
   async submit(id: string, body: PutJobBody): Promise<{ view: JobView; created: boolean }> {
+    if ((body.audio === undefined) === (body.speech === undefined)) {
+      const field = body.audio === undefined ? "audio" : "speech";
+      throw new InputError(
+        "INVALID_REQUEST",
+        "a job needs exactly one of audio (a blob to lip-sync) and speech (a text to speak first)",
+        field,
+      );
+    }
+    if (body.speech && !this.o.speaker) {
+      throw new AppError(
+        "TTS_UNAVAILABLE",
+        "this worker cannot speak text (capabilities.tts is false); send text jobs to a machine that can",
+      );
+    }
     const input: JobInput = {
-      audio: body.audio,
+      ...(body.audio ? { audio: body.audio } : {}),
+      ...(body.speech ? { speech: { ...body.speech, lang: body.speech.lang ?? DEFAULT_SPEECH_LANG } } : {}),
       video: body.video,
       options: { ...DEFAULT_JOB_OPTIONS, ...body.options },
       ...(body.audio_duration === undefined ? {} : { audio_duration: body.audio_duration }),
@@ -141,7 +159,7 @@ export class JobRunner {
     if (existing) return { view: existing, created: false };
     this.refuseNewJobs();
     // Kept from eviction between the check and the job's record, which pins them from then on.
-    const inputs = [input.audio.sha256, input.video.sha256];
+    const inputs = inputBlobs(input).map((b) => b.sha256);
     const release = this.o.blobs.hold(inputs);
     try {
       return await this.accept(id, input);
@@ -151,10 +169,9 @@ export class JobRunner {
   }
 
   private async accept(id: string, input: JobInput): Promise<{ view: JobView; created: boolean }> {
-    for (const field of ["audio", "video"] as const) {
-      const ref = input[field];
-      if (!(await this.o.blobs.has(ref.sha256))) {
-        throw new InputError("BLOB_MISSING", `upload the ${field} blob ${ref.sha256} before the job`, field);
+    for (const { field, sha256 } of inputBlobs(input)) {
+      if (!(await this.o.blobs.has(sha256))) {
+        throw new InputError("BLOB_MISSING", `upload the ${field} blob ${sha256} before the job`, field);
       }
     }
     // Another PUT for this id may have won the race while the blobs were checked.
@@ -165,7 +182,14 @@ export class JobRunner {
     const record: JobRecord = {
       seq: this.nextSeq++,
       input,
-      view: { id, status: "queued", progress: 0, created_at: this.now().toISOString(), version: 0 },
+      view: {
+        id,
+        status: "queued",
+        progress: 0,
+        ...(input.speech ? { speech_audio: null } : {}),
+        created_at: this.now().toISOString(),
+        version: 0,
+      },
     };
     const job = this.add(record);
     try {
@@ -176,7 +200,7 @@ export class JobRunner {
     }
     this.transitions.accepted(job);
     this.queue.push(id);
-    await this.o.blobs.used([input.audio.sha256, input.video.sha256]);
+    await this.o.blobs.used(inputBlobs(input).map((b) => b.sha256));
     this.pump();
     return { view: job.record.view, created: true };
   }
@@ -219,6 +243,18 @@ export class JobRunner {
       );
     }
     return this.o.layout.resultPath(id);
+  }
+
+  /** Path of a text job's spoken audio (WAV), once spoken. */
+  speechAudioPath(id: string): string {
+    const { record } = this.get(id);
+    if (!record.input.speech) {
+      throw new NotFoundError(`job ${id} was given its audio; only text jobs (speech) have spoken audio`);
+    }
+    if (!record.view.speech_audio) {
+      throw new ConflictError("JOB_NOT_FINISHED", `job ${id} has not spoken its text yet`);
+    }
+    return this.o.layout.speechPath(id);
   }
 
   /**
@@ -381,7 +417,8 @@ export class JobRunner {
   private async execute(job: Job, signal: AbortSignal, resume?: ResumeState): Promise<void> {
     const onAccepted = (state?: ResumeState) => this.transitions.started(job, state);
     if (resume !== undefined) job.log.info("job resumed");
-    else if (!this.o.engine.startsWhenAccepted) onAccepted();
+    // A text job runs from its first step, speech, whoever later takes the lip-sync.
+    else if (!this.o.engine.startsWhenAccepted || job.record.input.speech) onAccepted();
     let outcome: Outcome;
     try {
       const onProgress = (progress: number, message?: string) =>
@@ -393,6 +430,7 @@ export class JobRunner {
         { signal, onProgress, onAccepted },
         job.log,
         resume,
+        (audio) => this.transitions.spoken(job, audio),
       );
       outcome = { status: "succeeded", result };
     } catch (err) {
@@ -445,6 +483,7 @@ export class JobRunner {
     // Files first: once the API says 404, nothing of the job is left on disk.
     await this.o.records.remove(id);
     await rm(this.o.layout.resultPath(id), { force: true });
+    await rm(this.o.layout.speechPath(id), { force: true });
     this.jobs.delete(id);
     this.transitions.deleted(job);
     this.notifyCollected();

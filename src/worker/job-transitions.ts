@@ -51,7 +51,20 @@ export class JobTransitions {
   accepted(job: Job): void {
     const { input } = job.record;
     job.log.info(
-      { audio: input.audio.sha256, video: input.video.sha256, options: input.options },
+      {
+        ...(input.audio ? { audio: input.audio.sha256 } : {}),
+        ...(input.speech
+          ? {
+              speech: {
+                chars: input.speech.text.length,
+                lang: input.speech.lang,
+                voice: input.speech.voice?.id,
+              },
+            }
+          : {}),
+        video: input.video.sha256,
+        options: input.options,
+      },
       "job accepted",
     );
     this.o.journal?.write(job.record.view.id, "accepted");
@@ -69,6 +82,12 @@ export class JobTransitions {
       job.record = { ...job.record, resume };
       this.update(job, {});
     }
+  }
+
+  /** A text job's speech is spoken and kept (GET /v1/jobs/{id}/audio). */
+  spoken(job: Job, audio: { sha256: string; bytes: number }): void {
+    if (job.cancelRequested) return;
+    this.update(job, { speech_audio: audio });
   }
 
   progressed(job: Job, progress: number, message?: string): void {

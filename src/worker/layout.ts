@@ -13,20 +13,26 @@ export interface WorkerLayout {
   /** Per-job scratch folders, removed when the run ends. */
   readonly work: string;
   readonly results: string;
+  /** Text jobs' spoken audio, kept with the job as an artifact (`GET /v1/jobs/{id}/audio`). */
+  readonly speech: string;
   workDir(jobId: string): string;
   resultPath(jobId: string): string;
+  speechPath(jobId: string): string;
 }
 
 export function workerLayout(dataDir: string): WorkerLayout {
   const work = join(dataDir, "work");
   const results = join(dataDir, "results");
+  const speech = join(dataDir, "speech");
   return {
     dataDir,
     blobs: join(dataDir, "blobs"),
     jobs: join(dataDir, "jobs"),
     work,
     results,
+    speech,
     workDir: (jobId) => join(work, jobId),
     resultPath: (jobId) => join(results, `${jobId}.mp4`),
+    speechPath: (jobId) => join(speech, `${jobId}.wav`),
   };
 }

@@ -3,6 +3,7 @@ import { finished } from "node:stream/promises";
 import { Type } from "@sinclair/typebox";
 import type { FastifyInstance } from "fastify";
 import type { Engine } from "../engines/engine.js";
+import type { Speaker } from "../engines/speech/speaker.js";
 import { InputError, InsufficientStorageError } from "../errors.js";
 import { sendFile } from "../http/send-file.js";
 import type { TypeBoxTypeProvider } from "../http/typebox-provider.js";
@@ -22,6 +23,7 @@ import type { JobRunner } from "./job-runner.js";
 
 export interface WorkerRouteDeps {
   readonly engine: Engine;
+  readonly speaker?: Speaker | undefined;
   readonly blobs: BlobCache;
   readonly runner: JobRunner;
   readonly statfs: StatFs;
@@ -66,6 +68,11 @@ export async function registerWorkerRoutes(root: FastifyInstance, deps: WorkerRo
         protocol: PROTOCOL_VERSION,
         engine: engine.name,
         version: deps.version,
+        capabilities: {
+          lipsync: engine.name,
+          tts: deps.speaker !== undefined,
+          voice_clone: deps.speaker?.canClone === true,
+        },
         max_concurrent: Math.max(1, Math.floor(engine.capacity)),
         state: runner.isDraining ? "draining" : "ready",
         running: runner.runningIds,
@@ -204,6 +211,30 @@ export async function registerWorkerRoutes(root: FastifyInstance, deps: WorkerRo
   });
   app.head("/v1/jobs/:id/result", resultRoute, async (request, reply) =>
     sendFile(request, reply, runner.resultPath(request.params.id), { contentType: "video/mp4" }),
+  );
+
+  const audioRoute = {
+    schema: {
+      params: JobParams,
+      response: {
+        200: Type.String({
+          format: "binary",
+          description: "A text job's spoken audio (audio/wav), or the requested range",
+        }),
+        206: Type.String({ format: "binary" }),
+        "4xx": ErrorBody,
+      },
+    },
+  } as const;
+  app.get("/v1/jobs/:id/audio", { ...audioRoute, exposeHeadRoute: false }, async (request, reply) => {
+    const { id } = request.params;
+    return sendFile(request, reply, runner.speechAudioPath(id), {
+      contentType: "audio/wav",
+      downloadName: `${id}.wav`,
+    });
+  });
+  app.head("/v1/jobs/:id/audio", audioRoute, async (request, reply) =>
+    sendFile(request, reply, runner.speechAudioPath(request.params.id), { contentType: "audio/wav" }),
   );
 
   app.delete(

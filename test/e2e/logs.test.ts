@@ -52,6 +52,8 @@ describe("the gateway's log", () => {
     };
     await until(() => receiver.received.some((r) => r.body.status === "completed"));
     await receiver.close();
+    // The callback can arrive before the child's log line about it has reached our pipe.
+    await until(() => gateway.lines.some((l) => l.includes('"task completed"')));
     const lines = gateway.lines.map((l) => JSON.parse(l) as Record<string, unknown>);
     const about = lines.filter((l) => l.task_id === created.task_id);
     const created_ = about.find((l) => l.msg === "task created");
