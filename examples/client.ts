@@ -11,9 +11,12 @@ import { ApiError, Client } from "multi-heygem/client";
 
 const [audio, video, out = "out.mp4"] = process.argv.slice(2);
 if (!audio || !video) {
-  console.error("usage: npx tsx examples/client.ts AUDIO VIDEO [OUT.mp4]");
+  process.stderr.write("usage: npx tsx examples/client.ts AUDIO VIDEO [OUT.mp4]\n");
   process.exit(2);
 }
+
+const say = (line: string) => process.stdout.write(`${line}\n`);
+const fail = (line: string) => process.stderr.write(`${line}\n`);
 
 const client = new Client({
   ...(process.env.MULTI_HEYGEM_URL ? { url: process.env.MULTI_HEYGEM_URL } : {}),
@@ -23,20 +26,20 @@ const client = new Client({
 try {
   const task = await client.createTask(
     { audio, video, description: "examples/client.ts" },
-    { onUpload: (sent, total) => total && console.log(`uploaded ${Math.round((100 * sent) / total)} %`) },
+    { onUpload: (sent, total) => total && say(`uploaded ${Math.round((100 * sent) / total)} %`) },
   );
-  console.log(`task ${task.task_id} created`);
+  say(`task ${task.task_id} created`);
   const done = await client.waitFor(task.task_id, {
-    onUpdate: (t) => console.log(`${t.status}${t.machine ? ` on ${t.machine}` : ""} ${t.progress} %`),
+    onUpdate: (t) => say(`${t.status}${t.machine ? ` on ${t.machine}` : ""} ${t.progress} %`),
   });
   if (done.status !== "completed") {
-    console.error(`task ${done.task_id} ${done.status}: ${done.error_message ?? ""}`);
+    fail(`task ${done.task_id} ${done.status}: ${done.error_message ?? ""}`);
     process.exit(1);
   }
   const bytes = await client.saveResult(done.task_id, out);
-  console.log(`saved ${out} (${bytes} bytes)`);
+  say(`saved ${out} (${bytes} bytes)`);
 } catch (err) {
   if (!(err instanceof ApiError)) throw err;
-  console.error(`${err.code}: ${err.message}`);
+  fail(`${err.code}: ${err.message}`);
   process.exit(err.status >= 400 && err.status < 500 ? 2 : 1);
 }

@@ -14,7 +14,8 @@ import { isLoopbackHost } from "./http/loopback.js";
 import { createLogger, type Logger } from "./logger.js";
 import { VERSION } from "./version.js";
 
-const SHUTDOWN_GRACE_MS = 15_000;
+/** After the grace, how long closing may take before the process gives up and exits 1. */
+const CLOSE_TIMEOUT_MS = 30_000;
 
 const program = new Command()
   .name("multi-heygem")
@@ -41,7 +42,10 @@ addOptions(
   const logger = createLogger({ level: config.logLevel, format: config.logFormat });
   const { startGateway } = await import("./gateway/server.js");
   const gateway = await startGateway(config, logger);
-  closeOnSignals(logger, () => gateway.close());
+  stopOnSignals(logger, config.shutdownGraceMs, async (hurry) => {
+    await gateway.drain({ graceMs: config.shutdownGraceMs, hurry });
+    await gateway.close();
+  });
 });
 
 addOptions(
@@ -76,7 +80,8 @@ addOptions(
   });
   logger.info({ url: worker.url, engine: config.engine, data_dir: config.dataDir }, "worker agent listening");
   // The engine after the worker: the worker's jobs settle first (heygem's are left to resume).
-  closeOnSignals(logger, async () => {
+  stopOnSignals(logger, config.shutdownGraceMs, async (hurry) => {
+    await worker.drain({ graceMs: config.shutdownGraceMs, hurry });
     await worker.close();
     await engine.close?.();
   });
@@ -158,28 +163,45 @@ function namingEnv<T>(command: Command, resolve: () => T): T {
   }
 }
 
-/** SIGTERM/SIGINT: stop taking work, let what runs finish (bounded), then exit 0. */
-function closeOnSignals(logger: Logger, close: () => Promise<void>): void {
+/**
+ * SIGTERM/SIGINT: stop taking work, let what runs finish within `graceMs`, close, exit 0. A second
+ * signal cuts the grace short (`hurry`), as most servers do; closing is bounded too, past which the
+ * process exits 1 rather than hang a service manager's stop.
+ */
+function stopOnSignals(logger: Logger, graceMs: number, stop: (hurry: AbortSignal) => Promise<void>): void {
+  const hurry = new AbortController();
   let stopping = false;
-  const stop = (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    logger.info({ signal }, "shutting down");
+  const exitAfter = (ms: number) => {
     const force = setTimeout(() => {
       logger.warn("shutdown took too long; exiting");
       process.exit(1);
-    }, SHUTDOWN_GRACE_MS);
+    }, ms);
     force.unref();
-    close().then(
-      () => process.exit(0),
+  };
+  const onSignal = (signal: string) => {
+    if (stopping) {
+      if (hurry.signal.aborted) return;
+      logger.warn({ signal }, "second signal: stopping now");
+      hurry.abort();
+      exitAfter(CLOSE_TIMEOUT_MS);
+      return;
+    }
+    stopping = true;
+    logger.info({ signal, grace_ms: graceMs }, "shutting down");
+    exitAfter(graceMs + CLOSE_TIMEOUT_MS);
+    stop(hurry.signal).then(
+      () => {
+        logger.info("exiting");
+        process.exit(0);
+      },
       (err: unknown) => {
         logger.error({ err }, "shutdown failed");
         process.exit(1);
       },
     );
   };
-  process.on("SIGTERM", () => stop("SIGTERM"));
-  process.on("SIGINT", () => stop("SIGINT"));
+  process.on("SIGTERM", () => onSignal("SIGTERM"));
+  process.on("SIGINT", () => onSignal("SIGINT"));
 }
 
 program.parseAsync().catch((err: unknown) => {

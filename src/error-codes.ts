@@ -168,6 +168,26 @@ export const ERROR_CODES = {
     status: 409,
     description: "the task has no result (yet): it is not completed",
   },
+  TASK_CANCELLED: {
+    code: "TASK_CANCELLED",
+    status: 409,
+    description: "POST /tasks/sync: the task was cancelled (POST /tasks/{task_id}/cancel) before it finished",
+  },
+  TASK_FINISHED: {
+    code: "TASK_FINISHED",
+    status: 409,
+    description: "a cancel of a task that is already completed, failed or cancelled",
+  },
+  TASK_NOT_RETRYABLE: {
+    code: "TASK_NOT_RETRYABLE",
+    status: 409,
+    description: "a retry of a task that is not failed or cancelled",
+  },
+  INPUTS_DELETED: {
+    code: "INPUTS_DELETED",
+    status: 410,
+    description: "a retry of a task whose input files were deleted (retention): create a new task",
+  },
   TASK_FAILED: {
     code: "TASK_FAILED",
     // POST /tasks/sync: 422 when the input was at fault, 502 when no machine could do it.
@@ -189,6 +209,14 @@ export const ERROR_CODES = {
     status: 503,
     kind: "machine",
     description: "the gateway or worker agent is stopping and takes no new work",
+  },
+
+  WORKER_DRAINING: {
+    code: "WORKER_DRAINING",
+    status: 503,
+    // No kind: the machine takes no new work (it was sent SIGTERM), which is not the task's failure.
+    // The gateway puts the task back in the queue without counting the attempt.
+    description: "the worker agent is draining (stopping): it finishes its jobs and takes no new one",
   },
 
   // Jobs and blobs (worker protocol, /v1).

@@ -38,6 +38,8 @@ export interface GatewayConfig {
   /** A worker that cannot be reached for this long loses its running attempts to other machines. */
   readonly machineGraceMs: number;
   readonly syncTimeoutMs: number;
+  /** On SIGTERM: how long the responses and embedded jobs in flight may take. */
+  readonly shutdownGraceMs: number;
   readonly maxUploadBytes: number;
   /** Pending tasks beyond which a new task is refused with 429 (issue 9). */
   readonly maxPending: number;
@@ -104,6 +106,7 @@ export function resolveGatewayConfig(flags: GatewayFlags, cwd = process.cwd()): 
     requestTimeoutMs: options.requestTimeout,
     machineGraceMs: options.machineGrace,
     syncTimeoutMs: options.syncTimeout,
+    shutdownGraceMs: options.shutdownGrace,
     maxUploadBytes: options.maxUploadMb * 1024 * 1024,
     maxPending: options.maxPending,
     maxAudioSeconds: options.maxAudioSeconds,

@@ -4,6 +4,7 @@ import { parseWebhookSecret, SECRET_FORMAT } from "../http/webhook-signature.js"
 import { type OptionTable, option, type ValueType } from "./options.js";
 import { PLACEMENT_NAMES } from "./placement-names.js";
 import {
+  duration,
   httpUrl,
   integer,
   LOG_FORMATS,
@@ -157,6 +158,15 @@ export const GATEWAY_OPTIONS = {
     type: milliseconds({ min: 0 }),
     default: 5_000,
     description: "how long a silent machine keeps its running tasks",
+  }),
+  shutdownGrace: option({
+    flag: "--shutdown-grace",
+    value: "<duration>",
+    env: "SHUTDOWN_GRACE",
+    type: duration({ minMs: 0 }),
+    default: 60_000,
+    description:
+      "on SIGTERM, how long uploads, downloads and the embedded worker's jobs in flight may take before the gateway exits",
   }),
   syncTimeout: option({
     flag: "--sync-timeout",

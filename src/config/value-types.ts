@@ -29,6 +29,41 @@ function humanDuration(ms: number): string | undefined {
   return undefined;
 }
 
+const DURATION_UNITS: Readonly<Record<string, number>> = {
+  ms: 1,
+  s: 1000,
+  m: 60_000,
+  h: 3_600_000,
+  d: 86_400_000,
+};
+
+/**
+ * A span of time written with its unit (`90s`, `10m`, `1h`, `7d`), held in milliseconds; a bare
+ * number is milliseconds, as in the `<ms>` options. worker.json takes the same text, or a number.
+ */
+export function duration(limits: { minMs: number }): ValueType<number> {
+  const read = (text: string) => {
+    const match = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$/.exec(text);
+    if (!match) return undefined;
+    const ms = Math.round(Number(match[1]) * (DURATION_UNITS[match[2] ?? "ms"] ?? 1));
+    return Number.isFinite(ms) && ms >= limits.minMs ? ms : undefined;
+  };
+  return {
+    expected: "a duration such as 30s, 10m or 1h (a bare number is milliseconds)",
+    json: Type.Union([Type.String(), Type.Number()]),
+    parse: read,
+    check: (value) =>
+      typeof value === "string" ? read(value) : typeof value === "number" ? read(String(value)) : undefined,
+    show: (ms) => {
+      for (const unit of ["d", "h", "m", "s"] as const) {
+        const size = DURATION_UNITS[unit] ?? 1;
+        if (ms >= size && ms % size === 0) return `${ms / size}${unit}`;
+      }
+      return `${ms}ms`;
+    },
+  };
+}
+
 export function decimal(limits: { min: number }): ValueType<number> {
   const fits = (n: number) => Number.isFinite(n) && n >= limits.min;
   return {

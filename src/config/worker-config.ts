@@ -19,6 +19,8 @@ export interface WorkerConfig {
   /** Started without a token on a network address, on purpose (`--insecure-no-token`). */
   readonly insecureNoToken: boolean;
   readonly resultRetentionMs: number;
+  /** On SIGTERM: how long running jobs may finish before the agent stops them. */
+  readonly shutdownGraceMs: number;
   readonly logLevel: string;
   /** `undefined`: pretty on a terminal, else JSON lines. */
   readonly logFormat: "json" | "pretty" | undefined;
@@ -75,6 +77,7 @@ export function resolveWorkerConfig(
     token: options.token,
     insecureNoToken: options.insecureNoToken,
     resultRetentionMs: options.resultRetentionHours * 3_600_000,
+    shutdownGraceMs: options.shutdownGrace,
     logLevel: options.logLevel,
     logFormat: options.logFormat,
     ...(command ? { command } : {}),

@@ -2,6 +2,7 @@ import { SIMULATE_DEFAULTS } from "../engines/simulate-engine.js";
 import { type OptionTable, option } from "./options.js";
 import {
   decimal,
+  duration,
   exitCodes,
   integer,
   LOG_FORMATS,
@@ -92,6 +93,16 @@ const AGENT_OPTIONS = {
     default: 24,
     file: "result_retention_hours",
     description: "keep finished jobs this long",
+  }),
+  shutdownGrace: option({
+    flag: "--shutdown-grace",
+    value: "<duration>",
+    env: "SHUTDOWN_GRACE",
+    type: duration({ minMs: 0 }),
+    default: 10 * 60_000,
+    file: "shutdown_grace",
+    description:
+      "on SIGTERM, how long running jobs may go on before the agent stops them and exits (it takes no new job meanwhile)",
   }),
 } satisfies OptionTable;
 

@@ -68,6 +68,11 @@ export interface Engine {
    * Engines without it have their running jobs failed (kind `machine`) after a restart.
    */
   resume?(job: EngineJob, state: ResumeState, ctx: EngineRunContext): Promise<void>;
+  /**
+   * Ids of jobs that are over (cancelled, failed) while their backend still works on them and so
+   * keeps one of the engine's slots (a HeyGem container cannot cancel a task), for `/v1/health`.
+   */
+  held?(): string[];
   /** The engine's backends one by one (HeyGem containers), for `/v1/health`. */
   instances?(): EngineInstanceHealth[];
   /** Releases what the engine holds (child processes, pollers). */

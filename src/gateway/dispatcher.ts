@@ -48,6 +48,15 @@ class AttemptFailure extends Error {
   }
 }
 
+/** The machine's agent is stopping and took no new job: not a failure of the attempt. */
+class JobDeclined extends Error {}
+
+/**
+ * The client cancelled the task: the store has already ended the attempt (fencing), so what is
+ * left is to stop its job on the worker and give the slot back once the worker has let it go.
+ */
+class AttemptCancelled extends Error {}
+
 /** One try of a task on one machine, with what every step of it needs. */
 interface Attempt {
   readonly task: TaskRow;
@@ -75,6 +84,8 @@ interface LiveAttempt {
  */
 export class Dispatcher {
   private readonly live = new Map<string, LiveAttempt>();
+  /** Attempts cancelled in the store before they were followed here (the cancel won a race). */
+  private readonly cancelledEarly = new Set<string>();
   private readonly shutdown = new AbortController();
 
   constructor(private readonly options: DispatcherOptions) {}
@@ -147,6 +158,22 @@ export class Dispatcher {
     return false;
   }
 
+  /**
+   * Stops an attempt the store has already ended as cancelled: its job is cancelled on the worker,
+   * and its slot is given back only once the worker's health says whether the engine still holds
+   * it (a HeyGem container renders a cancelled task to its end; Machine.busySlots counts it then).
+   * Resolves when the attempt has ended here.
+   */
+  async cancelAttempt(attemptId: string): Promise<void> {
+    const attempt = this.live.get(attemptId);
+    if (!attempt) {
+      this.cancelledEarly.add(attemptId);
+      return;
+    }
+    attempt.abort.abort(new AttemptCancelled(`attempt ${attemptId} cancelled`));
+    await attempt.done;
+  }
+
   liveAttemptIds(machine: Machine): ReadonlySet<string> {
     const ids = new Set<string>();
     for (const [id, attempt] of this.live) if (attempt.machine === machine) ids.add(id);
@@ -174,6 +201,8 @@ export class Dispatcher {
       this.releaseSlot(attemptId, machine);
     });
     this.live.set(attemptId, { taskId: task.id, machine, abort, done });
+    if (this.cancelledEarly.delete(attemptId))
+      abort.abort(new AttemptCancelled(`attempt ${attemptId} cancelled`));
   }
 
   private releaseSlot(attemptId: string, machine: Machine): void {
@@ -204,7 +233,25 @@ export class Dispatcher {
       await client.cancelJob(attemptId).catch(() => undefined);
     } catch (err) {
       if (this.shutdown.signal.aborted) return;
+      if (err instanceof JobDeclined && !signal.aborted) {
+        this.options.fleet.reportAgentDraining(machine);
+        log.info(err.message);
+        await store.withdrawAttempt(task.id, attemptId, err.message);
+        return;
+      }
       const reason: unknown = signal.aborted ? signal.reason : err;
+      if (reason instanceof AttemptCancelled) {
+        log.info("task cancelled; cancelling its job on the machine");
+        await client
+          .cancelJob(attemptId)
+          .catch((cancelErr: unknown) =>
+            log.warn({ err: errorMessage(cancelErr) }, "could not cancel the job; the health probe will"),
+          );
+        // The slot is released (in track) only after this: until then the worker may not yet
+        // report the HeyGem render that outlives the job among its held slots.
+        await this.options.fleet.refresh(machine);
+        return;
+      }
       const failure =
         reason instanceof AttemptFailure
           ? reason
@@ -310,6 +357,9 @@ export class Dispatcher {
         return await call();
       } catch (err) {
         if (signal.aborted) throw err;
+        if (isWorkerError(err, ERROR_CODES.WORKER_DRAINING)) {
+          throw new JobDeclined(`machine ${machine.name} is stopping (its agent drains) and took no new job`);
+        }
         const started = clock.now();
         since ??= started;
         const transient =

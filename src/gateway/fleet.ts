@@ -39,6 +39,8 @@ export class Fleet {
   private readonly machines = new Map<string, Machine>();
   private timer: Timer | undefined;
   private readonly abort = new AbortController();
+  /** The probe under way per machine, so that `refresh` can wait for a fresh answer. */
+  private readonly probes = new Map<Machine, Promise<void>>();
 
   constructor(private readonly options: FleetOptions) {}
 
@@ -113,6 +115,13 @@ export class Fleet {
     this.setHealth(machine, "down", reason);
   }
 
+  /** A dispatcher's job was refused with WORKER_DRAINING: the agent is stopping. */
+  reportAgentDraining(machine: Machine): void {
+    if (machine.agentDraining) return;
+    machine.agentStopping();
+    this.agentDraining(machine);
+  }
+
   close(): void {
     this.timer?.cancel();
     this.abort.abort();
@@ -137,7 +146,27 @@ export class Fleet {
     this.sweepRemoved();
   }
 
-  private async probe(machine: Machine): Promise<void> {
+  /**
+   * Resolves once the machine has answered a probe sent after this call (or failed to): what the
+   * gateway then knows of it, `held` slots included, is no older than the call. A probe already
+   * under way may have been answered before, so it is awaited and another one sent.
+   */
+  async refresh(machine: Machine): Promise<void> {
+    const earlier = this.probes.get(machine);
+    if (earlier) await earlier;
+    const later = this.probes.get(machine);
+    await (later ?? this.probe(machine));
+  }
+
+  private probe(machine: Machine): Promise<void> {
+    const running = this.probes.get(machine);
+    if (running) return running;
+    const probe = this.runProbe(machine).finally(() => this.probes.delete(machine));
+    this.probes.set(machine, probe);
+    return probe;
+  }
+
+  private async runProbe(machine: Machine): Promise<void> {
     if (!machine.beginProbe()) return;
     const { clock } = this.options;
     const started = clock.now();
@@ -148,9 +177,14 @@ export class Fleet {
       );
       if (client !== machine.client) return;
       const now = clock.now();
+      const wasDraining = machine.agentDraining;
+      const heldBefore = machine.held.length;
       machine.probeSucceeded(health, now);
       machine.probeAgainAt(now + this.options.healthIntervalMs);
       this.setHealth(machine, "up", undefined);
+      if (machine.agentDraining !== wasDraining) this.agentDraining(machine);
+      // A cancelled job's render ended: its slot takes work again.
+      else if (machine.held.length < heldBefore) this.options.onChange();
       this.fenceStaleJobs(machine, [...health.running, ...health.queued]);
     } catch (err) {
       if (this.abort.signal.aborted || client !== machine.client) return;
@@ -186,6 +220,17 @@ export class Fleet {
         );
       });
     }
+  }
+
+  private agentDraining(machine: Machine): void {
+    const log = this.options.logger.child({ machine: machine.name });
+    if (machine.agentDraining) {
+      log.info(
+        { running: machine.running.size },
+        "machine's agent is stopping: no new work; its running tasks go on",
+      );
+    } else log.info("machine's agent takes work again");
+    this.options.onChange();
   }
 
   private setHealth(machine: Machine, health: "up" | "down", error: string | undefined): void {

@@ -1,11 +1,12 @@
 import { Counter, Gauge, Histogram, type Registry } from "prom-client";
 import { serverRegistry } from "../http/metrics-route.js";
 import { countCallbacksByState, countTasksByStatus } from "../store/ops-queries.js";
+// Every status a task can have is exported (as 0 when empty), so a panel never has gaps.
+import { TASK_STATUSES } from "../store/schema.js";
 import type { TaskChange, TaskStore } from "../store/task-store.js";
+import type { CallbackFailure } from "./callbacks/callback-sender.js";
 import type { Fleet } from "./fleet.js";
 
-/** Every status a task can have today; each is exported (as 0 when empty) so a panel never has gaps. */
-const TASK_STATUSES = ["pending", "processing", "completed", "failed"] as const;
 const MACHINE_STATES = ["unknown", "up", "down", "draining", "disabled"] as const;
 const CALLBACK_STATES = ["pending", "delivered", "given_up"] as const;
 
@@ -48,7 +49,7 @@ export class GatewayMetrics {
 
   private readonly attempts = new Counter({
     name: "multi_heygem_attempts_total",
-    help: "Attempts that ended, by machine and outcome (succeeded, failed)",
+    help: "Attempts that ended, by machine and outcome (succeeded, failed, cancelled)",
     labelNames: ["machine", "outcome"] as const,
     registers: [this.registry],
   });
@@ -66,6 +67,20 @@ export class GatewayMetrics {
     labelNames: ["field"] as const,
     registers: [this.registry],
   });
+
+  private readonly callbackTriesFailed = new Counter({
+    name: "multi_heygem_callback_tries_failed_total",
+    help:
+      "Callback tries that did not deliver, by reason (http_status: a non-2xx answer; timeout; " +
+      "connection: no connection or it broke; refused: the address policy forbids the target)",
+    labelNames: ["reason"] as const,
+    registers: [this.registry],
+  });
+
+  /** For CallbackSender's `onTryFailed`. */
+  readonly callbackTryFailed = (reason: CallbackFailure): void => {
+    this.callbackTriesFailed.inc({ reason });
+  };
 
   private readonly tasksCreated = new Counter({
     name: "multi_heygem_tasks_created_total",
@@ -184,7 +199,12 @@ export class GatewayMetrics {
     if (event.from_status !== "processing" || !event.attempt_id) return;
 
     const machine = event.machine ?? "unknown";
-    const outcome = event.to_status === "completed" ? "succeeded" : "failed";
+    const outcome =
+      event.to_status === "completed"
+        ? "succeeded"
+        : event.to_status === "cancelled"
+          ? "cancelled"
+          : "failed";
     this.attempts.inc({ machine, outcome });
     if (outcome === "failed") {
       // Only a machine's failure sends a task back to the queue (dispatcher.ts); a failure that

@@ -30,6 +30,8 @@ export class Machine {
   #spec: MachineEntry;
   #client: WorkerClient;
   #draining = false;
+  /** The agent said it is stopping (health `draining`, or a job refused with WORKER_DRAINING). */
+  #agentDraining = false;
   #removed = false;
   #health: MachineHealth = "unknown";
   #consecutiveFailures = 0;
@@ -72,6 +74,11 @@ export class Machine {
     return this.#draining;
   }
 
+  /** Its agent is stopping: like an operator's drain, until a probe finds it ready again. */
+  get agentDraining(): boolean {
+    return this.#agentDraining;
+  }
+
   /** Gone from machines.json: finishes what it runs, then leaves the fleet. */
   get removed(): boolean {
     return this.#removed;
@@ -110,6 +117,8 @@ export class Machine {
   get state(): MachineState {
     if (!this.#spec.enabled || this.#removed) return "disabled";
     if (this.#draining) return "draining";
+    // A stopping agent that has gone is down: the outage, not the drain, is what matters then.
+    if (this.#agentDraining && this.#health !== "down") return "draining";
     return this.#health;
   }
 
@@ -143,18 +152,34 @@ export class Machine {
     ];
   }
 
+  /**
+   * Jobs the worker reports it still spends a slot on although they are over (`held` in
+   * /v1/health): a cancelled HeyGem job's render goes on in the container until it ends.
+   */
+  get held(): readonly string[] {
+    return this.#info?.held ?? [];
+  }
+
+  /** Slots taken: the attempts the gateway follows, and the slots the worker says are still held. */
+  get busySlots(): number {
+    let busy = this.#running.size;
+    for (const id of this.held) if (!this.#running.has(id)) busy++;
+    return busy;
+  }
+
   get freeSlots(): number {
-    return Math.max(0, this.capacity - this.#running.size);
+    return Math.max(0, this.capacity - this.busySlots);
   }
 
   // ---- slots ------------------------------------------------------------------------------------
 
   /**
-   * Takes a slot for a new attempt, unless every slot is taken. After `max_concurrent` was lowered
-   * the machine may hold more attempts than slots until some end; no claim succeeds meanwhile.
+   * Takes a slot for a new attempt, unless every slot is taken (held ones included). After
+   * `max_concurrent` was lowered the machine may hold more attempts than slots until some end; no
+   * claim succeeds meanwhile.
    */
   tryClaim(attemptId: string, attempt: RunningAttempt): boolean {
-    if (this.#running.has(attemptId) || this.#running.size >= this.capacity) return false;
+    if (this.#running.has(attemptId) || this.busySlots >= this.capacity) return false;
     this.#running.set(attemptId, attempt);
     return true;
   }
@@ -176,6 +201,11 @@ export class Machine {
 
   setDraining(draining: boolean): void {
     this.#draining = draining;
+  }
+
+  /** The agent refused a job as draining: no new work until a probe says it is ready. */
+  agentStopping(): void {
+    this.#agentDraining = true;
   }
 
   /**
@@ -227,6 +257,7 @@ export class Machine {
   /** The worker answered its health probe: the outage, if any, is over. */
   probeSucceeded(health: Health, at: number): void {
     this.#info = health;
+    this.#agentDraining = health.state === "draining";
     this.#lastSeen = new Date(at);
     this.#consecutiveFailures = 0;
     this.#unreachableSince = undefined;

@@ -25,7 +25,9 @@ export class QueueLimit {
     private readonly maxPending: number,
   ) {
     store.changes.on("change", ({ event }) => {
-      if (event.from_status !== "pending") return;
+      // Cancels say nothing of how fast machines take the queue: emptying it would read as a
+      // drain of thousands a second, and Retry-After would promise room that does not come.
+      if (event.from_status !== "pending" || event.to_status === "cancelled") return;
       this.departures.push(clock.now());
       if (this.departures.length > DEPARTURES_KEPT) this.departures.shift();
     });

@@ -18,6 +18,8 @@ export interface ReadinessOptions {
   readonly minFreeDiskBytes: number;
   /** The embedded worker runs in this process: tasks can run even with no remote machine up. */
   readonly embedded: boolean;
+  /** False once the gateway is stopping (SIGTERM): a load balancer should send uploads elsewhere. */
+  readonly accepting: boolean;
 }
 
 export interface Readiness {
@@ -28,6 +30,7 @@ export interface Readiness {
     readonly store: { ok: boolean; error?: string };
     readonly disk: { ok: boolean; free_bytes: number; floor_bytes: number; error?: string };
     readonly machines: { ok: boolean; up: number; total: number; embedded: boolean };
+    readonly accepting: { ok: boolean; error?: string };
   };
 }
 
@@ -37,7 +40,10 @@ export async function checkReadiness(o: ReadinessOptions): Promise<Readiness> {
   // Up and taking work: a draining or disabled machine will run no new task.
   const { up, total } = o.fleet.availability();
   const fleet = { ok: up > 0 || o.embedded, up, total, embedded: o.embedded };
-  const checks = { store, disk, machines: fleet };
+  const accepting = o.accepting
+    ? { ok: true }
+    : { ok: false, error: "the gateway is stopping and takes no new task" };
+  const checks = { store, disk, machines: fleet, accepting };
   const failing = Object.entries(checks)
     .filter(([, check]) => !check.ok)
     .map(([name]) => name);

@@ -5,6 +5,7 @@ import { BlobStore } from "../blobs/blob-store.js";
 import type { GatewayConfig } from "../config/gateway-config.js";
 import { whileLocked } from "../data-dir-lock.js";
 import { createEngine } from "../engines/registry.js";
+import { AppError } from "../errors.js";
 import { frameworkErrors, installErrorHandler } from "../http/error-handler.js";
 import type { Logger } from "../logger.js";
 import { logMediaTools } from "../media/media-tools-log.js";
@@ -37,6 +38,7 @@ import { Fleet } from "./fleet.js";
 import { GatewayMetrics } from "./gateway-metrics.js";
 import { MachinesWatcher } from "./machines-watcher.js";
 import { MediaInspector } from "./media-inspector.js";
+import { OutageNote, waitingNote } from "./outage-note.js";
 import { createPlacement } from "./placement/index.js";
 import { Prestager } from "./prestage.js";
 import { QueueLimit } from "./queue-limit.js";
@@ -44,9 +46,14 @@ import { checkReadiness } from "./readiness.js";
 import { Scheduler } from "./scheduler.js";
 import { SpeedModel } from "./speed-model.js";
 import { TaskDeadline } from "./task-deadline.js";
+import { TaskLifecycle } from "./task-lifecycle.js";
 
 export const EMBEDDED_MACHINE = "embedded";
 const NO_MACHINES = "the machines file lists no machines: tasks wait until one is added";
+/** Where new tasks come in: refused once the gateway is stopping. */
+const NEW_TASK_ROUTES = new Set(["/tasks", "/tasks/sync"]);
+/** What a refused upload is told to wait: a restart, or a load balancer moving on, takes seconds. */
+const RETRY_AFTER_S = 5;
 const TASK_URL = /^\/tasks\/([0-9a-f-]{36})(?:[/?]|$)/;
 
 export interface GatewayHandle {
@@ -55,6 +62,14 @@ export interface GatewayHandle {
   readonly app: FastifyInstance;
   readonly store: TaskStore;
   readonly fleet: Fleet;
+  /**
+   * Graceful stop, step one (SIGTERM): refuses new tasks (503 SHUTTING_DOWN with Retry-After) and
+   * fails /readyz (`accepting`), answers sync waiters (503 with their task id), places nothing new,
+   * and lets the requests in flight (an upload, a result download) and the embedded worker's jobs
+   * finish, for at most `graceMs` (`hurry`, a second signal, ends it at once). close() comes next;
+   * the attempts under way are kept and re-attached at the next start.
+   */
+  drain(options: { graceMs: number; hurry?: AbortSignal }): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -107,7 +122,11 @@ async function startLocked(
 
   let scheduler: Scheduler | undefined;
   let dispatcher: Dispatcher | undefined;
-  const wake = () => scheduler?.wake();
+  let outage: OutageNote | undefined;
+  const wake = () => {
+    scheduler?.wake();
+    outage?.check();
+  };
   const fleet = new Fleet({
     clock,
     token: config.workerToken,
@@ -243,6 +262,25 @@ async function startLocked(
     },
   });
   installErrorHandler(app);
+  // Requests in flight, for the drain: each counts until its response has gone (or its client has).
+  let inFlight = 0;
+  const idleWaiters = new Set<() => void>();
+  let accepting = true;
+  app.addHook("onRequest", async (request, reply) => {
+    inFlight++;
+    reply.raw.once("close", () => {
+      inFlight--;
+      if (inFlight === 0) for (const wake of [...idleWaiters]) wake();
+    });
+    if (accepting || request.method !== "POST" || !NEW_TASK_ROUTES.has(request.routeOptions.url ?? ""))
+      return;
+    // Refused before a byte of the body is read; the connection closes, so the rest is not awaited.
+    void reply.header("retry-after", String(RETRY_AFTER_S)).header("connection", "close");
+    throw new AppError(
+      "SHUTTING_DOWN",
+      `the gateway is stopping and takes no new task; send it again in ${RETRY_AFTER_S} s (to this or another gateway)`,
+    );
+  });
   // In this order: CORS headers go on refusals too, and who is asking is known before what is asked.
   allowCorsOrigins(app, config.corsOrigins);
   installAccessControl(app, { keys: () => apiKeys?.current });
@@ -271,6 +309,7 @@ async function startLocked(
   addSharedSchemas(app);
   await app.register(multipart, { limits: { fileSize: config.maxUploadBytes + 1 } });
   await registerDocs(app, VERSION);
+  const queue = new QueueLimit(store, clock, config.maxPending);
   await app.register(taskRoutes, {
     clock,
     store,
@@ -278,15 +317,13 @@ async function startLocked(
     inspector: new MediaInspector(new MediaFactsStore(db, now)),
     maxUploadBytes: config.maxUploadBytes,
     maxAudioSeconds: config.maxAudioSeconds,
-    queue: new QueueLimit(store, clock, config.maxPending),
+    queue,
     dataDir,
     upload: uploadWatch,
     syncTimeoutMs: config.syncTimeoutMs,
     onTaskCreated: wake,
-    waitingNote: () => {
-      const { up, total } = fleet.availability();
-      return up === 0 ? `waiting: 0 of ${total} machines up` : undefined;
-    },
+    lifecycle: new TaskLifecycle({ store, blobs, dispatcher: dispatch, queue, logger, onQueued: wake }),
+    waitingNote: () => waitingNote(fleet),
     shutdown: shutdown.signal,
     prestage: new Prestager({ clock, fleet, speeds, logger, stallMs: 5000 }),
     callbackPolicy,
@@ -309,6 +346,7 @@ async function startLocked(
         dataDir: config.dataDir,
         embedded: embedded !== undefined,
         minFreeDiskBytes: config.minFreeDiskBytes,
+        accepting,
       }),
   });
   await app.register(callbackRoutes, { store, deliveries, onDelivery: () => callbacks?.kick() });
@@ -339,6 +377,7 @@ async function startLocked(
     timeoutMs: config.callbackTimeoutMs,
     signingKey: config.callbackSigningKey,
     publicUrl,
+    onTryFailed: metrics.callbackTryFailed,
   });
   logger.info(
     {
@@ -373,6 +412,7 @@ async function startLocked(
     );
   }
 
+  outage = new OutageNote({ fleet, store, logger });
   fleet.start();
   metrics.start();
   const sender = callbacks;
@@ -383,21 +423,62 @@ async function startLocked(
   wake();
 
   let closing: Promise<void> | undefined;
+  let drained: Promise<void> | undefined;
+  /** The drain's grace ran out with requests still in flight: close() cuts their connections. */
+  let cutOff = false;
+  const drain = async ({ graceMs, hurry }: { graceMs: number; hurry?: AbortSignal }) => {
+    accepting = false;
+    // The embedded agent drains too: that is the gateway stopping, not an outage to note on tasks.
+    await outage?.close();
+    // Sync waiters answer now (503 with their task id): the grace is for transfers, not renders.
+    shutdown.abort();
+    scheduler?.close();
+    logger.info(
+      { requests_in_flight: inFlight, grace_ms: graceMs, embedded_worker: embedded !== undefined },
+      "draining: no new tasks; requests in flight may finish within the grace",
+    );
+    const grace = AbortSignal.timeout(graceMs);
+    const until = hurry ? AbortSignal.any([grace, hurry]) : grace;
+    const requestsDone = new Promise<void>((resolve) => {
+      const check = () => {
+        if (inFlight > 0 && !until.aborted) return;
+        idleWaiters.delete(check);
+        until.removeEventListener("abort", check);
+        resolve();
+      };
+      idleWaiters.add(check);
+      until.addEventListener("abort", check, { once: true });
+      check();
+    });
+    await Promise.all([requestsDone, embedded?.drain({ graceMs, ...(hurry ? { hurry } : {}) })]);
+    cutOff = inFlight > 0;
+    if (cutOff)
+      logger.warn({ requests_in_flight: inFlight }, "grace over: cutting the requests still in flight");
+    else logger.info("drained: no request in flight");
+  };
   return {
     url,
     port,
     app,
     store,
     fleet,
+    drain: (options) => {
+      drained ??= drain(options);
+      return drained;
+    },
     close: () => {
       closing ??= (async () => {
+        accepting = false;
         shutdown.abort();
         metrics.close();
         scheduler?.close();
         watcher?.close();
         apiKeys?.close();
         deadline.close();
-        await app.close();
+        await outage?.close();
+        const closed = app.close();
+        if (cutOff) app.server.closeAllConnections();
+        await closed;
         await dispatch.close();
         fleet.close();
         await sender.close();

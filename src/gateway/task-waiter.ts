@@ -4,8 +4,8 @@ import type { TaskChange, TaskStore } from "../store/task-store.js";
 import type { Clock, Timer } from "./clock.js";
 
 /**
- * Resolves with the task once it is completed or failed, or with its latest row when `timeoutMs`
- * passes or `signal` aborts first. Waiting never changes the task: a client that gives up does
+ * Resolves with the task once it is final (completed, failed or cancelled), or with its latest
+ * row when `timeoutMs` passes or `signal` aborts first. Waiting never changes the task: a client that gives up does
  * not cancel its work.
  */
 export async function waitForFinal(

@@ -102,9 +102,24 @@ export const Health = Type.Object({
   engine: Type.String(),
   version: Type.String({ description: "multi-heygem version of the agent" }),
   max_concurrent: Type.Integer({ minimum: 1 }),
+  state: Type.Optional(
+    Type.Union([Type.Literal("ready"), Type.Literal("draining")], {
+      description:
+        "draining: the agent is stopping (SIGTERM); it finishes its jobs, answers polls and results, and " +
+        "refuses new jobs (503 WORKER_DRAINING). Absent from agents older than this field: ready",
+    }),
+  ),
   running: Type.Array(JobId, { description: "Jobs the engine is working on now" }),
   queued: Type.Array(JobId, { description: "Jobs accepted and waiting for a free engine slot" }),
   free_disk_bytes: Type.Integer({ minimum: 0 }),
+  held: Type.Optional(
+    Type.Array(JobId, {
+      description:
+        "Jobs that are over for the agent (cancelled, or failed for hanging) whose backend still works on " +
+        "them: a HeyGem container cannot stop a task, so each keeps an engine slot until its render ends. " +
+        "The gateway counts them as busy slots",
+    }),
+  ),
   instances: Type.Optional(
     Type.Array(
       Type.Object({

@@ -4,10 +4,18 @@
  */
 import type { Generated, Insertable, Selectable } from "kysely";
 
-export type TaskStatus = "pending" | "processing" | "completed" | "failed";
-export const FINAL_TASK_STATUSES: ReadonlySet<TaskStatus> = new Set(["completed", "failed"]);
+/** Every status a task can have; anything that enumerates them (metrics, views) reads this list. */
+export const TASK_STATUSES = ["pending", "processing", "completed", "failed", "cancelled"] as const;
+export type TaskStatus = (typeof TASK_STATUSES)[number];
+export function isTaskStatus(value: string): value is TaskStatus {
+  return (TASK_STATUSES as readonly string[]).includes(value);
+}
+export const FINAL_TASK_STATUSES: ReadonlySet<TaskStatus> = new Set(["completed", "failed", "cancelled"]);
+/** Final statuses `POST /tasks/{id}/retry` takes back to `pending`. */
+export const RETRYABLE_TASK_STATUSES: ReadonlySet<TaskStatus> = new Set(["failed", "cancelled"]);
 
-export type AttemptStatus = "dispatching" | "running" | "succeeded" | "failed" | "abandoned";
+/** `cancelled`: the client cancelled the task while this attempt ran; its result is never used. */
+export type AttemptStatus = "dispatching" | "running" | "succeeded" | "failed" | "abandoned" | "cancelled";
 export const LIVE_ATTEMPT_STATUSES: readonly AttemptStatus[] = ["dispatching", "running"];
 
 export interface TasksTable {

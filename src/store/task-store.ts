@@ -330,6 +330,30 @@ export class TaskStore {
     });
   }
 
+  /**
+   * The machine refused the current attempt's job before running it (its agent is stopping): the
+   * attempt is `abandoned` and not counted, and the task goes back to `pending` for another machine.
+   */
+  async withdrawAttempt(taskId: string, attemptId: string, message: string): Promise<TaskRow | undefined> {
+    return this.transition(taskId, {
+      from: "processing",
+      to: "pending",
+      onlyIfCurrent: attemptId,
+      write: (trx, _task, at) => this.endAttempt(trx, attemptId, "abandoned", at, "machine", message),
+      set: (task) => ({
+        current_attempt: null,
+        machine: null,
+        progress: 0,
+        attempts: Math.max(0, task.attempts - 1),
+      }),
+      event: (task) => ({
+        machine: task.machine,
+        attempt_id: attemptId,
+        message: `${message}; queued again`,
+      }),
+    });
+  }
+
   /** Fails a task that has no live attempt (still pending), e.g. when it waited past its deadline. */
   async failPendingTask(taskId: string, message: string): Promise<TaskRow | undefined> {
     return this.transition(taskId, {
@@ -338,6 +362,80 @@ export class TaskStore {
       set: (_task, at) => ({ completed_at: at, error_message: message, error_kind: "machine" }),
       event: () => ({ message }),
     });
+  }
+
+  /**
+   * Cancels a task that has not finished (POST /tasks/{id}/cancel). A pending task never runs; a
+   * processing one has its current attempt ended as `cancelled` in the same transaction, so a late
+   * result of that attempt can never complete the task (fencing: `completeAttempt` wants the task
+   * `processing`). Stopping the job on its machine is the dispatcher's part. Undefined, changing
+   * nothing, when the task is no longer `from`.
+   */
+  async cancelTask(
+    taskId: string,
+    from: "pending" | "processing",
+    message: string,
+  ): Promise<TaskRow | undefined> {
+    return from === "pending"
+      ? this.transition(taskId, this.cancelMove("pending", message))
+      : this.transition(taskId, this.cancelMove("processing", message));
+  }
+
+  /**
+   * Cancels up to `limit` pending tasks, highest priority first, in one transaction, each with its
+   * event and callback rows as if cancelled one by one. Returns how many it cancelled: the caller
+   * repeats until that is less than `limit`, so that emptying a queue of 100k tasks is many short
+   * transactions between which the API goes on answering.
+   */
+  async cancelPendingBatch(limit: number, message: string): Promise<number> {
+    await this.beforeWrite();
+    const at = this.stamp();
+    const move = allowedTransition("pending", "cancelled");
+    const step = this.cancelMove("pending", message);
+    const changes = await this.db.transaction().execute(async (trx) => {
+      const tasks = await trx
+        .selectFrom("tasks")
+        .selectAll()
+        .where("status", "=", "pending")
+        .orderBy("priority", "desc")
+        .orderBy("seq")
+        .limit(limit)
+        .execute();
+      const done: TaskChange[] = [];
+      for (const task of tasks) done.push(await this.applyMove(trx, task, at, move, step));
+      return done;
+    });
+    for (const change of changes) {
+      this.forget(change.task.id);
+      this.committed(change);
+    }
+    return changes.length;
+  }
+
+  /**
+   * Queues a failed or cancelled task again under the same id (POST /tasks/{id}/retry), with fresh
+   * attempts: the counter starts again from 0, so it gets the whole `--max-attempts`. The earlier
+   * attempts stay in its history; none of them is current, so none can complete it (fencing).
+   */
+  async retryTask(taskId: string, from: "failed" | "cancelled"): Promise<TaskRow | undefined> {
+    const step = {
+      set: () => ({
+        attempts: 0,
+        progress: 0,
+        current_attempt: null,
+        machine: null,
+        started_at: null,
+        completed_at: null,
+        error_message: null,
+        error_kind: null,
+        result_sha256: null,
+        result_bytes: null,
+      }),
+      event: (task: TaskRow) => ({ message: `retried after it was ${task.status}; queued again` }),
+    };
+    return from === "failed"
+      ? this.transition(taskId, { from: "failed", to: "pending", ...step })
+      : this.transition(taskId, { from: "cancelled", to: "pending", ...step });
   }
 
   /** Unfinished tasks created before `before` (ISO time), oldest first. */
@@ -432,6 +530,55 @@ export class TaskStore {
       .execute();
   }
 
+  /** Ids of the tasks now pending, in no particular order (one read of the status index). */
+  async pendingTaskIds(): Promise<string[]> {
+    const rows = await this.db.selectFrom("tasks").select("id").where("status", "=", "pending").execute();
+    return rows.map((row) => row.id);
+  }
+
+  /**
+   * Adds a `waiting` event saying `message` to those of `taskIds` still pending, in one
+   * transaction; returns how many got it. A note, not a change: no status moves, so no callback
+   * and nothing on `changes`. Callers pass small batches, so the store is never held for long.
+   */
+  async noteWaiting(taskIds: readonly string[], message: string): Promise<number> {
+    if (taskIds.length === 0) return 0;
+    await this.beforeWrite();
+    const at = this.stamp();
+    const result = await this.db
+      .insertInto("events")
+      .columns([
+        "task_id",
+        "at",
+        "type",
+        "from_status",
+        "to_status",
+        "machine",
+        "attempt_id",
+        "progress",
+        "message",
+      ])
+      .expression((eb) =>
+        eb
+          .selectFrom("tasks")
+          .select([
+            "id",
+            sql.lit(at).as("at"),
+            sql.lit("waiting").as("type"),
+            sql.lit(null).as("from_status"),
+            sql.lit(null).as("to_status"),
+            sql.lit(null).as("machine"),
+            sql.lit(null).as("attempt_id"),
+            sql.lit(null).as("progress"),
+            sql<string>`${message}`.as("message"),
+          ])
+          .where("id", "in", taskIds)
+          .where("status", "=", "pending"),
+      )
+      .executeTakeFirst();
+    return Number(result.numInsertedOrUpdatedRows ?? 0);
+  }
+
   /** Attempts that were under way: after a gateway restart each is re-attached, not re-run. */
   async liveAttempts(): Promise<AttemptRow[]> {
     return this.db
@@ -461,26 +608,54 @@ export class TaskStore {
    */
   private async transition(
     taskId: string,
-    step: TaskMove & {
-      onlyIfCurrent?: string;
-      write?: (trx: Transaction<Database>, task: TaskRow, at: string) => Promise<void>;
-      set: (task: TaskRow, at: string) => Partial<Omit<TaskRow, "id" | "status" | "updated_at">>;
-      event: (task: TaskRow) => Omit<Partial<EventFields>, "type" | "from_status" | "to_status">;
-    },
+    step: TaskMove & MoveWrites & { onlyIfCurrent?: string },
   ): Promise<TaskRow | undefined> {
     const move = allowedTransition(step.from, step.to);
     return this.change(taskId, async (trx, task, at) => {
       if (task.status !== move.from) return undefined;
       if (step.onlyIfCurrent !== undefined && task.current_attempt !== step.onlyIfCurrent) return undefined;
-      await step.write?.(trx, task, at);
-      const updated = await this.updateTask(trx, taskId, {
-        ...step.set(task, at),
-        status: move.to,
-        updated_at: at,
-      });
-      const event = await this.recordStatus(trx, updated, at, move, step.event(task));
-      return { task: updated, event };
+      return this.applyMove(trx, task, at, move, step);
     });
+  }
+
+  /** The writes of one status change, inside the caller's transaction, once it has checked `task`. */
+  private async applyMove(
+    trx: Transaction<Database>,
+    task: TaskRow,
+    at: string,
+    move: AllowedTransition,
+    step: MoveWrites,
+  ): Promise<TaskChange> {
+    await step.write?.(trx, task, at);
+    const updated = await this.updateTask(trx, task.id, {
+      ...step.set(task, at),
+      status: move.to,
+      updated_at: at,
+    });
+    const event = await this.recordStatus(trx, updated, at, move, step.event(task));
+    return { task: updated, event };
+  }
+
+  /** The writes of a cancel from `from`; a processing task's current attempt ends `cancelled`. */
+  private cancelMove<F extends "pending" | "processing">(
+    from: F,
+    message: string,
+  ): MoveWrites & { from: F; to: "cancelled" } {
+    return {
+      from,
+      to: "cancelled",
+      write: async (trx, task, at) => {
+        if (from === "processing" && task.current_attempt) {
+          await this.endAttempt(trx, task.current_attempt, "cancelled", at, undefined, message);
+        }
+      },
+      set: (_task, at) => ({ completed_at: at, error_message: message, error_kind: null }),
+      event: (task) => ({
+        machine: from === "processing" ? task.machine : null,
+        attempt_id: from === "processing" ? task.current_attempt : null,
+        message,
+      }),
+    };
   }
 
   private async change(
@@ -519,7 +694,7 @@ export class TaskStore {
   private async endAttempt(
     trx: Transaction<Database>,
     id: string,
-    status: "succeeded" | "failed" | "abandoned",
+    status: "succeeded" | "failed" | "abandoned" | "cancelled",
     at: string,
     kind?: string,
     message?: string,
@@ -577,6 +752,13 @@ export class TaskStore {
     }
     return event;
   }
+}
+
+/** What one status change writes besides the status: attempt rows, task fields, the event's fields. */
+interface MoveWrites {
+  write?: (trx: Transaction<Database>, task: TaskRow, at: string) => Promise<void>;
+  set: (task: TaskRow, at: string) => Partial<Omit<TaskRow, "id" | "status" | "updated_at">>;
+  event: (task: TaskRow) => Omit<Partial<EventFields>, "type" | "from_status" | "to_status">;
 }
 
 /** The body POSTed to a task's callback_url: the seed's four fields, then more context. */

@@ -3,7 +3,8 @@ import type { TaskStatus } from "./schema.js";
 /**
  * Every status change a task may make, with the event type its row is written under. The store
  * makes no other (TaskStore refuses any move missing here), so this table is the whole life of a
- * task: the seed's four public statuses, and the two ways back to `pending` a client can see.
+ * task: the seed's four public statuses plus `cancelled`, and the ways back to `pending` a client
+ * can see (a machine's failure, and a client's retry of a finished task).
  */
 export const TASK_TRANSITIONS = [
   /** A new task joins the queue (the row is created in this state). */
@@ -17,6 +18,13 @@ export const TASK_TRANSITIONS = [
   { from: "processing", to: "failed", event: "failed" },
   /** The task's deadline passed while it waited for a machine. */
   { from: "pending", to: "failed", event: "failed" },
+  /** POST /tasks/{id}/cancel (or the bulk cancel): a pending task never runs. */
+  { from: "pending", to: "cancelled", event: "cancelled" },
+  /** POST /tasks/{id}/cancel: the attempt is fenced off at once and its job cancelled on the worker. */
+  { from: "processing", to: "cancelled", event: "cancelled" },
+  /** POST /tasks/{id}/retry: the same task queued again with fresh attempts. */
+  { from: "failed", to: "pending", event: "retried" },
+  { from: "cancelled", to: "pending", event: "retried" },
 ] as const satisfies readonly TaskTransition[];
 
 interface TaskTransition {

@@ -44,6 +44,14 @@ export interface WorkerHandle {
   /** Its own Prometheus metrics (not the process ones), for a gateway that embeds it to export. */
   readonly metrics: readonly Metric[];
   /**
+   * Graceful stop, step one (SIGTERM): takes no new job (`draining` in /v1/health, a new job is
+   * refused with 503 WORKER_DRAINING) while it goes on answering polls and results, and resolves
+   * once the gateway has collected every job the agent held, or at `graceMs`. Jobs still running
+   * then are stopped (see close()), and the gateway gets a few seconds to learn of it. `hurry`
+   * (a second signal) ends the grace at once. close() comes next.
+   */
+  drain(options: { graceMs: number; hurry?: AbortSignal }): Promise<void>;
+  /**
    * Stops taking requests, ends long-polls, aborts running jobs (recorded as failed, kind
    * `machine`, so the gateway runs them elsewhere) and closes the server. Queued jobs stay
    * queued for the next start on the same data dir, and so do running jobs whose engine can
@@ -51,6 +59,9 @@ export interface WorkerHandle {
    */
   close(): Promise<void>;
 }
+
+/** After a drain's grace: how long the gateway may take to collect the jobs stopped at its end. */
+const FAREWELL_MS = 5_000;
 
 /** Starts the worker agent: the /v1 protocol server in front of one engine on this machine. */
 export async function startWorker(options: WorkerOptions): Promise<WorkerHandle> {
@@ -115,10 +126,34 @@ async function startLocked(options: WorkerOptions): Promise<WorkerHandle> {
   logger.info({ url, capacity: options.engine.capacity, data_dir: layout.dataDir }, "worker agent listening");
 
   let closing: Promise<void> | undefined;
+  let draining: Promise<void> | undefined;
+  const drain = async ({ graceMs, hurry }: { graceMs: number; hurry?: AbortSignal }) => {
+    logger.info(
+      { running: runner.runningIds.length, queued: runner.queuedIds.length, grace_ms: graceMs },
+      "draining: no new jobs; running jobs may finish within the grace",
+    );
+    runner.drain();
+    const grace = AbortSignal.timeout(graceMs);
+    await runner.whenCollected(hurry ? AbortSignal.any([grace, hurry]) : grace);
+    const left = runner.uncollected;
+    if (left === 0) return logger.info("drained: every job finished and was collected");
+    logger.warn(
+      { jobs: left, hurried: hurry?.aborted === true },
+      "grace over: stopping the jobs still running (HeyGem jobs are found again after a restart)",
+    );
+    await runner.stopJobs();
+    // The failures just recorded reach the gateway through its polls; wait a little for them.
+    const farewell = AbortSignal.timeout(FAREWELL_MS);
+    await runner.whenCollected(hurry ? AbortSignal.any([farewell, hurry]) : farewell);
+  };
   return {
     url,
     port,
     metrics: metrics.own,
+    drain: (options) => {
+      draining ??= drain(options);
+      return draining;
+    },
     close: () => {
       closing ??= (async () => {
         // Stop listening first, then settle the jobs, so that no new job arrives mid-shutdown and

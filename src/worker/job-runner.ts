@@ -3,7 +3,12 @@ import type { BlobStore } from "../blobs/blob-store.js";
 import { AgentStoppingError, type Engine, type ResumeState } from "../engines/engine.js";
 import { AppError, ConflictError, EngineError, errorMessage, InputError, NotFoundError } from "../errors.js";
 import type { Logger } from "../logger.js";
-import { DEFAULT_JOB_OPTIONS, type JobView, type PutJobBody } from "../protocol/schemas.js";
+import {
+  DEFAULT_JOB_OPTIONS,
+  FINAL_JOB_STATUSES,
+  type JobView,
+  type PutJobBody,
+} from "../protocol/schemas.js";
 import { runEngine } from "./engine-run.js";
 import type { JobJournal } from "./job-journal.js";
 import { type JobInput, type JobRecord, type JobRecords, sameInput } from "./job-records.js";
@@ -49,7 +54,16 @@ export class JobRunner {
   private readonly transitions: JobTransitions;
   private readonly retention: JobRetention;
   private nextSeq = 0;
+  /** No long-poll parks any more: close() is under way. */
   private closing = false;
+  /** Running jobs have been stopped (close, or the end of a drain's grace): nothing more starts. */
+  private stopping = false;
+  /** Taking no new job (SIGTERM): what was accepted before runs on. */
+  private draining = false;
+  /** Jobs accepted before the drain began: it is over once the gateway has collected them all. */
+  private readonly drainSet = new Set<string>();
+  /** Called whenever a job of `drainSet` may have been collected. */
+  private readonly collectedWaiters = new Set<() => void>();
 
   private constructor(private readonly o: JobRunnerOptions) {
     this.capacity = Math.max(1, Math.floor(o.engine.capacity));
@@ -113,7 +127,7 @@ export class JobRunner {
     };
     const existing = this.existing(id, input);
     if (existing) return { view: existing, created: false };
-    if (this.closing) throw shuttingDown();
+    this.refuseNewJobs();
     for (const field of ["audio", "video"] as const) {
       const ref = input[field];
       if (!(await this.o.blobs.has(ref.sha256))) {
@@ -123,7 +137,7 @@ export class JobRunner {
     // Another PUT for this id may have won the race while the blobs were checked.
     const raced = this.existing(id, input);
     if (raced) return { view: raced, created: false };
-    if (this.closing) throw shuttingDown();
+    this.refuseNewJobs();
 
     const record: JobRecord = {
       seq: this.nextSeq++,
@@ -197,19 +211,89 @@ export class JobRunner {
     return job.deleting;
   }
 
+  get isDraining(): boolean {
+    return this.draining;
+  }
+
+  /**
+   * Takes no new job from now on (a PUT of a new id answers WORKER_DRAINING; one that re-attaches
+   * to a known job still answers), while the jobs already accepted run on, queued ones included.
+   */
+  drain(): void {
+    if (this.draining) return;
+    this.draining = true;
+    for (const id of [...this.running, ...this.queue, ...this.resuming]) this.drainSet.add(id);
+  }
+
+  /** Jobs accepted before the drain that the gateway has not collected (deleted) yet. */
+  get uncollected(): number {
+    let n = 0;
+    for (const id of this.drainSet) {
+      const job = this.jobs.get(id);
+      // Once stopped, a job left for the next start (queued, or resumable) is nobody's to collect.
+      if (job && (!this.stopping || FINAL_JOB_STATUSES.has(job.record.view.status))) n++;
+    }
+    return n;
+  }
+
+  /**
+   * Resolves once every job accepted before the drain has been collected by the gateway (it
+   * deletes a job once it has its result or its failure), or when `signal` aborts.
+   */
+  async whenCollected(signal: AbortSignal): Promise<void> {
+    await new Promise<void>((resolve) => {
+      const check = () => {
+        if (this.uncollected > 0 && !signal.aborted) return;
+        this.collectedWaiters.delete(check);
+        signal.removeEventListener("abort", check);
+        resolve();
+      };
+      this.collectedWaiters.add(check);
+      signal.addEventListener("abort", check, { once: true });
+      check();
+    });
+  }
+
+  /**
+   * Stops the running jobs now: each is recorded as failed (kind `machine`, so the gateway runs it
+   * elsewhere), or left for the next start when its engine can `resume` it (a HeyGem container
+   * renders on). Queued jobs stay queued on disk. Long-polls still answer, so the gateway can
+   * learn of the failures before the agent closes.
+   */
+  async stopJobs(): Promise<void> {
+    this.stopping = true;
+    for (const id of this.running) {
+      this.jobs.get(id)?.abort?.abort(new AgentStoppingError(STOPPED_WHILE_RUNNING));
+    }
+    await Promise.all([...this.jobs.values()].map((job) => job.run));
+    this.notifyCollected();
+  }
+
   /**
    * Stops taking work and aborts running jobs, which are recorded as failed (kind `machine`) so
    * that a later start reports them honestly. Queued jobs stay queued on disk for the next start.
    */
   async close(): Promise<void> {
     this.closing = true;
+    this.stopping = true;
     this.retention.stop();
     for (const job of this.jobs.values()) this.transitions.wake(job);
-    for (const id of this.running) {
-      this.jobs.get(id)?.abort?.abort(new AgentStoppingError(STOPPED_WHILE_RUNNING));
-    }
-    await Promise.all([...this.jobs.values()].map((job) => job.run));
+    await this.stopJobs();
     await this.o.records.flush();
+  }
+
+  private refuseNewJobs(): void {
+    if (this.stopping) throw shuttingDown();
+    if (this.draining) {
+      throw new AppError(
+        "WORKER_DRAINING",
+        "the worker agent is draining (it was asked to stop): it finishes its jobs and takes no new one",
+      );
+    }
+  }
+
+  private notifyCollected(): void {
+    for (const check of [...this.collectedWaiters]) check();
   }
 
   private async recover(): Promise<void> {
@@ -252,7 +336,7 @@ export class JobRunner {
   }
 
   private pump(): void {
-    while (!this.closing && this.running.size < this.capacity) {
+    while (!this.stopping && this.running.size < this.capacity) {
       const resumeId = this.resuming.shift();
       const id = resumeId ?? this.queue.shift();
       if (id === undefined) return;
@@ -299,7 +383,7 @@ export class JobRunner {
 
   private blame(job: Job, signal: AbortSignal, err: unknown): Outcome {
     if (job.cancelRequested) return { status: "cancelled" };
-    if (this.closing && signal.aborted) {
+    if (this.stopping && signal.aborted) {
       // Not started yet, or still in the hands of a backend that outlives the agent: both can go
       // on after the next start, the first from the queue, the second through `Engine.resume`.
       const { status } = job.record.view;
@@ -339,6 +423,7 @@ export class JobRunner {
     await rm(this.o.layout.resultPath(id), { force: true });
     this.jobs.delete(id);
     this.transitions.deleted(job);
+    this.notifyCollected();
     return job.record.view;
   }
 }

@@ -47,14 +47,17 @@ export async function registerWorkerRoutes(root: FastifyInstance, deps: WorkerRo
     async (): Promise<Health> => {
       const disk = await statfs(deps.dataDir);
       const instances = engine.instances?.();
+      const held = engine.held?.();
       return {
         protocol: PROTOCOL_VERSION,
         engine: engine.name,
         version: deps.version,
         max_concurrent: Math.max(1, Math.floor(engine.capacity)),
+        state: runner.isDraining ? "draining" : "ready",
         running: runner.runningIds,
         queued: runner.queuedIds,
         free_disk_bytes: disk.bavail * disk.bsize,
+        ...(held === undefined ? {} : { held }),
         ...(instances === undefined ? {} : { instances }),
       };
     },
@@ -130,7 +133,17 @@ export async function registerWorkerRoutes(root: FastifyInstance, deps: WorkerRo
       schema: {
         params: JobParams,
         body: PutJobBody,
-        response: { 200: JobView, 201: JobView, "4xx": ErrorBody, 503: ErrorBody },
+        response: {
+          200: JobView,
+          201: JobView,
+          "4xx": ErrorBody,
+          503: {
+            ...ErrorBody,
+            description:
+              "WORKER_DRAINING: the agent is stopping (health state draining) and takes no new job; the " +
+              "gateway queues the task again elsewhere. SHUTTING_DOWN: it is closing",
+          },
+        },
       },
     },
     async (request, reply) => {

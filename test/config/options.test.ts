@@ -11,7 +11,15 @@ import {
   readSettings,
   shownDefault,
 } from "../../src/config/options.js";
-import { integer, LOG_LEVELS, milliseconds, oneOf, path, text } from "../../src/config/value-types.js";
+import {
+  duration,
+  integer,
+  LOG_LEVELS,
+  milliseconds,
+  oneOf,
+  path,
+  text,
+} from "../../src/config/value-types.js";
 import { WORKER_OPTIONS } from "../../src/config/worker-options.js";
 import { ConfigError } from "../../src/errors.js";
 
@@ -104,6 +112,7 @@ describe("the options tables", () => {
       "max_concurrent",
       "token",
       "result_retention_hours",
+      "shutdown_grace",
       "log_level",
       "log_format",
     ]);
@@ -178,5 +187,27 @@ describe("how a default is shown", () => {
     expect(helpText(TRY.grace)).toBe("wait (default: 600000 ms = 10 min)");
     expect(helpText(TRY.level)).toBe("levels: low, high (default: low)");
     expect(shownDefault(GATEWAY_OPTIONS.taskTimeout)).toBe("`21600000` ms (6 h)");
+  });
+});
+
+describe("duration", () => {
+  const type = duration({ minMs: 0 });
+
+  it("reads a number with its unit, a bare number as milliseconds, and shows it back", () => {
+    expect(["500ms", "90s", "10m", "1.5h", "7d", "250"].map((t) => type.parse(t))).toEqual([
+      500, 90_000, 600_000, 5_400_000, 604_800_000, 250,
+    ]);
+    expect([600_000, 90_000, 1_500, 86_400_000].map((ms) => type.show(ms))).toEqual([
+      "10m",
+      "90s",
+      "1500ms",
+      "1d",
+    ]);
+    expect(type.check("30s")).toBe(30_000);
+  });
+
+  it("refuses anything else", () => {
+    for (const bad of ["", "10 minutes", "-1s", "1w", "s"]) expect(type.parse(bad), bad).toBeUndefined();
+    expect(duration({ minMs: 1000 }).parse("500ms")).toBeUndefined();
   });
 });

@@ -305,6 +305,7 @@ describe("GET /healthz and GET /readyz", () => {
       dataDir: gateway.dataDir,
       embedded: true,
       minFreeDiskBytes: Number.MAX_SAFE_INTEGER,
+      accepting: true,
     });
     expect(verdict.ready).toBe(false);
     expect(verdict.failing).toEqual(["disk"]);

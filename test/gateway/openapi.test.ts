@@ -1,4 +1,9 @@
+import { validate } from "@readme/openapi-parser";
+import { Ajv } from "ajv";
+import addFormatsModule from "ajv-formats";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { SHARED_SCHEMAS } from "../../src/gateway/api/docs.js";
+import { OPENAPI_EXAMPLES } from "../../src/gateway/api/openapi-examples.js";
 import { removeDir, startTestGateway } from "../helpers/gateway.js";
 
 type Gateway = Awaited<ReturnType<typeof startTestGateway>>;
@@ -8,13 +13,20 @@ interface Operation {
   security?: Record<string, string[]>[];
   callbacks?: Record<string, Record<string, { post?: { requestBody?: { description?: string } } }>>;
   requestBody?: { content: Record<string, { schema: { properties?: Record<string, unknown> } }> };
-  responses: Record<string, { description?: string; content?: Record<string, unknown> }>;
+  responses: Record<string, { description?: string; content?: Record<string, Media> }>;
+}
+interface Media {
+  schema?: { $ref?: string; example?: unknown; format?: string; type?: string };
+  example?: unknown;
 }
 interface Document {
   openapi: string;
   paths: Record<string, Record<string, Operation>>;
   components: { schemas: Record<string, unknown>; securitySchemes?: Record<string, Record<string, string>> };
 }
+
+// ajv-formats is CommonJS whose module.exports is the plugin itself.
+const addFormats = addFormatsModule as unknown as typeof addFormatsModule.default;
 
 describe("API documentation", () => {
   let gateway: Gateway;
@@ -34,8 +46,11 @@ describe("API documentation", () => {
     const expected: Record<string, Record<string, string[]>> = {
       "/tasks": { post: ["200", "400", "408", "413", "415", "429", "503", "507"], get: ["200", "400"] },
       "/tasks/sync": {
-        post: ["200", "400", "408", "413", "415", "422", "429", "502", "503", "504", "507"],
+        post: ["200", "400", "408", "409", "413", "415", "422", "429", "502", "503", "504", "507"],
       },
+      "/tasks/{task_id}/cancel": { post: ["200", "404", "409"] },
+      "/tasks/{task_id}/retry": { post: ["200", "404", "409", "410", "429"] },
+      "/tasks/cancel": { post: ["200", "400"] },
       "/tasks/{task_id}": { get: ["200", "404"] },
       "/tasks/{task_id}/events": { get: ["200", "404"] },
       "/tasks/{task_id}/callbacks": { get: ["200", "404"] },
@@ -84,6 +99,9 @@ describe("API documentation", () => {
       ["/tasks/{task_id}", "get", "submit"],
       ["/machines", "get", "admin"],
       ["/machines/{name}/drain", "post", "admin"],
+      ["/tasks/{task_id}/cancel", "post", "submit"],
+      ["/tasks/{task_id}/retry", "post", "submit"],
+      ["/tasks/cancel", "post", "admin"],
     ] as const) {
       const op = needs(path, method);
       expect(op?.security, `${method} ${path}`).toEqual([{ apiKey: [] }]);
@@ -106,6 +124,54 @@ describe("API documentation", () => {
       );
     }
     expect(Object.keys(doc.components.schemas)).toContain("CallbackPayload");
+  });
+
+  it("passes an OpenAPI validator without a warning", async () => {
+    const result = await validate(structuredClone(doc) as never);
+    expect(result).toMatchObject({ valid: true, warnings: [] });
+  });
+
+  it("describes every response, errors as JSON, and lists one HEAD only (the result's size)", () => {
+    const components = doc.components.schemas as Record<string, { example?: unknown }>;
+    const operations = Object.entries(doc.paths).flatMap(([path, methods]) =>
+      Object.entries(methods).map(([method, op]) => ({ path, method, op })),
+    );
+    expect(operations.filter((o) => o.method === "head").map((o) => o.path)).toEqual([
+      "/tasks/{task_id}/result",
+    ]);
+    for (const { path, method, op } of operations) {
+      for (const [code, response] of Object.entries(op.responses)) {
+        const where = `${method} ${path} ${code}`;
+        expect(response.description, where).toBeTruthy();
+        expect(response.description, where).not.toBe("Default Response");
+        if (/^[45]/.test(code))
+          expect(Object.keys(response.content ?? {}), where).toEqual(["application/json"]);
+        for (const [type, media] of Object.entries(response.content ?? {})) {
+          const ref = media.schema?.$ref?.replace("#/components/schemas/", "");
+          const example =
+            media.example ?? media.schema?.example ?? (ref ? components[ref]?.example : undefined);
+          const binary = media.schema?.format === "binary" || type === "text/plain";
+          expect(example !== undefined || binary, `${where} ${type}: an example`).toBe(true);
+        }
+      }
+      for (const [type, media] of Object.entries(op.requestBody?.content ?? {})) {
+        expect((media as Media).schema?.example, `${method} ${path} body ${type}: an example`).toBeDefined();
+      }
+    }
+  });
+
+  it("gives every shared schema an example that its own schema accepts", () => {
+    const ajv = new Ajv({ strict: false, allErrors: true });
+    addFormats(ajv);
+    for (const schema of SHARED_SCHEMAS) ajv.addSchema(schema);
+    for (const schema of SHARED_SCHEMAS) {
+      const id = schema.$id ?? "";
+      const example = OPENAPI_EXAMPLES[id];
+      expect(example, id).toBeDefined();
+      const check = ajv.getSchema(id);
+      expect(check?.(example), `${id}: ${ajv.errorsText(check?.errors)}`).toBe(true);
+      expect((doc.components.schemas[id] as { example?: unknown }).example).toEqual(example);
+    }
   });
 
   it("serves Swagger UI at /docs", async () => {

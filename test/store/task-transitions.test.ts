@@ -14,6 +14,9 @@ type Op =
   | { kind: "complete"; task: number; stale: boolean }
   | { kind: "fail"; task: number; stale: boolean; retry: boolean; input: boolean }
   | { kind: "failPending"; task: number }
+  | { kind: "cancel"; task: number; from: "pending" | "processing" }
+  | { kind: "retry"; task: number; from: "failed" | "cancelled" }
+  | { kind: "cancelPending"; limit: number }
   | { kind: "progress"; task: number; stale: boolean; value: number; step: boolean }
   | { kind: "restart" };
 
@@ -31,6 +34,17 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
   }),
   fc.record({ kind: fc.constant("failPending" as const), task }),
   fc.record({
+    kind: fc.constant("cancel" as const),
+    task,
+    from: fc.constantFrom("pending" as const, "processing" as const),
+  }),
+  fc.record({
+    kind: fc.constant("retry" as const),
+    task,
+    from: fc.constantFrom("failed" as const, "cancelled" as const),
+  }),
+  fc.record({ kind: fc.constant("cancelPending" as const), limit: fc.integer({ min: 1, max: 2 }) }),
+  fc.record({
     kind: fc.constant("progress" as const),
     task,
     stale: fc.boolean(),
@@ -47,6 +61,8 @@ interface ModelTask {
   status: TaskStatus;
   current: string | null;
   progress: number;
+  /** The attempts counter: attempts since creation or the last retry. */
+  tries: number;
   /** Every attempt ever started, in order, with its status. */
   readonly attempts: Array<{ id: string; status: AttemptStatus }>;
   statusChanges: number;
@@ -60,8 +76,10 @@ function attemptFor(t: ModelTask, stale: boolean): string {
   return old?.id ?? `${t.id}-never`;
 }
 
+type TaskOp = Exclude<Op, { kind: "restart" } | { kind: "cancelPending" }>;
+
 /** Applies `op` to the model; returns whether the task's status changes. */
-function step(model: ModelTask[], op: Exclude<Op, { kind: "restart" }>): boolean {
+function step(model: ModelTask[], op: TaskOp): boolean {
   const t = model[op.task];
   if (!t) throw new Error("no such task");
   const current = t.attempts.find((a) => a.id === t.current);
@@ -70,7 +88,7 @@ function step(model: ModelTask[], op: Exclude<Op, { kind: "restart" }>): boolean
       if (t.status !== "pending") return false;
       const id = `${t.id}-a${t.attempts.length + 1}`;
       t.attempts.push({ id, status: "dispatching" });
-      Object.assign(t, { status: "processing", current: id, progress: 0 });
+      Object.assign(t, { status: "processing", current: id, progress: 0, tries: t.tries + 1 });
       t.statusChanges++;
       return true;
     }
@@ -100,6 +118,19 @@ function step(model: ModelTask[], op: Exclude<Op, { kind: "restart" }>): boolean
       t.statusChanges++;
       return true;
     }
+    case "cancel": {
+      if (t.status !== op.from) return false;
+      if (current) current.status = "cancelled";
+      t.status = "cancelled";
+      t.statusChanges++;
+      return true;
+    }
+    case "retry": {
+      if (t.status !== op.from) return false;
+      Object.assign(t, { status: "pending", current: null, progress: 0, tries: 0 });
+      t.statusChanges++;
+      return true;
+    }
     case "progress": {
       if (t.status !== "processing" || attemptFor(t, op.stale) !== t.current) return false;
       if (op.step && op.value === t.progress) return false;
@@ -110,7 +141,7 @@ function step(model: ModelTask[], op: Exclude<Op, { kind: "restart" }>): boolean
   }
 }
 
-async function apply(s: TestStore, t: ModelTask, op: Exclude<Op, { kind: "restart" }>) {
+async function apply(s: TestStore, t: ModelTask, op: TaskOp) {
   switch (op.kind) {
     case "start":
       return s.tasks.startAttempt(t.id, `${t.id}-a${t.attempts.length + 1}`, `gpu-${t.attempts.length % 2}`);
@@ -127,6 +158,10 @@ async function apply(s: TestStore, t: ModelTask, op: Exclude<Op, { kind: "restar
       });
     case "failPending":
       return s.tasks.failPendingTask(t.id, "timed out");
+    case "cancel":
+      return s.tasks.cancelTask(t.id, op.from, "cancelled by a client");
+    case "retry":
+      return s.tasks.retryTask(t.id, op.from);
     case "progress":
       await s.tasks.recordProgress(t.id, attemptFor(t, op.stale), op.value, "working", op.step);
       return undefined;
@@ -140,7 +175,7 @@ async function check(s: TestStore, model: ModelTask[]): Promise<void> {
     const row = await s.tasks.getTask(t.id);
     expect(row?.status).toBe(t.status);
     expect(row?.progress).toBe(t.progress);
-    expect(row?.attempts).toBe(t.attempts.length);
+    expect(row?.attempts).toBe(t.tries);
     if (t.status === "processing" || t.status === "pending") expect(row?.current_attempt).toBe(t.current);
 
     const events = await s.tasks.listEvents(t.id);
@@ -201,6 +236,7 @@ describe("task status transitions (model-based)", () => {
               current: null,
               progress: 0,
               attempts: [],
+              tries: 0,
               statusChanges: 0,
               progressSteps: 0,
             });
@@ -209,6 +245,13 @@ describe("task status transitions (model-based)", () => {
             if (op.kind === "restart") {
               await s.close();
               s = await openTestStore(dir);
+            } else if (op.kind === "cancelPending") {
+              // The queue's order: these tasks share a priority, so creation order.
+              const cancelled = model.filter((t) => t.status === "pending").slice(0, op.limit);
+              const n = await s.tasks.cancelPendingBatch(op.limit, "queue emptied");
+              expect(n).toBe(cancelled.length);
+              for (const t of cancelled)
+                step(model, { kind: "cancel", task: model.indexOf(t), from: "pending" });
             } else {
               const t = model[op.task];
               if (!t) throw new Error("no such task");

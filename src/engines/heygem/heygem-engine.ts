@@ -78,6 +78,15 @@ export class HeygemEngine implements Engine {
     for (const instance of this.instanceList) instance.start();
   }
 
+  held(): string[] {
+    const ids: string[] = [];
+    for (const instance of this.instanceList) {
+      const job = instance.orphanedJob;
+      if (job !== undefined) ids.push(job);
+    }
+    return ids;
+  }
+
   instances(): EngineInstanceHealth[] {
     return this.instanceList.map((i) => i.health());
   }

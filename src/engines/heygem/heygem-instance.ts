@@ -64,7 +64,8 @@ export class HeygemInstance {
   private unhealthyUntilReleased = false;
   private lastError: string | undefined;
   private busyElsewhere = false;
-  private holder: { readonly jobId: string | undefined } | undefined;
+  /** `orphaned`: the job is over for the agent, the container still renders its task. */
+  private holder: { readonly jobId: string | undefined; readonly orphaned: boolean } | undefined;
   private following: Following | undefined;
   private lastProbeAt = Number.NEGATIVE_INFINITY;
   private probeWaiters: ((answered: boolean) => void)[] = [];
@@ -105,7 +106,12 @@ export class HeygemInstance {
 
   /** Held by a task whose job is over (cancelled, or failed for hanging) until the container ends it. */
   get heldByOrphan(): boolean {
-    return this.holder !== undefined && this.holder.jobId === undefined;
+    return this.holder?.orphaned === true;
+  }
+
+  /** The job whose task holds the instance although the job is over, if any (for `held`). */
+  get orphanedJob(): string | undefined {
+    return this.holder?.orphaned ? this.holder.jobId : undefined;
   }
 
   get isHung(): boolean {
@@ -114,13 +120,13 @@ export class HeygemInstance {
 
   tryReserve(jobId: string): boolean {
     if (this.holder !== undefined || this.stop.signal.aborted) return false;
-    this.holder = { jobId };
+    this.holder = { jobId, orphaned: false };
     return true;
   }
 
   /** The job is over for the agent but the container still renders its task: keep the instance. */
   orphan(): void {
-    if (this.holder) this.holder = { jobId: undefined };
+    if (this.holder) this.holder = { jobId: this.holder.jobId, orphaned: true };
   }
 
   /** Undoes a `tryReserve` whose submit was not accepted; nobody waits for this. */
@@ -198,7 +204,7 @@ export class HeygemInstance {
       reachable: this.reachable,
       healthy: this.isUsable,
       busy: this.holder !== undefined || this.busyElsewhere,
-      ...(this.holder?.jobId === undefined ? {} : { job: this.holder.jobId }),
+      ...(this.holder?.jobId === undefined || this.holder.orphaned ? {} : { job: this.holder.jobId }),
       ...(this.lastError === undefined ? {} : { last_error: this.lastError }),
     };
   }

@@ -3,7 +3,7 @@ import type { FastifyInstance } from "fastify";
 import { ConflictError, NotFoundError } from "../../errors.js";
 import type { TypeBoxTypeProvider } from "../../http/typebox-provider.js";
 import type { CallbackStore } from "../../store/callback-store.js";
-import type { CallbackRow, CallbackTryRow } from "../../store/schema.js";
+import { type CallbackRow, type CallbackTryRow, isTaskStatus } from "../../store/schema.js";
 import { callbackPayload, type TaskStore } from "../../store/task-store.js";
 import { visibleTask } from "../auth/access-control.js";
 import { maskUrl } from "../callbacks/mask-url.js";
@@ -92,10 +92,7 @@ function toDeliveryView(row: CallbackRow, tries: CallbackTryRow[]): CallbackDeli
     id: row.id,
     webhook_id: row.webhook_id,
     event: typeof payload.event === "string" ? payload.event : null,
-    status:
-      status === "pending" || status === "processing" || status === "completed" || status === "failed"
-        ? status
-        : null,
+    status: typeof status === "string" && isTaskStatus(status) ? status : null,
     state: row.state,
     created_at: row.created_at,
     next_try_at: row.state === "pending" ? row.next_at : null,

@@ -3,7 +3,10 @@ import swaggerUi from "@fastify/swagger-ui";
 import type { FastifyInstance } from "fastify";
 import { ErrorBody } from "../../protocol/schemas.js";
 import { describeAccess } from "../auth/access-control.js";
+import { OPENAPI_EXAMPLES } from "./openapi-examples.js";
+import { describeResponses } from "./openapi-responses.js";
 import {
+  BulkCancelResult,
   CallbackDeliveryView,
   CallbackPayload,
   CallbackTryView,
@@ -30,24 +33,25 @@ declare module "fastify" {
 }
 
 /** Shared schemas, referenced by `$id` from routes and listed under components in the document. */
+export const SHARED_SCHEMAS = [
+  ErrorBody,
+  TaskView,
+  TaskList,
+  TaskEvent,
+  TaskEvents,
+  SyncFailure,
+  SyncUnavailable,
+  BulkCancelResult,
+  MachineView,
+  MachineList,
+  CallbackTryView,
+  CallbackDeliveryView,
+  TaskCallbacks,
+  CallbackPayload,
+] as const;
+
 export function addSharedSchemas(app: FastifyInstance): void {
-  for (const schema of [
-    ErrorBody,
-    TaskView,
-    TaskList,
-    TaskEvent,
-    TaskEvents,
-    SyncFailure,
-    SyncUnavailable,
-    MachineView,
-    MachineList,
-    CallbackTryView,
-    CallbackDeliveryView,
-    TaskCallbacks,
-    CallbackPayload,
-  ]) {
-    app.addSchema(schema);
-  }
+  for (const schema of SHARED_SCHEMAS) app.addSchema(schema);
 }
 
 /** `/openapi.json` (OpenAPI 3) and Swagger UI at `/docs`. */
@@ -84,7 +88,9 @@ export async function registerDocs(app: FastifyInstance, version: string): Promi
         },
       },
     },
-    exposeHeadRoutes: true,
+    // A HEAD that Fastify answers for every GET is not an operation of its own: listing each would
+    // double the document. The one HEAD that matters (a result's size) is declared on its own.
+    exposeHeadRoutes: false,
     refResolver: {
       buildLocalReference: (json, _baseUri, _fragment, i) =>
         typeof json.$id === "string" ? json.$id : `def-${i}`,
@@ -92,10 +98,22 @@ export async function registerDocs(app: FastifyInstance, version: string): Promi
     transform: ({ schema, url, route }) => {
       if (!schema) return { schema, url };
       // The requirement the access hook enforces, so the document cannot promise another.
-      const described = describeAccess(schema as Record<string, unknown>, route.config?.access);
+      const described = describeResponses(
+        describeAccess(schema as Record<string, unknown>, route.config?.access),
+      );
       const form = route.config?.multipartForm;
       // Fastify must not validate the streamed body, but the document should still describe it.
       return { schema: form ? { ...described, body: form } : described, url };
+    },
+    transformObject: (documentObject) => {
+      if (!("openapiObject" in documentObject)) return documentObject.swaggerObject;
+      const { openapiObject } = documentObject;
+      const schemas = (openapiObject.components?.schemas ?? {}) as Record<string, Record<string, unknown>>;
+      for (const [name, example] of Object.entries(OPENAPI_EXAMPLES)) {
+        const schema = schemas[name];
+        if (schema) schema.example = example;
+      }
+      return openapiObject;
     },
   });
   // Swagger UI's own routes (page, assets) are open, like the document they show.

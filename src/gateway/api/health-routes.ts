@@ -40,7 +40,8 @@ export async function healthRoutes(app: FastifyInstance, options: HealthRoutesOp
         summary: "Readiness: the gateway can take and run tasks",
         description:
           "200 when the store takes writes, free disk under the data dir is above the floor and at " +
-          "least one machine is up (or the embedded worker runs); 503 naming the failing checks otherwise.",
+          "least one machine is up (or the embedded worker runs), and the gateway is not stopping; 503 " +
+          "naming the failing checks otherwise.",
         tags: ["operations"],
         response: { 200: ReadinessView, 503: ReadinessView },
       },

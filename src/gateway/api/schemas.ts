@@ -12,13 +12,26 @@ export { ErrorBody };
  * for a `[T, null]` union the serializer would run a validator on every value to pick a branch.
  */
 const Nullable = <T extends TSchema>(schema: T, options: SchemaOptions = {}) =>
-  Type.Unsafe<Static<T> | null>({ ...schema, ...options, nullable: true });
+  Type.Unsafe<Static<T> | null>({
+    ...schema,
+    ...options,
+    nullable: true,
+    // OpenAPI 3.0.3: an enum of a nullable value lists null too, or null is not one of its values.
+    ...(Array.isArray(schema.enum) ? { enum: [...schema.enum, null] } : {}),
+  });
 
 export const TaskStatus = Type.Union(
-  [Type.Literal("pending"), Type.Literal("processing"), Type.Literal("completed"), Type.Literal("failed")],
+  [
+    Type.Literal("pending"),
+    Type.Literal("processing"),
+    Type.Literal("completed"),
+    Type.Literal("failed"),
+    Type.Literal("cancelled"),
+  ],
   {
     description:
-      "pending: queued; processing: on a machine; completed: result ready; failed: see error_message",
+      "pending: queued; processing: on a machine; completed: result ready; failed: see error_message; " +
+      "cancelled: stopped by POST /tasks/{task_id}/cancel (failed and cancelled tasks can be retried)",
   },
 );
 
@@ -68,7 +81,8 @@ export const TaskEvent = Type.Object(
     id: Type.Integer(),
     at: Type.String({ format: "date-time" }),
     type: Type.String({
-      description: "created, queued, dispatched, progress, requeued, completed or failed",
+      description:
+        "created, queued, dispatched, progress, requeued, completed, failed, cancelled or retried; waiting (no status change) when the last machine stopped taking work while the task was pending",
     }),
     from_status: Nullable(Type.String()),
     to_status: Nullable(Type.String()),
@@ -138,12 +152,20 @@ export const TaskForm = Type.Object(
       bit("1 (default): loop the video forward then backward when the audio is longer; 0: restart it"),
     ),
   },
-  { description: "One audio file and one video file are required" },
+  {
+    description: "One audio file and one video file are required",
+    example: {
+      description: "product demo, take 3",
+      callback_url: "https://app.example.com/hooks/heygem",
+      priority: 0,
+      pn: "1",
+    },
+  },
 );
 
 export const SyncFailure = Type.Object(
   {
-    error: Type.String({ description: "TASK_FAILED or SYNC_TIMEOUT" }),
+    error: Type.String({ description: "TASK_FAILED, TASK_CANCELLED or SYNC_TIMEOUT" }),
     message: Type.String(),
     task_id: Type.String(),
   },
@@ -155,7 +177,9 @@ export const SyncUnavailable = Type.Object(
   {
     error: Type.String({
       description:
-        "SHUTTING_DOWN (the task is kept, with its task_id) or STORE_UNAVAILABLE (nothing was stored)",
+        "SHUTTING_DOWN: the gateway stopped while the task ran (the task is kept, with its task_id, also in " +
+        "X-Task-Id: fetch it by id), or it was stopping before the upload (nothing was stored, see " +
+        "Retry-After); STORE_UNAVAILABLE (nothing was stored)",
     }),
     message: Type.String(),
     task_id: Type.Optional(Type.String()),
@@ -176,11 +200,24 @@ export const MachineView = Type.Object(
         Type.Literal("draining"),
         Type.Literal("disabled"),
       ],
-      { description: "unknown until the first probe; down while its circuit is open" },
+      {
+        description:
+          "unknown until the first probe; down while its circuit is open; draining when the operator drains it " +
+          "or its agent is stopping",
+      },
     ),
     enabled: Type.Boolean(),
-    draining: Type.Boolean(),
+    draining: Type.Boolean({ description: "Drained by the operator (POST /machines/{name}/drain)" }),
+    agent_draining: Type.Boolean({
+      description:
+        "Its agent is stopping (it was sent SIGTERM): it finishes its jobs and takes no new one; a restart ends it",
+    }),
     running: Type.Integer({ description: "Attempts on it now" }),
+    held: Type.Integer({
+      description:
+        "Slots still busy with cancelled jobs' renders (a HeyGem container cannot stop one): no new work " +
+        "goes there until they end",
+    }),
     max_concurrent: Type.Integer({ description: "As machines.json says" }),
     capacity: Type.Integer({
       description: "Slots in use for new work: max_concurrent, or fewer when the agent reports fewer",
@@ -253,7 +290,7 @@ export const CallbackDeliveryView = Type.Object(
     status: Nullable(
       Type.Unsafe<Static<typeof TaskStatus>>({
         type: "string",
-        enum: ["pending", "processing", "completed", "failed"],
+        enum: ["pending", "processing", "completed", "failed", "cancelled"],
       }),
       { description: "The task's status it reports" },
     ),
@@ -292,7 +329,9 @@ export const CallbackPayload = Type.Object(
     started_at: Nullable(Type.String({ format: "date-time" })),
     machine: Nullable(Type.String()),
     progress: Type.Integer({ minimum: 0, maximum: 100 }),
-    event: Type.String({ description: "The step: queued, dispatched, requeued, completed or failed" }),
+    event: Type.String({
+      description: "The step: queued, dispatched, requeued, completed, failed, cancelled or retried",
+    }),
     event_id: Type.Integer({ description: "The step's id in GET /tasks/{task_id}/events" }),
     at: Type.String({ format: "date-time", description: "When the step happened" }),
     result_url: Type.Optional(
@@ -326,3 +365,14 @@ export const StatusCallback = {
     },
   },
 };
+
+export const BulkCancelQuery = Type.Object({
+  status: Type.Literal("pending", {
+    description: "Which tasks to cancel; only pending (the queue) for now",
+  }),
+});
+
+export const BulkCancelResult = Type.Object(
+  { cancelled: Type.Integer({ minimum: 0, description: "Tasks cancelled by this call" }) },
+  { $id: "BulkCancelResult", title: "BulkCancelResult" },
+);

@@ -16,8 +16,11 @@ import type { DataDirHealth } from "../data-dir-health.js";
 import type { MediaInspector } from "../media-inspector.js";
 import type { Prestager } from "../prestage.js";
 import type { QueueLimit } from "../queue-limit.js";
+import type { TaskLifecycle } from "../task-lifecycle.js";
 import { waitForFinal } from "../task-waiter.js";
 import {
+  BulkCancelQuery,
+  BulkCancelResult,
   ErrorBody,
   ListQuery,
   StatusCallback,
@@ -54,6 +57,8 @@ export interface TaskRoutesOptions {
   prestage?: Prestager;
   /** A task was created: place it. */
   onTaskCreated: () => void;
+  /** Cancel, retry and the bulk cancel. */
+  lifecycle: TaskLifecycle;
   /**
    * Why a new task will wait, when it is more than a free slot ("waiting: 0 of 3 machines up"), so
    * that its events say so and nothing hangs silently (issue 10).
@@ -69,7 +74,12 @@ const errors = {
   413: Type.Ref(ErrorBody),
   415: Type.Ref(ErrorBody),
   429: { ...Type.Ref(ErrorBody), description: "QUEUE_FULL: --max-pending tasks wait; see Retry-After" },
-  503: Type.Ref(ErrorBody),
+  503: {
+    ...Type.Ref(ErrorBody),
+    description:
+      "SHUTTING_DOWN: the gateway is stopping and takes no new task; send it again after Retry-After " +
+      "(seconds), to this gateway once restarted or another. STORE_UNAVAILABLE: the data dir cannot keep it",
+  },
   507: Type.Ref(ErrorBody),
 };
 
@@ -180,6 +190,11 @@ export async function taskRoutes(app: FastifyInstance, options: TaskRoutesOption
         response: {
           200: Type.String({ format: "binary", description: "The MP4 (video/mp4)" }),
           ...errors,
+          409: {
+            ...Type.Ref(SyncFailure),
+            description:
+              "TASK_CANCELLED: the task was cancelled (POST /tasks/{task_id}/cancel) while it waited",
+          },
           422: Type.Ref(SyncFailure),
           502: Type.Ref(SyncFailure),
           503: Type.Ref(SyncUnavailable),
@@ -215,6 +230,12 @@ export async function taskRoutes(app: FastifyInstance, options: TaskRoutesOption
         return sendFile(request, reply, blobs.path(final.result_sha256), {
           contentType: "video/mp4",
           downloadName: `${task.id}.mp4`,
+        });
+      }
+      if (final?.status === "cancelled") {
+        return reply.code(httpStatus("TASK_CANCELLED")).send({
+          ...errorBody("TASK_CANCELLED", final.error_message ?? "the task was cancelled"),
+          task_id: task.id,
         });
       }
       if (final?.status === "failed") {
@@ -299,6 +320,87 @@ export async function taskRoutes(app: FastifyInstance, options: TaskRoutesOption
     },
   );
 
+  api.post(
+    "/tasks/:task_id/cancel",
+    {
+      config: { access: "submit" },
+      schema: {
+        summary: "Cancel a task",
+        description:
+          "A pending task never runs; a processing one is stopped on its machine (a HeyGem container " +
+          "cannot stop a render, so its machine counts the slot busy until the render ends and the " +
+          "result is thrown away). The task becomes cancelled at once, with an event and a callback; " +
+          "a POST /tasks/sync waiting on it answers 409 TASK_CANCELLED. Answers with the task.",
+        tags: ["tasks"],
+        params: TaskIdParams,
+        response: {
+          200: Type.Ref(TaskView),
+          404: Type.Ref(ErrorBody),
+          409: {
+            ...Type.Ref(ErrorBody),
+            description: "TASK_FINISHED: completed, failed or cancelled already",
+          },
+        },
+      },
+    },
+    async (request) => {
+      const task = await visibleTask(store, request, request.params.task_id);
+      return toTaskView(await options.lifecycle.cancel(task), request);
+    },
+  );
+
+  api.post(
+    "/tasks/:task_id/retry",
+    {
+      config: { access: "submit" },
+      schema: {
+        summary: "Run a failed or cancelled task again",
+        description:
+          "The task goes back to pending under the same id with fresh attempts (the whole --max-attempts " +
+          "again); its error is cleared. Answers with the task.",
+        tags: ["tasks"],
+        params: TaskIdParams,
+        response: {
+          200: Type.Ref(TaskView),
+          404: Type.Ref(ErrorBody),
+          409: {
+            ...Type.Ref(ErrorBody),
+            description: "TASK_NOT_RETRYABLE: the task is pending, processing or completed",
+          },
+          410: {
+            ...Type.Ref(ErrorBody),
+            description: "INPUTS_DELETED: its audio or video was deleted (retention); create a new task",
+          },
+          429: {
+            ...Type.Ref(ErrorBody),
+            description: "QUEUE_FULL: --max-pending tasks wait; see Retry-After",
+          },
+        },
+      },
+    },
+    async (request) => {
+      const task = await visibleTask(store, request, request.params.task_id);
+      return toTaskView(await options.lifecycle.retry(task), request);
+    },
+  );
+
+  api.post(
+    "/tasks/cancel",
+    {
+      config: { access: "admin" },
+      schema: {
+        summary: "Cancel every pending task (empty the queue)",
+        description:
+          "Each task gets its cancelled event and callback, as if cancelled one by one; running tasks " +
+          "go on. Only status=pending is accepted for now.",
+        tags: ["tasks"],
+        querystring: BulkCancelQuery,
+        response: { 200: Type.Ref(BulkCancelResult), 400: Type.Ref(ErrorBody) },
+      },
+    },
+    async () => ({ cancelled: await options.lifecycle.cancelPending() }),
+  );
+
   const result = async (request: FastifyRequest<{ Params: { task_id: string } }>, reply: FastifyReply) => {
     const task = await visibleTask(store, request, request.params.task_id);
     if (task.status !== "completed" || !task.result_sha256) {
@@ -329,7 +431,11 @@ export async function taskRoutes(app: FastifyInstance, options: TaskRoutesOption
   api.get("/tasks/:task_id/result", { schema: resultSchema, config, exposeHeadRoute: false }, result);
   api.head(
     "/tasks/:task_id/result",
-    { schema: { ...resultSchema, summary: "The result's size" }, config },
+    // Listed in the document on purpose: the other HEADs Fastify answers are not (docs.ts).
+    {
+      schema: { ...resultSchema, summary: "The result's size" },
+      config: { ...config, swagger: { exposeHeadRoute: true } },
+    },
     result,
   );
 }

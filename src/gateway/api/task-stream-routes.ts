@@ -48,7 +48,10 @@ export async function taskStreamRoutes(
   const { store } = options;
   const maxReplay = options.maxReplay ?? MAX_REPLAY;
   const eventStream = {
-    200: Type.String({ description: "text/event-stream" }),
+    200: Type.String({
+      description: "Server-Sent Events: task, progress, snapshot, ready and reset messages (see above)",
+      example: 'id: 42\nevent: task\ndata: {"task":{…},"event":{"id":42,"type":"dispatched",…}}\n\n',
+    }),
   };
 
   api.get(

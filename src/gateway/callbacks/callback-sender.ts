@@ -29,7 +29,12 @@ export interface CallbackSenderOptions {
   publicUrl: string;
   /** Deliveries under way at once, each of a different task. */
   concurrency?: number;
+  /** Told of every try that did not deliver (not those cut by the shutdown), with why in one word. */
+  onTryFailed?: (reason: CallbackFailure) => void;
 }
+
+/** Why a try did not deliver: the receiver's answer, no answer in time, or no connection at all. */
+export type CallbackFailure = "http_status" | "timeout" | "refused" | "connection";
 
 const DEFAULT_CONCURRENCY = 16;
 /** A receiver's answer is read only to free the connection; nobody needs more of it. */
@@ -147,6 +152,7 @@ export class CallbackSender {
       error: error ?? null,
     };
     let outcome: CallbackOutcome;
+    if (error !== undefined && cut !== "shutdown") this.options.onTryFailed?.(failureReason(httpStatus, cut));
     if (error === undefined) {
       outcome = { state: "delivered", tries };
       // Routine success: the API's GET /tasks/{id}/callbacks keeps every try (issue 10).
@@ -260,4 +266,10 @@ function splitCredentials(text: string): { url: string; headers: Record<string, 
   url.password = "";
   const basic = Buffer.from(`${user}:${password}`).toString("base64");
   return { url: url.href, headers: { authorization: `Basic ${basic}` } };
+}
+
+function failureReason(httpStatus: number | null, cut: "deadline" | "refused" | undefined): CallbackFailure {
+  if (cut === "refused") return "refused";
+  if (cut === "deadline") return "timeout";
+  return httpStatus === null ? "connection" : "http_status";
 }

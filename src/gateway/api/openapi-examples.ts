@@ -1,0 +1,137 @@
+/**
+ * An example of every shared schema of the API, keyed by its `$id`, for the OpenAPI document (code
+ * generators and Swagger UI show them). A test validates each against its schema, so they cannot
+ * drift from what the API sends.
+ */
+const TASK_ID = "3f6c2a1e-8b4d-4c7a-9e21-5d0f7b3a9c64";
+const CREATED = "2026-11-28T09:00:00.000Z";
+
+const task = {
+  task_id: TASK_ID,
+  status: "completed",
+  description: "product demo, take 3",
+  created_at: CREATED,
+  started_at: "2026-11-28T09:00:01.250Z",
+  completed_at: "2026-11-28T09:00:42.900Z",
+  machine: "gpu-1",
+  progress: 100,
+  error_message: null,
+  error_kind: null,
+  result_url: `http://gateway.lan:8101/tasks/${TASK_ID}/result`,
+  attempts: 1,
+  priority: 0,
+  audio_duration: 12.48,
+  callback_url: "https://app.example.com/hooks/heygem?***",
+  owner: "shop",
+};
+
+const event = {
+  id: 1042,
+  at: "2026-11-28T09:00:01.250Z",
+  type: "dispatched",
+  from_status: "pending",
+  to_status: "processing",
+  machine: "gpu-1",
+  attempt_id: "b7e1c9d2-4f3a-4e8b-a6c5-0d9e8f7a6b5c",
+  progress: null,
+  message: null,
+};
+
+const machine = {
+  name: "gpu-1",
+  host: "10.0.0.21",
+  port: 8000,
+  state: "up",
+  enabled: true,
+  draining: false,
+  agent_draining: false,
+  running: 1,
+  held: 0,
+  max_concurrent: 2,
+  capacity: 2,
+  warnings: [],
+  tasks_done: 318,
+  tasks_failed: 2,
+  speed: 1.8,
+  speed_samples: 64,
+  last_error: null,
+  last_seen: "2026-11-28T09:00:40.000Z",
+  consecutive_failures: 0,
+  engine: "heygem",
+  version: "0.1.0",
+  free_disk_bytes: 412_000_000_000,
+};
+
+const callbackTry = {
+  at: "2026-11-28T09:00:43.010Z",
+  duration_ms: 38,
+  http_status: 200,
+  error: null,
+};
+
+const delivery = {
+  id: 77,
+  webhook_id: "msg_2f9a0c1d7e4b4a5c8d6e",
+  event: "completed",
+  status: "completed",
+  state: "delivered",
+  created_at: "2026-11-28T09:00:42.900Z",
+  next_try_at: null,
+  last_error: null,
+  tries: [callbackTry],
+};
+
+export const OPENAPI_EXAMPLES: Readonly<Record<string, unknown>> = {
+  ErrorBody: {
+    error: "MISSING_FIELD",
+    message: "an audio file is required (form field audio or audio_file)",
+    field: "audio",
+  },
+  Task: task,
+  TaskList: { tasks: [task], total: 1, limit: 50, offset: 0 },
+  TaskEvent: event,
+  TaskEvents: { task_id: TASK_ID, events: [event] },
+  SyncFailure: {
+    error: "TASK_FAILED",
+    message: "the audio has no sound stream the engine can read",
+    task_id: TASK_ID,
+  },
+  SyncUnavailable: {
+    error: "SHUTTING_DOWN",
+    message: "the gateway is shutting down; the task is kept: follow it with GET /tasks/{task_id}",
+    task_id: TASK_ID,
+  },
+  BulkCancelResult: { cancelled: 42 },
+  Machine: machine,
+  MachineList: {
+    machines: [machine],
+    config: {
+      file: "config/machines.json",
+      loaded_at: "2026-11-28T08:00:00.000Z",
+      rejected_at: null,
+      error: null,
+    },
+  },
+  CallbackTry: callbackTry,
+  CallbackDelivery: delivery,
+  TaskCallbacks: {
+    task_id: TASK_ID,
+    callback_url: "https://app.example.com/hooks/heygem?***",
+    deliveries: [delivery],
+  },
+  CallbackPayload: {
+    task_id: TASK_ID,
+    status: "completed",
+    completed_at: "2026-11-28T09:00:42.900Z",
+    error_message: null,
+    description: "product demo, take 3",
+    created_at: CREATED,
+    started_at: "2026-11-28T09:00:01.250Z",
+    machine: "gpu-1",
+    progress: 100,
+    event: "completed",
+    event_id: 1050,
+    at: "2026-11-28T09:00:42.900Z",
+    result_url: `http://gateway.lan:8101/tasks/${TASK_ID}/result`,
+  },
+};
