@@ -21,11 +21,24 @@ const AUDIO_SECONDS = 2;
 const VIEWPORT = { width: 1200, height: 760 };
 const DOCS = join(import.meta.dirname, "../../docs");
 
+/** The parts of the page's objects the tests touch (the test files compile without the DOM lib). */
+interface VideoElement {
+  readyState: number;
+  duration: number;
+  currentTime: number;
+  muted: boolean;
+  play(): Promise<void>;
+  pause(): void;
+  addEventListener(type: string, listener: () => void): void;
+}
+type PageGlobals = { stayed?: boolean; document: { documentElement: { lang: string } } };
+
 describe.skipIf(chromiumPath === undefined)("the dashboard in a browser", () => {
   let dir: string;
   let browser: Browser;
   let context: BrowserContext | undefined;
-  let errors: string[] = [];
+  /** Console errors and uncaught exceptions of every page a test opened. */
+  let errors: string[][] = [];
   let shots: string;
 
   beforeAll(async () => {
@@ -45,17 +58,20 @@ describe.skipIf(chromiumPath === undefined)("the dashboard in a browser", () => 
   afterEach(async () => {
     await context?.close();
     context = undefined;
-    expect(errors).toEqual([]);
+    expect(errors.flat()).toEqual([]);
     errors = [];
   });
 
   async function open(
     url: string,
-    options: { locale?: string; allow?: (text: string) => boolean } = {},
+    options: { locale?: string; allow?: (text: string) => boolean; viewport?: typeof VIEWPORT } = {},
   ): Promise<Page> {
-    context = await browser.newContext({ viewport: VIEWPORT, locale: options.locale ?? "en-US" });
+    context = await browser.newContext({
+      viewport: options.viewport ?? VIEWPORT,
+      locale: options.locale ?? "en-US",
+    });
     const page = await context.newPage();
-    errors = collectPageErrors(page, options.allow);
+    errors.push(collectPageErrors(page, options.allow));
     await page.goto(url);
     return page;
   }
@@ -105,7 +121,7 @@ describe.skipIf(chromiumPath === undefined)("the dashboard in a browser", () => 
 
       // The page is never reloaded from here on: what changes, the stream brought.
       await page.evaluate(() => {
-        (window as unknown as { stayed: boolean }).stayed = true;
+        (globalThis as unknown as PageGlobals).stayed = true;
       });
       await page.locator("[data-nav=queue]").click();
       await page.locator(`tr[data-task="${id}"][data-status=pending]`).waitFor();
@@ -117,25 +133,26 @@ describe.skipIf(chromiumPath === undefined)("the dashboard in a browser", () => 
 
       await page.locator("[data-nav=queue]").click();
       await page.locator(`tr[data-task="${id}"][data-status=completed]`).waitFor({ timeout: 60_000 });
-      expect(await page.evaluate(() => (window as unknown as { stayed?: boolean }).stayed)).toBe(true);
+      expect(await page.evaluate(() => (globalThis as unknown as PageGlobals).stayed)).toBe(true);
       await page.screenshot({ path: join(shots, "dashboard-queue.png") });
 
       await page.locator(`tr[data-task="${id}"] a`).click();
       const video = page.locator(`video[data-result="${id}"]`);
       await video.waitFor();
       const duration = await video.evaluate(async (element) => {
-        const v = element as HTMLVideoElement;
-        if (!(v.readyState >= 1)) await new Promise((resolve) => v.addEventListener("loadedmetadata", resolve));
+        const v = element as unknown as VideoElement;
+        if (v.readyState < 1)
+          await new Promise<void>((resolve) => v.addEventListener("loadedmetadata", resolve));
         v.muted = true;
         await v.play();
         return v.duration;
       });
       expect(duration).toBeCloseTo(AUDIO_SECONDS, 0);
-      await until(() => video.evaluate((v) => (v as HTMLVideoElement).currentTime > 0), 20_000, {
+      await until(() => video.evaluate((v) => (v as unknown as VideoElement).currentTime > 0), 20_000, {
         what: "the result to play",
       });
       await video.evaluate((v) => {
-        const el = v as HTMLVideoElement;
+        const el = v as unknown as VideoElement;
         el.pause();
         el.currentTime = 0;
       });
@@ -148,6 +165,49 @@ describe.skipIf(chromiumPath === undefined)("the dashboard in a browser", () => 
       await page.screenshot({ path: join(shots, "dashboard-machines.png") });
     });
 
+    it("cancels a pending task from its page, and retries it", async () => {
+      await client.drain(EMBEDDED_MACHINE);
+      try {
+        const task = await client.createTask({
+          audio: join(dir, "speech.wav"),
+          video: join(dir, "person.mp4"),
+          description: "to be cancelled",
+        });
+        const page = await open(`${gateway.url}/ui/#/task/${task.task_id}`);
+        const view = page.locator(`section[data-task="${task.task_id}"]`);
+        await page.locator(`section[data-task="${task.task_id}"][data-status=pending]`).waitFor();
+        await view.locator("[data-action=cancel]").click();
+        await page.locator(`section[data-task="${task.task_id}"][data-status=cancelled]`).waitFor();
+        expect((await client.getTask(task.task_id)).status).toBe("cancelled");
+        await page.locator("[data-event=cancelled]").waitFor();
+
+        await view.locator("[data-action=retry]").click();
+        await page.locator(`section[data-task="${task.task_id}"][data-status=pending]`).waitFor();
+        expect((await client.getTask(task.task_id)).status).toBe("pending");
+        await client.cancel(task.task_id);
+      } finally {
+        await client.resume(EMBEDDED_MACHINE);
+      }
+    });
+
+    it("fits a phone's width: nothing scrolls sideways", async () => {
+      const [task] = (await client.listTasks({ status: "completed", limit: 1 })).tasks;
+      expect(task).toBeDefined();
+      const phone = { width: 390, height: 844 };
+      for (const view of ["", "#/machines", "#/submit", `#/task/${task?.task_id}`]) {
+        const page = await open(`${gateway.url}/ui/${view}`, { viewport: phone });
+        await page.locator("main section h1").waitFor();
+        const overflow = await page.evaluate(() => {
+          const root = (globalThis as unknown as { document: { documentElement: { scrollWidth: number } } })
+            .document.documentElement;
+          return root.scrollWidth;
+        });
+        expect(overflow, view || "queue").toBeLessThanOrEqual(phone.width);
+        await context?.close();
+        context = undefined;
+      }
+    });
+
     it("speaks the browser's language, and the switch changes it and is remembered", async () => {
       const page = await open(`${gateway.url}/ui/`, { locale: "zh-CN" });
       const queue = page.locator("[data-nav=queue]");
@@ -156,7 +216,9 @@ describe.skipIf(chromiumPath === undefined)("the dashboard in a browser", () => 
       await expect.poll(() => queue.textContent()).toBe("Queue");
       await page.reload();
       await expect.poll(() => queue.textContent()).toBe("Queue");
-      expect(await page.evaluate(() => document.documentElement.lang)).toBe("en");
+      expect(
+        await page.evaluate(() => (globalThis as unknown as PageGlobals).document.documentElement.lang),
+      ).toBe("en");
     });
   });
 
@@ -167,7 +229,10 @@ describe.skipIf(chromiumPath === undefined)("the dashboard in a browser", () => 
     beforeAll(async () => {
       await mkdir(join(dir, "keyed"), { recursive: true });
       await writeKeysFile(join(dir, "keyed", "keys.json"), [shop]);
-      gateway = await startTestGateway({ apiKeys: join(dir, "keyed", "keys.json") }, join(dir, "keyed", "data"));
+      gateway = await startTestGateway(
+        { apiKeys: join(dir, "keyed", "keys.json") },
+        join(dir, "keyed", "data"),
+      );
     });
     afterAll(async () => {
       await gateway?.close();

@@ -80,6 +80,7 @@ export const en = {
   "machines.empty": "No machines.",
   "machines.state": "State",
   "machines.load": "Running / capacity",
+  "machines.held": "{n} held by cancelled renders",
   "machines.speed": "Speed",
   "machines.speedUnit": "{value} s per s of audio",
   "machines.speedUnknown": "not measured yet",

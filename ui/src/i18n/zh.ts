@@ -82,6 +82,7 @@ export const zh: Record<MessageKey, string> = {
   "machines.empty": "没有机器。",
   "machines.state": "状态",
   "machines.load": "运行 / 容量",
+  "machines.held": "{n} 个被已取消的渲染占用",
   "machines.speed": "速度",
   "machines.speedUnit": "每秒音频 {value} 秒",
   "machines.speedUnknown": "尚未测得",

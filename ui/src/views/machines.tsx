@@ -75,6 +75,7 @@ export function MachinesView() {
               <dt>{t("machines.load")}</dt>
               <dd data-fact="load">
                 {m.running} / {m.capacity}
+                {m.held > 0 && ` (${t("machines.held", { n: m.held })})`}
               </dd>
               <dt>{t("machines.speed")}</dt>
               <dd>
