@@ -77,6 +77,7 @@ addOptions(
     logger,
     version: VERSION,
     resultRetentionMs: config.resultRetentionMs,
+    ...(config.cacheMaxBytes === undefined ? {} : { cacheMaxBytes: config.cacheMaxBytes }),
   });
   logger.info({ url: worker.url, engine: config.engine, data_dir: config.dataDir }, "worker agent listening");
   // The engine after the worker: the worker's jobs settle first (heygem's are left to resume).

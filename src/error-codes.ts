@@ -194,6 +194,17 @@ export const ERROR_CODES = {
     status: { input: 422, machine: 502 },
     description: "the task failed; its error_message says why",
   },
+  TASK_NOT_FINISHED: {
+    code: "TASK_NOT_FINISHED",
+    status: 409,
+    description: "the task is pending or processing: cancel it first, then delete it",
+  },
+  RESULT_EXPIRED: {
+    code: "RESULT_EXPIRED",
+    status: 410,
+    description:
+      "the task's files (inputs and result) were deleted after --retention; its record stays until --retention-rows",
+  },
   SYNC_TIMEOUT: {
     code: "SYNC_TIMEOUT",
     status: 504,

@@ -20,6 +20,20 @@ export interface StagedBlob extends BlobInfo {
   discard(): Promise<void>;
 }
 
+/** A staged blob committed by `commitWhile`, which keeps its temp file as a second link. */
+interface KeptBlob extends StagedBlob {
+  /** Commits and keeps the temp file, so the blob can be put back while the caller records it. */
+  commitKeeping(): Promise<void>;
+  /** Puts the blob in place again from the kept temp file when it is not there. */
+  restoreIfGone(): Promise<void>;
+}
+
+/** One file under the store's fan-out folders, for the orphan sweep. */
+export interface StoredBlob extends BlobInfo {
+  /** Last modification, ms since the epoch: when its content was committed. */
+  readonly mtimeMs: number;
+}
+
 export interface StageOptions {
   /** Stop and fail with `onTooLarge()` once more than this many bytes arrive. */
   maxBytes?: number;
@@ -31,25 +45,45 @@ export interface StageOptions {
 }
 
 const SHA256_HEX = /^[0-9a-f]{64}$/;
+const FAN_OUT = /^[0-9a-f]{2}$/;
 
 /**
  * Content-addressed files under `<root>/<aa>/<sha256>`. Everything is written to `<root>/.tmp`
  * first and renamed into place once complete, so a reader never sees half a file and a crash
  * leaves only temp files, which `init()` sweeps.
+ *
+ * One blob serves every task with the same content, so deleting one (retention) races with a new
+ * upload of that content. The two sides keep to a protocol that needs no lock shared with the
+ * store: a writer commits the file, records the rows that reference it, then puts the file back
+ * if it vanished meanwhile (`commitWhile`); a deleter moves the file aside first, then asks the
+ * store whether anything references it, and puts it back if so (`removeUnlessNeeded`). Whichever
+ * order the steps interleave in, one of the two sees the other (see `removeUnlessNeeded`).
  */
 export class BlobStore {
   readonly root: string;
   private readonly tmpDir: string;
+  /** Blobs on their way out, as `<sha256>.<uuid>`: put back by `init()` after a crash. */
+  private readonly trashDir: string;
 
   constructor(root: string) {
     this.root = root;
     this.tmpDir = join(root, ".tmp");
+    this.trashDir = join(root, ".trash");
   }
 
   async init(): Promise<void> {
     await mkdir(this.tmpDir, { recursive: true });
+    await mkdir(this.trashDir, { recursive: true });
     // Anything here belongs to a write that never finished (crash, kill -9).
     for (const name of await readdir(this.tmpDir)) await rm(join(this.tmpDir, name), { force: true });
+    // A crash between moving a blob aside and deciding its fate: a task may have come to need it
+    // meanwhile, so it goes back; the orphan sweep deletes it later if nothing does.
+    for (const name of await readdir(this.trashDir)) {
+      const sha256 = name.split(".")[0] ?? "";
+      const trash = join(this.trashDir, name);
+      if (SHA256_HEX.test(sha256)) await this.putBack(sha256, trash);
+      else await rm(trash, { force: true });
+    }
   }
 
   path(sha256: string): string {
@@ -106,30 +140,134 @@ export class BlobStore {
       );
     }
     let settled = false;
-    return {
+    let kept = false;
+    const staged: KeptBlob = {
       sha256,
       bytes,
       path: tmp,
       commit: async () => {
         settled = true;
-        const dest = this.path(sha256);
-        // Same content under the same name: replacing an existing copy is harmless and atomic.
-        // The fan-out folder usually exists, so try first and make it only when missing: one
-        // syscall per commit on the intake's hot path instead of two.
-        try {
-          await rename(tmp, dest);
-        } catch (err) {
-          if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
-          await mkdir(join(this.root, sha256.slice(0, 2)), { recursive: true });
-          await rename(tmp, dest);
-        }
-        return dest;
+        return this.moveInto(tmp, sha256);
+      },
+      commitKeeping: async () => {
+        kept = true;
+        await this.linkInto(tmp, sha256);
+      },
+      restoreIfGone: async () => {
+        if (kept && !(await this.has(sha256))) await this.linkInto(tmp, sha256);
       },
       discard: async () => {
-        if (!settled) await rm(tmp, { force: true });
+        if (!settled || kept) await rm(tmp, { force: true });
         settled = true;
+        kept = false;
       },
     };
+    return staged;
+  }
+
+  /** Puts a second link of `file` into place under its hash; `file` stays. */
+  private async linkInto(file: string, sha256: string): Promise<void> {
+    const second = `${file}.link`;
+    await link(file, second);
+    await this.moveInto(second, sha256);
+    // rename() between two links of one file does nothing and leaves the source: a deleter may
+    // have put this very file back meanwhile (putBack links it).
+    await rm(second, { force: true });
+  }
+
+  /** Renames a complete file into place under its hash. */
+  private async moveInto(file: string, sha256: string): Promise<string> {
+    const dest = this.path(sha256);
+    // Same content under the same name: replacing an existing copy is harmless and atomic.
+    // The fan-out folder usually exists, so try first and make it only when missing: one
+    // syscall per commit on the intake's hot path instead of two.
+    try {
+      await rename(file, dest);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+      await mkdir(join(this.root, sha256.slice(0, 2)), { recursive: true });
+      await rename(file, dest);
+    }
+    return dest;
+  }
+
+  /**
+   * Commits `staged` (from this store's `stage`), runs `record`, which writes the rows that
+   * reference them, and then makes sure each blob is still in place: a retention sweep that
+   * decided to delete the same content before `record` committed may have removed it meanwhile,
+   * and the temp file, kept as a second link until now, puts it back (see `removeUnlessNeeded`).
+   */
+  async commitWhile<T>(staged: readonly StagedBlob[], record: () => Promise<T>): Promise<T> {
+    const blobs = staged as readonly KeptBlob[];
+    try {
+      for (const blob of blobs) await blob.commitKeeping();
+      const recorded = await record();
+      for (const blob of blobs) await blob.restoreIfGone();
+      return recorded;
+    } finally {
+      for (const blob of blobs) await blob.discard();
+    }
+  }
+
+  /**
+   * Deletes a blob unless, once it is out of the way, `stillNeeded` says a row references it;
+   * answers the bytes freed (0 when kept or already gone).
+   *
+   * Why the order closes the race with `commitWhile`: the blob is renamed aside (atomically)
+   * before `stillNeeded` reads the store. A writer's rows either committed before that read (it
+   * sees them and the file goes back) or after it; then the writer's own check runs after the
+   * rename, finds no file, and commits its kept copy again. Either way the rows that reference
+   * the content end with the file in place. Replacing a file that a writer put back meanwhile is
+   * harmless: it is the same content.
+   */
+  async removeUnlessNeeded(sha256: string, stillNeeded: () => Promise<boolean>): Promise<number> {
+    const trash = join(this.trashDir, `${sha256}.${randomUUID()}`);
+    try {
+      await rename(this.path(sha256), trash);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return 0;
+      throw err;
+    }
+    let needed: boolean;
+    try {
+      needed = await stillNeeded();
+    } catch (err) {
+      await this.putBack(sha256, trash);
+      throw err;
+    }
+    if (needed) {
+      await this.putBack(sha256, trash);
+      return 0;
+    }
+    const { size } = await stat(trash);
+    await rm(trash, { force: true });
+    return size;
+  }
+
+  private async putBack(sha256: string, trash: string): Promise<void> {
+    try {
+      await link(trash, this.path(sha256));
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      // EEXIST: a writer put it back already.
+      if (code === "ENOENT") await this.moveInto(trash, sha256);
+      else if (code !== "EEXIST") throw err;
+    }
+    await rm(trash, { force: true });
+  }
+
+  /** Every blob in place, folder by folder (memory stays flat with the store's size). */
+  async *list(): AsyncGenerator<StoredBlob> {
+    const folders = await readdir(this.root).catch(() => [] as string[]);
+    for (const folder of folders) {
+      if (!FAN_OUT.test(folder)) continue;
+      const names = await readdir(join(this.root, folder)).catch(() => [] as string[]);
+      for (const name of names) {
+        if (!SHA256_HEX.test(name) || !name.startsWith(folder)) continue;
+        const s = await stat(join(this.root, folder, name)).catch(() => undefined);
+        if (s?.isFile()) yield { sha256: name, bytes: s.size, mtimeMs: s.mtimeMs };
+      }
+    }
   }
 
   async put(source: Readable, options: StageOptions = {}): Promise<BlobInfo> {

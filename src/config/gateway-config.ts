@@ -7,6 +7,7 @@ import { DEFAULT_MACHINES_FILE, GATEWAY_OPTIONS } from "./gateway-options.js";
 import { loadMachinesFile, type MachineEntry } from "./machines-file.js";
 import { type RawFlags, readSettings } from "./options.js";
 import type { PlacementName } from "./placement-names.js";
+import { showDuration } from "./value-types.js";
 
 /** Everything the gateway needs, parsed once at start-up and frozen. */
 export interface GatewayConfig {
@@ -53,6 +54,10 @@ export interface GatewayConfig {
   /** A whole request, upload included, must have arrived within this. */
   readonly uploadTimeoutMs: number;
   readonly maxAttempts: number;
+  /** A finished task's blobs are deleted this long after it ended (0 = kept forever). */
+  readonly retentionMs: number;
+  /** Its rows this long after it ended (0 = kept forever); never shorter than retentionMs. */
+  readonly retentionRowsMs: number;
   readonly callbackMaxTries: number;
   readonly callbackRetryBaseMs: number;
   readonly callbackTimeoutMs: number;
@@ -115,6 +120,8 @@ export function resolveGatewayConfig(flags: GatewayFlags, cwd = process.cwd()): 
     uploadIdleTimeoutMs: options.uploadIdleTimeout,
     uploadTimeoutMs: options.uploadTimeout,
     maxAttempts: options.maxAttempts,
+    retentionMs: options.retention,
+    retentionRowsMs: retentionRows(options.retention, options.retentionRows),
     callbackMaxTries: options.callbackTries,
     callbackRetryBaseMs: options.callbackRetry,
     callbackTimeoutMs: options.callbackTimeout,
@@ -124,6 +131,28 @@ export function resolveGatewayConfig(flags: GatewayFlags, cwd = process.cwd()): 
     logLevel: options.logLevel,
     logFormat: options.logFormat,
   });
+}
+
+const DEFAULT_RETENTION_ROWS_MS = 30 * 86_400_000;
+
+/**
+ * `--retention-rows`: a task's record outlives its files, so that `GET /tasks/{id}` can still say
+ * what became of it (and answer 410 for its result) after the files are gone. A record deleted
+ * before its files would leave blobs nobody accounts for, so a shorter value is refused; left
+ * unset, it follows a `--retention` longer than its default (and `--retention 0` keeps rows too).
+ */
+function retentionRows(retentionMs: number, given: number | undefined): number {
+  if (given === undefined) return retentionMs === 0 ? 0 : Math.max(DEFAULT_RETENTION_ROWS_MS, retentionMs);
+  const keepsFilesLonger = given !== 0 && (retentionMs === 0 || given < retentionMs);
+  if (keepsFilesLonger) {
+    throw new ConfigError(
+      GATEWAY_OPTIONS.retentionRows.flag,
+      "",
+      `${showDuration(given)} is shorter than --retention (${retentionMs === 0 ? "0: files are kept forever" : showDuration(retentionMs)}): ` +
+        "a task's record must outlive its files; make it at least as long, or 0 to keep records forever",
+    );
+  }
+  return given;
 }
 
 /** `--cors-origin` values, each an origin exactly as a browser sends it (no path, no slash). */

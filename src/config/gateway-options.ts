@@ -232,6 +232,24 @@ export const GATEWAY_OPTIONS = {
     default: 3_600_000,
     description: "a whole request, upload included, must arrive within this",
   }),
+  retention: option({
+    flag: "--retention",
+    value: "<duration>",
+    env: "RETENTION",
+    type: duration({ minMs: 0 }),
+    default: 7 * 86_400_000,
+    description:
+      "delete a finished task's inputs and result this long after it ended (7d, 12h, 30m); 0 = never",
+  }),
+  retentionRows: option({
+    flag: "--retention-rows",
+    value: "<duration>",
+    env: "RETENTION_ROWS",
+    type: duration({ minMs: 0 }),
+    defaultText: "`30d` or --retention if longer",
+    description:
+      "delete a finished task's record (events, attempts, callbacks) this long after it ended; 0 = never",
+  }),
   maxAttempts: option({
     flag: "--max-attempts",
     value: "<n>",

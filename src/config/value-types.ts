@@ -29,39 +29,42 @@ function humanDuration(ms: number): string | undefined {
   return undefined;
 }
 
-const DURATION_UNITS: Readonly<Record<string, number>> = {
-  ms: 1,
-  s: 1000,
-  m: 60_000,
-  h: 3_600_000,
-  d: 86_400_000,
-};
+const DURATION_UNITS = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
+const DURATION = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)$/;
 
 /**
- * A span of time written with its unit (`90s`, `10m`, `1h`, `7d`), held in milliseconds; a bare
- * number is milliseconds, as in the `<ms>` options. worker.json takes the same text, or a number.
+ * A span written the way operators say it (`30s`, `10m`, `12h`, `7d`), held in milliseconds; `0`
+ * is zero ("never" for the options that take it). Text without a unit is refused, so
+ * `--retention 7` cannot silently mean seven milliseconds; a number (a default, a worker.json
+ * value) is milliseconds already.
  */
 export function duration(limits: { minMs: number }): ValueType<number> {
-  const read = (text: string) => {
-    const match = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$/.exec(text);
+  const fits = (ms: number) => Number.isSafeInteger(ms) && ms >= limits.minMs;
+  const parse = (value: string) => {
+    const trimmed = value.trim();
+    if (trimmed === "0") return fits(0) ? 0 : undefined;
+    const match = DURATION.exec(trimmed);
     if (!match) return undefined;
-    const ms = Math.round(Number(match[1]) * (DURATION_UNITS[match[2] ?? "ms"] ?? 1));
-    return Number.isFinite(ms) && ms >= limits.minMs ? ms : undefined;
+    const ms = Math.round(Number(match[1]) * DURATION_UNITS[match[2] as keyof typeof DURATION_UNITS]);
+    return fits(ms) ? ms : undefined;
   };
   return {
-    expected: "a duration such as 30s, 10m or 1h (a bare number is milliseconds)",
+    expected: "a duration such as 45s, 10m, 12h or 7d, or 0",
     json: Type.Union([Type.String(), Type.Number()]),
-    parse: read,
+    parse,
     check: (value) =>
-      typeof value === "string" ? read(value) : typeof value === "number" ? read(String(value)) : undefined,
-    show: (ms) => {
-      for (const unit of ["d", "h", "m", "s"] as const) {
-        const size = DURATION_UNITS[unit] ?? 1;
-        if (ms >= size && ms % size === 0) return `${ms / size}${unit}`;
-      }
-      return `${ms}ms`;
-    },
+      typeof value === "string" ? parse(value) : typeof value === "number" && fits(value) ? value : undefined,
+    show: showDuration,
   };
+}
+
+/** The largest whole unit that writes `ms` exactly: 604800000 → `7d`. */
+export function showDuration(ms: number): string {
+  if (ms === 0) return "0";
+  for (const unit of ["d", "h", "m", "s"] as const) {
+    if (ms % DURATION_UNITS[unit] === 0) return `${ms / DURATION_UNITS[unit]}${unit}`;
+  }
+  return `${ms}ms`;
 }
 
 export function decimal(limits: { min: number }): ValueType<number> {

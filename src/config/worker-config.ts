@@ -21,6 +21,8 @@ export interface WorkerConfig {
   readonly resultRetentionMs: number;
   /** On SIGTERM: how long running jobs may finish before the agent stops them. */
   readonly shutdownGraceMs: number;
+  /** The blob cache's soft limit; 0: none; undefined: the worker's default from its disk's size. */
+  readonly cacheMaxBytes: number | undefined;
   readonly logLevel: string;
   /** `undefined`: pretty on a terminal, else JSON lines. */
   readonly logFormat: "json" | "pretty" | undefined;
@@ -78,6 +80,7 @@ export function resolveWorkerConfig(
     insecureNoToken: options.insecureNoToken,
     resultRetentionMs: options.resultRetentionHours * 3_600_000,
     shutdownGraceMs: options.shutdownGrace,
+    cacheMaxBytes: cacheBytes(options.cacheMaxGb),
     logLevel: options.logLevel,
     logFormat: options.logFormat,
     ...(command ? { command } : {}),
@@ -85,6 +88,12 @@ export function resolveWorkerConfig(
     ...(configFile ? { configFile } : {}),
     ...(heygem ? { heygem } : {}),
   });
+}
+
+/** GB as bytes; a positive value however small stays a limit (0 alone means none). */
+function cacheBytes(gb: number | undefined): number | undefined {
+  if (gb === undefined) return undefined;
+  return gb === 0 ? 0 : Math.max(1, Math.round(gb * 1e9));
 }
 
 /**

@@ -104,6 +104,16 @@ const AGENT_OPTIONS = {
     description:
       "on SIGTERM, how long running jobs may go on before the agent stops them and exits (it takes no new job meanwhile)",
   }),
+  cacheMaxGb: option({
+    flag: "--cache-max-gb",
+    value: "<gb>",
+    env: "CACHE_MAX_GB",
+    type: decimal({ min: 0 }),
+    defaultText: "25 % of the data dir's disk",
+    file: "cache_max_gb",
+    description:
+      "keep at most this many GB (10^9 bytes) of uploaded inputs, least recently used going first; 0 = no limit",
+  }),
 } satisfies OptionTable;
 
 /** engine-settings.ts turns these into the command engine's settings. */

@@ -218,9 +218,13 @@ export class Dispatcher {
       this.releaseSlot(attemptId, machine);
       const result = view.result;
       if (!result) throw new AttemptFailure("machine", "the worker reported success without a result");
-      const stored = await this.fetchResult(attemptId, client, result.sha256, signal);
+      const staged = await this.fetchResult(attemptId, client, result.sha256, signal);
+      const stored = { sha256: staged.sha256, bytes: staged.bytes };
       const runSeconds = engineSeconds(view);
-      const done = await store.completeAttempt(task.id, attemptId, stored, runSeconds);
+      // Kept in place against a retention sweep deleting the same content meanwhile.
+      const done = await this.options.blobs.commitWhile([staged], () =>
+        store.completeAttempt(task.id, attemptId, stored, runSeconds),
+      );
       if (done) {
         if (runSeconds !== undefined && task.audio_duration > 0) {
           this.options.speeds.observe(machine.name, runSeconds / task.audio_duration);
@@ -335,7 +339,7 @@ export class Dispatcher {
 
   private async fetchResult(attemptId: string, client: WorkerClient, sha256: string, signal: AbortSignal) {
     const body = await client.result(attemptId, signal);
-    return this.options.blobs.put(body, {
+    return this.options.blobs.stage(body, {
       expectedSha256: sha256,
       signal,
       onMismatch: (actual) =>

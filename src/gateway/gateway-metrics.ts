@@ -6,6 +6,7 @@ import { TASK_STATUSES } from "../store/schema.js";
 import type { TaskChange, TaskStore } from "../store/task-store.js";
 import type { CallbackFailure } from "./callbacks/callback-sender.js";
 import type { Fleet } from "./fleet.js";
+import type { DeletionCounters, DeletionReason } from "./retention-sweeper.js";
 
 const MACHINE_STATES = ["unknown", "up", "down", "draining", "disabled"] as const;
 const CALLBACK_STATES = ["pending", "delivered", "given_up"] as const;
@@ -24,7 +25,7 @@ export interface GatewayMetricsOptions {
  * they are right after a restart; what happens (waits, runs, attempts, uploads) is counted from
  * the store's committed changes, the events that are also the tasks' logs (design.md).
  */
-export class GatewayMetrics {
+export class GatewayMetrics implements DeletionCounters {
   readonly registry: Registry = serverRegistry("multi_heygem_gateway_");
   /** When each pending task joined the queue (created or requeued), by task id. */
   private readonly queuedAt = new Map<string, number>();
@@ -88,8 +89,38 @@ export class GatewayMetrics {
     registers: [this.registry],
   });
 
+  private readonly filesExpiredTotal = new Counter({
+    name: "multi_heygem_task_files_expired_total",
+    help: "Finished tasks whose inputs and result were released by --retention (their blobs go unless shared)",
+    registers: [this.registry],
+  });
+
+  private readonly tasksDeletedTotal = new Counter({
+    name: "multi_heygem_tasks_deleted_total",
+    help: "Task records deleted, by reason (retention: --retention-rows; request: DELETE /tasks/{id})",
+    labelNames: ["reason"] as const,
+    registers: [this.registry],
+  });
+
+  private readonly blobsDeletedTotal = new Counter({
+    name: "multi_heygem_blobs_deleted_total",
+    help: "Blob files deleted once no task needed them, by reason (retention, request, orphan)",
+    labelNames: ["reason"] as const,
+    registers: [this.registry],
+  });
+
+  private readonly blobBytesDeletedTotal = new Counter({
+    name: "multi_heygem_blobs_deleted_bytes_total",
+    help: "Bytes of the blob files deleted, by reason (retention, request, orphan)",
+    labelNames: ["reason"] as const,
+    registers: [this.registry],
+  });
+
   constructor(private readonly o: GatewayMetricsOptions) {
     const { store, fleet } = o;
+    // Zero from the start, so a rate() over them has a series before the first deletion.
+    for (const reason of ["retention", "request"] as const) this.tasksDeletedTotal.inc({ reason }, 0);
+    for (const reason of ["retention", "request", "orphan"] as const) this.blobsDeleted(reason, 0, 0);
     const registers = [this.registry];
     const taskCounts = () => countTasksByStatus(store.db);
 
@@ -167,6 +198,19 @@ export class GatewayMetrics {
       "Slots of the machine: max_concurrent, or fewer when its agent reports fewer",
       (m) => m.capacity,
     );
+  }
+
+  filesExpired(tasks: number): void {
+    this.filesExpiredTotal.inc(tasks);
+  }
+
+  tasksDeleted(reason: DeletionReason, tasks: number): void {
+    this.tasksDeletedTotal.inc({ reason }, tasks);
+  }
+
+  blobsDeleted(reason: DeletionReason, blobs: number, bytes: number): void {
+    this.blobsDeletedTotal.inc({ reason }, blobs);
+    this.blobBytesDeletedTotal.inc({ reason }, bytes);
   }
 
   start(): void {

@@ -125,7 +125,8 @@ export class Prestager {
   private pick(): Machine | undefined {
     let best: Machine | undefined;
     for (const m of this.options.fleet.list()) {
-      if (!m.placeable || m.freeSlots === 0) continue;
+      // The embedded worker (pinned) reads the gateway's own blobs: there is nothing to send it.
+      if (!m.placeable || m.freeSlots === 0 || m.pinned) continue;
       if (!best) {
         best = m;
         continue;

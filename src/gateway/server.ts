@@ -7,12 +7,15 @@ import { whileLocked } from "../data-dir-lock.js";
 import { createEngine } from "../engines/registry.js";
 import { AppError } from "../errors.js";
 import { frameworkErrors, installErrorHandler } from "../http/error-handler.js";
+import { RequestsInFlight } from "../http/requests-in-flight.js";
 import type { Logger } from "../logger.js";
 import { logMediaTools } from "../media/media-tools-log.js";
+import { blobNeeded } from "../store/blob-references.js";
 import { CallbackStore } from "../store/callback-store.js";
 import { assertStoreNotLost, openSqlite } from "../store/database.js";
 import { MachineStore } from "../store/machine-store.js";
 import { MediaFactsStore } from "../store/media-facts-store.js";
+import { RetentionStore } from "../store/retention-store.js";
 import { TaskStore } from "../store/task-store.js";
 import { VERSION } from "../version.js";
 import { startWorker, type WorkerHandle } from "../worker/agent.js";
@@ -43,6 +46,7 @@ import { createPlacement } from "./placement/index.js";
 import { Prestager } from "./prestage.js";
 import { QueueLimit } from "./queue-limit.js";
 import { checkReadiness } from "./readiness.js";
+import { RetentionSweeper, sweepInterval } from "./retention-sweeper.js";
 import { Scheduler } from "./scheduler.js";
 import { SpeedModel } from "./speed-model.js";
 import { TaskDeadline } from "./task-deadline.js";
@@ -156,6 +160,8 @@ async function startLocked(
       host: "127.0.0.1",
       port: 0,
       dataDir: join(config.dataDir, "embedded-worker"),
+      // It reads the inputs where the gateway keeps them: no second copy, and no upload at all.
+      sharedBlobsDir: blobs.root,
       engine: createEngine("ffmpeg", { maxConcurrent: config.embeddedConcurrency, logger }),
       ...(config.workerToken ? { token: config.workerToken } : {}),
       logger: logger.child({ machine: EMBEDDED_MACHINE }),
@@ -263,15 +269,9 @@ async function startLocked(
   });
   installErrorHandler(app);
   // Requests in flight, for the drain: each counts until its response has gone (or its client has).
-  let inFlight = 0;
-  const idleWaiters = new Set<() => void>();
+  const requests = new RequestsInFlight(app);
   let accepting = true;
   app.addHook("onRequest", async (request, reply) => {
-    inFlight++;
-    reply.raw.once("close", () => {
-      inFlight--;
-      if (inFlight === 0) for (const wake of [...idleWaiters]) wake();
-    });
     if (accepting || request.method !== "POST" || !NEW_TASK_ROUTES.has(request.routeOptions.url ?? ""))
       return;
     // Refused before a byte of the body is read; the connection closes, so the rest is not awaited.
@@ -310,6 +310,18 @@ async function startLocked(
   await app.register(multipart, { limits: { fileSize: config.maxUploadBytes + 1 } });
   await registerDocs(app, VERSION);
   const queue = new QueueLimit(store, clock, config.maxPending);
+  const metrics = new GatewayMetrics({ store, fleet });
+  const sweeper = new RetentionSweeper({
+    clock,
+    store: new RetentionStore(db, store, now, () => dataDir.assertWritable()),
+    blobs,
+    needed: (sha256) => blobNeeded(db, sha256),
+    logger,
+    counters: metrics,
+    retentionMs: config.retentionMs,
+    retentionRowsMs: config.retentionRowsMs,
+    everyMs: sweepInterval(config.retentionMs, config.retentionRowsMs),
+  });
   await app.register(taskRoutes, {
     clock,
     store,
@@ -327,6 +339,7 @@ async function startLocked(
     shutdown: shutdown.signal,
     prestage: new Prestager({ clock, fleet, speeds, logger, stallMs: 5000 }),
     callbackPolicy,
+    deleteTask: (taskId) => sweeper.deleteTask(taskId),
   });
   await app.register(taskStreamRoutes, {
     clock,
@@ -334,7 +347,6 @@ async function startLocked(
     shutdown: shutdown.signal,
     ...(options.streamReplay === undefined ? {} : { maxReplay: options.streamReplay }),
   });
-  const metrics = new GatewayMetrics({ store, fleet });
   for (const metric of embedded?.metrics ?? []) metrics.registry.registerMetric(metric);
   await app.register(healthRoutes, {
     registry: metrics.registry,
@@ -420,6 +432,8 @@ async function startLocked(
   watcher?.start();
   apiKeys?.start();
   if (config.taskTimeoutMs > 0) deadline.start();
+  // Also with --retention 0: the sweep then removes only orphans (files no task row needs).
+  sweeper.start();
   wake();
 
   let closing: Promise<void> | undefined;
@@ -434,26 +448,15 @@ async function startLocked(
     shutdown.abort();
     scheduler?.close();
     logger.info(
-      { requests_in_flight: inFlight, grace_ms: graceMs, embedded_worker: embedded !== undefined },
+      { requests_in_flight: requests.size, grace_ms: graceMs, embedded_worker: embedded !== undefined },
       "draining: no new tasks; requests in flight may finish within the grace",
     );
     const grace = AbortSignal.timeout(graceMs);
     const until = hurry ? AbortSignal.any([grace, hurry]) : grace;
-    const requestsDone = new Promise<void>((resolve) => {
-      const check = () => {
-        if (inFlight > 0 && !until.aborted) return;
-        idleWaiters.delete(check);
-        until.removeEventListener("abort", check);
-        resolve();
-      };
-      idleWaiters.add(check);
-      until.addEventListener("abort", check, { once: true });
-      check();
-    });
-    await Promise.all([requestsDone, embedded?.drain({ graceMs, ...(hurry ? { hurry } : {}) })]);
-    cutOff = inFlight > 0;
+    await Promise.all([requests.whenNone(until), embedded?.drain({ graceMs, ...(hurry ? { hurry } : {}) })]);
+    cutOff = requests.size > 0;
     if (cutOff)
-      logger.warn({ requests_in_flight: inFlight }, "grace over: cutting the requests still in flight");
+      logger.warn({ requests_in_flight: requests.size }, "grace over: cutting the requests still in flight");
     else logger.info("drained: no request in flight");
   };
   return {
@@ -476,9 +479,9 @@ async function startLocked(
         apiKeys?.close();
         deadline.close();
         await outage?.close();
-        const closed = app.close();
-        if (cutOff) app.server.closeAllConnections();
-        await closed;
+        // After a drain that ran out of grace, what is still in flight is cut at once.
+        await requests.close(cutOff ? AbortSignal.abort() : undefined);
+        await sweeper.close();
         await dispatch.close();
         fleet.close();
         await sender.close();

@@ -93,6 +93,12 @@ export class TaskLifecycle {
     }
     if (!retried) {
       const now = await this.o.store.getTask(task.id);
+      if (now?.files_deleted_at) {
+        throw new AppError(
+          "INPUTS_DELETED",
+          `the files of task ${task.id} were deleted (retention); create a new task with the files`,
+        );
+      }
       throw new ConflictError(
         "TASK_NOT_RETRYABLE",
         `task ${task.id} is ${now?.status ?? "gone"}; only a failed or cancelled task can be retried`,

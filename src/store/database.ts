@@ -73,7 +73,9 @@ export async function assertStoreNotLost(file: string, blobsDir: string): Promis
     () => undefined,
   );
   if (size !== 0) return;
-  const blobs = (await readdir(blobsDir).catch(() => [] as string[])).filter((n) => n !== ".tmp");
+  const blobs = (await readdir(blobsDir).catch(() => [] as string[])).filter(
+    (n) => n !== ".tmp" && n !== ".trash",
+  );
   if (blobs.length === 0) return;
   throw new StartupError(
     `${file} is empty but ${blobsDir} holds files: the store was lost or truncated. Restore it from a ` +

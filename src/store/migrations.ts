@@ -1,4 +1,4 @@
-import type { Kysely, Migration, MigrationProvider } from "kysely";
+import { type Kysely, type Migration, type MigrationProvider, sql } from "kysely";
 
 /**
  * Migrations live in code (not files found at run time) so the compiled package carries them.
@@ -143,6 +143,33 @@ const migrations: Record<string, Migration> = {
         .columns(["task_id", "id"])
         .execute();
       await db.schema.createIndex("callbacks_task").on("callbacks").columns(["task_id", "id"]).execute();
+    },
+  },
+  "0007_retention": {
+    async up(db: Kysely<unknown>) {
+      // When a task's blobs were deleted (retention or the sweep behind DELETE): its result then
+      // answers 410 instead of pointing at a file that is gone (issue 10).
+      await db.schema.alterTable("tasks").addColumn("files_deleted_at", "text").execute();
+      const keptFiles = sql<boolean>`files_deleted_at is null`;
+      // The sweep's question, "whose files are due?", read from the finished tasks that still
+      // have files only: the ones already swept (kept for --retention-rows) are not in it.
+      await db.schema
+        .createIndex("tasks_files_due")
+        .on("tasks")
+        .column("completed_at")
+        .where(keptFiles)
+        .execute();
+      // "Does any task still need this blob?" (blob-references.ts), one probe per column.
+      for (const column of ["audio_sha256", "video_sha256", "result_sha256"]) {
+        await db.schema
+          .createIndex(`tasks_${column.replace("_sha256", "")}_blob`)
+          .on("tasks")
+          .column(column)
+          .where(keptFiles)
+          .execute();
+      }
+      // Records past --retention-rows.
+      await db.schema.createIndex("tasks_completed").on("tasks").column("completed_at").execute();
     },
   },
 };

@@ -49,6 +49,8 @@ export interface TasksTable {
   result_bytes: number | null;
   /** Name of the API key that created the task; null when created without keys. */
   owner: string | null;
+  /** When retention (or DELETE) removed the task's blobs; null while they are kept. */
+  files_deleted_at: string | null;
 }
 
 export interface AttemptsTable {

@@ -87,6 +87,11 @@ export class TaskStore {
     this.recent.delete(taskId);
   }
 
+  /** Rows changed or deleted elsewhere (retention-store.ts): the next read goes to the store. */
+  invalidate(taskIds: Iterable<string>): void {
+    for (const id of taskIds) this.forget(id);
+  }
+
   private remember(task: TaskRow): void {
     this.recent.set(task.id, task);
   }
@@ -129,6 +134,7 @@ export class TaskStore {
           result_sha256: null,
           result_bytes: null,
           owner: input.owner ?? null,
+          files_deleted_at: null,
         })
         .execute();
       const created = await this.addEvent(trx, input.id, at, {
@@ -432,6 +438,8 @@ export class TaskStore {
         result_bytes: null,
       }),
       event: (task: TaskRow) => ({ message: `retried after it was ${task.status}; queued again` }),
+      // Decided in the same transaction as retention's: a task whose files went cannot run again.
+      onlyIf: (task: TaskRow) => task.files_deleted_at === null,
     };
     return from === "failed"
       ? this.transition(taskId, { from: "failed", to: "pending", ...step })
@@ -608,12 +616,13 @@ export class TaskStore {
    */
   private async transition(
     taskId: string,
-    step: TaskMove & MoveWrites & { onlyIfCurrent?: string },
+    step: TaskMove & MoveWrites & { onlyIfCurrent?: string; onlyIf?: (task: TaskRow) => boolean },
   ): Promise<TaskRow | undefined> {
     const move = allowedTransition(step.from, step.to);
     return this.change(taskId, async (trx, task, at) => {
       if (task.status !== move.from) return undefined;
       if (step.onlyIfCurrent !== undefined && task.current_attempt !== step.onlyIfCurrent) return undefined;
+      if (step.onlyIf && !step.onlyIf(task)) return undefined;
       return this.applyMove(trx, task, at, move, step);
     });
   }

@@ -1,4 +1,5 @@
 import { createHash, timingSafeEqual } from "node:crypto";
+import { statfs as fsStatfs, mkdir } from "node:fs/promises";
 import { isIPv6 } from "node:net";
 import fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from "fastify";
 import type { Metric } from "prom-client";
@@ -8,9 +9,11 @@ import type { Engine } from "../engines/engine.js";
 import { AppError } from "../errors.js";
 import { frameworkErrors, installErrorHandler } from "../http/error-handler.js";
 import { isLoopbackHost } from "../http/loopback.js";
+import { RequestsInFlight } from "../http/requests-in-flight.js";
 import type { Logger } from "../logger.js";
 import { logMediaTools } from "../media/media-tools-log.js";
 import { bearer, TOKEN_HEADER } from "../protocol/schemas.js";
+import { BlobCache, defaultCacheMaxBytes, type StatFs } from "./blob-cache.js";
 import { JobJournal } from "./job-journal.js";
 import { JobRecords } from "./job-records.js";
 import { JobRunner } from "./job-runner.js";
@@ -35,6 +38,20 @@ export interface WorkerOptions {
   resultRetentionMs?: number;
   /** Log which ffmpeg and ffprobe run (default true; the gateway's embedded worker leaves it to the gateway). */
   logMediaTools?: boolean;
+  /**
+   * Soft limit on the uploaded inputs kept (`--cache-max-gb`), least recently used going first;
+   * 0: none. Default: a quarter of the file system under the data dir.
+   */
+  cacheMaxBytes?: number;
+  /**
+   * A blob folder of another process in the same layout (blob-store.ts), read before asking for
+   * an upload and never written or deleted: the gateway's, for its embedded worker, which then
+   * keeps no second copy of the inputs. It must be on the data dir's file system for inputs to
+   * be hard-linked; elsewhere they are copied into each job's work dir.
+   */
+  sharedBlobsDir?: string;
+  /** The disk's figures (free space, size); tests pass their own. */
+  statfs?: StatFs;
 }
 
 export interface WorkerHandle {
@@ -71,7 +88,18 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
 async function startLocked(options: WorkerOptions): Promise<WorkerHandle> {
   const logger = options.logger.child({ component: "worker", engine: options.engine.name });
   const layout = workerLayout(options.dataDir);
-  const blobs = new BlobStore(layout.blobs);
+  const statfs = options.statfs ?? fsStatfs;
+  await mkdir(layout.dataDir, { recursive: true });
+  const cacheMaxBytes = options.cacheMaxBytes ?? (await defaultCacheMaxBytes(layout.dataDir, statfs));
+  const blobs: BlobCache = new BlobCache({
+    store: new BlobStore(layout.blobs),
+    ...(options.sharedBlobsDir === undefined ? {} : { shared: new BlobStore(options.sharedBlobsDir) }),
+    maxBytes: cacheMaxBytes,
+    pinned: () => runner.neededBlobs(),
+    now: Date.now,
+    logger,
+    onEvicted: (count) => metrics.blobsEvicted(count),
+  });
   await blobs.init();
   const journal = new JobJournal(layout.dataDir);
   await journal.open();
@@ -79,9 +107,14 @@ async function startLocked(options: WorkerOptions): Promise<WorkerHandle> {
     engine: options.engine,
     running: () => runner.runningIds.length,
     queued: () => runner.queuedIds.length,
+    cache: blobs,
   });
   const runner: JobRunner = await JobRunner.start({
-    onFinished: metrics.jobFinished,
+    onFinished: (view) => {
+      metrics.jobFinished(view);
+      // What the job needed may go now that it no longer pins it.
+      void blobs.evict();
+    },
     engine: options.engine,
     blobs,
     journal,
@@ -100,15 +133,19 @@ async function startLocked(options: WorkerOptions): Promise<WorkerHandle> {
     frameworkErrors,
   });
   installErrorHandler(app);
+  const requests = new RequestsInFlight(app);
   if (options.token !== undefined) requireToken(app, options.token);
   else if (isLoopbackHost(options.host)) requireLoopbackHost(app);
   await registerWorkerRoutes(app, {
     engine: options.engine,
     blobs,
     runner,
+    statfs,
     dataDir: layout.dataDir,
     version: options.version ?? "unknown",
   });
+  // A limit lowered since the last start applies at once, around what the recovered jobs need.
+  await blobs.evict();
   registerOpsRoutes(app, metrics.registry);
 
   if (options.logMediaTools !== false) await logMediaTools(logger);
@@ -123,7 +160,17 @@ async function startLocked(options: WorkerOptions): Promise<WorkerHandle> {
   const address = app.server.address();
   const port = typeof address === "object" && address !== null ? address.port : options.port;
   const url = `http://${isIPv6(options.host) ? `[${options.host}]` : options.host}:${port}`;
-  logger.info({ url, capacity: options.engine.capacity, data_dir: layout.dataDir }, "worker agent listening");
+  logger.info(
+    {
+      url,
+      capacity: options.engine.capacity,
+      data_dir: layout.dataDir,
+      cache_max_bytes: cacheMaxBytes,
+      cache_bytes: blobs.bytes,
+      ...(options.sharedBlobsDir === undefined ? {} : { shared_blobs: true }),
+    },
+    "worker agent listening",
+  );
 
   let closing: Promise<void> | undefined;
   let draining: Promise<void> | undefined;
@@ -158,7 +205,7 @@ async function startLocked(options: WorkerOptions): Promise<WorkerHandle> {
       closing ??= (async () => {
         // Stop listening first, then settle the jobs, so that no new job arrives mid-shutdown and
         // the long-polls and DELETEs that app.close() waits for can end.
-        const serverClosed = app.close();
+        const serverClosed = requests.close();
         await runner.close();
         await serverClosed;
         await journal.close();

@@ -3,18 +3,18 @@ import { createReadStream } from "node:fs";
 import { mkdir, rename, rm, stat } from "node:fs/promises";
 import { extname, join } from "node:path";
 import { pipeline } from "node:stream/promises";
-import type { BlobStore } from "../blobs/blob-store.js";
 import type { Engine, EngineJob, EngineRunContext, ResumeState } from "../engines/engine.js";
 import { EngineError, errorMessage } from "../errors.js";
 import type { Logger } from "../logger.js";
 import { readAudioHeader } from "../media/audio-header.js";
 import { MediaError, probeMedia } from "../media/probe.js";
+import type { BlobCache } from "./blob-cache.js";
 import type { JobInput } from "./job-records.js";
 import type { WorkerLayout } from "./layout.js";
 
 export interface EngineRunDeps {
   readonly engine: Engine;
-  readonly blobs: BlobStore;
+  readonly blobs: BlobCache;
   readonly layout: WorkerLayout;
 }
 

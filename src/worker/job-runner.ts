@@ -1,5 +1,4 @@
 import { rm } from "node:fs/promises";
-import type { BlobStore } from "../blobs/blob-store.js";
 import { AgentStoppingError, type Engine, type ResumeState } from "../engines/engine.js";
 import { AppError, ConflictError, EngineError, errorMessage, InputError, NotFoundError } from "../errors.js";
 import type { Logger } from "../logger.js";
@@ -9,6 +8,7 @@ import {
   type JobView,
   type PutJobBody,
 } from "../protocol/schemas.js";
+import type { BlobCache } from "./blob-cache.js";
 import { runEngine } from "./engine-run.js";
 import type { JobJournal } from "./job-journal.js";
 import { type JobInput, type JobRecord, type JobRecords, sameInput } from "./job-records.js";
@@ -21,7 +21,7 @@ export const STOPPED_WHILE_RUNNING = "the worker agent was stopped while this jo
 
 export interface JobRunnerOptions {
   readonly engine: Engine;
-  readonly blobs: BlobStore;
+  readonly blobs: BlobCache;
   readonly records: JobRecords;
   readonly layout: WorkerLayout;
   readonly logger: Logger;
@@ -102,6 +102,18 @@ export class JobRunner {
     return [...waitingForEngine, ...this.queue];
   }
 
+  /** The blobs that queued and running jobs will link into their work dirs: not to be evicted. */
+  neededBlobs(): Set<string> {
+    const needed = new Set<string>();
+    for (const job of this.jobs.values()) {
+      const { status } = job.record.view;
+      if (status !== "queued" && status !== "running") continue;
+      needed.add(job.record.input.audio.sha256);
+      needed.add(job.record.input.video.sha256);
+    }
+    return needed;
+  }
+
   /** Long-polls currently parked, across all jobs. */
   get waiting(): number {
     let n = 0;
@@ -128,6 +140,17 @@ export class JobRunner {
     const existing = this.existing(id, input);
     if (existing) return { view: existing, created: false };
     this.refuseNewJobs();
+    // Kept from eviction between the check and the job's record, which pins them from then on.
+    const inputs = [input.audio.sha256, input.video.sha256];
+    const release = this.o.blobs.hold(inputs);
+    try {
+      return await this.accept(id, input);
+    } finally {
+      release();
+    }
+  }
+
+  private async accept(id: string, input: JobInput): Promise<{ view: JobView; created: boolean }> {
     for (const field of ["audio", "video"] as const) {
       const ref = input[field];
       if (!(await this.o.blobs.has(ref.sha256))) {
@@ -153,6 +176,7 @@ export class JobRunner {
     }
     this.transitions.accepted(job);
     this.queue.push(id);
+    await this.o.blobs.used([input.audio.sha256, input.video.sha256]);
     this.pump();
     return { view: job.record.view, created: true };
   }

@@ -1,11 +1,9 @@
-import { statfs } from "node:fs/promises";
 import { Readable } from "node:stream";
 import { finished } from "node:stream/promises";
 import { Type } from "@sinclair/typebox";
 import type { FastifyInstance } from "fastify";
-import type { BlobStore } from "../blobs/blob-store.js";
 import type { Engine } from "../engines/engine.js";
-import { InputError } from "../errors.js";
+import { InputError, InsufficientStorageError } from "../errors.js";
 import { sendFile } from "../http/send-file.js";
 import type { TypeBoxTypeProvider } from "../http/typebox-provider.js";
 import {
@@ -19,12 +17,14 @@ import {
   Sha256,
   StoredBlob,
 } from "../protocol/schemas.js";
+import type { BlobCache, StatFs } from "./blob-cache.js";
 import type { JobRunner } from "./job-runner.js";
 
 export interface WorkerRouteDeps {
   readonly engine: Engine;
-  readonly blobs: BlobStore;
+  readonly blobs: BlobCache;
   readonly runner: JobRunner;
+  readonly statfs: StatFs;
   readonly dataDir: string;
   readonly version: string;
 }
@@ -41,11 +41,25 @@ export async function registerWorkerRoutes(root: FastifyInstance, deps: WorkerRo
   const { engine, blobs, runner } = deps;
   const app = root.withTypeProvider<TypeBoxTypeProvider>();
 
+  /**
+   * The cache's limit is soft (blob-cache.ts), so only the disk itself refuses an upload: when
+   * what the cache can give up would not make room for it. Without a length, a full disk shows
+   * as the write's ENOSPC, which the error handler answers with the same 507.
+   */
+  const refuseWhenDiskFull = async (contentLength: string | undefined) => {
+    const bytes = Number(contentLength);
+    if (contentLength === undefined || !Number.isSafeInteger(bytes) || bytes <= 0) return;
+    if ((await blobs.makeRoom(bytes, deps.statfs)) >= bytes) return;
+    throw new InsufficientStorageError(
+      `the worker's disk has no room for ${bytes} bytes, even after emptying its blob cache of what no job needs`,
+    );
+  };
+
   app.get(
     "/v1/health",
     { schema: { response: { 200: Health, "4xx": ErrorBody } } },
     async (): Promise<Health> => {
-      const disk = await statfs(deps.dataDir);
+      const disk = await deps.statfs(deps.dataDir);
       const instances = engine.instances?.();
       const held = engine.held?.();
       return {
@@ -81,17 +95,24 @@ export async function registerWorkerRoutes(root: FastifyInstance, deps: WorkerRo
       .withTypeProvider<TypeBoxTypeProvider>()
       .put(
         "/v1/blobs/:sha256",
-        { schema: { params: BlobParams, response: { 200: StoredBlob, 201: StoredBlob, "4xx": ErrorBody } } },
+        {
+          schema: {
+            params: BlobParams,
+            response: { 200: StoredBlob, 201: StoredBlob, "4xx": ErrorBody, 507: ErrorBody },
+          },
+        },
         async (request, reply) => {
           const { sha256 } = request.params;
           const body = request.body instanceof Readable ? request.body : Readable.from([]);
           const present = await blobs.has(sha256);
           if (present) {
+            await blobs.uploadedAgain(sha256);
             // Read to the end so the connection can carry the next request.
             body.resume();
             await finished(body);
             return reply.code(200).send(present);
           }
+          await refuseWhenDiskFull(request.headers["content-length"]);
           const staged = await blobs.stage(body, {
             expectedSha256: sha256,
             onMismatch: (actual) =>
@@ -105,9 +126,10 @@ export async function registerWorkerRoutes(root: FastifyInstance, deps: WorkerRo
       // client is still sending it, so the machine has the video by the time the task is placed.
       .post(
         "/v1/blobs",
-        { schema: { response: { 200: StoredBlob, 201: StoredBlob, "4xx": ErrorBody } } },
+        { schema: { response: { 200: StoredBlob, 201: StoredBlob, "4xx": ErrorBody, 507: ErrorBody } } },
         async (request, reply) => {
           const body = request.body instanceof Readable ? request.body : Readable.from([]);
+          await refuseWhenDiskFull(request.headers["content-length"]);
           const staged = await blobs.stage(body);
           const stored = { sha256: staged.sha256, bytes: staged.bytes };
           if (await blobs.has(staged.sha256)) {
@@ -122,6 +144,7 @@ export async function registerWorkerRoutes(root: FastifyInstance, deps: WorkerRo
 
   // Undoes a forwarded upload whose task was then refused. Jobs hold their inputs as links in
   // their own folders, so removing the cache entry never pulls a file from under a running job.
+  // Only the worker's own copy goes: a shared store's blobs (the gateway's) are not its to delete.
   app.delete("/v1/blobs/:sha256", { schema: { params: BlobParams } }, async (request, reply) => {
     await blobs.remove(request.params.sha256);
     return reply.code(204).send();

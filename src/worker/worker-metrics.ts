@@ -11,6 +11,8 @@ export interface WorkerMetricsOptions {
   /** Jobs the engine works on, and jobs waiting for one of its slots, now. */
   readonly running: () => number;
   readonly queued: () => number;
+  /** The input cache (blob-cache.ts), read at scrape time. */
+  readonly cache: { readonly bytes: number; readonly maxBytes: number };
 }
 
 /**
@@ -35,6 +37,12 @@ export class WorkerMetrics {
     help: "Time the engine worked on a job (from its start to its end; queueing excluded), by status",
     labelNames: ["status"] as const,
     buckets: ENGINE_BUCKETS,
+    registers: [this.registry],
+  });
+
+  private readonly evictions = new Counter({
+    name: "multi_heygem_worker_blob_cache_evictions_total",
+    help: "Inputs removed from the blob cache to keep it under --cache-max-gb (least recently used first)",
     registers: [this.registry],
   });
 
@@ -89,8 +97,32 @@ export class WorkerMetrics {
         },
       }),
     );
-    this.own = [this.jobs, this.engineSeconds, ...gauges];
+    gauges.push(
+      new Gauge({
+        name: "multi_heygem_worker_blob_cache_bytes",
+        help: "Bytes of uploaded inputs (audio, template videos) the worker keeps in its blob cache",
+        registers,
+        collect() {
+          this.set(o.cache.bytes);
+        },
+      }),
+    );
+    gauges.push(
+      new Gauge({
+        name: "multi_heygem_worker_blob_cache_limit_bytes",
+        help: "The blob cache's soft limit (--cache-max-gb) in bytes; 0 when it has none",
+        registers,
+        collect() {
+          this.set(o.cache.maxBytes);
+        },
+      }),
+    );
+    this.own = [this.jobs, this.engineSeconds, this.evictions, ...gauges];
   }
+
+  readonly blobsEvicted = (count: number): void => {
+    this.evictions.inc(count);
+  };
 
   /** A job ended (JobTransitions): counted once, with the engine's time when it ran at all. */
   readonly jobFinished = (view: JobView): void => {

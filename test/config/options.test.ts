@@ -113,6 +113,7 @@ describe("the options tables", () => {
       "token",
       "result_retention_hours",
       "shutdown_grace",
+      "cache_max_gb",
       "log_level",
       "log_format",
     ]);
@@ -193,10 +194,11 @@ describe("how a default is shown", () => {
 describe("duration", () => {
   const type = duration({ minMs: 0 });
 
-  it("reads a number with its unit, a bare number as milliseconds, and shows it back", () => {
-    expect(["500ms", "90s", "10m", "1.5h", "7d", "250"].map((t) => type.parse(t))).toEqual([
-      500, 90_000, 600_000, 5_400_000, 604_800_000, 250,
+  it("reads a number with its unit, or 0, and shows it back; a number given as one is milliseconds", () => {
+    expect(["500ms", "90s", "10m", "1.5h", "7d", "0"].map((t) => type.parse(t))).toEqual([
+      500, 90_000, 600_000, 5_400_000, 604_800_000, 0,
     ]);
+    expect(type.check(250)).toBe(250);
     expect([600_000, 90_000, 1_500, 86_400_000].map((ms) => type.show(ms))).toEqual([
       "10m",
       "90s",
@@ -207,7 +209,9 @@ describe("duration", () => {
   });
 
   it("refuses anything else", () => {
-    for (const bad of ["", "10 minutes", "-1s", "1w", "s"]) expect(type.parse(bad), bad).toBeUndefined();
+    // A bare number is refused: `--retention 7` must not quietly mean seven milliseconds.
+    for (const bad of ["", "10 minutes", "-1s", "1w", "s", "250", "7"])
+      expect(type.parse(bad), bad).toBeUndefined();
     expect(duration({ minMs: 1000 }).parse("500ms")).toBeUndefined();
   });
 });

@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { Readable } from "node:stream";
 import { afterEach, describe, expect, it } from "vitest";
 import { BlobStore } from "../../src/blobs/blob-store.js";
+import { BlobCache } from "../../src/worker/blob-cache.js";
 import { JobRecords } from "../../src/worker/job-records.js";
 import { JobRunner } from "../../src/worker/job-runner.js";
 import { workerLayout } from "../../src/worker/layout.js";
@@ -20,9 +21,17 @@ async function runnerWithJob(): Promise<{ runner: JobRunner; engine: GateEngine 
   const dir = await mkdtemp(join(tmpdir(), "mh-runner-"));
   cleanups.push(() => rm(dir, { recursive: true, force: true }));
   const layout = workerLayout(dir);
-  const blobs = new BlobStore(layout.blobs);
+  const store = new BlobStore(layout.blobs);
+  const blobs = new BlobCache({
+    store,
+    maxBytes: 0,
+    pinned: () => new Set(),
+    now: Date.now,
+    logger: silentLogger,
+  });
   await blobs.init();
-  const blob = await blobs.put(Readable.from([Buffer.from("media")]));
+  const blob = await store.put(Readable.from([Buffer.from("media")]));
+  await blobs.init();
   const engine = new GateEngine(1);
   const runner = await JobRunner.start({
     engine,

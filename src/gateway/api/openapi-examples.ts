@@ -23,6 +23,7 @@ const task = {
   audio_duration: 12.48,
   callback_url: "https://app.example.com/hooks/heygem?***",
   owner: "shop",
+  files_deleted_at: null,
 };
 
 const event = {

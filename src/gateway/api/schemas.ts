@@ -61,6 +61,11 @@ export const TaskView = Type.Object(
     owner: Nullable(Type.String(), {
       description: "Name of the API key that created the task; null when it was created without keys",
     }),
+    files_deleted_at: Nullable(Type.String({ format: "date-time" }), {
+      description:
+        "When the task's inputs and result were deleted (--retention); from then on result_url answers " +
+        "410 RESULT_EXPIRED. Null while they are kept",
+    }),
   },
   { $id: "Task", title: "Task" },
 );

@@ -3,7 +3,7 @@ import { Type } from "@sinclair/typebox";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { BlobStore } from "../../blobs/blob-store.js";
 import { errorBody, httpStatus } from "../../error-codes.js";
-import { ConflictError, InputError } from "../../errors.js";
+import { AppError, ConflictError, InputError, NotFoundError } from "../../errors.js";
 import { sendFile } from "../../http/send-file.js";
 import type { TypeBoxTypeProvider } from "../../http/typebox-provider.js";
 import { forLog } from "../../logger.js";
@@ -66,6 +66,11 @@ export interface TaskRoutesOptions {
   waitingNote?: () => string | undefined;
   /** The gateway is shutting down: sync waiters answer 503 instead of holding the close. */
   shutdown: AbortSignal;
+  /**
+   * Deletes a finished task, its rows and the files no other task needs (RetentionSweeper);
+   * false when it is not finished (or no longer there).
+   */
+  deleteTask: (taskId: string) => Promise<boolean>;
 }
 
 const errors = {
@@ -123,23 +128,28 @@ export async function taskRoutes(app: FastifyInstance, options: TaskRoutesOption
     let task: TaskRow;
     try {
       checkPriority(request, upload.priority);
-      await upload.commit();
-      task = await store.createTask({
-        id: randomUUID(),
-        owner: taskOwner(request),
-        ...waiting(options.waitingNote),
-        description: upload.description,
-        callbackUrl: upload.callbackUrl,
-        priority: upload.priority,
-        options: upload.options,
-        audio: {
-          sha256: upload.audio.blob.sha256,
-          name: upload.audio.name,
-          bytes: upload.audio.blob.bytes,
-          duration: upload.audio.media.durationSec,
-        },
-        video: { sha256: upload.video.blob.sha256, name: upload.video.name, bytes: upload.video.blob.bytes },
-      });
+      task = await upload.commitWhile(() =>
+        store.createTask({
+          id: randomUUID(),
+          owner: taskOwner(request),
+          ...waiting(options.waitingNote),
+          description: upload.description,
+          callbackUrl: upload.callbackUrl,
+          priority: upload.priority,
+          options: upload.options,
+          audio: {
+            sha256: upload.audio.blob.sha256,
+            name: upload.audio.name,
+            bytes: upload.audio.blob.bytes,
+            duration: upload.audio.media.durationSec,
+          },
+          video: {
+            sha256: upload.video.blob.sha256,
+            name: upload.video.name,
+            bytes: upload.video.blob.bytes,
+          },
+        }),
+      );
     } catch (err) {
       await upload.discard();
       throw err;
@@ -409,6 +419,12 @@ export async function taskRoutes(app: FastifyInstance, options: TaskRoutesOption
         `task ${task.id} is ${task.status}; the result exists once completed`,
       );
     }
+    if (task.files_deleted_at !== null) {
+      throw new AppError(
+        "RESULT_EXPIRED",
+        `the result of task ${task.id} was deleted at ${task.files_deleted_at} (--retention); the task's record remains`,
+      );
+    }
     return sendFile(request, reply, blobs.path(task.result_sha256), {
       contentType: "video/mp4",
       downloadName: `${task.id}.mp4`,
@@ -424,9 +440,43 @@ export async function taskRoutes(app: FastifyInstance, options: TaskRoutesOption
       206: Type.String({ format: "binary", description: "The requested byte range" }),
       404: Type.Ref(ErrorBody),
       409: Type.Ref(ErrorBody),
+      410: { ...Type.Ref(ErrorBody), description: "RESULT_EXPIRED: deleted after --retention" },
       416: Type.Ref(ErrorBody),
     },
   };
+  api.delete(
+    "/tasks/:task_id",
+    {
+      config: { access: "submit" },
+      schema: {
+        summary: "Delete a finished task, its record and its files",
+        description:
+          "For a completed, failed or otherwise finished task: deletes its record (events, attempts, " +
+          "callbacks) and its inputs and result, except files another task still uses (a shared " +
+          "template video stays). Answers 204 without a body. A pending or processing task answers " +
+          "409 TASK_NOT_FINISHED: cancel it first.",
+        tags: ["tasks"],
+        params: TaskIdParams,
+        response: {
+          204: Type.Null({ description: "Deleted" }),
+          404: Type.Ref(ErrorBody),
+          409: { ...Type.Ref(ErrorBody), description: "TASK_NOT_FINISHED: pending or processing" },
+        },
+      },
+    },
+    async (request, reply) => {
+      const task = await visibleTask(store, request, request.params.task_id);
+      if (!FINAL_TASK_STATUSES.has(task.status)) throw notFinished(task);
+      if (!(await options.deleteTask(task.id))) {
+        // Between the read and the delete it was deleted by another request, or retried.
+        const now = await store.getTask(task.id);
+        throw now ? notFinished(now) : new NotFoundError(`no task ${task.id}`);
+      }
+      request.log.info({ task_id: task.id, status: task.status }, "task deleted");
+      return reply.code(204).send(null);
+    },
+  );
+
   const config = { access: "submit" } as const;
   api.get("/tasks/:task_id/result", { schema: resultSchema, config, exposeHeadRoute: false }, result);
   api.head(
@@ -437,6 +487,14 @@ export async function taskRoutes(app: FastifyInstance, options: TaskRoutesOption
       config: { ...config, swagger: { exposeHeadRoute: true } },
     },
     result,
+  );
+}
+
+/** A live task must be stopped before it can go: its files are in use on a machine. */
+function notFinished(task: TaskRow): ConflictError {
+  return new ConflictError(
+    "TASK_NOT_FINISHED",
+    `task ${task.id} is ${task.status}: cancel it first (POST /tasks/${task.id}/cancel), then delete it`,
   );
 }
 

@@ -23,6 +23,7 @@ export function toTaskView(task: TaskRow, request?: FastifyRequest): TaskView {
     audio_duration: task.audio_duration,
     callback_url: task.callback_url === null ? null : maskUrl(task.callback_url),
     owner: task.owner,
+    files_deleted_at: task.files_deleted_at,
   };
 }
 

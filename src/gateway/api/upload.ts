@@ -24,8 +24,12 @@ export interface TaskUpload {
   callbackUrl: string | null;
   priority: number;
   options: JobOptions;
-  /** Moves both files into the blob store; call once the task is about to be recorded. */
-  commit(): Promise<void>;
+  /**
+   * Moves both files into the blob store and runs `record` (which creates the task row that
+   * references them), keeping the files in place against a concurrent retention sweep
+   * (BlobStore.commitWhile).
+   */
+  commitWhile<T>(record: () => Promise<T>): Promise<T>;
   discard(): Promise<void>;
 }
 
@@ -174,11 +178,11 @@ export async function receiveTaskUpload(
       ...fields,
       audio: { ...audio, media: audioMedia },
       video: { ...video, media: videoMedia },
-      commit: async () => {
-        await audio.blob.commit();
-        await video.blob.commit();
+      commitWhile: async (record) => {
+        const recorded = await options.blobs.commitWhile([audio.blob, video.blob], record);
         const forwarded = await video.forwarding;
         if (forwarded?.sha256 === video.blob.sha256) forwarded.machine.knowBlob(forwarded.sha256);
+        return recorded;
       },
       discard: discardAll,
     };

@@ -1,0 +1,141 @@
+import { readdir, stat, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { afterEach, beforeAll, describe, expect, it } from "vitest";
+import { createEngine } from "../../src/engines/registry.js";
+import { createLogger } from "../../src/logger.js";
+import { startWorker, type WorkerHandle } from "../../src/worker/agent.js";
+import { createTask, getTask } from "../helpers/fleet.js";
+import { removeDir, startTestGateway, tempDir } from "../helpers/gateway.js";
+import { makeAudio, probe } from "../helpers/media.js";
+import { parseScrape, sampleValue } from "../helpers/prometheus.js";
+import { makeTaskInputs, type TaskInputs } from "../helpers/task-inputs.js";
+import { until } from "../helpers/until.js";
+
+type Gateway = Awaited<ReturnType<typeof startTestGateway>>;
+
+/** Blob files under a blob store's root (its `.tmp` excluded), and their bytes. */
+async function blobFiles(root: string): Promise<{ files: number; bytes: number }> {
+  let files = 0;
+  let bytes = 0;
+  const entries = await readdir(root, { recursive: true, withFileTypes: true }).catch(() => []);
+  for (const e of entries) {
+    if (!e.isFile() || e.parentPath.includes(".tmp")) continue;
+    files++;
+    bytes += (await stat(join(e.parentPath, e.name))).size;
+  }
+  return { files, bytes };
+}
+
+async function completedMp4(gateway: Gateway, id: string, dir: string): Promise<void> {
+  const done = await until(async () => {
+    const t = await getTask(gateway.url, id);
+    if (t.status === "failed") throw new Error(`task ${id} failed: ${t.error_message}`);
+    return t.status === "completed" && t;
+  }, 60_000);
+  expect(done.attempts).toBe(1);
+  const res = await fetch(`${gateway.url}/tasks/${id}/result`);
+  expect(res.status).toBe(200);
+  const file = join(dir, `${id}.mp4`);
+  await writeFile(file, Buffer.from(await res.arrayBuffer()));
+  const media = await probe(file);
+  expect(media.video).toBeDefined();
+  expect(media.durationSec).toBeGreaterThan(0.5);
+}
+
+let fixtures: string;
+let inputs: TaskInputs;
+beforeAll(async () => {
+  fixtures = await tempDir();
+  inputs = await makeTaskInputs(fixtures);
+  return () => removeDir(fixtures);
+});
+
+const cleanups: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const fn of cleanups.splice(0).reverse()) await fn();
+});
+
+describe("a worker whose input cache evicted a blob", () => {
+  it("gets it uploaded again by the gateway, and the task completes on its first attempt", async () => {
+    const dir = await tempDir();
+    cleanups.push(() => removeDir(dir));
+    const logger = createLogger({ level: "silent", format: "json" });
+    const engine = createEngine("ffmpeg", { maxConcurrent: 1, logger });
+    const workerDir = join(dir, "worker");
+    // `--cache-max-gb 0.000000001`: one byte, so every input goes as soon as its job ends.
+    const worker: WorkerHandle = await startWorker({
+      host: "127.0.0.1",
+      port: 0,
+      dataDir: workerDir,
+      engine,
+      logger,
+      cacheMaxBytes: 1,
+    });
+    cleanups.push(async () => {
+      await worker.close();
+      await engine.close?.();
+    });
+    const machines = join(dir, "machines.json");
+    await writeFile(
+      machines,
+      JSON.stringify({ machines: [{ name: "gpu", host: "127.0.0.1", port: worker.port }] }),
+    );
+    const gateway = await startTestGateway({ config: machines }, join(dir, "gateway"));
+    cleanups.push(() => gateway.close());
+    await until(() => gateway.fleet.get("gpu")?.state === "up");
+
+    const first = await createTask(gateway.url, inputs.audio, inputs.video);
+    await completedMp4(gateway, first, dir);
+    await until(async () => (await blobFiles(join(workerDir, "blobs"))).files === 0);
+    // The gateway still believes the machine holds the template: the next task finds it gone.
+    expect(gateway.fleet.get("gpu")?.hasBlob(await sha256Of(inputs.video))).toBe(true);
+
+    const audio2 = join(dir, "other.m4a");
+    await makeAudio(audio2, { seconds: 1.2 });
+    const second = await createTask(gateway.url, audio2, inputs.video);
+    await completedMp4(gateway, second, dir);
+
+    // Both tasks' inputs went when their jobs ended: the template twice.
+    const scrape = await until(async () => {
+      const s = parseScrape(await (await fetch(`${worker.url}/metrics`)).text());
+      return (sampleValue(s, "multi_heygem_worker_blob_cache_evictions_total") ?? 0) >= 4 && s;
+    });
+    expect(sampleValue(scrape, "multi_heygem_worker_blob_cache_limit_bytes")).toBe(1);
+  }, 120_000);
+});
+
+describe("the embedded worker", () => {
+  it("reads the gateway's blobs: no second copy of any input, and the results come back", async () => {
+    const dir = await tempDir();
+    cleanups.push(() => removeDir(dir));
+    const gateway = await startTestGateway({}, dir);
+    cleanups.push(() => gateway.close());
+
+    const audios = [inputs.audio];
+    for (const n of [1, 2]) {
+      const audio = join(dir, `voice-${n}.m4a`);
+      await makeAudio(audio, { seconds: 1 + n / 10 });
+      audios.push(audio);
+    }
+    const ids: string[] = [];
+    for (const audio of audios) ids.push(await createTask(gateway.url, audio, inputs.video));
+    for (const id of ids) await completedMp4(gateway, id, dir);
+
+    // Three audios and one template, all in the gateway's store and none in the worker's.
+    const gatewayBlobs = await blobFiles(join(dir, "blobs"));
+    const inputBytes = (await Promise.all([...audios, inputs.video].map((f) => stat(f)))).reduce(
+      (sum, s) => sum + s.size,
+      0,
+    );
+    expect(gatewayBlobs.bytes).toBeGreaterThanOrEqual(inputBytes);
+    expect(await blobFiles(join(dir, "embedded-worker", "blobs"))).toEqual({ files: 0, bytes: 0 });
+  }, 120_000);
+});
+
+async function sha256Of(path: string): Promise<string> {
+  const { createHash } = await import("node:crypto");
+  const { readFile } = await import("node:fs/promises");
+  return createHash("sha256")
+    .update(await readFile(path))
+    .digest("hex");
+}
