@@ -165,7 +165,7 @@ describe.skipIf(chromiumPath === undefined)("the dashboard in a browser", () => 
       await page.screenshot({ path: join(shots, "dashboard-machines.png") });
     });
 
-    it("cancels a pending task from its page, and retries it", async () => {
+    it("cancels a pending task from its page, retries it, and deletes it", async () => {
       await client.drain(EMBEDDED_MACHINE);
       try {
         const task = await client.createTask({
@@ -185,6 +185,12 @@ describe.skipIf(chromiumPath === undefined)("the dashboard in a browser", () => 
         await page.locator(`section[data-task="${task.task_id}"][data-status=pending]`).waitFor();
         expect((await client.getTask(task.task_id)).status).toBe("pending");
         await client.cancel(task.task_id);
+        await page.locator(`section[data-task="${task.task_id}"][data-status=cancelled]`).waitFor();
+
+        page.once("dialog", (dialog) => void dialog.accept());
+        await view.locator("[data-action=delete]").click();
+        await page.locator("[data-gone=deleted]").waitFor();
+        expect(await client.getTask(task.task_id).catch((e: unknown) => e)).toMatchObject({ status: 404 });
       } finally {
         await client.resume(EMBEDDED_MACHINE);
       }
