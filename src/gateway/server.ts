@@ -23,6 +23,7 @@ import { startWorker, type WorkerHandle } from "../worker/agent.js";
 import { callbackRoutes } from "./api/callback-routes.js";
 import { allowCorsOrigins } from "./api/cors.js";
 import { refuseCrossSiteWrites } from "./api/cross-site.js";
+import { dashboardRoutes } from "./api/dashboard-routes.js";
 import { addSharedSchemas, registerDocs } from "./api/docs.js";
 import { healthRoutes } from "./api/health-routes.js";
 import { machineRoutes } from "./api/machine-routes.js";
@@ -371,11 +372,7 @@ async function startLocked(
     config: watcher?.status,
     onChange: wake,
   });
-  app.get("/", { schema: { hide: true }, config: { access: "public" } }, async () => ({
-    name: "multi-heygem",
-    version: VERSION,
-    docs: "/docs",
-  }));
+  await app.register(dashboardRoutes, { version: VERSION });
 
   await logMediaTools(logger);
   await app.listen({ host: config.host, port: config.port });
