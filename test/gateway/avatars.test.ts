@@ -302,3 +302,38 @@ describe("avatars and API keys", () => {
     expect(((await task.json()) as TaskJson).avatar_id).toBe(mine.avatar_id);
   });
 });
+
+describe("avatars under --retention", () => {
+  it("keeps the avatar's video while its tasks' files expire; deleting the avatar then frees it", async () => {
+    const gateway = await startTestGateway({ retention: "1s", retentionRows: "1h" });
+    try {
+      const avatar = (await (await createAvatar(gateway)).json()) as AvatarJson;
+      const ids: string[] = [];
+      for (const file of [audio, audio2]) {
+        ids.push(((await (await avatarTask(gateway, avatar.avatar_id, file)).json()) as TaskJson).task_id);
+      }
+      for (const id of ids) {
+        const expired = await until(
+          async () => {
+            const t = (await (await fetch(`${gateway.url}/tasks/${id}`)).json()) as TaskJson;
+            if (t.status === "failed") throw new Error(`task failed: ${t.error_message}`);
+            return t.files_deleted_at !== null && t;
+          },
+          60_000,
+          { what: "files expired" },
+        );
+        expect(expired.status).toBe("completed");
+      }
+      const audioSha = await sha256(audio);
+      await until(async () => !(await blobExists(gateway, audioSha)), 10_000, { what: "audio deleted" });
+      expect(await blobExists(gateway, avatar.sha256)).toBe(true);
+
+      expect((await fetch(`${gateway.url}/avatars/${avatar.avatar_id}`, { method: "DELETE" })).status).toBe(
+        204,
+      );
+      expect(await blobExists(gateway, avatar.sha256)).toBe(false);
+    } finally {
+      await gateway.close();
+    }
+  }, 120_000);
+});
