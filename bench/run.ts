@@ -8,6 +8,7 @@ import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { describeMediaTool } from "../src/media/ffmpeg-binaries.js";
 import { apiThroughput } from "./api-throughput.js";
+import { avatars } from "./avatars.js";
 import { dataPath } from "./data-path.js";
 import { dispatchLatency } from "./dispatch-latency.js";
 import { failover } from "./failover.js";
@@ -30,6 +31,7 @@ const BENCHMARKS: readonly Benchmark[] = [
   dispatchLatency,
   dataPath,
   templateCache,
+  avatars,
   apiThroughput,
   intake,
   failover,

@@ -162,6 +162,25 @@ export const ERROR_CODES = {
     description: "the file has no audio or video stream",
   },
 
+  // Avatars (gateway, issue 12).
+  UNKNOWN_AVATAR: {
+    code: "UNKNOWN_AVATAR",
+    status: 400,
+    description:
+      "a task names an avatar_id that does not exist (or belongs to another key): create it with POST /avatars",
+  },
+  AVATAR_IN_USE: {
+    code: "AVATAR_IN_USE",
+    status: 409,
+    description:
+      "DELETE /avatars/{avatar_id} while a pending or processing task uses it: cancel or await them",
+  },
+  VIDEO_AND_AVATAR: {
+    code: "VIDEO_AND_AVATAR",
+    status: 400,
+    description: "a task form with both a video file and avatar_id: send one of the two",
+  },
+
   // Tasks (gateway).
   TASK_NOT_COMPLETED: {
     code: "TASK_NOT_COMPLETED",

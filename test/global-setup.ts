@@ -1,4 +1,5 @@
 import { findBinary, npmPackagePath, parseVersionBanner } from "../src/media/ffmpeg-binaries.js";
+import { CHROMIUM_HINT, chromiumPath } from "./helpers/browser.js";
 import { run } from "./helpers/processes.js";
 import { PYTHON_HINT, python } from "./helpers/python.js";
 
@@ -8,6 +9,7 @@ import { PYTHON_HINT, python } from "./helpers/python.js";
  */
 export default async function setup(): Promise<void> {
   if (python === undefined) say(PYTHON_HINT);
+  if (chromiumPath === undefined) say(CHROMIUM_HINT);
 
   const chosen = await findBinary("ffmpeg").catch(() => undefined);
   const bundled = (() => {

@@ -2,6 +2,7 @@ import type { Static } from "@sinclair/typebox";
 import type {
   MachineList,
   MachineView,
+  TaskCallbacks,
   TaskEvent,
   TaskEvents,
   TaskList,
@@ -16,6 +17,7 @@ export type TaskStatus = Task["status"];
 export type TaskEventRow = Static<typeof TaskEvent>;
 export type TaskPage = Static<typeof TaskList>;
 export type Machine = Static<typeof MachineView>;
+export type CallbackDeliveries = Static<typeof TaskCallbacks>;
 
 /**
  * A file to upload: a path (Node only), a Blob or File, bytes, or a stream (whose length is then
@@ -132,6 +134,11 @@ export class Client {
       signal,
     );
     return page.events;
+  }
+
+  /** `GET /tasks/{id}/callbacks`: every delivery to the task's callback_url, each with its tries. */
+  async callbacks(id: string, signal?: AbortSignal): Promise<CallbackDeliveries> {
+    return this.json<CallbackDeliveries>("GET", `/tasks/${encodeURIComponent(id)}/callbacks`, signal);
   }
 
   /** `POST /tasks/{id}/cancel`: a pending task never runs, a running one is stopped. */
@@ -326,7 +333,9 @@ async function fileContent(
     const { basename } = await import("node:path");
     return { content: await openAsBlob(input), filename: basename(input) };
   }
-  if (input instanceof Uint8Array) return { content: new Blob([input]), filename: field };
+  // The cast: DOM typings take only ArrayBuffer-backed views, which is what a caller hands in.
+  if (input instanceof Uint8Array)
+    return { content: new Blob([input as Uint8Array<ArrayBuffer>]), filename: field };
   if (input instanceof Blob)
     return { content: input, filename: "name" in input ? String(input.name) : field };
   return { content: input, filename: field };

@@ -1,6 +1,7 @@
 /** `import { Client } from "multi-heygem/client"`: the gateway's API as typed calls. */
 export { ApiError } from "./api-error.js";
 export {
+  type CallbackDeliveries,
   Client,
   type ClientOptions,
   FINAL_STATUSES,

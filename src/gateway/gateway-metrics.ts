@@ -64,7 +64,9 @@ export class GatewayMetrics implements DeletionCounters {
 
   private readonly uploadBytes = new Counter({
     name: "multi_heygem_upload_bytes_total",
-    help: "Bytes of the inputs of accepted tasks, by field (audio, video)",
+    help:
+      "Bytes of the inputs uploaded with accepted tasks, by field (audio, video; a task with an avatar_id " +
+      "uploads no video)",
     labelNames: ["field"] as const,
     registers: [this.registry],
   });
@@ -226,7 +228,8 @@ export class GatewayMetrics implements DeletionCounters {
     if (event.type === "created") {
       this.tasksCreated.inc();
       this.uploadBytes.inc({ field: "audio" }, task.audio_bytes);
-      this.uploadBytes.inc({ field: "video" }, task.video_bytes);
+      // An avatar's video was uploaded once, with POST /avatars, not with this task (issue 12).
+      if (task.avatar_id === null) this.uploadBytes.inc({ field: "video" }, task.video_bytes);
       return;
     }
     if (event.from_status === null && event.to_status === null) return;

@@ -110,6 +110,15 @@ export class RetentionSweeper {
     return true;
   }
 
+  /**
+   * Deletes the files of `shas` that no row needs once moved aside (a DELETE /avatars/{id} whose
+   * video no task needs either), counted as deleted on request.
+   */
+  async releaseBlobs(shas: readonly string[]): Promise<void> {
+    const { blobs, bytes } = await this.removeBlobs(shas);
+    if (blobs > 0) this.o.counters?.blobsDeleted("request", blobs, bytes);
+  }
+
   private async sweepOnce(): Promise<SweepReport> {
     const report: SweepReport = {
       files_expired: 0,

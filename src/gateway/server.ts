@@ -11,6 +11,7 @@ import { frameworkErrors, installErrorHandler } from "../http/error-handler.js";
 import { RequestsInFlight } from "../http/requests-in-flight.js";
 import type { Logger } from "../logger.js";
 import { logMediaTools } from "../media/media-tools-log.js";
+import { AvatarStore } from "../store/avatar-store.js";
 import { blobNeeded } from "../store/blob-references.js";
 import { CallbackStore } from "../store/callback-store.js";
 import { assertStoreNotLost, openSqlite } from "../store/database.js";
@@ -20,9 +21,11 @@ import { RetentionStore } from "../store/retention-store.js";
 import { TaskStore } from "../store/task-store.js";
 import { VERSION } from "../version.js";
 import { startWorker, type WorkerHandle } from "../worker/agent.js";
+import { avatarRoutes } from "./api/avatar-routes.js";
 import { callbackRoutes } from "./api/callback-routes.js";
 import { allowCorsOrigins } from "./api/cors.js";
 import { refuseCrossSiteWrites } from "./api/cross-site.js";
+import { dashboardRoutes } from "./api/dashboard-routes.js";
 import { addSharedSchemas, registerDocs } from "./api/docs.js";
 import { healthRoutes } from "./api/health-routes.js";
 import { machineRoutes } from "./api/machine-routes.js";
@@ -31,6 +34,7 @@ import { taskStreamRoutes } from "./api/task-stream-routes.js";
 import { discardBody } from "./api/upload-deadline.js";
 import { installAccessControl } from "./auth/access-control.js";
 import { ApiKeysWatcher } from "./auth/api-keys-watcher.js";
+import { AvatarWarmer } from "./avatar-warmer.js";
 import { AddressPolicy } from "./callbacks/address-policy.js";
 import { CallbackSender } from "./callbacks/callback-sender.js";
 import { guardedAgent, type Lookup } from "./callbacks/guarded-agent.js";
@@ -55,7 +59,7 @@ import { TaskLifecycle } from "./task-lifecycle.js";
 export const EMBEDDED_MACHINE = "embedded";
 const NO_MACHINES = "the machines file lists no machines: tasks wait until one is added";
 /** Where new tasks come in: refused once the gateway is stopping. */
-const NEW_TASK_ROUTES = new Set(["/tasks", "/tasks/sync"]);
+const NEW_TASK_ROUTES = new Set(["/tasks", "/tasks/sync", "/avatars"]);
 /** What a refused upload is told to wait: a restart, or a load balancer moving on, takes seconds. */
 const RETRY_AFTER_S = 5;
 const TASK_URL = /^\/tasks\/([0-9a-f-]{36})(?:[/?]|$)/;
@@ -324,11 +328,21 @@ async function startLocked(
     retentionRowsMs: config.retentionRowsMs,
     everyMs: sweepInterval(config.retentionMs, config.retentionRowsMs),
   });
+  const inspector = new MediaInspector(new MediaFactsStore(db, now));
+  const avatars = new AvatarStore(db, now, () => dataDir.assertWritable());
+  const warmer = new AvatarWarmer({
+    clock,
+    fleet,
+    blobs,
+    logger,
+    askTimeoutMs: Math.min(config.requestTimeoutMs, 10_000),
+  });
   await app.register(taskRoutes, {
     clock,
     store,
+    avatars,
     blobs,
-    inspector: new MediaInspector(new MediaFactsStore(db, now)),
+    inspector,
     maxUploadBytes: config.maxUploadBytes,
     maxAudioSeconds: config.maxAudioSeconds,
     queue,
@@ -342,6 +356,16 @@ async function startLocked(
     prestage: new Prestager({ clock, fleet, speeds, logger, stallMs: 5000 }),
     callbackPolicy,
     deleteTask: (taskId) => sweeper.deleteTask(taskId),
+  });
+  await app.register(avatarRoutes, {
+    avatars,
+    blobs,
+    inspector,
+    maxUploadBytes: config.maxUploadBytes,
+    dataDir,
+    upload: uploadWatch,
+    warmer,
+    releaseBlobs: (shas) => sweeper.releaseBlobs(shas),
   });
   await app.register(taskStreamRoutes, {
     clock,
@@ -371,11 +395,7 @@ async function startLocked(
     config: watcher?.status,
     onChange: wake,
   });
-  app.get("/", { schema: { hide: true }, config: { access: "public" } }, async () => ({
-    name: "multi-heygem",
-    version: VERSION,
-    docs: "/docs",
-  }));
+  await app.register(dashboardRoutes, { version: VERSION });
 
   await logMediaTools(logger);
   await app.listen({ host: config.host, port: config.port });
@@ -488,6 +508,7 @@ async function startLocked(
         // After a drain that ran out of grace, what is still in flight is cut at once.
         await requests.close(cutOff ? AbortSignal.abort() : undefined);
         await sweeper.close();
+        await warmer.close();
         await dispatch.close();
         fleet.close();
         await sender.close();

@@ -1,18 +1,18 @@
 import { type Kysely, sql } from "kysely";
 import type { Database } from "./schema.js";
 
-/** Up to this many hashes per query: SQLite binds at most 32766 parameters, three uses each here. */
+/** Up to this many hashes per query: SQLite binds at most 32766 parameters, four uses each here. */
 const CHUNK = 500;
 
 /**
  * Which of `shas` some row still needs: the one place that knows what references a blob, so a
  * blob is deleted only when this answers no (issue 10). Today the sources are the tasks that keep
  * their files (`files_deleted_at` null): live ones, finished ones within --retention, and finished
- * ones past it that the sweep has not reached yet (the last of those to be swept frees the blob).
- * Avatars (issue 12) become one more `union all` here.
+ * ones past it that the sweep has not reached yet (the last of those to be swept frees the blob);
+ * and every avatar (issue 12): its video stays as long as the avatar does, whatever its tasks.
  *
- * Each arm is a lookup in a partial index of migration 0007 (`tasks_<column>_blob`), so the cost
- * does not grow with the number of tasks.
+ * Each arm is a lookup in an index (the partial `tasks_<column>_blob` of migration 0007,
+ * `avatars_blob` of 0009), so the cost does not grow with the number of tasks or avatars.
  */
 export async function blobReferences(db: Kysely<Database>, shas: Iterable<string>): Promise<Set<string>> {
   const all = [...new Set(shas)];
@@ -24,7 +24,8 @@ export async function blobReferences(db: Kysely<Database>, shas: Iterable<string
         where ${sql.ref(column)} in (${sql.join(chunk)}) and files_deleted_at is null`;
     const { rows } = await sql<{ sha256: string }>`${keptBy("audio_sha256")}
       union ${keptBy("video_sha256")}
-      union ${keptBy("result_sha256")}`.execute(db);
+      union ${keptBy("result_sha256")}
+      union select sha256 from avatars where sha256 in (${sql.join(chunk)})`.execute(db);
     for (const row of rows) needed.add(row.sha256);
   }
   return needed;

@@ -172,6 +172,39 @@ const migrations: Record<string, Migration> = {
       await db.schema.createIndex("tasks_completed").on("tasks").column("completed_at").execute();
     },
   },
+  "0009_avatars": {
+    async up(db: Kysely<unknown>) {
+      // A template video uploaded once and named, so tasks send only their audio (issue 12). Rows
+      // reference the blob by hash like tasks do; blob-references.ts counts them.
+      await db.schema
+        .createTable("avatars")
+        .addColumn("id", "text", (c) => c.primaryKey())
+        .addColumn("seq", "integer", (c) => c.notNull().unique())
+        .addColumn("owner", "text")
+        .addColumn("name", "text")
+        .addColumn("sha256", "text", (c) => c.notNull())
+        .addColumn("file_name", "text", (c) => c.notNull())
+        .addColumn("bytes", "integer", (c) => c.notNull())
+        .addColumn("duration", "real", (c) => c.notNull())
+        .addColumn("width", "integer", (c) => c.notNull())
+        .addColumn("height", "integer", (c) => c.notNull())
+        .addColumn("fps", "real", (c) => c.notNull())
+        .addColumn("created_at", "text", (c) => c.notNull())
+        .execute();
+      // "Does an avatar still need this blob?" (blob-references.ts).
+      await db.schema.createIndex("avatars_blob").on("avatars").column("sha256").execute();
+      await db.schema.createIndex("avatars_owner").on("avatars").columns(["owner", "seq"]).execute();
+      // The avatar a task was made from; null for tasks that uploaded their video.
+      await db.schema.alterTable("tasks").addColumn("avatar_id", "text").execute();
+      // "Does a live task use this avatar?" (DELETE /avatars/{id}).
+      await db.schema
+        .createIndex("tasks_avatar")
+        .on("tasks")
+        .columns(["avatar_id", "status"])
+        .where(sql<boolean>`avatar_id is not null`)
+        .execute();
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {

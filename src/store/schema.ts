@@ -51,6 +51,8 @@ export interface TasksTable {
   owner: string | null;
   /** When retention (or DELETE) removed the task's blobs; null while they are kept. */
   files_deleted_at: string | null;
+  /** The avatar whose video the task uses (issue 12); null when the video was uploaded with it. */
+  avatar_id: string | null;
 }
 
 export interface AttemptsTable {
@@ -121,6 +123,25 @@ export interface MediaFactsTable {
   created_at: string;
 }
 
+/** A template video kept under a name, for tasks that send only their audio (issue 12). */
+export interface AvatarsTable {
+  id: string;
+  /** Creation order: the list's order, and its tie-breaker within one millisecond. */
+  seq: number;
+  /** Name of the API key that created it; null when created without keys. */
+  owner: string | null;
+  name: string | null;
+  sha256: string;
+  /** The uploaded file's (sanitised) name: the video name of the tasks made from it. */
+  file_name: string;
+  bytes: number;
+  duration: number;
+  width: number;
+  height: number;
+  fps: number;
+  created_at: string;
+}
+
 export interface Database {
   tasks: TasksTable;
   attempts: AttemptsTable;
@@ -129,10 +150,12 @@ export interface Database {
   callback_tries: CallbackTriesTable;
   machine_flags: MachineFlagsTable;
   media_facts: MediaFactsTable;
+  avatars: AvatarsTable;
 }
 
 export type TaskRow = Selectable<TasksTable>;
 export type NewTask = Insertable<TasksTable>;
+export type AvatarRow = Selectable<AvatarsTable>;
 export type AttemptRow = Selectable<AttemptsTable>;
 export type EventRow = Selectable<EventsTable>;
 export type CallbackRow = Selectable<CallbacksTable>;

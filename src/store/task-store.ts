@@ -1,7 +1,7 @@
 import { EventEmitter } from "node:events";
 import { type CompiledQuery, type Kysely, sql, type Transaction } from "kysely";
 import { BoundedMap } from "../bounded-map.js";
-import type { FailureKind } from "../errors.js";
+import { type FailureKind, InputError } from "../errors.js";
 import { newDelivery } from "./callback-store.js";
 import {
   type AttemptRow,
@@ -25,6 +25,11 @@ export interface NewTaskInput {
   owner?: string | null;
   /** What the `queued` event says the task waits for (default: a free machine). */
   waiting?: string;
+  /**
+   * The avatar whose video `video` is (issue 12). Checked in the task's own transaction: a
+   * DELETE /avatars/{id} either ran before (the task is refused) or sees this live task (409).
+   */
+  avatarId?: string | null;
 }
 
 /** Emitted after the transaction that made it has committed. */
@@ -104,6 +109,15 @@ export class TaskStore {
     await this.beforeWrite();
     const at = this.stamp();
     const { task, events } = await this.db.transaction().execute(async (trx) => {
+      const avatarId = input.avatarId ?? null;
+      if (avatarId !== null) {
+        const avatar = await trx
+          .selectFrom("avatars")
+          .select("id")
+          .where("id", "=", avatarId)
+          .executeTakeFirst();
+        if (!avatar) throw new InputError("UNKNOWN_AVATAR", `no avatar ${avatarId}`, "avatar_id");
+      }
       await trx
         .insertInto("tasks")
         .values({
@@ -135,13 +149,16 @@ export class TaskStore {
           result_bytes: null,
           owner: input.owner ?? null,
           files_deleted_at: null,
+          avatar_id: avatarId,
         })
         .execute();
       const created = await this.addEvent(trx, input.id, at, {
         type: "created",
         from_status: null,
         to_status: null,
-        message: `audio ${input.audio.name} (${input.audio.duration.toFixed(2)} s), video ${input.video.name}`,
+        message:
+          `audio ${input.audio.name} (${input.audio.duration.toFixed(2)} s), ` +
+          (avatarId === null ? `video ${input.video.name}` : `avatar ${avatarId} (${input.video.name})`),
       });
       const task = await trx
         .selectFrom("tasks")

@@ -62,6 +62,41 @@ describe.skipIf(python === undefined)("the seed's Python clients against an embe
     expect(Math.abs(media.durationSec - 1.2)).toBeLessThan(0.2);
   });
 
+  it("avatar client (requests) uploads the video once and makes a video per audio", async () => {
+    const out = join(dir, "avatar-out");
+    const res = await run(
+      requirePython(),
+      [
+        join(EXAMPLES, "avatar_client.py"),
+        join(dir, "person.mp4"),
+        out,
+        join(dir, "speech.wav"),
+        join(dir, "short.mp3"),
+      ],
+      { env: { MULTI_HEYGEM_URL: gateway.url, MULTI_HEYGEM_POLL_SECONDS: "0.2" } },
+    );
+    expect(res.code, res.stderr).toBe(0);
+    expect(res.stdout).toMatch(/^avatar [0-9a-f-]{36} \(320x240, 2\.0 s\)$/m);
+    for (const [name, seconds] of [
+      ["speech", 3.5],
+      ["short", 1.2],
+    ] as const) {
+      const media = await probe(join(out, `${name}.mp4`));
+      expect(media.video?.width).toBe(320);
+      expect(media.audio).toBeDefined();
+      expect(Math.abs(media.durationSec - seconds)).toBeLessThan(0.2);
+    }
+    // One avatar, two tasks naming it.
+    const avatars = (await (await fetch(`${gateway.url}/avatars`)).json()) as {
+      avatars: { avatar_id: string }[];
+    };
+    expect(avatars.avatars).toHaveLength(1);
+    const tasks = (await (await fetch(`${gateway.url}/tasks?limit=500`)).json()) as {
+      tasks: { avatar_id: string | null }[];
+    };
+    expect(tasks.tasks.filter((t) => t.avatar_id === avatars.avatars[0]?.avatar_id)).toHaveLength(2);
+  });
+
   it("keeps nothing half-written in the data dir", async () => {
     const tmp = await readdir(join(dir, "data", "blobs", ".tmp"));
     expect(tmp).toEqual([]);

@@ -7,6 +7,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { BlobStore } from "../../src/blobs/blob-store.js";
 import { RetentionSweeper } from "../../src/gateway/retention-sweeper.js";
 import { createLogger } from "../../src/logger.js";
+import { AvatarStore } from "../../src/store/avatar-store.js";
 import { blobNeeded, blobReferences } from "../../src/store/blob-references.js";
 import { RetentionStore } from "../../src/store/retention-store.js";
 import { FakeClock } from "../helpers/fake-clock.js";
@@ -125,6 +126,69 @@ describe("retention sweep", () => {
     expect(await sweeper.sweep()).toMatchObject({ files_expired: 1, blobs_deleted: 3 });
     expect(await blobs.has(template.sha256)).toBeUndefined();
     expect(await facts()).toEqual([]);
+  });
+
+  describe("with avatars (issue 12)", () => {
+    const avatarOf = (avatars: AvatarStore, sha256: string, id: string) =>
+      avatars.create({
+        id,
+        owner: null,
+        name: null,
+        sha256,
+        fileName: "lin.mp4",
+        bytes: 1,
+        duration: 1,
+        width: 64,
+        height: 64,
+        fps: 25,
+      });
+
+    it("keeps an avatar's video through expiry, record deletion and the orphan walk; deleting the avatar frees it", async () => {
+      const avatars = new AvatarStore(store.db, () => new Date(clock.now()));
+      const template = await blob("template");
+      await avatarOf(avatars, template.sha256, "avatar-1");
+      const [a1, r1, a2, r2] = [await blob("a1"), await blob("r1"), await blob("a2"), await blob("r2")];
+      await finishedTask(a1.sha256, template.sha256, r1.sha256);
+      await finishedTask(a2.sha256, template.sha256, r2.sha256);
+      clock.advance(8 * DAY);
+      // The avatar and two expired tasks share the video: the tasks' own files go, the video stays.
+      expect(await sweeper.sweep()).toMatchObject({ files_expired: 2, blobs_deleted: 4 });
+      expect(await blobs.has(template.sha256)).toBeDefined();
+      clock.advance(30 * DAY);
+      const aged = new Date(clock.now() - 2 * HOUR);
+      await utimes(blobs.path(template.sha256), aged, aged);
+      expect(await sweeper.sweep()).toMatchObject({ tasks_deleted: 2, orphan_blobs: 0, orphan_facts: 0 });
+      expect(await blobs.has(template.sha256)).toBeDefined();
+      expect(await facts()).toEqual([template.sha256]);
+
+      const deletion = await avatars.delete("avatar-1");
+      expect(deletion).toEqual({ outcome: "deleted", blobs: [template.sha256] });
+      await sweeper.releaseBlobs(deletion.outcome === "deleted" ? deletion.blobs : []);
+      expect(await blobs.has(template.sha256)).toBeUndefined();
+      expect(await facts()).toEqual([]);
+    });
+
+    it("refuses to delete an avatar a live task uses; once deleted, its video follows its tasks' retention", async () => {
+      const avatars = new AvatarStore(store.db, () => new Date(clock.now()));
+      const template = await blob("template");
+      await avatarOf(avatars, template.sha256, "avatar-2");
+      const [a1, r1, a2] = [await blob("a1"), await blob("r1"), await blob("a2")];
+      const live = newTask({
+        audio: { sha256: a2.sha256, name: "a.wav", bytes: 1, duration: 1 },
+        video: { sha256: template.sha256, name: "lin.mp4", bytes: 1 },
+        avatarId: "avatar-2",
+      });
+      await store.tasks.createTask(live);
+      expect(await avatars.delete("avatar-2")).toEqual({ outcome: "in_use", liveTasks: 1 });
+      await store.tasks.cancelTask(live.id, "pending", "test");
+      await finishedTask(a1.sha256, template.sha256, r1.sha256);
+      // Finished tasks within --retention still keep the video: nothing to free yet.
+      expect(await avatars.delete("avatar-2")).toEqual({ outcome: "deleted", blobs: [] });
+      expect(await avatars.delete("avatar-2")).toEqual({ outcome: "missing" });
+      clock.advance(8 * DAY);
+      expect(await sweeper.sweep()).toMatchObject({ files_expired: 2 });
+      expect(await blobs.has(template.sha256)).toBeUndefined();
+    });
   });
 
   it("in batches: the last expired task to share a blob frees it", async () => {

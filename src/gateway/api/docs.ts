@@ -6,6 +6,9 @@ import { describeAccess } from "../auth/access-control.js";
 import { OPENAPI_EXAMPLES } from "./openapi-examples.js";
 import { describeResponses } from "./openapi-responses.js";
 import {
+  AvatarList,
+  AvatarView,
+  AvatarWarming,
   BulkCancelResult,
   CallbackDeliveryView,
   CallbackPayload,
@@ -48,6 +51,9 @@ export const SHARED_SCHEMAS = [
   CallbackDeliveryView,
   TaskCallbacks,
   CallbackPayload,
+  AvatarView,
+  AvatarList,
+  AvatarWarming,
 ] as const;
 
 export function addSharedSchemas(app: FastifyInstance): void {
@@ -69,6 +75,11 @@ export async function registerDocs(app: FastifyInstance, version: string): Promi
       },
       tags: [
         { name: "tasks", description: "Create and follow lip-sync tasks" },
+        {
+          name: "avatars",
+          description:
+            "Template videos uploaded once: tasks name one with avatar_id and upload only their audio",
+        },
         {
           name: "callbacks",
           description:

@@ -5,6 +5,7 @@
  */
 const TASK_ID = "3f6c2a1e-8b4d-4c7a-9e21-5d0f7b3a9c64";
 const CREATED = "2026-11-28T09:00:00.000Z";
+const AVATAR_ID = "9a1d5c3e-2b7f-4e6a-8c90-1f2e3d4c5b6a";
 
 const task = {
   task_id: TASK_ID,
@@ -24,6 +25,21 @@ const task = {
   callback_url: "https://app.example.com/hooks/heygem?***",
   owner: "shop",
   files_deleted_at: null,
+  avatar_id: AVATAR_ID,
+};
+
+const avatar = {
+  avatar_id: AVATAR_ID,
+  name: "Lin, studio take",
+  sha256: "5f2b9c0e7d4a1b3c6e8f0a2d4c6b8e0f1a3c5e7d9b1f3a5c7e9d1b3f5a7c9e1d",
+  bytes: 104_857_600,
+  duration: 62.4,
+  width: 1080,
+  height: 1920,
+  fps: 25,
+  owner: "shop",
+  created_at: "2026-11-27T16:20:00.000Z",
+  machines: ["gpu-1", "gpu-2"],
 };
 
 const event = {
@@ -103,6 +119,9 @@ export const OPENAPI_EXAMPLES: Readonly<Record<string, unknown>> = {
     task_id: TASK_ID,
   },
   BulkCancelResult: { cancelled: 42 },
+  Avatar: avatar,
+  AvatarList: { avatars: [avatar], total: 1, limit: 50, offset: 0 },
+  AvatarWarming: { avatar_id: AVATAR_ID, sending: ["gpu-2", "gpu-3"], holding: ["gpu-1"] },
   Machine: machine,
   MachineList: {
     machines: [machine],

@@ -66,6 +66,10 @@ export const TaskView = Type.Object(
         "When the task's inputs and result were deleted (--retention); from then on result_url answers " +
         "410 RESULT_EXPIRED. Null while they are kept",
     }),
+    avatar_id: Nullable(Type.String(), {
+      description:
+        "The avatar whose video the task uses (form field avatar_id); null when it uploaded a video",
+    }),
   },
   { $id: "Task", title: "Task" },
 );
@@ -136,6 +140,14 @@ export const TaskForm = Type.Object(
     audio_file: Type.Optional(binary("Same as `audio`.")),
     video: Type.Optional(binary("Template video of one person (mp4, mov…). Also accepted as `video_file`.")),
     video_file: Type.Optional(binary("Same as `video`.")),
+    avatar_id: Type.Optional(
+      Type.String({
+        description:
+          "An avatar (POST /avatars) whose video the task uses, in place of a video file: the upload is then " +
+          "the audio alone. Sending both is 400 VIDEO_AND_AVATAR; an unknown id (or another key's) is 400 " +
+          "UNKNOWN_AVATAR, field avatar_id",
+      }),
+    ),
     description: Type.Optional(Type.String({ maxLength: 2000 })),
     callback_url: Type.Optional(
       Type.String({
@@ -158,7 +170,7 @@ export const TaskForm = Type.Object(
     ),
   },
   {
-    description: "One audio file and one video file are required",
+    description: "One audio file, and one video file or an avatar_id, are required",
     example: {
       description: "product demo, take 3",
       callback_url: "https://app.example.com/hooks/heygem",
@@ -380,4 +392,83 @@ export const BulkCancelQuery = Type.Object({
 export const BulkCancelResult = Type.Object(
   { cancelled: Type.Integer({ minimum: 0, description: "Tasks cancelled by this call" }) },
   { $id: "BulkCancelResult", title: "BulkCancelResult" },
+);
+
+/** A template video kept under an id (issue 12): tasks name it with avatar_id and upload only audio. */
+export const AvatarView = Type.Object(
+  {
+    avatar_id: Type.String({ format: "uuid", description: "What a task's avatar_id form field names" }),
+    name: Nullable(Type.String(), { description: "As given on creation" }),
+    sha256: Type.String({
+      description: "Content hash of the video; the same video uploaded twice shares it",
+    }),
+    bytes: Type.Integer({ minimum: 1 }),
+    duration: Type.Number({ description: "Seconds" }),
+    width: Type.Integer(),
+    height: Type.Integer(),
+    fps: Type.Number({ description: "Frames per second; 0 when the file does not say" }),
+    owner: Nullable(Type.String(), {
+      description: "Name of the API key that created it; null when it was created without keys",
+    }),
+    created_at: Type.String({ format: "date-time" }),
+    machines: Type.Array(Type.String(), {
+      description:
+        "Machines believed to hold the video now (a worker's input cache may have dropped it since: it is " +
+        "then sent again when a task needs it)",
+    }),
+    warming: Type.Optional(
+      Type.Array(Type.String(), {
+        description: "On creation with warm=true: the machines the video is being sent to now",
+      }),
+    ),
+  },
+  { $id: "Avatar", title: "Avatar" },
+);
+export type AvatarView = Static<typeof AvatarView>;
+
+export const AvatarList = Type.Object(
+  {
+    avatars: Type.Array(Type.Ref(AvatarView)),
+    total: Type.Integer({ description: "Avatars visible to the key, over all pages" }),
+    limit: Type.Integer(),
+    offset: Type.Integer(),
+  },
+  { $id: "AvatarList", title: "AvatarList" },
+);
+
+export const AvatarWarming = Type.Object(
+  {
+    avatar_id: Type.String({ format: "uuid" }),
+    sending: Type.Array(Type.String(), {
+      description: "Up machines that lack the video: it is on its way to each, in the background",
+    }),
+    holding: Type.Array(Type.String(), { description: "Up machines that hold it already" }),
+  },
+  { $id: "AvatarWarming", title: "AvatarWarming" },
+);
+
+export const AvatarIdParams = Type.Object({
+  avatar_id: Type.String({ description: "As returned by POST /avatars" }),
+});
+
+export const AvatarListQuery = Type.Object({
+  limit: Type.Integer({ minimum: 1, maximum: 500, default: 50 }),
+  offset: Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER, default: 0 }),
+});
+
+/** The multipart form of POST /avatars, for the OpenAPI document only (the handler streams it). */
+export const AvatarForm = Type.Object(
+  {
+    video: binary("Template video of one person (mp4, mov…). Also accepted as `video_file`."),
+    video_file: Type.Optional(binary("Same as `video`.")),
+    name: Type.Optional(
+      Type.String({ maxLength: 200, description: "Anything that helps you find it again" }),
+    ),
+    warm: Type.Optional(
+      Type.Union([Type.Literal("true"), Type.Literal("false"), Type.Literal("1"), Type.Literal("0")], {
+        description: "true: send the video to every up machine now, as POST /avatars/{avatar_id}/warm does",
+      }),
+    ),
+  },
+  { description: "One video file is required", example: { name: "Lin, studio take", warm: "true" } },
 );

@@ -7,9 +7,10 @@ import { AppError, ConflictError, InputError, NotFoundError } from "../../errors
 import { sendFile } from "../../http/send-file.js";
 import type { TypeBoxTypeProvider } from "../../http/typebox-provider.js";
 import { forLog } from "../../logger.js";
+import type { AvatarStore } from "../../store/avatar-store.js";
 import { FINAL_TASK_STATUSES, type TaskRow } from "../../store/schema.js";
 import type { TaskStore } from "../../store/task-store.js";
-import { checkPriority, ownerScope, taskOwner, visibleTask } from "../auth/access-control.js";
+import { checkPriority, ownerScope, taskOwner, visibleAvatar, visibleTask } from "../auth/access-control.js";
 import type { AddressPolicy } from "../callbacks/address-policy.js";
 import type { Clock } from "../clock.js";
 import type { DataDirHealth } from "../data-dir-health.js";
@@ -39,6 +40,8 @@ import { discardBody, type UploadDeadlineOptions } from "./upload-deadline.js";
 export interface TaskRoutesOptions {
   clock: Clock;
   store: TaskStore;
+  /** The avatars a task may name instead of uploading a video (issue 12). */
+  avatars: AvatarStore;
   blobs: BlobStore;
   /** Decides what each uploaded file is, once per content hash. */
   inspector: MediaInspector;
@@ -124,6 +127,13 @@ export async function taskRoutes(app: FastifyInstance, options: TaskRoutesOption
       deadline: options.upload,
       prestage: options.prestage,
       callbackPolicy: options.callbackPolicy,
+      avatar: async (id) => {
+        const avatar = await visibleAvatar(options.avatars, request, id).catch((err: unknown) => {
+          if (err instanceof NotFoundError) throw unknownAvatar(id);
+          throw err;
+        });
+        return { id: avatar.id, sha256: avatar.sha256, fileName: avatar.file_name, bytes: avatar.bytes };
+      },
     });
     let task: TaskRow;
     try {
@@ -143,11 +153,8 @@ export async function taskRoutes(app: FastifyInstance, options: TaskRoutesOption
             bytes: upload.audio.blob.bytes,
             duration: upload.audio.media.durationSec,
           },
-          video: {
-            sha256: upload.video.blob.sha256,
-            name: upload.video.name,
-            bytes: upload.video.blob.bytes,
-          },
+          video: upload.video,
+          avatarId: upload.avatarId,
         }),
       );
     } catch (err) {
@@ -159,7 +166,7 @@ export async function taskRoutes(app: FastifyInstance, options: TaskRoutesOption
         task_id: task.id,
         ...(task.description ? { description: forLog(task.description) } : {}),
         audio_bytes: task.audio_bytes,
-        video_bytes: task.video_bytes,
+        ...(task.avatar_id ? { avatar_id: task.avatar_id } : { video_bytes: task.video_bytes }),
       },
       "task created",
     );
@@ -174,7 +181,8 @@ export async function taskRoutes(app: FastifyInstance, options: TaskRoutesOption
         summary: "Create a task and return at once",
         description:
           "Uploads the audio and the video (multipart/form-data) and queues the task. Track it with " +
-          "GET /tasks/{task_id}, or give a callback_url to be told of every status change.",
+          "GET /tasks/{task_id}, or give a callback_url to be told of every status change. With " +
+          "avatar_id (POST /avatars) in place of the video file, the upload is the audio alone.",
         tags: ["tasks"],
         consumes: ["multipart/form-data"],
         response: { 200: Type.Ref(TaskView), ...errors },
@@ -495,6 +503,15 @@ function notFinished(task: TaskRow): ConflictError {
   return new ConflictError(
     "TASK_NOT_FINISHED",
     `task ${task.id} is ${task.status}: cancel it first (POST /tasks/${task.id}/cancel), then delete it`,
+  );
+}
+
+/** Another key's avatar is as unknown as one that never was. */
+function unknownAvatar(id: string): InputError {
+  return new InputError(
+    "UNKNOWN_AVATAR",
+    `no avatar ${id}: create one with POST /avatars, or send a video file`,
+    "avatar_id",
   );
 }
 

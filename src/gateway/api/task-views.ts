@@ -24,6 +24,7 @@ export function toTaskView(task: TaskRow, request?: FastifyRequest): TaskView {
     callback_url: task.callback_url === null ? null : maskUrl(task.callback_url),
     owner: task.owner,
     files_deleted_at: task.files_deleted_at,
+    avatar_id: task.avatar_id,
   };
 }
 

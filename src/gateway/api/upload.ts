@@ -19,7 +19,10 @@ import {
 /** A received, validated task form whose files are staged but not yet in the blob store. */
 export interface TaskUpload {
   audio: StagedFile;
-  video: StagedFile;
+  /** The uploaded video, or the avatar's (already in the blob store). */
+  video: { sha256: string; name: string; bytes: number };
+  /** The avatar named by the form's `avatar_id` instead of a video file; null with a video file. */
+  avatarId: string | null;
   description: string | null;
   callbackUrl: string | null;
   priority: number;
@@ -53,7 +56,23 @@ const FILE_FIELDS: Record<string, "audio" | "video"> = {
   video: "video",
   video_file: "video",
 };
-const TEXT_FIELDS = new Set(["description", "callback_url", "priority", "chaofen", "watermark_switch", "pn"]);
+const TEXT_FIELDS = new Set([
+  "description",
+  "callback_url",
+  "priority",
+  "chaofen",
+  "watermark_switch",
+  "pn",
+  "avatar_id",
+]);
+
+/** The video of an avatar a task names (issue 12), as far as a task needs to know it. */
+export interface AvatarVideo {
+  readonly id: string;
+  readonly sha256: string;
+  readonly fileName: string;
+  readonly bytes: number;
+}
 
 /**
  * Reads the multipart form as a stream: each file goes to a temp file while being hashed, so memory
@@ -72,12 +91,14 @@ export async function receiveTaskUpload(
     prestage?: Prestager | undefined;
     /** Where a callback_url may point (issue 9: no SSRF). */
     callbackPolicy: AddressPolicy;
+    /** The avatar of a form's `avatar_id` if the request may use it; throws UNKNOWN_AVATAR otherwise. */
+    avatar: (id: string) => Promise<AvatarVideo>;
   },
 ): Promise<TaskUpload> {
   if (!request.isMultipart()) {
     throw new InputError(
       "NOT_MULTIPART",
-      "send the task as multipart/form-data with an audio file and a video file",
+      "send the task as multipart/form-data with an audio file and a video file (or avatar_id)",
       undefined,
       415,
     );
@@ -117,6 +138,11 @@ export async function receiveTaskUpload(
           part.file.resume();
           throw new InputError("DUPLICATE_FIELD", `more than one ${kind} file`, part.fieldname);
         }
+        // Refused before a byte of it is stored: the point of an avatar is not to send this file.
+        if (kind === "video" && text.has("avatar_id")) {
+          part.file.resume();
+          throw videoAndAvatar();
+        }
         const forwarding = kind === "video" ? options.prestage?.forward(part.file) : undefined;
         let blob: StagedBlob;
         try {
@@ -147,23 +173,22 @@ export async function receiveTaskUpload(
     }
     const audio = staged.audio;
     const video = staged.video;
+    const avatarId = text.get("avatar_id")?.trim();
     if (!audio)
       throw new InputError(
         "MISSING_FIELD",
         "an audio file is required (form field audio or audio_file)",
         "audio",
       );
-    if (!video)
-      throw new InputError(
-        "MISSING_FIELD",
-        "a video file is required (form field video or video_file)",
-        "video",
-      );
+    if (video && avatarId !== undefined) throw videoAndAvatar();
     deadline.done();
     const fields = parseTextFields(text, options.callbackPolicy);
-    const [audioMedia, videoMedia] = await Promise.all([
+    const source = video
+      ? { sha256: video.blob.sha256, name: video.name, bytes: video.blob.bytes, avatarId: null }
+      : await avatarSource(options.avatar, avatarId);
+    const [audioMedia] = await Promise.all([
       options.inspector.inspect(audio.blob, "audio"),
-      options.inspector.inspect(video.blob, "video"),
+      video ? options.inspector.inspect(video.blob, "video") : undefined,
     ]);
     if (audioMedia.durationSec > options.maxAudioSeconds) {
       throw new InputError(
@@ -177,11 +202,17 @@ export async function receiveTaskUpload(
     return {
       ...fields,
       audio: { ...audio, media: audioMedia },
-      video: { ...video, media: videoMedia },
+      video: { sha256: source.sha256, name: source.name, bytes: source.bytes },
+      avatarId: source.avatarId,
       commitWhile: async (record) => {
-        const recorded = await options.blobs.commitWhile([audio.blob, video.blob], record);
-        const forwarded = await video.forwarding;
-        if (forwarded?.sha256 === video.blob.sha256) forwarded.machine.knowBlob(forwarded.sha256);
+        // An avatar's video is in the store already, held there by the avatar's row; the task's
+        // transaction checks that row still exists (TaskStore.createTask).
+        const recorded = await options.blobs.commitWhile(
+          video ? [audio.blob, video.blob] : [audio.blob],
+          record,
+        );
+        const forwarded = await video?.forwarding;
+        if (forwarded?.sha256 === video?.blob.sha256) forwarded?.machine.knowBlob(forwarded.sha256);
         return recorded;
       },
       discard: discardAll,
@@ -200,7 +231,7 @@ export async function receiveTaskUpload(
  * Why an upload failed, as the client should hear it. The multipart parser's own errors (no
  * boundary, a form cut short) are the client's: 400, never 500 (issue 9).
  */
-function uploadFault(err: unknown, request: FastifyRequest, signal: AbortSignal): unknown {
+export function uploadFault(err: unknown, request: FastifyRequest, signal: AbortSignal): unknown {
   if (err instanceof AppError) return err;
   // A stopped pipeline rejects with its own AbortError; the deadline's reason says what happened.
   if (signal.aborted) return signal.reason;
@@ -268,17 +299,41 @@ function parseTextFields(text: Map<string, string>, callbackPolicy: AddressPolic
   return { description, callbackUrl, priority, options };
 }
 
-function safeName(filename: string | undefined, kind: string): string {
+/** A form without a video file: the avatar it names stands in for it. */
+async function avatarSource(
+  resolve: (id: string) => Promise<AvatarVideo>,
+  avatarId: string | undefined,
+): Promise<{ sha256: string; name: string; bytes: number; avatarId: string }> {
+  if (!avatarId) {
+    throw new InputError(
+      "MISSING_FIELD",
+      "a video file (form field video or video_file) or an avatar_id is required",
+      avatarId === undefined ? "video" : "avatar_id",
+    );
+  }
+  const avatar = await resolve(avatarId);
+  return { sha256: avatar.sha256, name: avatar.fileName, bytes: avatar.bytes, avatarId: avatar.id };
+}
+
+function videoAndAvatar(): InputError {
+  return new InputError(
+    "VIDEO_AND_AVATAR",
+    "send either a video file or avatar_id, not both: an avatar_id task uploads its audio alone",
+    "avatar_id",
+  );
+}
+
+export function safeName(filename: string | undefined, kind: string): string {
   const name = basename(filename ?? "")
     .replace(/[^\w.\- ]+/g, "_")
     .slice(-200);
   return name || kind;
 }
 
-function isFileTooLarge(err: unknown): boolean {
+export function isFileTooLarge(err: unknown): boolean {
   return (err as { code?: string }).code === "FST_REQ_FILE_TOO_LARGE";
 }
 
-function formatBytes(n: number): string {
+export function formatBytes(n: number): string {
   return n >= 1024 * 1024 ? `${Math.round(n / (1024 * 1024))} MB` : `${n} bytes`;
 }

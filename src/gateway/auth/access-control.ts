@@ -1,7 +1,8 @@
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import { ForbiddenError, NotFoundError, UnauthorizedError } from "../../errors.js";
 import { isLoopbackAddress, isLoopbackHost } from "../../http/loopback.js";
-import type { TaskRow } from "../../store/schema.js";
+import type { AvatarStore } from "../../store/avatar-store.js";
+import type { AvatarRow, TaskRow } from "../../store/schema.js";
 import type { TaskStore } from "../../store/task-store.js";
 import type { ApiKey, ApiKeySet } from "./api-keys.js";
 
@@ -123,7 +124,19 @@ export async function visibleTask(store: TaskStore, request: FastifyRequest, id:
   return task;
 }
 
-/** The owner a new task records: the key's name, or null in open mode. */
+/** The avatar, if the request may see it: like tasks, a submit key sees only its own. */
+export async function visibleAvatar(
+  store: AvatarStore,
+  request: FastifyRequest,
+  id: string,
+): Promise<AvatarRow> {
+  const avatar = await store.get(id);
+  const owner = ownerScope(request);
+  if (!avatar || (owner !== undefined && avatar.owner !== owner)) throw new NotFoundError(`no avatar ${id}`);
+  return avatar;
+}
+
+/** The owner a new task (or avatar) records: the key's name, or null in open mode. */
 export function taskOwner(request: FastifyRequest): string | null {
   return request.apiKey?.name ?? null;
 }
