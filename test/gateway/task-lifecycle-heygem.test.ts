@@ -54,7 +54,12 @@ describe("cancel of a task running on a HeyGem container", () => {
   const machineView = async () =>
     (
       (await (await fetch(`${gateway.url}/machines`)).json()) as {
-        machines: { running: number; held: number; capacity: number }[];
+        machines: {
+          running: number;
+          held: number;
+          capacity: number;
+          containers: { name: string; busy: boolean; reachable: boolean }[];
+        }[];
       }
     ).machines[0];
 
@@ -66,6 +71,13 @@ describe("cancel of a task running on a HeyGem container", () => {
     const firstJob = (await gateway.store.getTask(first))?.current_attempt ?? "";
     const second = await create();
     expect(await statusOf(second)).toBe("pending");
+    // The container is shown one by one, as the agent reports it.
+    await until(async () => (await machineView())?.containers.some((c) => c.busy), 20_000, {
+      what: "the busy container in GET /machines",
+    });
+    expect((await machineView())?.containers.map((c) => [c.name, c.reachable])).toEqual([
+      [expect.any(String), true],
+    ]);
 
     const res = await fetch(`${gateway.url}/tasks/${first}/cancel`, { method: "POST" });
     expect(res.status).toBe(200);

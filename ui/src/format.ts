@@ -23,3 +23,16 @@ export function dateTime(iso: string | null): string {
 export function shortId(id: string): string {
   return id.slice(0, 8);
 }
+
+/** A size as "812 kB" or "104.9 MB" (decimal units, as disks and uploads are counted). */
+export function bytes(n: number): string {
+  if (n < 1000) return `${n} B`;
+  const units = ["kB", "MB", "GB", "TB"];
+  let value = n / 1000;
+  let unit = 0;
+  while (value >= 1000 && unit < units.length - 1) {
+    value /= 1000;
+    unit++;
+  }
+  return `${value >= 100 ? value.toFixed(0) : value.toFixed(1)} ${units[unit]}`;
+}

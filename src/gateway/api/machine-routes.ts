@@ -49,6 +49,14 @@ export async function machineRoutes(app: FastifyInstance, options: MachineRoutes
       engine: m.info?.engine ?? null,
       version: m.info?.version ?? null,
       free_disk_bytes: m.info?.free_disk_bytes ?? null,
+      containers: (m.info?.instances ?? []).map((i) => ({
+        name: i.name,
+        reachable: i.reachable,
+        healthy: i.healthy ?? true,
+        busy: i.busy,
+        job: i.job ?? null,
+        last_error: i.last_error ?? null,
+      })),
     };
   };
   const mustGet = (name: string): Machine => {

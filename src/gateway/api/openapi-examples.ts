@@ -22,6 +22,10 @@ const task = {
   attempts: 1,
   priority: 0,
   audio_duration: 12.48,
+  audio_name: "take3.wav",
+  audio_bytes: 399_404,
+  video_name: "presenter.mp4",
+  video_bytes: 104_857_600,
   callback_url: "https://app.example.com/hooks/heygem?***",
   owner: "shop",
   files_deleted_at: null,
@@ -77,6 +81,17 @@ const machine = {
   engine: "heygem",
   version: "0.1.0",
   free_disk_bytes: 412_000_000_000,
+  containers: [
+    {
+      name: "gpu0",
+      reachable: true,
+      healthy: true,
+      busy: true,
+      job: "b7e1c9d2-4f3a-4e8b-a6c5-0d9e8f7a6b5c",
+      last_error: null,
+    },
+    { name: "gpu1", reachable: true, healthy: true, busy: false, job: null, last_error: null },
+  ],
 };
 
 const callbackTry = {

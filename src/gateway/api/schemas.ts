@@ -57,6 +57,10 @@ export const TaskView = Type.Object(
     attempts: Type.Integer({ minimum: 0, description: "Machines tried so far" }),
     priority: Type.Integer(),
     audio_duration: Type.Number({ description: "Seconds; the output video is this long" }),
+    audio_name: Type.String({ description: "The audio's file name as uploaded" }),
+    audio_bytes: Type.Integer({ minimum: 0 }),
+    video_name: Type.String({ description: "The video's file name as uploaded (or the avatar's)" }),
+    video_bytes: Type.Integer({ minimum: 0 }),
     callback_url: Nullable(Type.String()),
     owner: Nullable(Type.String(), {
       description: "Name of the API key that created the task; null when it was created without keys",
@@ -254,6 +258,20 @@ export const MachineView = Type.Object(
     engine: Nullable(Type.String()),
     version: Nullable(Type.String()),
     free_disk_bytes: Nullable(Type.Integer()),
+    containers: Type.Array(
+      Type.Object({
+        name: Type.String(),
+        reachable: Type.Boolean(),
+        healthy: Type.Boolean({ description: "false after a machine-class failure, until it answers again" }),
+        busy: Type.Boolean(),
+        job: Nullable(Type.String({ description: "The job it works on" })),
+        last_error: Nullable(Type.String()),
+      }),
+      {
+        description:
+          "The engine's backends one by one as the agent last reported them (a HeyGem machine's containers); empty for single-backend engines",
+      },
+    ),
   },
   { $id: "Machine", title: "Machine" },
 );

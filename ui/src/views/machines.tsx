@@ -99,6 +99,26 @@ export function MachinesView() {
                   <dd class="error">{m.last_error}</dd>
                 </>
               )}
+              {m.containers.length > 0 && (
+                <>
+                  <dt>{t("machines.containers")}</dt>
+                  <dd data-fact="containers">
+                    {m.containers.map((c) => (
+                      <div class={c.reachable && c.healthy ? "" : "error"}>
+                        {c.name}:{" "}
+                        {!c.reachable
+                          ? t("machines.containerUnreachable")
+                          : !c.healthy
+                            ? t("machines.containerUnhealthy")
+                            : c.busy
+                              ? t("machines.containerBusy")
+                              : t("machines.containerIdle")}
+                        {c.last_error && ` — ${c.last_error}`}
+                      </div>
+                    ))}
+                  </dd>
+                </>
+              )}
               {m.warnings.length > 0 && (
                 <>
                   <dt>{t("machines.warnings")}</dt>

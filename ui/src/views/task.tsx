@@ -5,7 +5,7 @@ import {
   type Task,
   type TaskEventRow,
 } from "../../../src/client/index.js";
-import { between, dateTime, duration } from "../format.js";
+import { between, bytes, dateTime, duration } from "../format.js";
 import { t } from "../i18n/index.js";
 import { href } from "../route.js";
 import { useConnection, useStream } from "../use-connection.js";
@@ -138,7 +138,14 @@ export function TaskView({ id }: { id: string }) {
       <h2>{t("task.facts")}</h2>
       <dl class="facts">
         <dt>{t("task.audio")}</dt>
-        <dd data-fact="audio_duration">{task.audio_duration.toFixed(2)} s</dd>
+        <dd data-fact="audio_duration">
+          {task.audio_duration.toFixed(2)} s · {task.audio_name} · {bytes(task.audio_bytes)}
+        </dd>
+        <dt>{t("task.video")}</dt>
+        <dd data-fact="video">
+          {task.video_name} · {bytes(task.video_bytes)}
+          {task.avatar_id && ` (${t("task.avatar")} ${task.avatar_id})`}
+        </dd>
         <dt>{t("task.created")}</dt>
         <dd>{dateTime(task.created_at)}</dd>
         <dt>{t("task.started")}</dt>
