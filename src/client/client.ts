@@ -118,7 +118,7 @@ export class Client {
 
   /** A page of tasks, newest first. */
   async listTasks(
-    query: { status?: TaskStatus; limit?: number; offset?: number } = {},
+    query: { status?: TaskStatus; limit?: number; offset?: number; before?: number } = {},
     signal?: AbortSignal,
   ): Promise<TaskPage> {
     const params = new URLSearchParams();

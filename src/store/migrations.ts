@@ -205,6 +205,13 @@ const migrations: Record<string, Migration> = {
         .execute();
     },
   },
+  "0010_tasks_by_status": {
+    async up(db: Kysely<unknown>) {
+      // A page of GET /tasks?status=… reads newest first within one status: with only
+      // (status, priority, seq) it sorted every task of that status, ~1 s at a million rows.
+      await db.schema.createIndex("tasks_status_seq").on("tasks").columns(["status", "seq"]).execute();
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {

@@ -479,15 +479,25 @@ export class TaskStore {
     return task;
   }
 
-  async listTasks(filter: { status?: TaskStatus; owner?: string; limit: number; offset: number }): Promise<{
-    tasks: TaskRow[];
-    total: number;
-  }> {
+  /**
+   * A page of tasks, newest first. `before` (the `seq` of the last task of the previous page)
+   * reads the next page from the index wherever it is, where `offset` would step over every task
+   * before it; both are accepted, `before` for deep pages.
+   */
+  async listTasks(filter: {
+    status?: TaskStatus;
+    owner?: string;
+    limit: number;
+    offset: number;
+    before?: number;
+  }): Promise<{ tasks: TaskRow[]; total: number }> {
     let query = this.db.selectFrom("tasks");
     if (filter.status) query = query.where("status", "=", filter.status);
     if (filter.owner !== undefined) query = query.where("owner", "=", filter.owner);
+    let page = query.selectAll();
+    if (filter.before !== undefined) page = page.where("seq", "<", filter.before);
     const [tasks, count] = await Promise.all([
-      query.selectAll().orderBy("seq", "desc").limit(filter.limit).offset(filter.offset).execute(),
+      page.orderBy("seq", "desc").limit(filter.limit).offset(filter.offset).execute(),
       query.select((eb) => eb.fn.countAll<number>().as("n")).executeTakeFirstOrThrow(),
     ]);
     return { tasks, total: Number(count.n) };

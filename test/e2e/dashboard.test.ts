@@ -149,9 +149,11 @@ describe.skipIf(chromiumPath === undefined)("the dashboard in a browser", () => 
       });
       expect(duration).toBeCloseTo(AUDIO_SECONDS, 0);
       // The inputs' facts: names and sizes as uploaded.
-      const video_ = await page.locator("[data-fact=video]").innerText();
+      const video_ = (await page.locator("[data-fact=video]").textContent()) ?? "";
       expect(video_).toContain("person.mp4");
-      expect(await page.locator("[data-fact=audio_duration]").innerText()).toMatch(/speech\.wav · [\d.]+ kB/);
+      expect(await page.locator("[data-fact=audio_duration]").textContent()).toMatch(
+        /speech\.wav · [\d.]+ kB/,
+      );
       await until(() => video.evaluate((v) => (v as unknown as VideoElement).currentTime > 0), 20_000, {
         what: "the result to play",
       });

@@ -120,7 +120,7 @@ export const OPENAPI_EXAMPLES: Readonly<Record<string, unknown>> = {
     field: "audio",
   },
   Task: task,
-  TaskList: { tasks: [task], total: 1, limit: 50, offset: 0 },
+  TaskList: { tasks: [task], total: 1, limit: 50, offset: 0, next_before: null },
   TaskEvent: event,
   TaskEvents: { task_id: TASK_ID, events: [event] },
   SyncFailure: {

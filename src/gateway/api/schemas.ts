@@ -85,6 +85,10 @@ export const TaskList = Type.Object(
     total: Type.Integer({ description: "Tasks matching the filter, over all pages" }),
     limit: Type.Integer(),
     offset: Type.Integer(),
+    next_before: Nullable(Type.Integer(), {
+      description:
+        "Pass as `before` for the next page (quick at any depth, unlike offset); null on the last page",
+    }),
   },
   { $id: "TaskList", title: "TaskList" },
 );
@@ -119,6 +123,13 @@ export const ListQuery = Type.Object({
   limit: Type.Integer({ minimum: 1, maximum: 500, default: 50 }),
   // Bounded: an unbounded integer lets 1e400 (Infinity) or 1e20 through to SQLite, a 500 (issue 9).
   offset: Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER, default: 0 }),
+  before: Type.Optional(
+    Type.Integer({
+      minimum: 1,
+      maximum: Number.MAX_SAFE_INTEGER,
+      description: "The previous page's next_before: the next page, read from the index however deep it is",
+    }),
+  ),
 });
 
 export const StreamQuery = Type.Object({

@@ -296,13 +296,24 @@ export async function taskRoutes(app: FastifyInstance, options: TaskRoutesOption
           throw new InputError("INVALID_REQUEST", `querystring/${field} must be a finite integer`, field);
       }
       const owner = ownerScope(request);
+      const { before } = request.query;
+      if (before !== undefined && !Number.isFinite(before))
+        throw new InputError("INVALID_REQUEST", "querystring/before must be a finite integer", "before");
       const page = await store.listTasks({
         ...(status ? { status } : {}),
         ...(owner === undefined ? {} : { owner }),
+        ...(before === undefined ? {} : { before }),
         limit,
         offset,
       });
-      return { tasks: page.tasks.map((t) => toTaskView(t, request)), total: page.total, limit, offset };
+      const last = page.tasks.at(-1);
+      return {
+        tasks: page.tasks.map((t) => toTaskView(t, request)),
+        total: page.total,
+        limit,
+        offset,
+        next_before: page.tasks.length === limit && last ? last.seq : null,
+      };
     },
   );
 
