@@ -1,5 +1,8 @@
 import type { Static } from "@sinclair/typebox";
 import type {
+  AvatarList,
+  AvatarView,
+  AvatarWarming,
   MachineList,
   MachineView,
   TaskCallbacks,
@@ -17,6 +20,8 @@ export type TaskStatus = Task["status"];
 export type TaskEventRow = Static<typeof TaskEvent>;
 export type TaskPage = Static<typeof TaskList>;
 export type Machine = Static<typeof MachineView>;
+export type Avatar = AvatarView;
+export type AvatarPage = Static<typeof AvatarList>;
 export type CallbackDeliveries = Static<typeof TaskCallbacks>;
 
 /**
@@ -27,7 +32,9 @@ export type FileInput = string | Blob | Uint8Array | ReadableStream<Uint8Array>;
 
 export interface NewTask {
   audio: FileInput;
-  video: FileInput;
+  /** The person's video; or leave it out and name an avatar uploaded once (`avatarId`). */
+  video?: FileInput;
+  avatarId?: string;
   description?: string;
   callbackUrl?: string;
   priority?: number;
@@ -87,11 +94,11 @@ export class Client {
 
   /** `POST /tasks`: uploads the inputs and answers with the new task (status `pending`). */
   async createTask(input: NewTask, options: UploadOptions = {}): Promise<Task> {
-    const parts: UploadPart[] = [
-      { name: "audio", file: await fileContent(input.audio, "audio") },
-      { name: "video", file: await fileContent(input.video, "video") },
-    ];
+    const parts: UploadPart[] = [{ name: "audio", file: await fileContent(input.audio, "audio") }];
+    if (input.video !== undefined)
+      parts.push({ name: "video", file: await fileContent(input.video, "video") });
     const fields: [string, string | number | undefined][] = [
+      ["avatar_id", input.avatarId],
       ["description", input.description],
       ["callback_url", input.callbackUrl],
       ["priority", input.priority],
@@ -207,6 +214,50 @@ export class Client {
       throw err;
     }
     return received;
+  }
+
+  /** `POST /avatars`: a template video uploaded once, for tasks to name by `avatarId`. */
+  async createAvatar(
+    input: { video: FileInput; name?: string; warm?: boolean },
+    options: UploadOptions = {},
+  ): Promise<Avatar> {
+    const parts: UploadPart[] = [{ name: "video", file: await fileContent(input.video, "video") }];
+    if (input.name !== undefined) parts.push({ name: "name", value: input.name });
+    if (input.warm !== undefined) parts.push({ name: "warm", value: String(input.warm) });
+    const body = uploadBody(parts);
+    const res = await this.request("POST", "/avatars", {
+      body: body.stream((sent) => options.onUpload?.(sent, body.length)),
+      headers: {
+        "content-type": body.contentType,
+        ...(body.length === undefined ? {} : { "content-length": String(body.length) }),
+      },
+      ...(options.signal ? { signal: options.signal } : {}),
+    });
+    return (await res.json()) as Avatar;
+  }
+
+  async listAvatars(
+    query: { limit?: number; offset?: number } = {},
+    signal?: AbortSignal,
+  ): Promise<AvatarPage> {
+    const params = new URLSearchParams();
+    for (const [key, value] of Object.entries(query)) if (value !== undefined) params.set(key, String(value));
+    const search = params.size > 0 ? `?${params}` : "";
+    return this.json<AvatarPage>("GET", `/avatars${search}`, signal);
+  }
+
+  async getAvatar(id: string, signal?: AbortSignal): Promise<Avatar> {
+    return this.json<Avatar>("GET", `/avatars/${encodeURIComponent(id)}`, signal);
+  }
+
+  /** `DELETE /avatars/{id}`; refused (409 AVATAR_IN_USE) while a live task uses it. */
+  async deleteAvatar(id: string, signal?: AbortSignal): Promise<void> {
+    await this.request("DELETE", `/avatars/${encodeURIComponent(id)}`, signal ? { signal } : {});
+  }
+
+  /** `POST /avatars/{id}/warm`: sends the video now to every up machine that lacks it. */
+  async warmAvatar(id: string, signal?: AbortSignal): Promise<Static<typeof AvatarWarming>> {
+    return this.json("POST", `/avatars/${encodeURIComponent(id)}/warm`, signal);
   }
 
   async machines(signal?: AbortSignal): Promise<Machine[]> {

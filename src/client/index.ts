@@ -1,6 +1,8 @@
 /** `import { Client } from "multi-heygem/client"`: the gateway's API as typed calls. */
 export { ApiError } from "./api-error.js";
 export {
+  type Avatar,
+  type AvatarPage,
   type CallbackDeliveries,
   Client,
   type ClientOptions,

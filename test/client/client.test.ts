@@ -73,6 +73,17 @@ describe("the typed client", () => {
     expect(events.map((e) => e.type)).toContain("completed");
   });
 
+  it("uploads an avatar once and makes tasks that name it, with no video", async () => {
+    const avatar = await client.createAvatar({ video: join(dir, "v.mp4"), name: "presenter" });
+    expect(avatar).toMatchObject({ name: "presenter", owner: "shop" });
+    expect((await client.listAvatars()).avatars.map((a) => a.avatar_id)).toContain(avatar.avatar_id);
+    const task = await client.createTask({ audio: join(dir, "a.wav"), avatarId: avatar.avatar_id });
+    expect((await client.waitFor(task.task_id)).status).toBe("completed");
+    expect((await client.getTask(task.task_id)).avatar_id).toBe(avatar.avatar_id);
+    await client.deleteAvatar(avatar.avatar_id);
+    await expect(client.getAvatar(avatar.avatar_id)).rejects.toMatchObject({ status: 404 });
+  });
+
   it("turns refusals into ApiError with the gateway's code, status and field", async () => {
     const missing = await client.getTask("00000000-0000-4000-8000-000000000000").catch((e: unknown) => e);
     expect(missing).toBeInstanceOf(ApiError);

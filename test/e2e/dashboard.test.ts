@@ -202,6 +202,25 @@ describe.skipIf(chromiumPath === undefined)("the dashboard in a browser", () => 
       }
     });
 
+    it("submits with an avatar uploaded once: the form sends the audio alone", async () => {
+      const avatar = await client.createAvatar({ video: join(dir, "person.mp4"), name: "presenter" });
+      const page = await open(`${gateway.url}/ui/#/submit`);
+      await page.locator("select[name=avatar_id]").selectOption(avatar.avatar_id);
+      // With an avatar chosen there is no video to pick.
+      expect(await page.locator("input[name=video]").count()).toBe(0);
+      await page.locator("input[name=audio]").setInputFiles(join(dir, "speech.wav"));
+      await page.locator("button[type=submit]").click();
+      const created = page.locator("[data-created]");
+      await created.waitFor();
+      const id = (await created.getAttribute("data-created")) ?? "";
+      const done = await client.waitFor(id);
+      expect(done).toMatchObject({
+        status: "completed",
+        avatar_id: avatar.avatar_id,
+        video_bytes: avatar.bytes,
+      });
+    });
+
     it("fits a phone's width: nothing scrolls sideways", async () => {
       const [task] = (await client.listTasks({ status: "completed", limit: 1 })).tasks;
       expect(task).toBeDefined();

@@ -114,6 +114,14 @@ describe("the package, installed from its tarball", () => {
     const media = await probe(mp4);
     expect(media.video).toBeDefined();
     expect(Math.abs(media.durationSec - 1.5)).toBeLessThan(0.2);
+
+    // The dashboard's built files came with the package (issue 11).
+    const page = await fetch(`${gateway.url}/ui/`);
+    expect(page.status).toBe(200);
+    expect(page.headers.get("content-type")).toContain("text/html");
+    const script = /src="(\/ui\/assets\/[^"]+\.js)"/.exec(await page.text())?.[1];
+    expect(script).toBeDefined();
+    expect((await fetch(`${gateway.url}${script}`)).status).toBe(200);
   });
 
   it("knows every flag the example systemd units use", async () => {

@@ -1,5 +1,5 @@
-import { useState } from "preact/hooks";
-import type { Task } from "../../../src/client/index.js";
+import { useEffect, useState } from "preact/hooks";
+import type { Avatar, Task } from "../../../src/client/index.js";
 import { t } from "../i18n/index.js";
 import { href } from "../route.js";
 import { useConnection } from "../use-connection.js";
@@ -9,16 +9,30 @@ export function SubmitView() {
   const [percent, setPercent] = useState<number | undefined>();
   const [created, setCreated] = useState<Task | undefined>();
   const [error, setError] = useState<string | undefined>();
+  // Avatars uploaded once (POST /avatars): a task then sends its audio alone.
+  const [avatars, setAvatars] = useState<Avatar[]>([]);
+  const [avatarId, setAvatarId] = useState("");
+
+  useEffect(() => {
+    connection.client.listAvatars({ limit: 200 }).then(
+      (page) => setAvatars(page.avatars),
+      () => setAvatars([]),
+    );
+  }, [connection]);
 
   const submit = async (form: HTMLFormElement) => {
     const data = new FormData(form);
     const audio = data.get("audio");
     const video = data.get("video");
-    if (!(audio instanceof File) || audio.size === 0 || !(video instanceof File) || video.size === 0) {
+    const hasVideo = video instanceof File && video.size > 0;
+    if (!(audio instanceof File) || audio.size === 0 || (!hasVideo && avatarId === "")) {
       setError(t("submit.missing"));
       return;
     }
-    for (const [name, value] of [...data.entries()]) if (value === "") data.delete(name);
+    if (avatarId !== "") data.delete("video");
+    for (const [name, value] of [...data.entries()]) {
+      if (value === "" || (value instanceof File && value.size === 0 && name !== "audio")) data.delete(name);
+    }
     setError(undefined);
     setCreated(undefined);
     setPercent(0);
@@ -49,10 +63,25 @@ export function SubmitView() {
           {t("submit.audio")}
           <input type="file" name="audio" accept="audio/*,.wav,.mp3,.m4a,.flac,.ogg" />
         </label>
-        <label>
-          {t("submit.video")}
-          <input type="file" name="video" accept="video/*,.mp4,.mov,.mkv,.webm" />
-        </label>
+        {avatars.length > 0 && (
+          <label>
+            {t("submit.avatar")}
+            <select name="avatar_id" value={avatarId} onChange={(e) => setAvatarId(e.currentTarget.value)}>
+              <option value="">{t("submit.avatarNone")}</option>
+              {avatars.map((a) => (
+                <option value={a.avatar_id}>
+                  {a.name ?? a.avatar_id.slice(0, 8)} ({a.duration.toFixed(1)} s, {a.width}×{a.height})
+                </option>
+              ))}
+            </select>
+          </label>
+        )}
+        {avatarId === "" && (
+          <label>
+            {t("submit.video")}
+            <input type="file" name="video" accept="video/*,.mp4,.mov,.mkv,.webm" />
+          </label>
+        )}
         <label>
           {t("submit.description")}
           <input type="text" name="description" maxLength={2000} />
