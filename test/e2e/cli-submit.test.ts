@@ -5,6 +5,7 @@ import { testKey, writeKeysFile } from "../helpers/api-keys.js";
 import { removeDir, startTestGateway, tempDir } from "../helpers/gateway.js";
 import { makeAudio, makeVideo, probe } from "../helpers/media.js";
 import { CLI, run } from "../helpers/processes.js";
+import { until } from "../helpers/until.js";
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const ESC = "\x1b[";
@@ -176,6 +177,10 @@ describe("multi-heygem submit, tasks and machines against a gateway", () => {
   });
 
   it("machines prints a table; drain and resume change the state", async () => {
+    // Tasks created without --wait by the tests before may still run: read the table once idle.
+    await until(() => gateway.fleet.get("embedded")?.running.size === 0, 60_000, {
+      what: "the embedded machine idle",
+    });
     const table = await cli(["machines"]);
     expect(table.code, table.stderr).toBe(0);
     expect(table.stdout).toMatch(/^NAME +STATE +RUNNING\/CAPACITY +SPEED +DONE\/FAILED +LAST ERROR\n/);
