@@ -1,7 +1,7 @@
 import { type Kysely, sql } from "kysely";
 import type { Database } from "./schema.js";
 
-/** Up to this many hashes per query: SQLite binds at most 32766 parameters, four uses each here. */
+/** Up to this many hashes per query: SQLite binds at most 32766 parameters, five uses each here. */
 const CHUNK = 500;
 
 /**
@@ -9,10 +9,11 @@ const CHUNK = 500;
  * blob is deleted only when this answers no (issue 10). Today the sources are the tasks that keep
  * their files (`files_deleted_at` null): live ones, finished ones within --retention, and finished
  * ones past it that the sweep has not reached yet (the last of those to be swept frees the blob);
- * and every avatar (issue 12): its video stays as long as the avatar does, whatever its tasks.
+ * every avatar (issue 12): its video stays as long as the avatar does, whatever its tasks; and
+ * every voice (issue 12): its reference recording, for the machines that have not prepared it yet.
  *
  * Each arm is a lookup in an index (the partial `tasks_<column>_blob` of migration 0007,
- * `avatars_blob` of 0009), so the cost does not grow with the number of tasks or avatars.
+ * `avatars_blob` of 0009, `voices_blob` of 0011), so the cost does not grow with the number of tasks or avatars.
  */
 export async function blobReferences(db: Kysely<Database>, shas: Iterable<string>): Promise<Set<string>> {
   const all = [...new Set(shas)];
@@ -25,7 +26,8 @@ export async function blobReferences(db: Kysely<Database>, shas: Iterable<string
     const { rows } = await sql<{ sha256: string }>`${keptBy("audio_sha256")}
       union ${keptBy("video_sha256")}
       union ${keptBy("result_sha256")}
-      union select sha256 from avatars where sha256 in (${sql.join(chunk)})`.execute(db);
+      union select sha256 from avatars where sha256 in (${sql.join(chunk)})
+      union select sha256 from voices where sha256 in (${sql.join(chunk)})`.execute(db);
     for (const row of rows) needed.add(row.sha256);
   }
   return needed;

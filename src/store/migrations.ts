@@ -212,6 +212,40 @@ const migrations: Record<string, Migration> = {
       await db.schema.createIndex("tasks_status_seq").on("tasks").columns(["status", "seq"]).execute();
     },
   },
+  "0011_voices_and_text": {
+    async up(db: Kysely<unknown>) {
+      // A cloned voice (issue 12): its reference recording is a blob the gateway keeps, so any
+      // machine can prepare the voice; blob-references.ts counts these rows like avatars.
+      await db.schema
+        .createTable("voices")
+        .addColumn("id", "text", (c) => c.primaryKey())
+        .addColumn("seq", "integer", (c) => c.notNull().unique())
+        .addColumn("owner", "text")
+        .addColumn("name", "text")
+        .addColumn("lang", "text", (c) => c.notNull())
+        .addColumn("sha256", "text", (c) => c.notNull())
+        .addColumn("file_name", "text", (c) => c.notNull())
+        .addColumn("bytes", "integer", (c) => c.notNull())
+        .addColumn("duration", "real", (c) => c.notNull())
+        .addColumn("reference_text", "text")
+        .addColumn("avatar_id", "text")
+        .addColumn("created_at", "text", (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex("voices_blob").on("voices").column("sha256").execute();
+      await db.schema.createIndex("voices_owner").on("voices").columns(["owner", "seq"]).execute();
+      // A text task: what to say and how (JSON); null for tasks that uploaded their audio.
+      await db.schema.alterTable("tasks").addColumn("speech", "text").execute();
+      // The voice a text task speaks in; null for the machine's own voice and for audio tasks.
+      await db.schema.alterTable("tasks").addColumn("voice_id", "text").execute();
+      // "Does a live task use this voice?" (DELETE /voices/{id}).
+      await db.schema
+        .createIndex("tasks_voice")
+        .on("tasks")
+        .columns(["voice_id", "status"])
+        .where(sql<boolean>`voice_id is not null`)
+        .execute();
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {

@@ -53,6 +53,16 @@ export interface TasksTable {
   files_deleted_at: string | null;
   /** The avatar whose video the task uses (issue 12); null when the video was uploaded with it. */
   avatar_id: string | null;
+  /**
+   * A text task's speech (issue 12), JSON `{text, lang, settings}`; null for a task that uploaded
+   * its audio. Until the text is spoken such a task has no audio: `audio_sha256` and `audio_name`
+   * are empty, `audio_bytes` 0 and `audio_duration` an estimate from the text's length; the
+   * attempt that completes it stores the spoken audio there, so retention and
+   * `GET /tasks/{id}/audio` treat it as any task's audio.
+   */
+  speech: string | null;
+  /** The voice a text task speaks in (issue 12); null for the machine's own voice. */
+  voice_id: string | null;
 }
 
 export interface AttemptsTable {
@@ -142,6 +152,28 @@ export interface AvatarsTable {
   created_at: string;
 }
 
+/** A cloned voice (issue 12): a reference recording the gateway keeps so any machine can prepare it. */
+export interface VoicesTable {
+  id: string;
+  /** Creation order: the list's order, and its tie-breaker within one millisecond. */
+  seq: number;
+  /** Name of the API key that created it; null when created without keys. */
+  owner: string | null;
+  name: string | null;
+  /** The language of the reference recording and of the texts spoken in it by default. */
+  lang: string;
+  /** The reference recording's blob. */
+  sha256: string;
+  file_name: string;
+  bytes: number;
+  duration: number;
+  /** What is said in the recording, as the first machine that prepared the voice heard it. */
+  reference_text: string | null;
+  /** The avatar whose sound track the recording was taken from; null for an uploaded recording. */
+  avatar_id: string | null;
+  created_at: string;
+}
+
 export interface Database {
   tasks: TasksTable;
   attempts: AttemptsTable;
@@ -151,11 +183,13 @@ export interface Database {
   machine_flags: MachineFlagsTable;
   media_facts: MediaFactsTable;
   avatars: AvatarsTable;
+  voices: VoicesTable;
 }
 
 export type TaskRow = Selectable<TasksTable>;
 export type NewTask = Insertable<TasksTable>;
 export type AvatarRow = Selectable<AvatarsTable>;
+export type VoiceRow = Selectable<VoicesTable>;
 export type AttemptRow = Selectable<AttemptsTable>;
 export type EventRow = Selectable<EventsTable>;
 export type CallbackRow = Selectable<CallbacksTable>;

@@ -150,6 +150,8 @@ export class TaskStore {
           owner: input.owner ?? null,
           files_deleted_at: null,
           avatar_id: avatarId,
+          speech: null,
+          voice_id: null,
         })
         .execute();
       const created = await this.addEvent(trx, input.id, at, {
