@@ -6,6 +6,7 @@ import type { WorkerClient } from "../protocol/worker-client.js";
 /** What `GET /machines` says a machine is doing. `unknown` lasts until the first probe answers. */
 export type MachineState = "unknown" | "up" | "down" | "draining" | "disabled";
 export type MachineHealth = "unknown" | "up" | "down";
+export type MachineCapabilities = NonNullable<Health["capabilities"]>;
 
 export interface RunningAttempt {
   readonly taskId: string;
@@ -108,6 +109,15 @@ export class Machine {
   /** The worker's last health answer. */
   get info(): Health | undefined {
     return this.#info;
+  }
+
+  /**
+   * What the machine can do (issue 12), from its last health answer: undefined until it answered
+   * once. An agent older than the field lip-syncs only.
+   */
+  get capabilities(): MachineCapabilities | undefined {
+    if (!this.#info) return undefined;
+    return this.#info.capabilities ?? { lipsync: this.#info.engine, tts: false, voice_clone: false };
   }
 
   get uploadBytesPerMs(): number {
