@@ -2,8 +2,9 @@ import type { FastifyInstance, FastifyRequest } from "fastify";
 import { ForbiddenError, NotFoundError, UnauthorizedError } from "../../errors.js";
 import { isLoopbackAddress, isLoopbackHost } from "../../http/loopback.js";
 import type { AvatarStore } from "../../store/avatar-store.js";
-import type { AvatarRow, TaskRow } from "../../store/schema.js";
+import type { AvatarRow, TaskRow, VoiceRow } from "../../store/schema.js";
 import type { TaskStore } from "../../store/task-store.js";
+import type { VoiceStore } from "../../store/voice-store.js";
 import type { ApiKey, ApiKeySet } from "./api-keys.js";
 
 /**
@@ -134,6 +135,18 @@ export async function visibleAvatar(
   const owner = ownerScope(request);
   if (!avatar || (owner !== undefined && avatar.owner !== owner)) throw new NotFoundError(`no avatar ${id}`);
   return avatar;
+}
+
+/** The voice, if the request may see it: like tasks, a submit key sees only its own. */
+export async function visibleVoice(
+  store: VoiceStore,
+  request: FastifyRequest,
+  id: string,
+): Promise<VoiceRow> {
+  const voice = await store.get(id);
+  const owner = ownerScope(request);
+  if (!voice || (owner !== undefined && voice.owner !== owner)) throw new NotFoundError(`no voice ${id}`);
+  return voice;
 }
 
 /** The owner a new task (or avatar) records: the key's name, or null in open mode. */
