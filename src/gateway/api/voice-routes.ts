@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import { Type } from "@sinclair/typebox";
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import type { BlobStore } from "../../blobs/blob-store.js";
-import { ConflictError, InputError, NotFoundError } from "../../errors.js";
+import { AppError, ConflictError, errorMessage, InputError, NotFoundError } from "../../errors.js";
 import type { TypeBoxTypeProvider } from "../../http/typebox-provider.js";
 import { forLog } from "../../logger.js";
 import type { AvatarStore } from "../../store/avatar-store.js";
@@ -133,7 +133,16 @@ export async function voiceRoutes(app: FastifyInstance, options: VoiceRoutesOpti
         "voice created",
       );
     } catch (err) {
-      log.info({ reason: err instanceof Error ? err.message : String(err) }, "voice not created");
+      log.info({ reason: errorMessage(err) }, "voice not created");
+      if (options.shutdown.aborted) {
+        throw new AppError(
+          "SHUTTING_DOWN",
+          "the gateway is stopping; nothing was stored: send the voice again",
+        );
+      }
+      // Nobody is left to read the answer; said as the client's, not as a bug of the gateway.
+      if (gone.signal.aborted)
+        throw new AppError("BAD_REQUEST", "the client went away before the voice was made");
       throw err;
     } finally {
       request.raw.socket?.off("close", onClose);
