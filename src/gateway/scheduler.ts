@@ -1,5 +1,6 @@
 import type { Logger } from "../logger.js";
 import type { TaskRow } from "../store/schema.js";
+import { TASK_NEEDS, type TaskNeed, taskNeed } from "../store/task-speech.js";
 import type { TaskStore } from "../store/task-store.js";
 import type { Clock } from "./clock.js";
 import type { Fleet, Machine } from "./fleet.js";
@@ -68,7 +69,32 @@ export class Scheduler {
     const free = machines.reduce((n, m) => n + m.freeSlots, 0);
     if (free === 0) return;
     const slots = machines.reduce((n, m) => n + m.capacity, 0);
-    const tasks = await this.options.store.pendingTasks(Math.max(free, slots * LOOKAHEAD_PER_SLOT));
+    const lookahead = Math.max(free, slots * LOOKAHEAD_PER_SLOT);
+    // Only tasks some machine here can take: text tasks on a fleet that cannot speak would fill the
+    // look-ahead and hide the audio tasks behind them.
+    const can = widest(machines);
+    const tasks = await this.options.store.pendingTasks(lookahead, can);
+    if (tasks.length === 0) return;
+    await this.place(tasks, machines);
+    // A second look for free machines that can do less than the rest (no text to speech): the
+    // look-ahead may have been all text tasks waiting for the machines that speak.
+    const idle = machines.filter((m) => m.placeable && m.freeSlots > 0);
+    const idleCan = widest(idle);
+    if (
+      tasks.length < lookahead ||
+      idle.length === 0 ||
+      TASK_NEEDS.indexOf(idleCan) >= TASK_NEEDS.indexOf(can)
+    )
+      return;
+    const seen = new Set(tasks.map((t) => t.id));
+    const more = await this.options.store.pendingTasks(seen.size + lookahead, idleCan);
+    await this.place(
+      more.filter((t) => !seen.has(t.id)),
+      idle,
+    );
+  }
+
+  private async place(tasks: readonly TaskRow[], machines: readonly Machine[]): Promise<void> {
     if (tasks.length === 0) return;
     const now = this.options.clock.now();
     const byId = new Map(tasks.map((t) => [t.id, t]));
@@ -78,6 +104,7 @@ export class Scheduler {
         audioDuration: t.audio_duration,
         videoSha256: t.video_sha256,
         videoBytes: t.video_bytes,
+        need: taskNeed(t),
       })),
       machines.map((m) => this.snapshot(m, now)),
       now,
@@ -102,6 +129,14 @@ export class Scheduler {
       speed,
       uploadBytesPerMs: m.uploadBytesPerMs,
       hasBlob: (sha) => m.hasBlob(sha),
+      can: m.can ?? "lipsync",
     };
   }
+}
+
+/** The most any of `machines` can do (a machine up has answered, so its capabilities are known). */
+function widest(machines: readonly Machine[]): TaskNeed {
+  let rank = 0;
+  for (const m of machines) rank = Math.max(rank, TASK_NEEDS.indexOf(m.can ?? "lipsync"));
+  return TASK_NEEDS[rank] ?? "lipsync";
 }
