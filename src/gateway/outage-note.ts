@@ -2,8 +2,8 @@ import { errorMessage } from "../errors.js";
 import type { Logger } from "../logger.js";
 import { TASK_NEEDS, type TaskNeed } from "../store/task-speech.js";
 import type { TaskStore } from "../store/task-store.js";
-import { type WaitingReason, waitingReason } from "./fleet-abilities.js";
 import type { Fleet } from "./fleet.js";
+import { type WaitingReason, waitingReason } from "./fleet-abilities.js";
 
 export interface OutageNoteOptions {
   readonly fleet: Fleet;

@@ -24,7 +24,10 @@ export interface SpeechSettingValues {
 export type TaskNeed = "lipsync" | "tts" | "voice_clone";
 export const TASK_NEEDS: readonly TaskNeed[] = ["lipsync", "tts", "voice_clone"];
 
-export function taskNeed(task: { readonly speech: string | null; readonly voice_id: string | null }): TaskNeed {
+export function taskNeed(task: {
+  readonly speech: string | null;
+  readonly voice_id: string | null;
+}): TaskNeed {
   if (task.speech === null) return "lipsync";
   return task.voice_id === null ? "tts" : "voice_clone";
 }

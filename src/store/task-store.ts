@@ -149,7 +149,11 @@ export class TaskStore {
       }
       // As for avatars: a DELETE /voices/{id} either ran before (refused here) or sees this task.
       if (voiceId !== null) {
-        const voice = await trx.selectFrom("voices").select("id").where("id", "=", voiceId).executeTakeFirst();
+        const voice = await trx
+          .selectFrom("voices")
+          .select("id")
+          .where("id", "=", voiceId)
+          .executeTakeFirst();
         if (!voice) throw new InputError("UNKNOWN_VOICE", `no voice ${voiceId}`, "voice_id");
       }
       await trx
@@ -188,7 +192,8 @@ export class TaskStore {
           voice_id: voiceId,
         })
         .execute();
-      const video = avatarId === null ? `video ${input.video.name}` : `avatar ${avatarId} (${input.video.name})`;
+      const video =
+        avatarId === null ? `video ${input.video.name}` : `avatar ${avatarId} (${input.video.name})`;
       const said =
         speech === null
           ? `audio ${audio.name} (${audio.duration.toFixed(2)} s)`
@@ -876,11 +881,7 @@ function pendingInQueueOrder(
   let query = db.selectFrom("tasks").selectAll().where("status", "=", "pending");
   if (TASK_NEEDS.indexOf(upTo) < TASK_NEEDS.indexOf("tts")) query = query.where("speech", "is", null);
   else if (upTo === "tts") query = query.where("voice_id", "is", null);
-  return query
-    .orderBy("priority", "desc")
-    .orderBy("seq")
-    .limit(limit)
-    .execute();
+  return query.orderBy("priority", "desc").orderBy("seq").limit(limit).execute();
 }
 
 /**
