@@ -310,7 +310,10 @@ export class TaskStore {
     }
     await this.change(taskId, async (trx, task, at) => {
       if (task.current_attempt !== attemptId || task.status !== "processing") return undefined;
-      if (progress === task.progress) return undefined;
+      // The same progress is a step only with a new message: a text task's "lipsync" starts where
+      // its "speech" ended (issue 12).
+      if (progress === task.progress && (message ?? null) === (await lastStep(trx, taskId, attemptId)))
+        return undefined;
       const updated = await this.updateTask(trx, taskId, { progress, updated_at: at });
       const event = await this.addEvent(trx, taskId, at, {
         type: "progress",
@@ -890,4 +893,23 @@ function pendingInQueueOrder(
  */
 function textPlaceholder(text: string): StoredAudio {
   return { sha256: "", name: "", bytes: 0, duration: estimateSpeechSeconds(text) };
+}
+
+/** The message of the attempt's latest progress row; null when it has none (or it said nothing). */
+async function lastStep(
+  trx: Transaction<Database>,
+  taskId: string,
+  attemptId: string,
+): Promise<string | null> {
+  // Read backwards along the task's own events (index events_task), which are few.
+  const row = await trx
+    .selectFrom("events")
+    .select("message")
+    .where("task_id", "=", taskId)
+    .where("attempt_id", "=", attemptId)
+    .where("type", "=", "progress")
+    .orderBy("id", "desc")
+    .limit(1)
+    .executeTakeFirst();
+  return row?.message ?? null;
 }
