@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { SPEECH_BOUNDS } from "../../src/protocol/schemas.js";
 import { VoiceStore } from "../../src/store/voice-store.js";
 import { filesUnder, removeDir, startTestGateway, taskForm, tempDir } from "../helpers/gateway.js";
@@ -153,7 +153,9 @@ describe("text tasks on the embedded gateway", () => {
   });
 
   it("answers an uploaded audio at GET /tasks/{id}/audio as it came", async () => {
-    const created = (await (await post({ audio: { path: audio }, video: { path: video } })).json()) as TaskJson;
+    const created = (await (
+      await post({ audio: { path: audio }, video: { path: video } })
+    ).json()) as TaskJson;
     expect(created.speech).toBeNull();
     const res = await call(`/tasks/${created.task_id}/audio`);
     expect(res.status).toBe(200);
