@@ -42,7 +42,8 @@ export function refuseUnservable(fleet: Fleet, need: TaskNeed): void {
   const machines = fleet.list().filter((m) => !m.removed);
   if (machines.length === 0) return;
   if (machines.some((m) => m.can === undefined || needMet(need, m.can))) return;
-  if (need === "tts") {
+  // A voice where nothing speaks at all: the first thing to fix is a machine that speaks.
+  if (!machines.some((m) => m.can !== undefined && needMet("tts", m.can))) {
     throw new InputError(
       "NO_TTS_MACHINE",
       "no machine of this gateway can speak text (capabilities.tts): send an audio file instead, or add a " +

@@ -4,7 +4,12 @@ import { TASK_NEEDS, type TaskNeed, taskNeed } from "../store/task-speech.js";
 import type { TaskStore } from "../store/task-store.js";
 import type { Clock } from "./clock.js";
 import type { Fleet, Machine } from "./fleet.js";
-import type { PlacementMachine, PlacementPolicy } from "./placement/policy.js";
+import {
+  canTake,
+  type PlacementMachine,
+  type PlacementPolicy,
+  type PlacementTask,
+} from "./placement/policy.js";
 import type { SpeedModel } from "./speed-model.js";
 
 export interface SchedulerOptions {
@@ -98,15 +103,26 @@ export class Scheduler {
     if (tasks.length === 0) return;
     const now = this.options.clock.now();
     const byId = new Map(tasks.map((t) => [t.id, t]));
+    const snapshots = machines.map((m) => this.snapshot(m, now));
+    const failed = await this.options.store.machinesFailed(
+      tasks.filter((t) => t.attempts > 0).map((t) => t.id),
+    );
     const plan = this.options.placement.plan(
-      tasks.map((t) => ({
-        id: t.id,
-        audioDuration: t.audio_duration,
-        videoSha256: t.video_sha256,
-        videoBytes: t.video_bytes,
-        need: taskNeed(t),
-      })),
-      machines.map((m) => this.snapshot(m, now)),
+      tasks.map((t) => {
+        const task: PlacementTask = {
+          id: t.id,
+          audioDuration: t.audio_duration,
+          videoSha256: t.video_sha256,
+          videoBytes: t.video_bytes,
+          need: taskNeed(t),
+        };
+        const avoid = failed.get(t.id);
+        // Elsewhere if anywhere else can: the machine it failed on may fail it again (issue 12).
+        return avoid && snapshots.some((m) => !avoid.has(m.name) && canTake(m, task))
+          ? { ...task, avoid }
+          : task;
+      }),
+      snapshots,
       now,
     );
     for (const { task, machine } of plan) {

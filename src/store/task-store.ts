@@ -684,6 +684,28 @@ export class TaskStore {
       .execute();
   }
 
+  /**
+   * The machines each of `taskIds` has failed on for the machine's fault, so that its next attempt
+   * goes elsewhere where it can (a machine whose voice service is down stays up: issue 12).
+   */
+  async machinesFailed(taskIds: readonly string[]): Promise<Map<string, Set<string>>> {
+    const failed = new Map<string, Set<string>>();
+    if (taskIds.length === 0) return failed;
+    const rows = await this.db
+      .selectFrom("attempts")
+      .select(["task_id", "machine"])
+      .where("task_id", "in", taskIds)
+      .where("status", "=", "failed")
+      .where("error_kind", "=", "machine")
+      .execute();
+    for (const row of rows) {
+      const machines = failed.get(row.task_id) ?? new Set<string>();
+      machines.add(row.machine);
+      failed.set(row.task_id, machines);
+    }
+    return failed;
+  }
+
   async listAttempts(taskId: string): Promise<AttemptRow[]> {
     return this.db
       .selectFrom("attempts")

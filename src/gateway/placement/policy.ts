@@ -15,6 +15,11 @@ export interface PlacementTask {
   readonly videoBytes: number;
   /** What it needs of a machine: lip-sync alone, text to speech, or a cloned voice (issue 12). */
   readonly need: TaskNeed;
+  /**
+   * Machines it must not go to: those it failed on for the machine's fault, while another machine
+   * could take it (the scheduler decides; a machine's voice service can be down while it is up).
+   */
+  readonly avoid?: ReadonlySet<string>;
 }
 
 export interface PlacementMachine {
@@ -36,7 +41,7 @@ export interface PlacementMachine {
 
 /** Whether `machine` can take `task` at all: a text task only where it speaks (issue 12). */
 export function canTake(machine: PlacementMachine, task: PlacementTask): boolean {
-  return needMet(task.need, machine.can);
+  return needMet(task.need, machine.can) && task.avoid?.has(machine.name) !== true;
 }
 
 export interface Placement {

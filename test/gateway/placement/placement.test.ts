@@ -90,6 +90,13 @@ describe.each(PLACEMENT_NAMES)("placement %s", (name) => {
     );
   });
 
+  it("never puts a task on a machine it must avoid (one it failed on), even when that one is free", () => {
+    const machines = [machine("failed-it"), machine("busy", { freeSlots: 0, busyUntil: [NOW + 60_000] })];
+    const retried = { ...task("retried"), avoid: new Set(["failed-it"]) };
+    const plan = createPlacement(name).plan([retried, task("fresh")], machines, NOW);
+    expect(plan).toEqual([{ task: task("fresh"), machine: "failed-it" }]);
+  });
+
   it("places the tasks behind ones no machine can take, and text tasks on the one machine that speaks", () => {
     const machines = [machine("lips", { maxConcurrent: 2 }), machine("speaks", { can: "tts" })];
     const tasks = [
