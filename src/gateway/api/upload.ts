@@ -186,7 +186,13 @@ export async function receiveTaskUpload(
           part.file.resume();
           throw audioAndText(part.fieldname);
         }
-        const forwarding = kind === "video" ? options.prestage?.forward(part.file) : undefined;
+        // A text task's video goes ahead only to a machine that can speak it (fields sent first).
+        const need: TaskNeed = !text.has("text")
+          ? "lipsync"
+          : text.get("voice_id")?.trim()
+            ? "voice_clone"
+            : "tts";
+        const forwarding = kind === "video" ? options.prestage?.forward(part.file, need) : undefined;
         let blob: StagedBlob;
         try {
           blob = await options.blobs.stage(part.file, {
