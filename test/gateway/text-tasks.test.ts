@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { SPEECH_BOUNDS } from "../../src/protocol/schemas.js";
 import { VoiceStore } from "../../src/store/voice-store.js";
+import { bearer, testKey, writeKeysFile } from "../helpers/api-keys.js";
 import { filesUnder, removeDir, startTestGateway, taskForm, tempDir } from "../helpers/gateway.js";
 import { makeAudio, makeVideo, probe } from "../helpers/media.js";
 import { until } from "../helpers/until.js";
@@ -261,6 +262,56 @@ describe("a text task's audio after --retention", () => {
       expect(((await gone.json()) as { error: string }).error).toBe("RESULT_EXPIRED");
     } finally {
       await gateway.close();
+    }
+  });
+});
+
+describe("a voice belongs to the key that made it", () => {
+  it("is UNKNOWN_VOICE to another key, and taken from its own (the voice's language by default)", async () => {
+    const dir = await tempDir();
+    const shop = testKey("shop", "submit");
+    const other = testKey("other", "submit");
+    await writeKeysFile(join(dir, "keys.json"), [shop, other]);
+    // A machine not heard from yet: what it can do is unknown, so a voice is not refused for it.
+    await writeFile(
+      join(dir, "machines.json"),
+      JSON.stringify({ machines: [{ name: "gpu-1", host: "127.0.0.1", port: 9, max_concurrent: 1 }] }),
+    );
+    const gateway = await startTestGateway(
+      { apiKeys: join(dir, "keys.json"), config: join(dir, "machines.json") },
+      join(dir, "data"),
+    );
+    try {
+      await new VoiceStore(gateway.store.db).create({
+        id: "v-shop",
+        owner: "shop",
+        name: null,
+        lang: "en",
+        sha256: "c".repeat(64),
+        fileName: "ref.wav",
+        bytes: 100,
+        duration: 3,
+        referenceText: null,
+        avatarId: null,
+      });
+      const before = await filesUnder(gateway.dataDir);
+      const send = async (key: typeof shop) =>
+        fetch(`${gateway.url}/tasks`, {
+          method: "POST",
+          headers: bearer(key),
+          body: await taskForm({ text: "Hello.", voice_id: "v-shop", video: { path: video } }),
+        });
+      const refused = await send(other);
+      expect(refused.status).toBe(400);
+      expect(await refused.json()).toMatchObject({ error: "UNKNOWN_VOICE", field: "voice_id" });
+      expect(await filesUnder(gateway.dataDir)).toEqual(before);
+      const taken = await send(shop);
+      expect(taken.status).toBe(200);
+      const task = (await taken.json()) as TaskJson;
+      expect(task.speech).toMatchObject({ voice_id: "v-shop", lang: "en", spoken: false });
+    } finally {
+      await gateway.close();
+      await removeDir(dir);
     }
   });
 });
