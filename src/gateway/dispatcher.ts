@@ -86,9 +86,13 @@ interface LiveAttempt {
 
 /**
  * Runs one attempt of a task on one machine through the /v1 protocol: make sure the worker has
- * both inputs, create the job (idempotently, with the attempt id as job id), follow it by
+ * the inputs, create the job (idempotently, with the attempt id as job id), follow it by
  * long-polling, and bring the result home before the task is marked completed. The same code
  * re-attaches to a job after a gateway restart: `PUT /v1/jobs/{id}` returns the existing job.
+ *
+ * A text task (issue 12) sends `speech` instead of an audio, its voice's reference recording being
+ * one more input; the spoken WAV comes home with the MP4 and both are stored in the transaction
+ * that completes the task (job-request.ts, spoken-audio.ts).
  */
 export class Dispatcher {
   private readonly live = new Map<string, LiveAttempt>();
