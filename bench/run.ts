@@ -18,6 +18,7 @@ import { MediaKit } from "./media.js";
 import { type Benchmark, type Outcome, type RunInfo, writeResults } from "./report.js";
 import { round } from "./stats.js";
 import { templateCache } from "./template-cache.js";
+import { textTasks } from "./text-tasks.js";
 import { utilisation } from "./utilisation.js";
 
 /**
@@ -32,6 +33,7 @@ const BENCHMARKS: readonly Benchmark[] = [
   dataPath,
   templateCache,
   avatars,
+  textTasks,
   apiThroughput,
   intake,
   failover,

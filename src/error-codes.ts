@@ -221,6 +221,37 @@ export const ERROR_CODES = {
       "the voice service (fish-speech, its speech recognition) is down or did not answer in time; " +
       "from the gateway: no machine that can clone is up, or every one failed; try again after Retry-After",
   },
+  // Text tasks (gateway, issue 12).
+  UNKNOWN_VOICE: {
+    code: "UNKNOWN_VOICE",
+    status: 400,
+    description:
+      "a task names a voice_id that does not exist (or belongs to another key): create it with POST /voices",
+  },
+  AUDIO_AND_TEXT: {
+    code: "AUDIO_AND_TEXT",
+    status: 400,
+    description: "a task form with both an audio file and text: send one of the two",
+  },
+  NO_TTS_MACHINE: {
+    code: "NO_TTS_MACHINE",
+    status: 400,
+    description:
+      "a text task, and no machine of the gateway can speak text (each answered capabilities.tts false)",
+  },
+  NO_VOICE_CLONE_MACHINE: {
+    code: "NO_VOICE_CLONE_MACHINE",
+    status: 400,
+    description:
+      "a task with voice_id, and no machine of the gateway can clone a voice (each answered capabilities.voice_clone " +
+      "false; the embedded worker's offline voice cannot)",
+  },
+  AUDIO_NOT_READY: {
+    code: "AUDIO_NOT_READY",
+    status: 409,
+    description:
+      "GET /tasks/{task_id}/audio of a text task whose text is not spoken yet: its audio is kept once it completes",
+  },
 
   // Tasks (gateway).
   TASK_NOT_COMPLETED: {

@@ -3,7 +3,7 @@ import type { BlobStore } from "../blobs/blob-store.js";
 import { ERROR_CODES } from "../error-codes.js";
 import { errorMessage, type FailureKind } from "../errors.js";
 import { forLog, type Logger } from "../logger.js";
-import { FINAL_JOB_STATUSES, type JobOptions, type JobView } from "../protocol/schemas.js";
+import { FINAL_JOB_STATUSES, type JobView } from "../protocol/schemas.js";
 import {
   isWorkerError,
   type WorkerClient,
@@ -12,14 +12,22 @@ import {
 } from "../protocol/worker-client.js";
 import type { AttemptRow, TaskRow } from "../store/schema.js";
 import type { TaskStore } from "../store/task-store.js";
+import type { VoiceStore } from "../store/voice-store.js";
 import { type Clock, delay } from "./clock.js";
 import type { Fleet, Machine } from "./fleet.js";
+import { jobRequest } from "./job-request.js";
+import type { MediaInspector } from "./media-inspector.js";
 import type { SpeedModel } from "./speed-model.js";
+import { fetchSpokenAudio, type SpokenAudio } from "./spoken-audio.js";
 
 export interface DispatcherOptions {
   clock: Clock;
   store: TaskStore;
   blobs: BlobStore;
+  /** A text task's voice (issue 12): its reference recording goes to the worker like an input. */
+  voices: VoiceStore;
+  /** Measures a text task's spoken audio once it is home. */
+  inspector: MediaInspector;
   fleet: Fleet;
   speeds: SpeedModel;
   logger: Logger;
@@ -78,9 +86,13 @@ interface LiveAttempt {
 
 /**
  * Runs one attempt of a task on one machine through the /v1 protocol: make sure the worker has
- * both inputs, create the job (idempotently, with the attempt id as job id), follow it by
+ * the inputs, create the job (idempotently, with the attempt id as job id), follow it by
  * long-polling, and bring the result home before the task is marked completed. The same code
  * re-attaches to a job after a gateway restart: `PUT /v1/jobs/{id}` returns the existing job.
+ *
+ * A text task (issue 12) sends `speech` instead of an audio, its voice's reference recording being
+ * one more input; the spoken WAV comes home with the MP4 and both are stored in the transaction
+ * that completes the task (job-request.ts, spoken-audio.ts).
  */
 export class Dispatcher {
   private readonly live = new Map<string, LiveAttempt>();
@@ -220,14 +232,22 @@ export class Dispatcher {
       if (!result) throw new AttemptFailure("machine", "the worker reported success without a result");
       const staged = await this.fetchResult(attemptId, client, result.sha256, signal);
       const stored = { sha256: staged.sha256, bytes: staged.bytes };
+      let spoken: SpokenAudio | undefined;
+      try {
+        spoken = await this.fetchSpoken(attempt, view);
+      } catch (err) {
+        await staged.discard();
+        throw err;
+      }
       const runSeconds = engineSeconds(view);
       // Kept in place against a retention sweep deleting the same content meanwhile.
-      const done = await this.options.blobs.commitWhile([staged], () =>
-        store.completeAttempt(task.id, attemptId, stored, runSeconds),
+      const done = await this.options.blobs.commitWhile(spoken ? [staged, spoken.staged] : [staged], () =>
+        store.completeAttempt(task.id, attemptId, stored, runSeconds, spoken?.audio),
       );
       if (done) {
-        if (runSeconds !== undefined && task.audio_duration > 0) {
-          this.options.speeds.observe(machine.name, runSeconds / task.audio_duration);
+        const seconds = spoken?.audio.duration ?? task.audio_duration;
+        if (runSeconds !== undefined && seconds > 0) {
+          this.options.speeds.observe(machine.name, runSeconds / seconds);
         }
         log.info({ bytes: stored.bytes, run_seconds: runSeconds }, "task completed");
       } else {
@@ -306,24 +326,21 @@ export class Dispatcher {
 
   private async createJob(attempt: Attempt): Promise<JobView> {
     const { task, id: attemptId, machine, client, signal, log } = attempt;
-    const body = {
-      audio: { sha256: task.audio_sha256, bytes: task.audio_bytes, name: task.audio_name },
-      video: { sha256: task.video_sha256, bytes: task.video_bytes, name: task.video_name },
-      options: JSON.parse(task.options) as JobOptions,
-      audio_duration: task.audio_duration,
-      max_audio_seconds: this.options.maxAudioSeconds,
-    };
+    const voice = task.voice_id === null ? undefined : await this.options.voices.get(task.voice_id);
+    // DELETE /voices refuses while a live task speaks in it; a task retried after is left without.
+    if (task.voice_id !== null && !voice)
+      throw new AttemptFailure("input", `voice ${task.voice_id} was deleted; create the task again`, false);
+    const { body, inputs } = jobRequest(task, voice, this.options.maxAudioSeconds);
     for (let tries = 0; ; tries++) {
       try {
         const view = await client.putJob(attemptId, body, signal);
-        machine.knowBlob(body.video.sha256);
-        machine.knowBlob(body.audio.sha256);
+        for (const ref of inputs) machine.knowBlob(ref.sha256);
         return view;
       } catch (err) {
         if (!isWorkerError(err, ERROR_CODES.BLOB_MISSING) || tries >= 2) throw err;
       }
-      // Upload only what the worker lacks: the same avatar video serves thousands of tasks.
-      for (const ref of [body.video, body.audio]) {
+      // Upload only what the worker lacks: the same avatar video (or voice) serves thousands of tasks.
+      for (const ref of inputs) {
         // Tasks that share a template and start together on one machine send it there once.
         await machine.uploadOnce(ref.sha256, async () => {
           if (await client.hasBlob(ref.sha256, signal)) return;
@@ -335,6 +352,22 @@ export class Dispatcher {
         });
       }
     }
+  }
+
+  /** A text task's spoken audio (issue 12); undefined for a task that uploaded its audio. */
+  private async fetchSpoken(attempt: Attempt, view: JobView): Promise<SpokenAudio | undefined> {
+    if (attempt.task.speech === null) return undefined;
+    const expected = view.speech_audio;
+    if (!expected)
+      throw new AttemptFailure("machine", "the worker reported success without the spoken audio of the text");
+    const { client, signal, id } = attempt;
+    return fetchSpokenAudio(
+      { client, blobs: this.options.blobs, inspector: this.options.inspector },
+      id,
+      expected,
+      signal,
+      (reason) => new AttemptFailure("machine", reason),
+    );
   }
 
   private async fetchResult(attemptId: string, client: WorkerClient, sha256: string, signal: AbortSignal) {

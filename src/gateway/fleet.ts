@@ -179,12 +179,15 @@ export class Fleet {
       const now = clock.now();
       const wasDraining = machine.agentDraining;
       const heldBefore = machine.held.length;
+      const canBefore = machine.can;
       machine.probeSucceeded(health, now);
       machine.probeAgainAt(now + this.options.healthIntervalMs);
       this.setHealth(machine, "up", undefined);
       if (machine.agentDraining !== wasDraining) this.agentDraining(machine);
       // A cancelled job's render ended: its slot takes work again.
       else if (machine.held.length < heldBefore) this.options.onChange();
+      // An agent restarted with text to speech (or without) between two probes: other tasks fit it now.
+      else if (canBefore !== undefined && machine.can !== canBefore) this.options.onChange();
       this.fenceStaleJobs(machine, [...health.running, ...health.queued]);
     } catch (err) {
       if (this.abort.signal.aborted || client !== machine.client) return;

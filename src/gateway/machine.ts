@@ -2,6 +2,7 @@ import { BoundedMap } from "../bounded-map.js";
 import type { MachineEntry } from "../config/machines-file.js";
 import type { Health } from "../protocol/schemas.js";
 import type { WorkerClient } from "../protocol/worker-client.js";
+import type { TaskNeed } from "../store/task-speech.js";
 
 /** What `GET /machines` says a machine is doing. `unknown` lasts until the first probe answers. */
 export type MachineState = "unknown" | "up" | "down" | "draining" | "disabled";
@@ -118,6 +119,14 @@ export class Machine {
   get capabilities(): MachineCapabilities | undefined {
     if (!this.#info) return undefined;
     return this.#info.capabilities ?? { lipsync: this.#info.engine, tts: false, voice_clone: false };
+  }
+
+  /** The most a task may need of it (task-speech.ts); undefined until it answered once. */
+  get can(): TaskNeed | undefined {
+    const capabilities = this.capabilities;
+    if (!capabilities) return undefined;
+    if (capabilities.voice_clone) return "voice_clone";
+    return capabilities.tts ? "tts" : "lipsync";
   }
 
   get uploadBytesPerMs(): number {

@@ -1,7 +1,9 @@
 import { errorMessage } from "../errors.js";
 import type { Logger } from "../logger.js";
+import { TASK_NEEDS, type TaskNeed } from "../store/task-speech.js";
 import type { TaskStore } from "../store/task-store.js";
 import type { Fleet } from "./fleet.js";
+import { type WaitingReason, waitingReason } from "./fleet-abilities.js";
 
 export interface OutageNoteOptions {
   readonly fleet: Fleet;
@@ -13,10 +15,12 @@ export interface OutageNoteOptions {
 
 const DEFAULT_BATCH = 500;
 
-/** What a task waits for when no machine takes work; the queued event of a new task says the same. */
-export function waitingNote(fleet: Fleet): string | undefined {
-  const { up, total } = fleet.availability();
-  return up === 0 ? `waiting: 0 of ${total} machines up` : undefined;
+/**
+ * What a new task that needs `need` waits for when it is more than a free slot; the queued event of
+ * the new task says the same as the notes below.
+ */
+export function waitingNote(fleet: Fleet, need: TaskNeed = "lipsync"): string | undefined {
+  return waitingReason(fleet, need)?.message;
 }
 
 /**
@@ -25,9 +29,14 @@ export function waitingNote(fleet: Fleet): string | undefined {
  * change of the fleet, and the note is written when an outage begins, not on every probe. An
  * outage begins once every machine has been probed (a start-up with machines still `unknown` is
  * not one) and none takes work. Written in small batches off the request path.
+ *
+ * The same for what the up machines cannot do (issue 12): when none of them can speak, the pending
+ * text tasks say so; when none can clone, the pending tasks with a voice. Each kind of task has its
+ * own reason (fleet-abilities.ts), noted again only when the reason changes.
  */
 export class OutageNote {
-  private inOutage = false;
+  /** The reason last noted on the pending tasks of each need, while it holds. */
+  private readonly noted = new Map<TaskNeed, WaitingReason["key"]>();
   private writing: Promise<void> = Promise.resolve();
   private closed = false;
 
@@ -35,20 +44,28 @@ export class OutageNote {
 
   check(): void {
     const { fleet } = this.o;
-    const { up } = fleet.availability();
-    if (up > 0) {
-      this.inOutage = false;
-      return;
+    const probed = !fleet.list().some((m) => m.state === "unknown");
+    // Needs whose reason is new, grouped by reason: an outage of every machine is one note per task.
+    const fresh = new Map<WaitingReason["key"], { reason: WaitingReason; needs: TaskNeed[] }>();
+    for (const need of TASK_NEEDS) {
+      const reason = waitingReason(fleet, need);
+      if (reason === undefined) {
+        this.noted.delete(need);
+        continue;
+      }
+      if (this.noted.get(need) === reason.key || this.closed || !probed) continue;
+      this.noted.set(need, reason.key);
+      const group = fresh.get(reason.key) ?? { reason, needs: [] };
+      group.needs.push(need);
+      fresh.set(reason.key, group);
     }
-    if (this.inOutage || this.closed || fleet.list().some((m) => m.state === "unknown")) return;
-    this.inOutage = true;
-    const message = waitingNote(fleet);
-    if (message === undefined) return;
-    this.writing = this.writing.then(() =>
-      this.write(message).catch((err: unknown) =>
-        this.o.logger.error({ err: errorMessage(err) }, "could not note the outage on pending tasks"),
-      ),
-    );
+    for (const { reason, needs } of fresh.values()) {
+      this.writing = this.writing.then(() =>
+        this.write(needs, reason).catch((err: unknown) =>
+          this.o.logger.error({ err: errorMessage(err) }, "could not note the outage on pending tasks"),
+        ),
+      );
+    }
   }
 
   /** Stops writing after the batch under way. */
@@ -57,18 +74,23 @@ export class OutageNote {
     await this.writing;
   }
 
-  private async write(message: string): Promise<void> {
+  private async write(needs: readonly TaskNeed[], reason: WaitingReason): Promise<void> {
     const { store } = this.o;
-    const ids = await store.pendingTaskIds();
+    const ids =
+      needs.length === TASK_NEEDS.length
+        ? await store.pendingTaskIds()
+        : (await Promise.all(needs.map((need) => store.pendingTaskIds(need)))).flat();
+    const still = () => needs.every((need) => this.noted.get(need) === reason.key);
     const batch = this.o.batchSize ?? DEFAULT_BATCH;
     let noted = 0;
     for (let i = 0; i < ids.length; i += batch) {
       // A machine back, or the gateway stopping: the rest would be out of date or unwanted.
-      if (!this.inOutage || this.closed) break;
-      noted += await store.noteWaiting(ids.slice(i, i + batch), message);
+      if (!still() || this.closed) break;
+      noted += await store.noteWaiting(ids.slice(i, i + batch), reason.message);
       await new Promise<void>((resolve) => setImmediate(resolve));
     }
-    if (ids.length > 0)
-      this.o.logger.warn({ pending: ids.length, noted }, `no machine takes work; ${message}`);
+    if (ids.length === 0) return;
+    const what = reason.key === "no_machine_up" ? "no machine takes work" : "pending text tasks cannot start";
+    this.o.logger.warn({ pending: ids.length, noted }, `${what}; ${reason.message}`);
   }
 }

@@ -3,6 +3,7 @@ import { PassThrough, type Readable, Transform, type TransformCallback } from "n
 import { BoundedMap } from "../bounded-map.js";
 import { errorMessage } from "../errors.js";
 import type { Logger } from "../logger.js";
+import { needMet, type TaskNeed } from "../store/task-speech.js";
 import type { Clock } from "./clock.js";
 import type { Fleet, Machine } from "./fleet.js";
 import type { SpeedModel } from "./speed-model.js";
@@ -47,10 +48,13 @@ export class Prestager {
     },
   ) {}
 
-  /** Starts forwarding `source`; undefined when no machine has a free slot to run it now. */
-  forward(source: Readable): Promise<Forwarded | undefined> | undefined {
+  /**
+   * Starts forwarding `source`; undefined when no machine has a free slot to run it now. `need`:
+   * what the task needs of its machine, as far as the form has told yet (a text task: issue 12).
+   */
+  forward(source: Readable, need: TaskNeed = "lipsync"): Promise<Forwarded | undefined> | undefined {
     // Its "close" has passed already, so nothing below would ever stop (a form cut short).
-    if (source.destroyed || !this.pick()) return undefined;
+    if (source.destroyed || !this.pick(need)) return undefined;
     const head = new PrefixHasher(PREFIX_BYTES);
     const sink = new PassThrough({ highWaterMark: BUFFER_BYTES });
     const abort = new AbortController();
@@ -81,7 +85,7 @@ export class Prestager {
         stop("this template is on its way to a machine already");
         return undefined;
       }
-      const machine = this.pick();
+      const machine = this.pick(need);
       if (!machine || abort.signal.aborted) {
         stop("no machine is free");
         return undefined;
@@ -122,11 +126,12 @@ export class Prestager {
   }
 
   /** The machine a task of unknown length would most likely go to now: the fastest with a free slot. */
-  private pick(): Machine | undefined {
+  private pick(need: TaskNeed): Machine | undefined {
     let best: Machine | undefined;
     for (const m of this.options.fleet.list()) {
       // The embedded worker (pinned) reads the gateway's own blobs: there is nothing to send it.
       if (!m.placeable || m.freeSlots === 0 || m.pinned) continue;
+      if (m.can === undefined || !needMet(need, m.can)) continue;
       if (!best) {
         best = m;
         continue;

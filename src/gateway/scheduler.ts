@@ -1,9 +1,15 @@
 import type { Logger } from "../logger.js";
 import type { TaskRow } from "../store/schema.js";
+import { TASK_NEEDS, type TaskNeed, taskNeed } from "../store/task-speech.js";
 import type { TaskStore } from "../store/task-store.js";
 import type { Clock } from "./clock.js";
 import type { Fleet, Machine } from "./fleet.js";
-import type { PlacementMachine, PlacementPolicy } from "./placement/policy.js";
+import {
+  canTake,
+  type PlacementMachine,
+  type PlacementPolicy,
+  type PlacementTask,
+} from "./placement/policy.js";
 import type { SpeedModel } from "./speed-model.js";
 
 export interface SchedulerOptions {
@@ -68,18 +74,55 @@ export class Scheduler {
     const free = machines.reduce((n, m) => n + m.freeSlots, 0);
     if (free === 0) return;
     const slots = machines.reduce((n, m) => n + m.capacity, 0);
-    const tasks = await this.options.store.pendingTasks(Math.max(free, slots * LOOKAHEAD_PER_SLOT));
+    const lookahead = Math.max(free, slots * LOOKAHEAD_PER_SLOT);
+    // Only tasks some machine here can take: text tasks on a fleet that cannot speak would fill the
+    // look-ahead and hide the audio tasks behind them.
+    const can = widest(machines);
+    const tasks = await this.options.store.pendingTasks(lookahead, can);
+    if (tasks.length === 0) return;
+    await this.place(tasks, machines);
+    // A second look for free machines that can do less than the rest (no text to speech): the
+    // look-ahead may have been all text tasks waiting for the machines that speak.
+    const idle = machines.filter((m) => m.placeable && m.freeSlots > 0);
+    const idleCan = widest(idle);
+    if (
+      tasks.length < lookahead ||
+      idle.length === 0 ||
+      TASK_NEEDS.indexOf(idleCan) >= TASK_NEEDS.indexOf(can)
+    )
+      return;
+    const seen = new Set(tasks.map((t) => t.id));
+    const more = await this.options.store.pendingTasks(seen.size + lookahead, idleCan);
+    await this.place(
+      more.filter((t) => !seen.has(t.id)),
+      idle,
+    );
+  }
+
+  private async place(tasks: readonly TaskRow[], machines: readonly Machine[]): Promise<void> {
     if (tasks.length === 0) return;
     const now = this.options.clock.now();
     const byId = new Map(tasks.map((t) => [t.id, t]));
+    const snapshots = machines.map((m) => this.snapshot(m, now));
+    const failed = await this.options.store.machinesFailed(
+      tasks.filter((t) => t.attempts > 0).map((t) => t.id),
+    );
     const plan = this.options.placement.plan(
-      tasks.map((t) => ({
-        id: t.id,
-        audioDuration: t.audio_duration,
-        videoSha256: t.video_sha256,
-        videoBytes: t.video_bytes,
-      })),
-      machines.map((m) => this.snapshot(m, now)),
+      tasks.map((t) => {
+        const task: PlacementTask = {
+          id: t.id,
+          audioDuration: t.audio_duration,
+          videoSha256: t.video_sha256,
+          videoBytes: t.video_bytes,
+          need: taskNeed(t),
+        };
+        const avoid = failed.get(t.id);
+        // Elsewhere if anywhere else can: the machine it failed on may fail it again (issue 12).
+        return avoid && snapshots.some((m) => !avoid.has(m.name) && canTake(m, task))
+          ? { ...task, avoid }
+          : task;
+      }),
+      snapshots,
       now,
     );
     for (const { task, machine } of plan) {
@@ -102,6 +145,14 @@ export class Scheduler {
       speed,
       uploadBytesPerMs: m.uploadBytesPerMs,
       hasBlob: (sha) => m.hasBlob(sha),
+      can: m.can ?? "lipsync",
     };
   }
+}
+
+/** The most any of `machines` can do (a machine up has answered, so its capabilities are known). */
+function widest(machines: readonly Machine[]): TaskNeed {
+  let rank = 0;
+  for (const m of machines) rank = Math.max(rank, TASK_NEEDS.indexOf(m.can ?? "lipsync"));
+  return TASK_NEEDS[rank] ?? "lipsync";
 }

@@ -30,6 +30,7 @@ import { dashboardRoutes } from "./api/dashboard-routes.js";
 import { addSharedSchemas, registerDocs } from "./api/docs.js";
 import { healthRoutes } from "./api/health-routes.js";
 import { machineRoutes } from "./api/machine-routes.js";
+import { taskAudioRoutes } from "./api/task-audio-routes.js";
 import { taskRoutes } from "./api/task-routes.js";
 import { taskStreamRoutes } from "./api/task-stream-routes.js";
 import { discardBody } from "./api/upload-deadline.js";
@@ -44,6 +45,7 @@ import { type Clock, systemClock } from "./clock.js";
 import { DataDirHealth } from "./data-dir-health.js";
 import { Dispatcher } from "./dispatcher.js";
 import { Fleet } from "./fleet.js";
+import { refuseUnservable } from "./fleet-abilities.js";
 import { GatewayMetrics } from "./gateway-metrics.js";
 import { MachinesWatcher } from "./machines-watcher.js";
 import { MediaInspector } from "./media-inspector.js";
@@ -126,6 +128,8 @@ async function startLocked(
   const blobs = new BlobStore(join(config.dataDir, "blobs"));
   await blobs.init();
 
+  const voices = new VoiceStore(db, now, () => dataDir.assertWritable());
+  const inspector = new MediaInspector(new MediaFactsStore(db, now));
   const machineStore = new MachineStore(db, now);
   const speeds = new SpeedModel();
   for (const sample of await machineStore.recentSpeeds(20))
@@ -201,6 +205,8 @@ async function startLocked(
     clock,
     store,
     blobs,
+    voices,
+    inspector,
     fleet,
     speeds,
     logger,
@@ -252,6 +258,10 @@ async function startLocked(
 
   // Live attempts claim their slots before anything new is placed: max_concurrent holds across restarts.
   await dispatch.resume(await store.liveAttempts());
+  // What the embedded worker can do is known before the first request: a voice_id it cannot clone
+  // is refused at once (fleet-abilities.ts) rather than left waiting for a probe.
+  const embeddedMachine = fleet.get(EMBEDDED_MACHINE);
+  if (embedded && embeddedMachine) await fleet.refresh(embeddedMachine);
 
   const shutdown = new AbortController();
   const app: FastifyInstance = Fastify({
@@ -331,7 +341,6 @@ async function startLocked(
     retentionRowsMs: config.retentionRowsMs,
     everyMs: sweepInterval(config.retentionMs, config.retentionRowsMs),
   });
-  const inspector = new MediaInspector(new MediaFactsStore(db, now));
   const avatars = new AvatarStore(db, now, () => dataDir.assertWritable());
   const warmer = new AvatarWarmer({
     clock,
@@ -354,12 +363,15 @@ async function startLocked(
     syncTimeoutMs: config.syncTimeoutMs,
     onTaskCreated: wake,
     lifecycle: new TaskLifecycle({ store, blobs, dispatcher: dispatch, queue, logger, onQueued: wake }),
-    waitingNote: () => waitingNote(fleet),
+    voices,
+    refuseUnservable: (need) => refuseUnservable(fleet, need),
+    waitingNote: (need) => waitingNote(fleet, need),
     shutdown: shutdown.signal,
     prestage: new Prestager({ clock, fleet, speeds, logger, stallMs: 5000 }),
     callbackPolicy,
     deleteTask: (taskId) => sweeper.deleteTask(taskId),
   });
+  await app.register(taskAudioRoutes, { store, blobs });
   await app.register(avatarRoutes, {
     avatars,
     blobs,

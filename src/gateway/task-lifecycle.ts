@@ -74,7 +74,8 @@ export class TaskLifecycle {
       );
     }
     const [audio, video] = await Promise.all([
-      this.o.blobs.has(task.audio_sha256),
+      // A text task that was not spoken has no audio file: it speaks its text again.
+      task.speech !== null && task.audio_sha256 === "" ? true : this.o.blobs.has(task.audio_sha256),
       this.o.blobs.has(task.video_sha256),
     ]);
     if (!audio || !video) {

@@ -208,6 +208,15 @@ export class WorkerClient {
     return res.body;
   }
 
+  /** A text job's spoken audio (audio/wav), once `speech_audio` is in its view. */
+  async speechAudio(id: string, signal?: AbortSignal): Promise<Readable> {
+    const res = await this.call("GET", `/v1/jobs/${encodeURIComponent(id)}/audio`, {
+      signal,
+      noTimeout: true,
+    });
+    return res.body;
+  }
+
   async cancelJob(id: string, signal?: AbortSignal): Promise<void> {
     const answer = await this.answer("DELETE", `/v1/jobs/${encodeURIComponent(id)}`, {
       signal,

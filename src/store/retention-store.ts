@@ -144,7 +144,8 @@ export class RetentionStore {
   ): Promise<string[]> {
     const candidates = new Set<string>();
     for (const t of released) {
-      candidates.add(t.audio_sha256);
+      // A text task that was never spoken has no audio file (schema.ts, `speech`).
+      if (t.audio_sha256) candidates.add(t.audio_sha256);
       candidates.add(t.video_sha256);
       if (t.result_sha256) candidates.add(t.result_sha256);
     }

@@ -11,6 +11,13 @@ import {
   type TaskRow,
   type TaskStatus,
 } from "./schema.js";
+import {
+  encodeTaskSpeech,
+  estimateSpeechSeconds,
+  TASK_NEEDS,
+  type TaskNeed,
+  type TaskSpeech,
+} from "./task-speech.js";
 import { type AllowedTransition, allowedTransition, type TaskMove } from "./task-transitions.js";
 
 export interface NewTaskInput {
@@ -19,7 +26,8 @@ export interface NewTaskInput {
   callbackUrl: string | null;
   priority: number;
   options: Record<string, unknown>;
-  audio: { sha256: string; name: string; bytes: number; duration: number };
+  /** The uploaded audio; null for a text task (exactly one of `audio` and `speech`). */
+  audio: StoredAudio | null;
   video: { sha256: string; name: string; bytes: number };
   /** The API key's name; absent or null without keys. */
   owner?: string | null;
@@ -30,6 +38,22 @@ export interface NewTaskInput {
    * DELETE /avatars/{id} either ran before (the task is refused) or sees this live task (409).
    */
   avatarId?: string | null;
+  /**
+   * What a text task says (issue 12); its audio columns hold a placeholder with an estimated
+   * duration until the completing attempt stores the spoken audio (schema.ts, `speech`).
+   */
+  speech?: TaskSpeech | null;
+  /** The voice a text task speaks in, checked in the task's transaction like an avatar. */
+  voiceId?: string | null;
+}
+
+/** An audio file as a task's audio columns keep it: uploaded, or spoken by a machine. */
+export interface StoredAudio {
+  sha256: string;
+  name: string;
+  bytes: number;
+  /** Seconds. */
+  duration: number;
 }
 
 /** Emitted after the transaction that made it has committed. */
@@ -106,10 +130,15 @@ export class TaskStore {
   }
 
   async createTask(input: NewTaskInput): Promise<TaskRow> {
+    const speech = input.speech ?? null;
+    if ((input.audio === null) === (speech === null))
+      throw new TypeError("a task has exactly one of audio and speech");
+    const audio = input.audio ?? textPlaceholder(speech?.text ?? "");
     await this.beforeWrite();
     const at = this.stamp();
     const { task, events } = await this.db.transaction().execute(async (trx) => {
       const avatarId = input.avatarId ?? null;
+      const voiceId = speech === null ? null : (input.voiceId ?? null);
       if (avatarId !== null) {
         const avatar = await trx
           .selectFrom("avatars")
@@ -117,6 +146,15 @@ export class TaskStore {
           .where("id", "=", avatarId)
           .executeTakeFirst();
         if (!avatar) throw new InputError("UNKNOWN_AVATAR", `no avatar ${avatarId}`, "avatar_id");
+      }
+      // As for avatars: a DELETE /voices/{id} either ran before (refused here) or sees this task.
+      if (voiceId !== null) {
+        const voice = await trx
+          .selectFrom("voices")
+          .select("id")
+          .where("id", "=", voiceId)
+          .executeTakeFirst();
+        if (!voice) throw new InputError("UNKNOWN_VOICE", `no voice ${voiceId}`, "voice_id");
       }
       await trx
         .insertInto("tasks")
@@ -128,10 +166,10 @@ export class TaskStore {
           callback_url: input.callbackUrl,
           priority: input.priority,
           options: JSON.stringify(input.options),
-          audio_sha256: input.audio.sha256,
-          audio_name: input.audio.name,
-          audio_bytes: input.audio.bytes,
-          audio_duration: input.audio.duration,
+          audio_sha256: audio.sha256,
+          audio_name: audio.name,
+          audio_bytes: audio.bytes,
+          audio_duration: audio.duration,
           video_sha256: input.video.sha256,
           video_name: input.video.name,
           video_bytes: input.video.bytes,
@@ -150,17 +188,22 @@ export class TaskStore {
           owner: input.owner ?? null,
           files_deleted_at: null,
           avatar_id: avatarId,
-          speech: null,
-          voice_id: null,
+          speech: speech === null ? null : encodeTaskSpeech(speech),
+          voice_id: voiceId,
         })
         .execute();
+      const video =
+        avatarId === null ? `video ${input.video.name}` : `avatar ${avatarId} (${input.video.name})`;
+      const said =
+        speech === null
+          ? `audio ${audio.name} (${audio.duration.toFixed(2)} s)`
+          : `text task: ${[...speech.text].length} characters in ${speech.lang}` +
+            `${voiceId === null ? "" : ` in voice ${voiceId}`}, about ${audio.duration.toFixed(2)} s once spoken`;
       const created = await this.addEvent(trx, input.id, at, {
         type: "created",
         from_status: null,
         to_status: null,
-        message:
-          `audio ${input.audio.name} (${input.audio.duration.toFixed(2)} s), ` +
-          (avatarId === null ? `video ${input.video.name}` : `avatar ${avatarId} (${input.video.name})`),
+        message: `${said}, ${video}`,
       });
       const task = await trx
         .selectFrom("tasks")
@@ -267,7 +310,10 @@ export class TaskStore {
     }
     await this.change(taskId, async (trx, task, at) => {
       if (task.current_attempt !== attemptId || task.status !== "processing") return undefined;
-      if (progress === task.progress) return undefined;
+      // The same progress is a step only with a new message: a text task's "lipsync" starts where
+      // its "speech" ended (issue 12).
+      if (progress === task.progress && (message ?? null) === (await lastStep(trx, taskId, attemptId)))
+        return undefined;
       const updated = await this.updateTask(trx, taskId, { progress, updated_at: at });
       const event = await this.addEvent(trx, taskId, at, {
         type: "progress",
@@ -282,12 +328,17 @@ export class TaskStore {
     });
   }
 
-  /** The current attempt produced a result that is now safe in the gateway's blob store. */
+  /**
+   * The current attempt produced a result that is now safe in the gateway's blob store. A text
+   * task's `spoken` audio (safe there too) becomes its audio in the same transaction, so a
+   * completed text task always has both, and retention sees them as any task's.
+   */
   async completeAttempt(
     taskId: string,
     attemptId: string,
     result: { sha256: string; bytes: number },
     runSeconds?: number,
+    spoken?: StoredAudio,
   ): Promise<TaskRow | undefined> {
     return this.transition(taskId, {
       from: "processing",
@@ -310,12 +361,22 @@ export class TaskStore {
         result_bytes: result.bytes,
         error_message: null,
         error_kind: null,
+        ...(spoken
+          ? {
+              audio_sha256: spoken.sha256,
+              audio_name: spoken.name,
+              audio_bytes: spoken.bytes,
+              audio_duration: spoken.duration,
+            }
+          : {}),
       }),
       event: (task) => ({
         machine: task.machine,
         attempt_id: attemptId,
         progress: 100,
-        message: `result ${result.bytes} bytes`,
+        message:
+          `result ${result.bytes} bytes` +
+          (spoken ? `; spoken audio ${spoken.duration.toFixed(2)} s, ${spoken.bytes} bytes` : ""),
       }),
     });
   }
@@ -548,14 +609,25 @@ export class TaskStore {
     return Number(row?.id ?? 0);
   }
 
-  /** Pending tasks in the order they should go out: priority first, then arrival. */
-  async pendingTasks(limit: number): Promise<TaskRow[]> {
-    return pendingInQueueOrder(this.db, limit);
+  /**
+   * Pending tasks in the order they should go out: priority first, then arrival. `upTo`: only those
+   * a machine that can do that much can take (a fleet that cannot speak is not shown text tasks,
+   * which would otherwise fill the look-ahead and hide the audio tasks behind them).
+   */
+  async pendingTasks(limit: number, upTo: TaskNeed = "voice_clone"): Promise<TaskRow[]> {
+    return pendingInQueueOrder(this.db, limit, upTo);
   }
 
-  /** Ids of the tasks now pending, in no particular order (one read of the status index). */
-  async pendingTaskIds(): Promise<string[]> {
-    const rows = await this.db.selectFrom("tasks").select("id").where("status", "=", "pending").execute();
+  /**
+   * Ids of the tasks now pending, in no particular order (one read of the status index); with
+   * `need`, only those that need exactly that of a machine.
+   */
+  async pendingTaskIds(need?: TaskNeed): Promise<string[]> {
+    let query = this.db.selectFrom("tasks").select("id").where("status", "=", "pending");
+    if (need === "lipsync") query = query.where("speech", "is", null);
+    if (need === "tts") query = query.where("speech", "is not", null).where("voice_id", "is", null);
+    if (need === "voice_clone") query = query.where("voice_id", "is not", null);
+    const rows = await query.execute();
     return rows.map((row) => row.id);
   }
 
@@ -610,6 +682,28 @@ export class TaskStore {
       .where("status", "in", LIVE_ATTEMPT_STATUSES)
       .orderBy("created_at")
       .execute();
+  }
+
+  /**
+   * The machines each of `taskIds` has failed on for the machine's fault, so that its next attempt
+   * goes elsewhere where it can (a machine whose voice service is down stays up: issue 12).
+   */
+  async machinesFailed(taskIds: readonly string[]): Promise<Map<string, Set<string>>> {
+    const failed = new Map<string, Set<string>>();
+    if (taskIds.length === 0) return failed;
+    const rows = await this.db
+      .selectFrom("attempts")
+      .select(["task_id", "machine"])
+      .where("task_id", "in", taskIds)
+      .where("status", "=", "failed")
+      .where("error_kind", "=", "machine")
+      .execute();
+    for (const row of rows) {
+      const machines = failed.get(row.task_id) ?? new Set<string>();
+      machines.add(row.machine);
+      failed.set(row.task_id, machines);
+    }
+    return failed;
   }
 
   async listAttempts(taskId: string): Promise<AttemptRow[]> {
@@ -807,13 +901,37 @@ export function callbackPayload(task: TaskRow, event: EventRow): Record<string, 
 function pendingInQueueOrder(
   db: Kysely<Database> | Transaction<Database>,
   limit: number,
+  upTo: TaskNeed = "voice_clone",
 ): Promise<TaskRow[]> {
-  return db
-    .selectFrom("tasks")
-    .selectAll()
-    .where("status", "=", "pending")
-    .orderBy("priority", "desc")
-    .orderBy("seq")
-    .limit(limit)
-    .execute();
+  let query = db.selectFrom("tasks").selectAll().where("status", "=", "pending");
+  if (TASK_NEEDS.indexOf(upTo) < TASK_NEEDS.indexOf("tts")) query = query.where("speech", "is", null);
+  else if (upTo === "tts") query = query.where("voice_id", "is", null);
+  return query.orderBy("priority", "desc").orderBy("seq").limit(limit).execute();
+}
+
+/**
+ * A text task's audio columns until it is spoken (schema.ts, `speech`): no file yet, and the
+ * estimated length, which placement and the task's view use meanwhile.
+ */
+function textPlaceholder(text: string): StoredAudio {
+  return { sha256: "", name: "", bytes: 0, duration: estimateSpeechSeconds(text) };
+}
+
+/** The message of the attempt's latest progress row; null when it has none (or it said nothing). */
+async function lastStep(
+  trx: Transaction<Database>,
+  taskId: string,
+  attemptId: string,
+): Promise<string | null> {
+  // Read backwards along the task's own events (index events_task), which are few.
+  const row = await trx
+    .selectFrom("events")
+    .select("message")
+    .where("task_id", "=", taskId)
+    .where("attempt_id", "=", attemptId)
+    .where("type", "=", "progress")
+    .orderBy("id", "desc")
+    .limit(1)
+    .executeTakeFirst();
+  return row?.message ?? null;
 }

@@ -1,7 +1,7 @@
 import { readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { removeDir, tempDir } from "../helpers/gateway.js";
+import { removeDir, taskForm, tempDir } from "../helpers/gateway.js";
 import { makeAudio, makeVideo, probe } from "../helpers/media.js";
 import { killAll, run, type Started, startGatewayProcess } from "../helpers/processes.js";
 import { python, requirePython } from "../helpers/python.js";
@@ -95,6 +95,48 @@ describe.skipIf(python === undefined)("the seed's Python clients against an embe
       tasks: { avatar_id: string | null }[];
     };
     expect(tasks.tasks.filter((t) => t.avatar_id === avatars.avatars[0]?.avatar_id)).toHaveLength(2);
+  });
+
+  it("text-to-video example (requests): text with a video, then with an avatar, saves the MP4 and the spoken WAV", async () => {
+    const env = { MULTI_HEYGEM_URL: gateway.url, MULTI_HEYGEM_POLL_SECONDS: "0.2" };
+    const example = join(EXAMPLES, "text_to_video.py");
+    const out = join(dir, "hello.mp4");
+    const res = await run(
+      requirePython(),
+      [example, "你好，欢迎。", out, "--video", join(dir, "person.mp4"), "--top-p", "0.6"],
+      { env },
+    );
+    expect(res.code, res.stderr).toBe(0);
+    expect(res.stdout).toMatch(/^task [0-9a-f-]{36}: zh text, about [\d.]+ s of speech$/m);
+    const spoken = await probe(join(dir, "hello.wav"));
+    expect(spoken.audio?.codec).toMatch(/^pcm/);
+    const media = await probe(out);
+    expect(media.video?.width).toBe(320);
+    expect(media.audio).toBeDefined();
+    expect(Math.abs(media.durationSec - spoken.durationSec)).toBeLessThan(0.2);
+
+    const avatar = await fetch(`${gateway.url}/avatars`, {
+      method: "POST",
+      body: await taskForm({ video: { path: join(dir, "person.mp4") } }),
+    });
+    const avatarId = ((await avatar.json()) as { avatar_id: string }).avatar_id;
+    const again = await run(
+      requirePython(),
+      [example, "Hello.", join(dir, "hello-en.mp4"), "--avatar-id", avatarId, "--lang", "en"],
+      { env },
+    );
+    expect(again.code, again.stderr).toBe(0);
+    expect((await probe(join(dir, "hello-en.mp4"))).audio).toBeDefined();
+    expect((await probe(join(dir, "hello-en.wav"))).durationSec).toBeGreaterThan(0.2);
+
+    // A voice the offline voice cannot clone: refused at once, said plainly.
+    const refused = await run(
+      requirePython(),
+      [example, "你好", join(dir, "no.mp4"), "--avatar-id", avatarId, "--voice-id", "v1"],
+      { env },
+    );
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/refused \(400 NO_VOICE_CLONE_MACHINE\)/);
   });
 
   it("keeps nothing half-written in the data dir", async () => {

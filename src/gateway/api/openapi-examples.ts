@@ -19,6 +19,7 @@ const task = {
   error_message: null,
   error_kind: null,
   result_url: `http://gateway.lan:8101/tasks/${TASK_ID}/result`,
+  audio_url: `http://gateway.lan:8101/tasks/${TASK_ID}/audio`,
   attempts: 1,
   priority: 0,
   audio_duration: 12.48,
@@ -30,6 +31,30 @@ const task = {
   owner: "shop",
   files_deleted_at: null,
   avatar_id: AVATAR_ID,
+  speech: null,
+};
+
+/** A text task (issue 12) on its way: spoken audio not there yet, its duration an estimate. */
+const TEXT_TASK_ID = "c41e8f2a-6d3b-4a9c-b5e7-2f1d0c9b8a76";
+const textTask = {
+  ...task,
+  task_id: TEXT_TASK_ID,
+  status: "processing",
+  description: "welcome line",
+  completed_at: null,
+  progress: 18,
+  result_url: `http://gateway.lan:8101/tasks/${TEXT_TASK_ID}/result`,
+  audio_url: `http://gateway.lan:8101/tasks/${TEXT_TASK_ID}/audio`,
+  audio_duration: 3.4,
+  audio_name: "",
+  audio_bytes: 0,
+  speech: {
+    text: "你好，欢迎来到我们的直播间。",
+    lang: "zh",
+    voice_id: "5b8e2c1a-9f3d-4e7b-a0c6-1d2e3f4a5b6c",
+    settings: { temperature: 0.7, top_p: 0.7 },
+    spoken: false,
+  },
 };
 
 const avatar = {
@@ -133,7 +158,7 @@ export const OPENAPI_EXAMPLES: Readonly<Record<string, unknown>> = {
     field: "audio",
   },
   Task: task,
-  TaskList: { tasks: [task], total: 1, limit: 50, offset: 0, next_before: null },
+  TaskList: { tasks: [textTask, task], total: 2, limit: 50, offset: 0, next_before: null },
   TaskEvent: event,
   TaskEvents: { task_id: TASK_ID, events: [event] },
   SyncFailure: {

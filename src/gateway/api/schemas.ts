@@ -3,7 +3,13 @@
  * OpenAPI document from one definition.
  */
 import { type SchemaOptions, type Static, type TSchema, Type } from "@sinclair/typebox";
-import { DEFAULT_SPEECH_LANG, ErrorBody, SPEECH_LANG_PATTERN } from "../../protocol/schemas.js";
+import {
+  DEFAULT_SPEECH_LANG,
+  ErrorBody,
+  SPEECH_BOUNDS,
+  SPEECH_LANG_PATTERN,
+  SpeechSettings,
+} from "../../protocol/schemas.js";
 
 export { ErrorBody };
 
@@ -54,11 +60,22 @@ export const TaskView = Type.Object(
     result_url: Type.String({
       description: "Where the MP4 will be once completed (GET answers 409 before that)",
     }),
+    audio_url: Type.String({
+      description:
+        "The task's audio: the uploaded file, or a text task's spoken WAV once completed (GET answers 409 " +
+        "AUDIO_NOT_READY before that)",
+    }),
     attempts: Type.Integer({ minimum: 0, description: "Machines tried so far" }),
     priority: Type.Integer(),
-    audio_duration: Type.Number({ description: "Seconds; the output video is this long" }),
-    audio_name: Type.String({ description: "The audio's file name as uploaded" }),
-    audio_bytes: Type.Integer({ minimum: 0 }),
+    audio_duration: Type.Number({
+      description:
+        "Seconds; the output video is this long. For a text task, an estimate from the text until it is " +
+        "spoken, then the spoken audio's length",
+    }),
+    audio_name: Type.String({
+      description: `The audio's file name as uploaded; for a text task "speech.wav" once spoken, "" before`,
+    }),
+    audio_bytes: Type.Integer({ minimum: 0, description: "0 for a text task until it is spoken" }),
     video_name: Type.String({ description: "The video's file name as uploaded (or the avatar's)" }),
     video_bytes: Type.Integer({ minimum: 0 }),
     callback_url: Nullable(Type.String()),
@@ -74,6 +91,21 @@ export const TaskView = Type.Object(
       description:
         "The avatar whose video the task uses (form field avatar_id); null when it uploaded a video",
     }),
+    speech: Nullable(
+      Type.Object({
+        text: Type.String({ description: "What the video says (form field text)" }),
+        lang: Type.String({ description: "Its language: as given, else the voice's, else zh" }),
+        voice_id: Nullable(Type.String(), {
+          description: "The voice it is spoken in (form field voice_id); null for the machine's own voice",
+        }),
+        settings: SpeechSettings,
+        spoken: Type.Boolean({
+          description:
+            "The spoken audio is kept (audio_url, audio_name, audio_bytes, audio_duration): once completed",
+        }),
+      }),
+      { description: "A text task's speech (issue 12); null for a task that uploaded its audio" },
+    ),
   },
   { $id: "Task", title: "Task" },
 );
@@ -163,6 +195,40 @@ export const TaskForm = Type.Object(
           "UNKNOWN_AVATAR, field avatar_id",
       }),
     ),
+    text: Type.Optional(
+      Type.String({
+        minLength: SPEECH_BOUNDS.text.minLength,
+        maxLength: SPEECH_BOUNDS.text.maxLength,
+        description:
+          "What the video says, in place of an audio file: a machine speaks it, then lip-syncs what it spoke " +
+          "(a text task). With an audio file it is 400 AUDIO_AND_TEXT; empty or only spaces, or longer than " +
+          `${SPEECH_BOUNDS.text.maxLength} characters, 400 INVALID_FIELD; 400 NO_TTS_MACHINE when no machine can speak`,
+      }),
+    ),
+    voice_id: Type.Optional(
+      Type.String({
+        description:
+          "With text: the voice (POST /voices) to speak it in; without, the machine's own voice. An unknown id " +
+          "(or another key's) is 400 UNKNOWN_VOICE; 400 NO_VOICE_CLONE_MACHINE when no machine can clone " +
+          "(the embedded worker's offline voice cannot)",
+      }),
+    ),
+    lang: Type.Optional(
+      Type.String({
+        pattern: "^[A-Za-z-]{2,16}$",
+        description: "With text: its language (zh, en, ja…); default the voice's, else zh",
+      }),
+    ),
+    temperature: Type.Optional(
+      Type.Number({ ...SPEECH_BOUNDS.temperature, description: "With text: fish-speech's; default 0.7" }),
+    ),
+    top_p: Type.Optional(Type.Number({ ...SPEECH_BOUNDS.top_p, description: "With text: default 0.7" })),
+    chunk_length: Type.Optional(
+      Type.Integer({ ...SPEECH_BOUNDS.chunk_length, description: "With text: default 200" }),
+    ),
+    repetition_penalty: Type.Optional(
+      Type.Number({ ...SPEECH_BOUNDS.repetition_penalty, description: "With text: default 1.2" }),
+    ),
     description: Type.Optional(Type.String({ maxLength: 2000 })),
     callback_url: Type.Optional(
       Type.String({
@@ -185,7 +251,10 @@ export const TaskForm = Type.Object(
     ),
   },
   {
-    description: "One audio file, and one video file or an avatar_id, are required",
+    description:
+      "One audio file or a text, and one video file or an avatar_id, are required. The speech fields (text, " +
+      "voice_id, lang, temperature, top_p, chunk_length, repetition_penalty) go with text only (400 " +
+      "MISSING_FIELD, field text, otherwise); a setting out of its range is 400 INVALID_FIELD naming it",
     example: {
       description: "product demo, take 3",
       callback_url: "https://app.example.com/hooks/heygem",

@@ -9,8 +9,17 @@ import type { TypeBoxTypeProvider } from "../../http/typebox-provider.js";
 import { forLog } from "../../logger.js";
 import type { AvatarStore } from "../../store/avatar-store.js";
 import { FINAL_TASK_STATUSES, type TaskRow } from "../../store/schema.js";
+import type { TaskNeed } from "../../store/task-speech.js";
 import type { TaskStore } from "../../store/task-store.js";
-import { checkPriority, ownerScope, taskOwner, visibleAvatar, visibleTask } from "../auth/access-control.js";
+import type { VoiceStore } from "../../store/voice-store.js";
+import {
+  checkPriority,
+  ownerScope,
+  taskOwner,
+  visibleAvatar,
+  visibleTask,
+  visibleVoice,
+} from "../auth/access-control.js";
 import type { AddressPolicy } from "../callbacks/address-policy.js";
 import type { Clock } from "../clock.js";
 import type { DataDirHealth } from "../data-dir-health.js";
@@ -42,6 +51,10 @@ export interface TaskRoutesOptions {
   store: TaskStore;
   /** The avatars a task may name instead of uploading a video (issue 12). */
   avatars: AvatarStore;
+  /** The voices a text task may speak in (issue 12). */
+  voices: VoiceStore;
+  /** Throws when no machine of the fleet can take a task that needs `need` (fleet-abilities.ts). */
+  refuseUnservable: (need: TaskNeed) => void;
   blobs: BlobStore;
   /** Decides what each uploaded file is, once per content hash. */
   inspector: MediaInspector;
@@ -66,7 +79,7 @@ export interface TaskRoutesOptions {
    * Why a new task will wait, when it is more than a free slot ("waiting: 0 of 3 machines up"), so
    * that its events say so and nothing hangs silently (issue 10).
    */
-  waitingNote?: () => string | undefined;
+  waitingNote?: (need: TaskNeed) => string | undefined;
   /** The gateway is shutting down: sync waiters answer 503 instead of holding the close. */
   shutdown: AbortSignal;
   /**
@@ -134,7 +147,17 @@ export async function taskRoutes(app: FastifyInstance, options: TaskRoutesOption
         });
         return { id: avatar.id, sha256: avatar.sha256, fileName: avatar.file_name, bytes: avatar.bytes };
       },
+      voice: async (id) => {
+        const voice = await visibleVoice(options.voices, request, id).catch((err: unknown) => {
+          if (err instanceof NotFoundError) throw unknownVoice(id);
+          throw err;
+        });
+        return { id: voice.id, lang: voice.lang };
+      },
+      refuseUnservable: options.refuseUnservable,
     });
+    const need: TaskNeed =
+      upload.speech === null ? "lipsync" : upload.speech.voiceId === null ? "tts" : "voice_clone";
     let task: TaskRow;
     try {
       checkPriority(request, upload.priority);
@@ -142,12 +165,12 @@ export async function taskRoutes(app: FastifyInstance, options: TaskRoutesOption
         store.createTask({
           id: randomUUID(),
           owner: taskOwner(request),
-          ...waiting(options.waitingNote),
+          ...waiting(options.waitingNote, need),
           description: upload.description,
           callbackUrl: upload.callbackUrl,
           priority: upload.priority,
           options: upload.options,
-          audio: {
+          audio: upload.audio && {
             sha256: upload.audio.blob.sha256,
             name: upload.audio.name,
             bytes: upload.audio.blob.bytes,
@@ -155,6 +178,12 @@ export async function taskRoutes(app: FastifyInstance, options: TaskRoutesOption
           },
           video: upload.video,
           avatarId: upload.avatarId,
+          speech: upload.speech && {
+            text: upload.speech.text,
+            lang: upload.speech.lang,
+            settings: upload.speech.settings,
+          },
+          voiceId: upload.speech?.voiceId ?? null,
         }),
       );
     } catch (err) {
@@ -165,7 +194,9 @@ export async function taskRoutes(app: FastifyInstance, options: TaskRoutesOption
       {
         task_id: task.id,
         ...(task.description ? { description: forLog(task.description) } : {}),
-        audio_bytes: task.audio_bytes,
+        ...(task.speech === null
+          ? { audio_bytes: task.audio_bytes }
+          : { text_chars: upload.speech?.text.length, voice_id: task.voice_id }),
         ...(task.avatar_id ? { avatar_id: task.avatar_id } : { video_bytes: task.video_bytes }),
       },
       "task created",
@@ -526,7 +557,19 @@ function unknownAvatar(id: string): InputError {
   );
 }
 
-function waiting(note: (() => string | undefined) | undefined): { waiting?: string } {
-  const text = note?.();
+/** Another key's voice is as unknown as one that never was. */
+function unknownVoice(id: string): InputError {
+  return new InputError(
+    "UNKNOWN_VOICE",
+    `no voice ${id}: create one with POST /voices, or leave voice_id out to use the machine's own voice`,
+    "voice_id",
+  );
+}
+
+function waiting(
+  note: ((need: TaskNeed) => string | undefined) | undefined,
+  need: TaskNeed,
+): { waiting?: string } {
+  const text = note?.(need);
   return text ? { waiting: text } : {};
 }

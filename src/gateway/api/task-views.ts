@@ -1,11 +1,12 @@
 import type { FastifyRequest } from "fastify";
 import type { EventRow, TaskRow } from "../../store/schema.js";
+import { decodeTaskSpeech } from "../../store/task-speech.js";
 import { maskUrl } from "../callbacks/mask-url.js";
 import type { TaskView } from "./schemas.js";
 
-/** The public view of a task row; `result_url` is absolute when the request tells us our address. */
+/** The public view of a task row; its URLs are absolute when the request tells us our address. */
 export function toTaskView(task: TaskRow, request?: FastifyRequest): TaskView {
-  const path = `/tasks/${task.id}/result`;
+  const base = request ? `${request.protocol}://${request.host}` : "";
   return {
     task_id: task.id,
     status: task.status,
@@ -17,7 +18,8 @@ export function toTaskView(task: TaskRow, request?: FastifyRequest): TaskView {
     progress: task.progress,
     error_message: task.error_message,
     error_kind: task.error_kind === "input" || task.error_kind === "machine" ? task.error_kind : null,
-    result_url: request ? `${request.protocol}://${request.host}${path}` : path,
+    result_url: `${base}/tasks/${task.id}/result`,
+    audio_url: `${base}/tasks/${task.id}/audio`,
     attempts: task.attempts,
     priority: task.priority,
     audio_duration: task.audio_duration,
@@ -29,6 +31,20 @@ export function toTaskView(task: TaskRow, request?: FastifyRequest): TaskView {
     owner: task.owner,
     files_deleted_at: task.files_deleted_at,
     avatar_id: task.avatar_id,
+    speech: speechView(task),
+  };
+}
+
+/** A text task's speech (issue 12); null for a task that uploaded its audio. */
+function speechView(task: TaskRow): TaskView["speech"] {
+  const speech = decodeTaskSpeech(task.speech);
+  if (!speech) return null;
+  return {
+    text: speech.text,
+    lang: speech.lang,
+    voice_id: task.voice_id,
+    settings: speech.settings,
+    spoken: task.audio_sha256 !== "",
   };
 }
 

@@ -5,10 +5,17 @@ import type { BlobStore, StagedBlob } from "../../blobs/blob-store.js";
 import { AppError, InputError, TooLargeError } from "../../errors.js";
 import { storageFault } from "../../http/storage-faults.js";
 import type { MediaInfo } from "../../media/probe.js";
-import { DEFAULT_JOB_OPTIONS, type JobOptions } from "../../protocol/schemas.js";
+import {
+  DEFAULT_JOB_OPTIONS,
+  DEFAULT_SPEECH_LANG,
+  type JobOptions,
+  type SpeechSettings,
+} from "../../protocol/schemas.js";
+import type { TaskNeed } from "../../store/task-speech.js";
 import type { AddressPolicy } from "../callbacks/address-policy.js";
 import type { MediaInspector } from "../media-inspector.js";
 import type { Forwarded, Prestager } from "../prestage.js";
+import { parseSpeechForm, SPEECH_FIELDS } from "./speech-form.js";
 import {
   UploadCutError,
   UploadDeadline,
@@ -18,7 +25,10 @@ import {
 
 /** A received, validated task form whose files are staged but not yet in the blob store. */
 export interface TaskUpload {
-  audio: StagedFile;
+  /** The uploaded audio; null for a text task. */
+  audio: StagedFile | null;
+  /** A text task's speech (form field `text` instead of an audio file, issue 12); null otherwise. */
+  speech: TaskSpeechForm | null;
   /** The uploaded video, or the avatar's (already in the blob store). */
   video: { sha256: string; name: string; bytes: number };
   /** The avatar named by the form's `avatar_id` instead of a video file; null with a video file. */
@@ -36,6 +46,14 @@ export interface TaskUpload {
   discard(): Promise<void>;
 }
 
+export interface TaskSpeechForm {
+  text: string;
+  /** As given, else the voice's language, else DEFAULT_SPEECH_LANG. */
+  lang: string;
+  settings: SpeechSettings;
+  voiceId: string | null;
+}
+
 export interface StagedFile {
   blob: StagedBlob;
   name: string;
@@ -45,6 +63,8 @@ export interface StagedFile {
 interface Received {
   blob: StagedBlob;
   name: string;
+  /** The form field it came in (audio or audio_file…), for messages. */
+  field: string;
   /** The copy sent ahead to a machine while the client uploaded (video only). */
   forwarding?: Promise<Forwarded | undefined> | undefined;
 }
@@ -64,6 +84,7 @@ const TEXT_FIELDS = new Set([
   "watermark_switch",
   "pn",
   "avatar_id",
+  ...SPEECH_FIELDS,
 ]);
 
 /** The video of an avatar a task names (issue 12), as far as a task needs to know it. */
@@ -72,6 +93,12 @@ export interface AvatarVideo {
   readonly sha256: string;
   readonly fileName: string;
   readonly bytes: number;
+}
+
+/** A voice a text task names (issue 12), as far as a task needs to know it. */
+export interface TaskVoice {
+  readonly id: string;
+  readonly lang: string;
 }
 
 /**
@@ -93,12 +120,16 @@ export async function receiveTaskUpload(
     callbackPolicy: AddressPolicy;
     /** The avatar of a form's `avatar_id` if the request may use it; throws UNKNOWN_AVATAR otherwise. */
     avatar: (id: string) => Promise<AvatarVideo>;
+    /** The voice of a form's `voice_id` if the request may use it; throws UNKNOWN_VOICE otherwise. */
+    voice: (id: string) => Promise<TaskVoice>;
+    /** Throws when no machine of the fleet can take a task that needs `need` (fleet-abilities.ts). */
+    refuseUnservable: (need: TaskNeed) => void;
   },
 ): Promise<TaskUpload> {
   if (!request.isMultipart()) {
     throw new InputError(
       "NOT_MULTIPART",
-      "send the task as multipart/form-data with an audio file and a video file (or avatar_id)",
+      "send the task as multipart/form-data with an audio file (or text) and a video file (or avatar_id)",
       undefined,
       415,
     );
@@ -126,6 +157,14 @@ export async function receiveTaskUpload(
       const part = next.value;
       if (part.type === "file") {
         const kind = FILE_FIELDS[part.fieldname];
+        if (!kind && TEXT_FIELDS.has(part.fieldname)) {
+          part.file.resume();
+          throw new InputError(
+            "INVALID_FIELD",
+            `${part.fieldname} is a form field, not a file (curl: -F "${part.fieldname}=<file.txt" sends a file's content)`,
+            part.fieldname,
+          );
+        }
         if (!kind) {
           part.file.resume();
           throw new InputError(
@@ -143,7 +182,17 @@ export async function receiveTaskUpload(
           part.file.resume();
           throw videoAndAvatar();
         }
-        const forwarding = kind === "video" ? options.prestage?.forward(part.file) : undefined;
+        if (kind === "audio" && text.has("text")) {
+          part.file.resume();
+          throw audioAndText(part.fieldname);
+        }
+        // A text task's video goes ahead only to a machine that can speak it (fields sent first).
+        const need: TaskNeed = !text.has("text")
+          ? "lipsync"
+          : text.get("voice_id")?.trim()
+            ? "voice_clone"
+            : "tts";
+        const forwarding = kind === "video" ? options.prestage?.forward(part.file, need) : undefined;
         let blob: StagedBlob;
         try {
           blob = await options.blobs.stage(part.file, {
@@ -159,7 +208,7 @@ export async function receiveTaskUpload(
           await undoForward(forwarding);
           throw err;
         }
-        staged[kind] = { blob, name: safeName(part.filename, kind), forwarding };
+        staged[kind] = { blob, name: safeName(part.filename, kind), field: part.fieldname, forwarding };
         if (blob.bytes === 0)
           throw new InputError("EMPTY_FILE", `${part.fieldname} is empty`, part.fieldname);
       } else if (TEXT_FIELDS.has(part.fieldname)) {
@@ -174,23 +223,27 @@ export async function receiveTaskUpload(
     const audio = staged.audio;
     const video = staged.video;
     const avatarId = text.get("avatar_id")?.trim();
-    if (!audio)
+    const said = parseSpeechForm(text);
+    if (!audio && !said)
       throw new InputError(
         "MISSING_FIELD",
-        "an audio file is required (form field audio or audio_file)",
+        "an audio file (form field audio or audio_file) or a text to speak (form field text) is required",
         "audio",
       );
+    if (audio && said) throw audioAndText(audio.field);
     if (video && avatarId !== undefined) throw videoAndAvatar();
     deadline.done();
     const fields = parseTextFields(text, options.callbackPolicy);
+    if (said) options.refuseUnservable(said.voiceId === null ? "tts" : "voice_clone");
     const source = video
       ? { sha256: video.blob.sha256, name: video.name, bytes: video.blob.bytes, avatarId: null }
       : await avatarSource(options.avatar, avatarId);
+    const voice = said?.voiceId ? await options.voice(said.voiceId) : undefined;
     const [audioMedia] = await Promise.all([
-      options.inspector.inspect(audio.blob, "audio"),
+      audio ? options.inspector.inspect(audio.blob, "audio") : undefined,
       video ? options.inspector.inspect(video.blob, "video") : undefined,
     ]);
-    if (audioMedia.durationSec > options.maxAudioSeconds) {
+    if (audioMedia && audioMedia.durationSec > options.maxAudioSeconds) {
       throw new InputError(
         "AUDIO_TOO_LONG",
         `audio is ${Math.round(audioMedia.durationSec)} s long; the limit is ${options.maxAudioSeconds} s`,
@@ -199,18 +252,24 @@ export async function receiveTaskUpload(
     }
     // Nobody would learn the id of a task created for a client that left while its files were probed.
     if (request.raw.socket?.destroyed) throw new UploadCutError();
+    const staging = [audio?.blob, video?.blob].filter((b): b is StagedBlob => b !== undefined);
     return {
       ...fields,
-      audio: { ...audio, media: audioMedia },
+      audio: audio && audioMedia ? { ...audio, media: audioMedia } : null,
+      speech: said
+        ? {
+            text: said.text,
+            lang: said.lang ?? voice?.lang ?? DEFAULT_SPEECH_LANG,
+            settings: said.settings,
+            voiceId: voice?.id ?? null,
+          }
+        : null,
       video: { sha256: source.sha256, name: source.name, bytes: source.bytes },
       avatarId: source.avatarId,
       commitWhile: async (record) => {
         // An avatar's video is in the store already, held there by the avatar's row; the task's
         // transaction checks that row still exists (TaskStore.createTask).
-        const recorded = await options.blobs.commitWhile(
-          video ? [audio.blob, video.blob] : [audio.blob],
-          record,
-        );
+        const recorded = await options.blobs.commitWhile(staging, record);
         const forwarded = await video?.forwarding;
         if (forwarded?.sha256 === video?.blob.sha256) forwarded?.machine.knowBlob(forwarded.sha256);
         return recorded;
@@ -320,6 +379,14 @@ function videoAndAvatar(): InputError {
     "VIDEO_AND_AVATAR",
     "send either a video file or avatar_id, not both: an avatar_id task uploads its audio alone",
     "avatar_id",
+  );
+}
+
+function audioAndText(field: string): InputError {
+  return new InputError(
+    "AUDIO_AND_TEXT",
+    `send either an audio file or text, not both: a text task's audio is spoken by the machine (drop ${field})`,
+    field,
   );
 }
 

@@ -1,4 +1,10 @@
-import type { Placement, PlacementMachine, PlacementPolicy, PlacementTask } from "./policy.js";
+import {
+  canTake,
+  type Placement,
+  type PlacementMachine,
+  type PlacementPolicy,
+  type PlacementTask,
+} from "./policy.js";
 
 interface Slot {
   /** When this slot is expected to be free (ms). */
@@ -36,6 +42,7 @@ export const earliestFinish: PlacementPolicy = {
       if (openLeft === 0) break;
       let best: { machine: PlacementMachine; slot: Slot; finish: number } | undefined;
       for (const m of machines) {
+        if (!canTake(m, task)) continue;
         const slot = earliest(slots.get(m.name) ?? []);
         if (!slot) continue;
         const hasVideo =
@@ -46,7 +53,8 @@ export const earliestFinish: PlacementPolicy = {
           best = { machine: m, slot, finish };
         }
       }
-      if (!best) break;
+      // No machine here can take it (a text task on a fleet that does not speak): the next may fit.
+      if (!best) continue;
       if (best.slot.open) {
         placements.push({ task, machine: best.machine.name });
         openLeft--;

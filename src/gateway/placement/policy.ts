@@ -1,4 +1,5 @@
 import type { PlacementName } from "../../config/placement-names.js";
+import { needMet, type TaskNeed } from "../../store/task-speech.js";
 
 /**
  * Placement decides which pending task starts on which machine now. Policies are pure functions
@@ -12,6 +13,13 @@ export interface PlacementTask {
   readonly audioDuration: number;
   readonly videoSha256: string;
   readonly videoBytes: number;
+  /** What it needs of a machine: lip-sync alone, text to speech, or a cloned voice (issue 12). */
+  readonly need: TaskNeed;
+  /**
+   * Machines it must not go to: those it failed on for the machine's fault, while another machine
+   * could take it (the scheduler decides; a machine's voice service can be down while it is up).
+   */
+  readonly avoid?: ReadonlySet<string>;
 }
 
 export interface PlacementMachine {
@@ -27,6 +35,13 @@ export interface PlacementMachine {
   hasBlob(sha256: string): boolean;
   /** Bytes per millisecond when uploading to it. */
   readonly uploadBytesPerMs: number;
+  /** The most a task may need of it (its /v1/health capabilities). */
+  readonly can: TaskNeed;
+}
+
+/** Whether `machine` can take `task` at all: a text task only where it speaks (issue 12). */
+export function canTake(machine: PlacementMachine, task: PlacementTask): boolean {
+  return needMet(task.need, machine.can) && task.avoid?.has(machine.name) !== true;
 }
 
 export interface Placement {
@@ -39,7 +54,7 @@ export interface PlacementPolicy {
   /**
    * Given pending tasks in the order they should be served (priority, then age) and the machines
    * that accept work, returns the tasks to start now and where. Never more per machine than its
-   * free slots.
+   * free slots, and never a task on a machine that cannot take it (`canTake`).
    */
   plan(tasks: readonly PlacementTask[], machines: readonly PlacementMachine[], now: number): Placement[];
 }

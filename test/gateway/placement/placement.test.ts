@@ -2,6 +2,7 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { createPlacement, PLACEMENT_NAMES } from "../../../src/gateway/placement/index.js";
 import type { PlacementMachine, PlacementTask } from "../../../src/gateway/placement/policy.js";
+import { needMet, TASK_NEEDS, type TaskNeed } from "../../../src/store/task-speech.js";
 
 const NOW = 1_000_000;
 
@@ -15,12 +16,21 @@ function machine(name: string, over: Partial<Omit<PlacementMachine, "hasBlob">> 
     speed: over.speed ?? 1,
     uploadBytesPerMs: over.uploadBytesPerMs ?? 50_000,
     hasBlob: (sha: string) => blobs.has(sha),
+    can: over.can ?? "lipsync",
   } satisfies PlacementMachine;
 }
 
-function task(id: string, audioDuration = 10, video = "v", videoBytes = 1_000_000): PlacementTask {
-  return { id, audioDuration, videoSha256: video, videoBytes };
+function task(
+  id: string,
+  audioDuration = 10,
+  video = "v",
+  videoBytes = 1_000_000,
+  need: TaskNeed = "lipsync",
+): PlacementTask {
+  return { id, audioDuration, videoSha256: video, videoBytes, need };
 }
+
+const needArb = fc.constantFrom(...TASK_NEEDS);
 
 const machineArb = fc
   .record({
@@ -28,6 +38,7 @@ const machineArb = fc
     used: fc.integer({ min: 0, max: 4 }),
     speed: fc.double({ min: 0.05, max: 8, noNaN: true }),
     blobs: fc.subarray(["a", "b", "c"]),
+    can: needArb,
   })
   .map((m) => ({ ...m, used: Math.min(m.used, m.maxConcurrent) }));
 const fleetArb = fc.array(machineArb, { minLength: 1, maxLength: 6 }).map((ms) =>
@@ -38,15 +49,20 @@ const fleetArb = fc.array(machineArb, { minLength: 1, maxLength: 6 }).map((ms) =
       busyUntil: Array.from({ length: m.used }, (_, k) => NOW + (k + 1) * 5000),
       speed: m.speed,
       blobs: m.blobs,
+      can: m.can,
     }),
   ),
 );
 const tasksArb = fc
   .array(
-    fc.record({ d: fc.double({ min: 0.5, max: 300, noNaN: true }), v: fc.constantFrom("a", "b", "c", "d") }),
+    fc.record({
+      d: fc.double({ min: 0.5, max: 300, noNaN: true }),
+      v: fc.constantFrom("a", "b", "c", "d"),
+      need: needArb,
+    }),
     { maxLength: 40 },
   )
-  .map((ts) => ts.map((t, i) => task(`t${i}`, t.d, t.v, 20_000_000)));
+  .map((ts) => ts.map((t, i) => task(`t${i}`, t.d, t.v, 20_000_000, t.need)));
 
 describe.each(PLACEMENT_NAMES)("placement %s", (name) => {
   it("never gives a machine more tasks than its free slots, nor a task twice", () => {
@@ -61,6 +77,38 @@ describe.each(PLACEMENT_NAMES)("placement %s", (name) => {
         for (const id of ids) expect(tasks.some((t) => t.id === id)).toBe(true);
       }),
     );
+  });
+
+  it("never puts a task on a machine that cannot take it (text only where it speaks, voices where it clones)", () => {
+    fc.assert(
+      fc.property(fleetArb, tasksArb, (machines, tasks) => {
+        for (const p of createPlacement(name).plan(tasks, machines, NOW)) {
+          const m = machines.find((x) => x.name === p.machine);
+          expect(m && needMet(p.task.need, m.can)).toBe(true);
+        }
+      }),
+    );
+  });
+
+  it("never puts a task on a machine it must avoid (one it failed on), even when that one is free", () => {
+    const machines = [machine("failed-it"), machine("busy", { freeSlots: 0, busyUntil: [NOW + 60_000] })];
+    const retried = { ...task("retried"), avoid: new Set(["failed-it"]) };
+    const plan = createPlacement(name).plan([retried, task("fresh")], machines, NOW);
+    expect(plan).toEqual([{ task: task("fresh"), machine: "failed-it" }]);
+  });
+
+  it("places the tasks behind ones no machine can take, and text tasks on the one machine that speaks", () => {
+    const machines = [machine("lips", { maxConcurrent: 2 }), machine("speaks", { can: "tts" })];
+    const tasks = [
+      task("voice", 10, "v", 1_000_000, "voice_clone"),
+      task("text", 10, "v", 1_000_000, "tts"),
+      task("audio-1"),
+      task("audio-2"),
+    ];
+    const plan = createPlacement(name).plan(tasks, machines, NOW);
+    expect(plan.find((p) => p.task.id === "text")?.machine).toBe("speaks");
+    expect(plan.some((p) => p.task.id === "voice")).toBe(false);
+    expect(plan.filter((p) => p.task.id.startsWith("audio")).map((p) => p.machine)).toEqual(["lips", "lips"]);
   });
 
   it("fills every free slot of identical machines while tasks wait", () => {

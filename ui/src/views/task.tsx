@@ -137,9 +137,20 @@ export function TaskView({ id }: { id: string }) {
 
       <h2>{t("task.facts")}</h2>
       <dl class="facts">
+        {task.speech && (
+          <>
+            <dt>{t("task.text")}</dt>
+            <dd data-fact="speech">
+              {task.speech.text} ({task.speech.lang}
+              {task.speech.voice_id && `, ${t("task.voice")} ${task.speech.voice_id}`})
+            </dd>
+          </>
+        )}
         <dt>{t("task.audio")}</dt>
         <dd data-fact="audio_duration">
-          {task.audio_duration.toFixed(2)} s · {task.audio_name} · {bytes(task.audio_bytes)}
+          {task.speech && !task.speech.spoken
+            ? t("task.notSpoken", { seconds: task.audio_duration.toFixed(1) })
+            : `${task.audio_duration.toFixed(2)} s · ${task.audio_name} · ${bytes(task.audio_bytes)}`}
         </dd>
         <dt>{t("task.video")}</dt>
         <dd data-fact="video">

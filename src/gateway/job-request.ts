@@ -1,0 +1,52 @@
+import type { BlobRef, JobOptions, PutJobBody, SpeechRequest } from "../protocol/schemas.js";
+import type { TaskRow, VoiceRow } from "../store/schema.js";
+import { decodeTaskSpeech } from "../store/task-speech.js";
+
+/** A task's job for a worker (PUT /v1/jobs/{id}), and the blobs the worker must hold for it. */
+export interface JobRequest {
+  readonly body: PutJobBody;
+  /** Video first: the one worth sending ahead, and the one a machine most often holds already. */
+  readonly inputs: readonly BlobRef[];
+}
+
+/**
+ * The job of a task: its uploaded audio, or for a text task (issue 12) its `speech` — the text, the
+ * language, the settings and, for a task with a voice, the voice's reference recording as a blob
+ * the worker is sent like any input (`voice`: the task's voice row, which must exist).
+ */
+export function jobRequest(task: TaskRow, voice: VoiceRow | undefined, maxAudioSeconds: number): JobRequest {
+  const video: BlobRef = { sha256: task.video_sha256, bytes: task.video_bytes, name: task.video_name };
+  const options = JSON.parse(task.options) as JobOptions;
+  const said = decodeTaskSpeech(task.speech);
+  if (!said) {
+    const audio: BlobRef = { sha256: task.audio_sha256, bytes: task.audio_bytes, name: task.audio_name };
+    return {
+      body: {
+        audio,
+        video,
+        options,
+        audio_duration: task.audio_duration,
+        max_audio_seconds: maxAudioSeconds,
+      },
+      inputs: [video, audio],
+    };
+  }
+  const speech: SpeechRequest = {
+    text: said.text,
+    lang: said.lang,
+    ...(Object.keys(said.settings).length > 0 ? { settings: said.settings } : {}),
+  };
+  const inputs: BlobRef[] = [video];
+  if (voice) {
+    const reference: BlobRef = { sha256: voice.sha256, bytes: voice.bytes, name: voice.file_name };
+    speech.voice = {
+      id: voice.id,
+      reference,
+      ...(voice.reference_text === null ? {} : { reference_text: voice.reference_text }),
+    };
+    inputs.push(reference);
+  }
+  // No audio_duration: the text's length is an estimate; the worker measures what it spoke
+  // against max_audio_seconds before lip-syncing it.
+  return { body: { speech, video, options, max_audio_seconds: maxAudioSeconds }, inputs };
+}
