@@ -119,7 +119,7 @@ export const ERROR_CODES = {
     code: "AUDIO_TOO_LONG",
     status: 400,
     kind: "input",
-    description: "the audio is longer than --max-audio-seconds",
+    description: "the audio is longer than --max-audio-seconds (a voice's reference recording: 300 s)",
   },
   QUEUE_FULL: {
     code: "QUEUE_FULL",
@@ -179,6 +179,47 @@ export const ERROR_CODES = {
     code: "VIDEO_AND_AVATAR",
     status: 400,
     description: "a task form with both a video file and avatar_id: send one of the two",
+  },
+
+  // Voices (gateway and worker, issue 12).
+  AUDIO_AND_AVATAR: {
+    code: "AUDIO_AND_AVATAR",
+    status: 400,
+    description: "POST /voices with both an audio file and avatar_id: send one of the two",
+  },
+  AVATAR_HAS_NO_AUDIO: {
+    code: "AVATAR_HAS_NO_AUDIO",
+    status: 400,
+    description: "POST /voices from an avatar whose video has no sound track to take the voice from",
+  },
+  VOICE_IN_USE: {
+    code: "VOICE_IN_USE",
+    status: 409,
+    description: "DELETE /voices/{voice_id} while a pending or processing task speaks in it",
+  },
+  VOICE_REFERENCE_UNUSABLE: {
+    code: "VOICE_REFERENCE_UNUSABLE",
+    status: 400,
+    // The same recording fails on every machine.
+    kind: "input",
+    description:
+      "the voice service cannot use the reference recording: missing, unreadable, or no speech heard in it",
+  },
+  VOICE_CLONE_UNAVAILABLE: {
+    code: "VOICE_CLONE_UNAVAILABLE",
+    status: 422,
+    // Another machine (capabilities.voice_clone) may do it.
+    kind: "machine",
+    description:
+      "no machine can clone a voice: a worker without fish-speech (--tts), or a gateway whose machines have none",
+  },
+  VOICE_SERVICE_UNAVAILABLE: {
+    code: "VOICE_SERVICE_UNAVAILABLE",
+    status: 503,
+    kind: "machine",
+    description:
+      "the voice service (fish-speech, its speech recognition) is down or did not answer in time; " +
+      "from the gateway: no machine that can clone is up, or every one failed; try again after Retry-After",
   },
 
   // Tasks (gateway).

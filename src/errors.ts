@@ -108,13 +108,21 @@ export function excerpt(body: string): string {
   return flat.length > EXCERPT_CHARS ? `${flat.slice(0, EXCERPT_CHARS)}…` : flat;
 }
 
-/** The queue holds `--max-pending` tasks: the client should come back after `retryAfterSeconds`. */
-export class QueueFullError extends AppError {
+/** Not the client's fault and not for long: the answer says when to come back (`Retry-After`). */
+export class RetryLaterError extends AppError {
   constructor(
+    code: ErrorCode,
     message: string,
     readonly retryAfterSeconds: number,
   ) {
-    super("QUEUE_FULL", message);
+    super(code, message);
+  }
+}
+
+/** The queue holds `--max-pending` tasks: the client should come back after `retryAfterSeconds`. */
+export class QueueFullError extends RetryLaterError {
+  constructor(message: string, retryAfterSeconds: number) {
+    super("QUEUE_FULL", message, retryAfterSeconds);
   }
 }
 

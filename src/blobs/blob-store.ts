@@ -1,5 +1,5 @@
 import { createHash, randomUUID } from "node:crypto";
-import { createWriteStream } from "node:fs";
+import { createReadStream, createWriteStream } from "node:fs";
 import { copyFile, link, mkdir, readdir, rename, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import type { Readable } from "node:stream";
@@ -163,6 +163,21 @@ export class BlobStore {
       },
     };
     return staged;
+  }
+
+  /**
+   * Stages what `produce` writes to the path it is given (a file of the store's temp folder, so a
+   * crash leaves nothing that `init()` does not sweep): for content made here, such as a sound
+   * track taken from a video. The produced file is gone once this settles, whatever happened.
+   */
+  async stageFrom(produce: (path: string) => Promise<void>, options: StageOptions = {}): Promise<StagedBlob> {
+    const out = join(this.tmpDir, `${randomUUID()}.out`);
+    try {
+      await produce(out);
+      return await this.stage(createReadStream(out), options);
+    } finally {
+      await rm(out, { force: true });
+    }
   }
 
   /** Puts a second link of `file` into place under its hash; `file` stays. */

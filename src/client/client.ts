@@ -10,6 +10,8 @@ import type {
   TaskEvents,
   TaskList,
   TaskView,
+  VoiceList,
+  VoiceView,
 } from "../gateway/api/schemas.js";
 import { type ReadMessage, readEventStream } from "../http/event-stream-reader.js";
 import { ApiError } from "./api-error.js";
@@ -23,6 +25,8 @@ export type Machine = Static<typeof MachineView>;
 export type Avatar = AvatarView;
 export type AvatarPage = Static<typeof AvatarList>;
 export type CallbackDeliveries = Static<typeof TaskCallbacks>;
+export type Voice = VoiceView;
+export type VoicePage = Static<typeof VoiceList>;
 
 /**
  * A file to upload: a path (Node only), a Blob or File, bytes, or a stream (whose length is then
@@ -269,6 +273,53 @@ export class Client {
   /** `POST /avatars/{id}/warm`: sends the video now to every up machine that lacks it. */
   async warmAvatar(id: string, signal?: AbortSignal): Promise<Static<typeof AvatarWarming>> {
     return this.json("POST", `/avatars/${encodeURIComponent(id)}/warm`, signal);
+  }
+
+  /**
+   * `POST /voices`: a voice from a recording (`audio`) or from an avatar's own sound (`avatarId`),
+   * answered once a machine that can clone has prepared it.
+   */
+  async createVoice(
+    input:
+      | { audio: FileInput; name?: string; lang?: string }
+      | { avatarId: string; name?: string; lang?: string },
+    options: UploadOptions = {},
+  ): Promise<Voice> {
+    const parts: UploadPart[] =
+      "audio" in input
+        ? [{ name: "audio", file: await fileContent(input.audio, "audio") }]
+        : [{ name: "avatar_id", value: input.avatarId }];
+    if (input.name !== undefined) parts.push({ name: "name", value: input.name });
+    if (input.lang !== undefined) parts.push({ name: "lang", value: input.lang });
+    const body = uploadBody(parts);
+    const res = await this.request("POST", "/voices", {
+      body: body.stream((sent) => options.onUpload?.(sent, body.length)),
+      headers: {
+        "content-type": body.contentType,
+        ...(body.length === undefined ? {} : { "content-length": String(body.length) }),
+      },
+      ...(options.signal ? { signal: options.signal } : {}),
+    });
+    return (await res.json()) as Voice;
+  }
+
+  async listVoices(
+    query: { limit?: number; offset?: number } = {},
+    signal?: AbortSignal,
+  ): Promise<VoicePage> {
+    const params = new URLSearchParams();
+    for (const [key, value] of Object.entries(query)) if (value !== undefined) params.set(key, String(value));
+    const search = params.size > 0 ? `?${params}` : "";
+    return this.json<VoicePage>("GET", `/voices${search}`, signal);
+  }
+
+  async getVoice(id: string, signal?: AbortSignal): Promise<Voice> {
+    return this.json<Voice>("GET", `/voices/${encodeURIComponent(id)}`, signal);
+  }
+
+  /** `DELETE /voices/{id}`; refused (409 VOICE_IN_USE) while a live task speaks in it. */
+  async deleteVoice(id: string, signal?: AbortSignal): Promise<void> {
+    await this.request("DELETE", `/voices/${encodeURIComponent(id)}`, signal ? { signal } : {});
   }
 
   async machines(signal?: AbortSignal): Promise<Machine[]> {

@@ -16,4 +16,6 @@ export {
   type TaskPage,
   type TaskStatus,
   type UploadOptions,
+  type Voice,
+  type VoicePage,
 } from "./client.js";

@@ -19,6 +19,7 @@ import { MachineStore } from "../store/machine-store.js";
 import { MediaFactsStore } from "../store/media-facts-store.js";
 import { RetentionStore } from "../store/retention-store.js";
 import { TaskStore } from "../store/task-store.js";
+import { VoiceStore } from "../store/voice-store.js";
 import { VERSION } from "../version.js";
 import { startWorker, type WorkerHandle } from "../worker/agent.js";
 import { avatarRoutes } from "./api/avatar-routes.js";
@@ -32,6 +33,7 @@ import { machineRoutes } from "./api/machine-routes.js";
 import { taskRoutes } from "./api/task-routes.js";
 import { taskStreamRoutes } from "./api/task-stream-routes.js";
 import { discardBody } from "./api/upload-deadline.js";
+import { voiceRoutes } from "./api/voice-routes.js";
 import { installAccessControl } from "./auth/access-control.js";
 import { ApiKeysWatcher } from "./auth/api-keys-watcher.js";
 import { AvatarWarmer } from "./avatar-warmer.js";
@@ -55,11 +57,12 @@ import { Scheduler } from "./scheduler.js";
 import { SpeedModel } from "./speed-model.js";
 import { TaskDeadline } from "./task-deadline.js";
 import { TaskLifecycle } from "./task-lifecycle.js";
+import { VoiceMaker } from "./voice-maker.js";
 
 export const EMBEDDED_MACHINE = "embedded";
 const NO_MACHINES = "the machines file lists no machines: tasks wait until one is added";
 /** Where new tasks come in: refused once the gateway is stopping. */
-const NEW_TASK_ROUTES = new Set(["/tasks", "/tasks/sync", "/avatars"]);
+const NEW_TASK_ROUTES = new Set(["/tasks", "/tasks/sync", "/avatars", "/voices"]);
 /** What a refused upload is told to wait: a restart, or a load balancer moving on, takes seconds. */
 const RETRY_AFTER_S = 5;
 const TASK_URL = /^\/tasks\/([0-9a-f-]{36})(?:[/?]|$)/;
@@ -365,6 +368,18 @@ async function startLocked(
     dataDir,
     upload: uploadWatch,
     warmer,
+    releaseBlobs: (shas) => sweeper.releaseBlobs(shas),
+  });
+  await app.register(voiceRoutes, {
+    voices: new VoiceStore(db, now, () => dataDir.assertWritable()),
+    avatars,
+    blobs,
+    inspector,
+    maker: new VoiceMaker({ fleet }),
+    maxUploadBytes: config.maxUploadBytes,
+    dataDir,
+    upload: uploadWatch,
+    shutdown: shutdown.signal,
     releaseBlobs: (shas) => sweeper.releaseBlobs(shas),
   });
   await app.register(taskStreamRoutes, {

@@ -1,6 +1,6 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { type ErrorBody, type ErrorCode, errorBody, httpStatus } from "../error-codes.js";
-import { AppError, QueueFullError, TooLargeError, UploadTimeoutError } from "../errors.js";
+import { AppError, RetryLaterError, TooLargeError, UploadTimeoutError } from "../errors.js";
 import { storageFault } from "./storage-faults.js";
 
 /**
@@ -17,7 +17,7 @@ export function installErrorHandler(app: FastifyInstance): void {
     if (status >= 500 && !(err instanceof AppError)) request.log.error({ err }, "request failed");
     else if (status >= 500) request.log.warn({ code: body.error }, body.message);
     else request.log.info({ code: body.error, field: body.field }, body.message);
-    if (err instanceof QueueFullError) void reply.header("retry-after", String(err.retryAfterSeconds));
+    if (err instanceof RetryLaterError) void reply.header("retry-after", String(err.retryAfterSeconds));
     // The rest of a body too big or too slow to be worth reading is not waited for. (A body refused
     // before it was read, 429/503/507, is drained first by the gateway, so the client still
     // sending gets to read the answer instead of a broken pipe: upload-deadline.ts, discardBody.)

@@ -56,6 +56,8 @@ export const SPEECH_BOUNDS = Object.freeze({
   repetition_penalty: Object.freeze({ minimum: 0.9, maximum: 2 }),
 });
 export const DEFAULT_SPEECH_LANG = "zh";
+/** A language as fish-speech's `lang` takes it (`zh`, `en`, `ja`…), checked alike on both sides. */
+export const SPEECH_LANG_PATTERN = "^[A-Za-z-]{2,16}$";
 
 export const SpeechSettings = Type.Object(
   {
@@ -95,7 +97,7 @@ export type SpeechVoice = Static<typeof SpeechVoice>;
 export const SpeechRequest = Type.Object(
   {
     text: Type.String({ ...SPEECH_BOUNDS.text, description: "What to say" }),
-    lang: Type.String({ default: DEFAULT_SPEECH_LANG, pattern: "^[A-Za-z-]{2,16}$" }),
+    lang: Type.String({ default: DEFAULT_SPEECH_LANG, pattern: SPEECH_LANG_PATTERN }),
     voice: Type.Optional(SpeechVoice),
     settings: Type.Optional(SpeechSettings),
   },
@@ -107,6 +109,54 @@ export const SpeechRequest = Type.Object(
   },
 );
 export type SpeechRequest = Static<typeof SpeechRequest>;
+
+export const VoiceId = Type.String({
+  pattern: "^[A-Za-z0-9_-]{1,80}$",
+  description: "The gateway's voice id",
+});
+
+/**
+ * How long a worker may take to answer `PUT /v1/voices/{id}`: the voice service's speech
+ * recognition of the reference (fish-speech's own deadline is 180 s) after waiting for its
+ * container, which serves one request at a time. Past it the worker answers 503
+ * VOICE_SERVICE_UNAVAILABLE; the gateway waits this long plus its request timeout.
+ */
+export const VOICE_PREPARE_TIMEOUT_MS = 300_000;
+
+/** `PUT /v1/voices/{id}`: make the voice usable on this machine (issue 12, "Voices"). */
+export const PutVoiceBody = Type.Object(
+  {
+    reference: BlobRef,
+    lang: Type.String({
+      default: DEFAULT_SPEECH_LANG,
+      pattern: SPEECH_LANG_PATTERN,
+      description: "The language spoken in the recording",
+    }),
+    reference_text: Type.Optional(
+      Type.String({
+        maxLength: 20_000,
+        description: "Its transcript, when known: used where the machine's speech recognition hears nothing",
+      }),
+    ),
+  },
+  {
+    additionalProperties: false,
+    description:
+      "The voice's reference recording, a blob uploaded like any input (409 BLOB_MISSING until it is held)",
+  },
+);
+export type PutVoiceBody = Static<typeof PutVoiceBody>;
+
+export const PreparedVoiceView = Type.Object({
+  id: VoiceId,
+  reference_text: Type.String({
+    description: "What the voice service heard in the recording (its segments joined by a space)",
+  }),
+  prepared: Type.Boolean({
+    description: "true: this call prepared the voice; false: the machine had it prepared already",
+  }),
+});
+export type PreparedVoiceView = Static<typeof PreparedVoiceView>;
 
 /** Exactly one of `audio` and `speech` (checked by the worker, which names the field). */
 export const PutJobBody = Type.Object({

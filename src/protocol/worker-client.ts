@@ -5,7 +5,18 @@ import { type ErrorCode, failureKindOf } from "../error-codes.js";
 import { excerpt, type FailureKind, ProtocolError } from "../errors.js";
 import { describeNetworkError } from "../http/network-error.js";
 import { ReplySchema } from "../http/reply-schema.js";
-import { bearer, ErrorBody, Health, JobView, type PutJobBody, StoredBlob, TOKEN_HEADER } from "./schemas.js";
+import {
+  bearer,
+  ErrorBody,
+  Health,
+  JobView,
+  PreparedVoiceView,
+  type PutJobBody,
+  type PutVoiceBody,
+  StoredBlob,
+  TOKEN_HEADER,
+  VOICE_PREPARE_TIMEOUT_MS,
+} from "./schemas.js";
 
 /**
  * The worker answered, but with an error status. `code` is its body's `error`, a code of the
@@ -59,6 +70,7 @@ const HealthReply = new ReplySchema(Health, "a worker's health");
 const JobReply = new ReplySchema(JobView, "a worker's job view");
 const BlobReply = new ReplySchema(StoredBlob, "a worker's blob answer");
 const ErrorReply = new ReplySchema(ErrorBody, "a worker's error body");
+const VoiceReply = new ReplySchema(PreparedVoiceView, "a worker's voice answer");
 
 /** An answer read to its end. */
 interface Answer {
@@ -143,6 +155,30 @@ export class WorkerClient {
       headers: { "content-type": "application/json" },
     });
     return jobView(id, answer);
+  }
+
+  /**
+   * Makes a voice usable on the worker (`PUT /v1/voices/{id}`): slow, since the voice service
+   * listens to the whole reference, so it may take up to the worker's own deadline.
+   */
+  async putVoice(id: string, body: PutVoiceBody, signal?: AbortSignal): Promise<PreparedVoiceView> {
+    const answer = await this.answer("PUT", `/v1/voices/${encodeURIComponent(id)}`, {
+      signal,
+      body: JSON.stringify(body),
+      headers: { "content-type": "application/json" },
+      extraTimeoutMs: VOICE_PREPARE_TIMEOUT_MS,
+    });
+    const view = VoiceReply.parse(answer.endpoint, answer.status, answer.body);
+    if (view.id !== id) {
+      throw new ProtocolError(
+        answer.endpoint,
+        answer.status,
+        `/id: ${view.id}`,
+        answer.body,
+        "the voice asked about",
+      );
+    }
+    return view;
   }
 
   /** undefined when the worker does not know the job (it restarted without it, or it expired). */

@@ -21,6 +21,7 @@ import { JobRunner } from "./job-runner.js";
 import { workerLayout } from "./layout.js";
 import { PUBLIC_PATHS, registerOpsRoutes } from "./ops-routes.js";
 import { registerWorkerRoutes } from "./routes.js";
+import { registerVoiceRoutes } from "./voice-routes.js";
 import { WorkerMetrics } from "./worker-metrics.js";
 
 export interface WorkerOptions {
@@ -151,6 +152,12 @@ async function startLocked(options: WorkerOptions): Promise<WorkerHandle> {
     statfs,
     dataDir: layout.dataDir,
     version: options.version ?? "unknown",
+  });
+  registerVoiceRoutes(app, {
+    speaker: options.speaker,
+    blobs,
+    layout,
+    draining: () => runner.isDraining,
   });
   // A limit lowered since the last start applies at once, around what the recovered jobs need.
   await blobs.evict();

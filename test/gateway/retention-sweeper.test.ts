@@ -10,6 +10,7 @@ import { createLogger } from "../../src/logger.js";
 import { AvatarStore } from "../../src/store/avatar-store.js";
 import { blobNeeded, blobReferences } from "../../src/store/blob-references.js";
 import { RetentionStore } from "../../src/store/retention-store.js";
+import { VoiceStore } from "../../src/store/voice-store.js";
 import { FakeClock } from "../helpers/fake-clock.js";
 import { removeDir, tempDir } from "../helpers/gateway.js";
 import { newTask, openTestStore, type TestStore } from "../helpers/store.js";
@@ -188,6 +189,43 @@ describe("retention sweep", () => {
       clock.advance(8 * DAY);
       expect(await sweeper.sweep()).toMatchObject({ files_expired: 2 });
       expect(await blobs.has(template.sha256)).toBeUndefined();
+    });
+  });
+
+  describe("with voices (issue 12)", () => {
+    it("keeps a voice's recording through expiry, record deletion and the orphan walk; deleting the voice frees it", async () => {
+      const voices = new VoiceStore(store.db, () => new Date(clock.now()));
+      const recording = await blob("recording");
+      await voices.create({
+        id: "voice-1",
+        owner: null,
+        name: null,
+        lang: "zh",
+        sha256: recording.sha256,
+        fileName: "lin.wav",
+        bytes: recording.bytes,
+        duration: 1,
+        referenceText: "参考文本",
+        avatarId: null,
+      });
+      // A task whose audio was the same recording: its files expire, the recording stays.
+      const [v1, r1] = [await blob("v1"), await blob("r1")];
+      await finishedTask(recording.sha256, v1.sha256, r1.sha256);
+      clock.advance(8 * DAY);
+      expect(await sweeper.sweep()).toMatchObject({ files_expired: 1, blobs_deleted: 2 });
+      expect(await blobs.has(recording.sha256)).toBeDefined();
+      clock.advance(30 * DAY);
+      const aged = new Date(clock.now() - 2 * HOUR);
+      await utimes(blobs.path(recording.sha256), aged, aged);
+      expect(await sweeper.sweep()).toMatchObject({ tasks_deleted: 1, orphan_blobs: 0, orphan_facts: 0 });
+      expect(await blobs.has(recording.sha256)).toBeDefined();
+      expect(await facts()).toEqual([recording.sha256]);
+
+      const deletion = await voices.delete("voice-1");
+      expect(deletion).toEqual({ outcome: "deleted", blobs: [recording.sha256] });
+      await sweeper.releaseBlobs(deletion.outcome === "deleted" ? deletion.blobs : []);
+      expect(await blobs.has(recording.sha256)).toBeUndefined();
+      expect(await facts()).toEqual([]);
     });
   });
 

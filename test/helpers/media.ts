@@ -109,6 +109,23 @@ export async function makeAudio(
   ]);
 }
 
+/** A WAV of pure silence: audio by every check, with nothing in it to hear. */
+export async function makeSilentAudio(path: string, options: { seconds: number }): Promise<void> {
+  await runFfmpeg([
+    "-v",
+    "error",
+    "-f",
+    "lavfi",
+    "-i",
+    "anullsrc=sample_rate=16000:channel_layout=mono",
+    "-t",
+    String(options.seconds),
+    "-c:a",
+    "pcm_s16le",
+    path,
+  ]);
+}
+
 /** An MP3 carrying a cover picture, which ffprobe lists as a video stream. */
 export async function makeAudioWithCover(path: string, options: { seconds: number }): Promise<void> {
   await runFfmpeg([

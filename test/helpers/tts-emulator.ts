@@ -1,9 +1,9 @@
-import { mkdir, mkdtemp, rm, stat, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join, posix } from "node:path";
-import { encodeWav } from "../../src/engines/speech/wav.js";
+import { encodeWav, parseWav } from "../../src/engines/speech/wav.js";
 
 /**
  * An emulator of HeyGem's fish-speech container, built from heygem-tts-contract.md with its quirks:
@@ -14,7 +14,9 @@ import { encodeWav } from "../../src/engines/speech/wav.js";
  * waits for it (the server's single worker), which `maxParallel` records.
  *
  * Tests steer it: `asrDown` (preprocess answers `code: -1` about the ASR connection), `segments`,
- * `stop`/`start`, `hangInvoke`; a reference that is not in its folder gets "file not exists".
+ * `stop`/`start`, `hangInvoke`; a reference that is not in its folder gets "file not exists", and
+ * a WAV reference of pure silence is heard as nothing (success with an empty transcript, as a
+ * speech recogniser answers silence; the contract is silent on it).
  */
 export class TtsEmulator {
   readonly dir: string;
@@ -127,6 +129,7 @@ export class TtsEmulator {
     if (reference === "" || reference.startsWith("..") || !(await isFile(path))) {
       return { code: -1, msg: "file not exists" };
     }
+    const heard = !(await isSilentWav(path));
     await mkdir(join(this.dir, "processed"), { recursive: true });
     const urls: string[] = [];
     const texts: string[] = [];
@@ -134,7 +137,7 @@ export class TtsEmulator {
       const name = `processed/${Date.now()}-${Math.random().toString(16).slice(2)}-${i}.wav`;
       await writeFile(join(this.dir, name), this.wav("参考"));
       urls.push(`/code/data/${name}`);
-      texts.push(`参考文本${i}`);
+      texts.push(heard ? `参考文本${i}` : "");
     }
     return {
       code: 0,
@@ -189,6 +192,16 @@ async function readJson(req: IncomingMessage): Promise<Record<string, unknown>> 
   } catch {
     return {};
   }
+}
+
+async function isSilentWav(path: string): Promise<boolean> {
+  let samples: Buffer;
+  try {
+    samples = parseWav(await readFile(path)).samples;
+  } catch {
+    return false;
+  }
+  return samples.every((byte) => byte === 0);
 }
 
 async function isFile(path: string): Promise<boolean> {

@@ -2,9 +2,9 @@ import { spawn } from "node:child_process";
 import { readFile, writeFile } from "node:fs/promises";
 import { createRequire } from "node:module";
 import { join } from "node:path";
-import { EngineError } from "../../errors.js";
+import { AppError, EngineError } from "../../errors.js";
 import type { Logger } from "../../logger.js";
-import type { SpeakContext, Speaker, SpeakJob } from "./speaker.js";
+import type { SpeakContext, Speaker, SpeakJob, SpeakVoice, VoiceReady } from "./speaker.js";
 import { splitText } from "./text-split.js";
 import { joinWavs } from "./wav.js";
 
@@ -111,6 +111,14 @@ export class EspeakSpeaker implements Speaker {
     const audio = await Promise.all(parts.map((_p, i) => readFile(join(job.workDir, `part-${i}.wav`))));
     await writeFile(job.outputPath, await joinWavs(audio, { workDir: job.workDir, signal: ctx.signal }));
     this.o.logger?.debug({ job_id: job.id, parts: parts.length, voice }, "text spoken offline");
+  }
+
+  async prepareVoice(voice: SpeakVoice): Promise<VoiceReady> {
+    throw new AppError(
+      "VOICE_CLONE_UNAVAILABLE",
+      `this machine speaks with its offline voice (espeak-ng) only, which cannot clone voice ${voice.id}; ` +
+        "voices are prepared on machines with a fish-speech container (--tts)",
+    );
   }
 }
 

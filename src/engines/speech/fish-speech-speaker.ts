@@ -5,7 +5,7 @@ import type { Logger } from "../../logger.js";
 import { FishSpeechApi, FishSpeechTextTooLongError, type PreparedReference } from "./fish-speech-api.js";
 import { blameSpeechFailure } from "./fish-speech-failures.js";
 import { InstanceLock } from "./instance-lock.js";
-import type { SpeakContext, Speaker, SpeakJob } from "./speaker.js";
+import type { SpeakContext, Speaker, SpeakJob, SpeakVoice, VoiceReady } from "./speaker.js";
 import { splitText } from "./text-split.js";
 import { memoryFileName, VoicePreparer } from "./voice-preparer.js";
 import { joinWavs } from "./wav.js";
@@ -98,7 +98,7 @@ export class FishSpeechSpeaker implements Speaker {
       if (job.voice) {
         ctx.onProgress(0, `speech: preparing voice ${job.voice.id}`);
         try {
-          reference = await instance.voices.prepare(job.voice, job.lang, ctx.signal);
+          reference = (await instance.voices.prepare(job.voice, job.lang, ctx.signal)).reference;
         } catch (err) {
           if (ctx.signal.aborted) throw err;
           throw blameSpeechFailure(err, "prepare");
@@ -132,9 +132,52 @@ export class FishSpeechSpeaker implements Speaker {
     });
   }
 
-  private pick(): Instance {
-    let best = this.list[0] as Instance;
-    for (const instance of this.list) if (instance.lock.load < best.lock.load) best = instance;
-    return best;
+  /**
+   * Prepares the voice on one instance (the least loaded of those that prepared it before, else
+   * the least loaded), holding it like a job does. Fails as `input` when the server heard no
+   * speech in the reference: no text could be spoken in such a voice.
+   */
+  async prepareVoice(voice: SpeakVoice, lang: string, signal: AbortSignal): Promise<VoiceReady> {
+    await mkdir(this.o.stateDir, { recursive: true });
+    const instance = await this.pickFor(voice.referenceSha256, lang);
+    const log = this.log?.child({ voice_id: voice.id, instance: instance.config.name });
+    return instance.lock.run(signal, async () => {
+      let ready: { reference: PreparedReference; prepared: boolean };
+      try {
+        ready = await instance.voices.prepare(voice, lang, signal);
+      } catch (err) {
+        if (signal.aborted) throw err;
+        throw blameSpeechFailure(err, "prepare");
+      }
+      const referenceText = ready.reference.texts
+        .map((t) => t.trim())
+        .filter((t) => t !== "")
+        .join(" ");
+      if (referenceText === "") {
+        throw new EngineError(
+          "input",
+          "the voice service heard no speech in the reference recording: send a recording of someone speaking",
+        );
+      }
+      log?.info({ prepared: ready.prepared, segments: ready.reference.urls.length }, "voice ready");
+      return { referenceText, prepared: ready.prepared };
+    });
   }
+
+  private async pickFor(referenceSha256: string, lang: string): Promise<Instance> {
+    const knowing: Instance[] = [];
+    for (const instance of this.list)
+      if (await instance.voices.knows(referenceSha256, lang)) knowing.push(instance);
+    return leastLoaded(knowing.length > 0 ? knowing : this.list);
+  }
+
+  private pick(): Instance {
+    return leastLoaded(this.list);
+  }
+}
+
+function leastLoaded(instances: readonly Instance[]): Instance {
+  let best = instances[0] as Instance;
+  for (const instance of instances) if (instance.lock.load < best.lock.load) best = instance;
+  return best;
 }

@@ -28,6 +28,14 @@ export interface SpeakContext {
   onProgress(fraction: number, message?: string): void;
 }
 
+/** A voice made usable on this machine (`PUT /v1/voices/{id}`). */
+export interface VoiceReady {
+  /** What the voice service heard in the reference (its segments joined by a space). */
+  readonly referenceText: string;
+  /** Whether this call prepared it; false when the machine had it prepared already. */
+  readonly prepared: boolean;
+}
+
 /**
  * What turns a text job's text into audio before the lip-sync engine runs (issue 12): fish-speech
  * containers (`--tts`), or the offline voice inside the package. `speak` rejects with an
@@ -38,5 +46,11 @@ export interface Speaker {
   /** Whether it can speak in a voice cloned from a reference (`speech.voice`). */
   readonly canClone: boolean;
   speak(job: SpeakJob, ctx: SpeakContext): Promise<void>;
+  /**
+   * Makes `voice` ready to speak in on this machine ahead of any text job (`PUT /v1/voices/{id}`):
+   * the gateway does so once, when the voice is created. Rejects like `speak`; a speaker that
+   * cannot clone (`canClone` false) rejects with VOICE_CLONE_UNAVAILABLE.
+   */
+  prepareVoice(voice: SpeakVoice, lang: string, signal: AbortSignal): Promise<VoiceReady>;
   close?(): Promise<void>;
 }

@@ -46,11 +46,20 @@ export class VoicePreparer {
 
   constructor(private readonly o: VoicePreparerOptions) {}
 
-  async prepare(voice: SpeakVoice, lang: string, signal: AbortSignal): Promise<PreparedReference> {
+  /**
+   * The voice's reference as the server knows it; `prepared` says whether this call had to send it
+   * through `/v1/preprocess_and_tran` (false: the instance had it already).
+   */
+  async prepare(
+    voice: SpeakVoice,
+    lang: string,
+    signal: AbortSignal,
+  ): Promise<{ reference: PreparedReference; prepared: boolean }> {
     const memory = await this.load();
-    const key = `${voice.referenceSha256}:${lang}`;
+    const key = memoryKey(voice.referenceSha256, lang);
     const known = memory.voices[key];
-    if (known && (await this.stillThere(known.urls))) return withText(known, voice);
+    if (known && (await this.stillThere(known.urls)))
+      return { reference: withText(known, voice), prepared: false };
 
     const format = extname(voice.referencePath).slice(1).toLowerCase();
     const ext = SERVER_FORMATS.has(format) ? format : "wav";
@@ -75,7 +84,12 @@ export class VoicePreparer {
     memory.voices[key] = entry;
     await this.save(memory);
     this.prepared++;
-    return withText(entry, voice);
+    return { reference: withText(entry, voice), prepared: true };
+  }
+
+  /** Whether this instance prepared the voice before (its files may have gone since). */
+  async knows(referenceSha256: string, lang: string): Promise<boolean> {
+    return (await this.load()).voices[memoryKey(referenceSha256, lang)] !== undefined;
   }
 
   /** Whether each processed file the server named is still in the instance's folder. */
@@ -114,6 +128,10 @@ export class VoicePreparer {
     await writeFile(tmp, JSON.stringify(memory, null, 1));
     await rename(tmp, this.o.memoryFile);
   }
+}
+
+function memoryKey(referenceSha256: string, lang: string): string {
+  return `${referenceSha256}:${lang}`;
 }
 
 /** The file name under the agent's data dir for one instance's memory. */

@@ -22,6 +22,8 @@ import {
   TaskEvents,
   TaskList,
   TaskView,
+  VoiceList,
+  VoiceView,
 } from "./schemas.js";
 
 declare module "fastify" {
@@ -54,6 +56,8 @@ export const SHARED_SCHEMAS = [
   AvatarView,
   AvatarList,
   AvatarWarming,
+  VoiceView,
+  VoiceList,
 ] as const;
 
 export function addSharedSchemas(app: FastifyInstance): void {
@@ -79,6 +83,12 @@ export async function registerDocs(app: FastifyInstance, version: string): Promi
           name: "avatars",
           description:
             "Template videos uploaded once: tasks name one with avatar_id and upload only their audio",
+        },
+        {
+          name: "voices",
+          description:
+            "Cloned voices: a recording (or an avatar's own sound) prepared on a machine that can clone, " +
+            "for text tasks to speak in",
         },
         {
           name: "callbacks",

@@ -46,6 +46,19 @@ const avatar = {
   machines: ["gpu-1", "gpu-2"],
 };
 
+const voice = {
+  voice_id: "4c2e8a10-7d3b-4f5e-9a61-2b8c0d4e6f13",
+  name: "Lin's voice",
+  lang: "zh",
+  sha256: "8e1f3a5c7b9d0e2f4a6c8b0d2e4f6a8c0b2d4e6f8a0c2e4b6d8f0a2c4e6b8d0f",
+  bytes: 1_920_078,
+  duration: 60,
+  reference_text: "大家好，我是林，今天给大家介绍一款新产品。",
+  avatar_id: AVATAR_ID,
+  owner: "shop",
+  created_at: "2026-11-27T16:25:00.000Z",
+};
+
 const event = {
   id: 1042,
   at: "2026-11-28T09:00:01.250Z",
@@ -137,6 +150,8 @@ export const OPENAPI_EXAMPLES: Readonly<Record<string, unknown>> = {
   Avatar: avatar,
   AvatarList: { avatars: [avatar], total: 1, limit: 50, offset: 0 },
   AvatarWarming: { avatar_id: AVATAR_ID, sending: ["gpu-2", "gpu-3"], holding: ["gpu-1"] },
+  Voice: voice,
+  VoiceList: { voices: [voice], total: 1, limit: 50, offset: 0 },
   Machine: machine,
   MachineList: {
     machines: [machine],

@@ -3,7 +3,7 @@
  * OpenAPI document from one definition.
  */
 import { type SchemaOptions, type Static, type TSchema, Type } from "@sinclair/typebox";
-import { ErrorBody } from "../../protocol/schemas.js";
+import { DEFAULT_SPEECH_LANG, ErrorBody, SPEECH_LANG_PATTERN } from "../../protocol/schemas.js";
 
 export { ErrorBody };
 
@@ -500,4 +500,91 @@ export const AvatarForm = Type.Object(
     ),
   },
   { description: "One video file is required", example: { name: "Lin, studio take", warm: "true" } },
+);
+
+/**
+ * Longest reference recording a voice takes (POST /voices), and what is taken of an avatar's sound
+ * track. Cloning needs seconds of clear speech (10–30 s is plenty); the machine's speech
+ * recognition listens to all of it within fish-speech's 180 s deadline, and its transcript goes
+ * with every text job in the voice. Five minutes keeps both small and still takes any sane take.
+ */
+export const VOICE_REFERENCE_MAX_SECONDS = 300;
+
+/**
+ * A cloned voice (issue 12): a reference recording the gateway keeps, prepared on a machine that
+ * can clone when it was made. Text tasks name it with voice_id.
+ */
+export const VoiceView = Type.Object(
+  {
+    voice_id: Type.String({ format: "uuid", description: "What a text task's voice_id names" }),
+    name: Nullable(Type.String(), { description: "As given on creation" }),
+    lang: Type.String({ description: "The language spoken in the recording (fish-speech's lang)" }),
+    sha256: Type.String({ description: "Content hash of the reference recording the gateway keeps" }),
+    bytes: Type.Integer({ minimum: 1 }),
+    duration: Type.Number({ description: "Seconds of the reference recording" }),
+    reference_text: Nullable(Type.String(), {
+      description: "What the voice service heard in the recording, when the voice was prepared",
+    }),
+    avatar_id: Nullable(Type.String(), {
+      description: "The avatar whose sound track the voice was taken from; null for an uploaded recording",
+    }),
+    owner: Nullable(Type.String(), {
+      description: "Name of the API key that created it; null when it was created without keys",
+    }),
+    created_at: Type.String({ format: "date-time" }),
+  },
+  { $id: "Voice", title: "Voice" },
+);
+export type VoiceView = Static<typeof VoiceView>;
+
+export const VoiceList = Type.Object(
+  {
+    voices: Type.Array(Type.Ref(VoiceView)),
+    total: Type.Integer({ description: "Voices visible to the key, over all pages" }),
+    limit: Type.Integer(),
+    offset: Type.Integer(),
+  },
+  { $id: "VoiceList", title: "VoiceList" },
+);
+
+export const VoiceIdParams = Type.Object({
+  voice_id: Type.String({ description: "As returned by POST /voices" }),
+});
+
+export const VoiceListQuery = Type.Object({
+  limit: Type.Integer({ minimum: 1, maximum: 500, default: 50 }),
+  offset: Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER, default: 0 }),
+});
+
+/** The multipart form of POST /voices, for the OpenAPI document only (the handler streams it). */
+export const VoiceForm = Type.Object(
+  {
+    audio: Type.Optional(
+      binary(
+        `A recording of the voice (wav, mp3, m4a…; at most ${VOICE_REFERENCE_MAX_SECONDS} s; 10–30 s of clear ` +
+          "speech is plenty). " +
+          "Also accepted as `audio_file`. Or leave it out and send avatar_id.",
+      ),
+    ),
+    audio_file: Type.Optional(binary("Same as `audio`.")),
+    avatar_id: Type.Optional(
+      Type.String({
+        description: `An avatar (POST /avatars) whose video's sound track becomes the recording (its first ${VOICE_REFERENCE_MAX_SECONDS} s)`,
+      }),
+    ),
+    name: Type.Optional(
+      Type.String({ maxLength: 200, description: "Anything that helps you find it again" }),
+    ),
+    lang: Type.Optional(
+      Type.String({
+        pattern: SPEECH_LANG_PATTERN,
+        default: DEFAULT_SPEECH_LANG,
+        description: "The language spoken in the recording (fish-speech's lang: zh, en, ja…)",
+      }),
+    ),
+  },
+  {
+    description: "One audio file or an avatar_id is required",
+    example: { avatar_id: "9a1d5c3e-2b7f-4e6a-8c90-1f2e3d4c5b6a", name: "Lin's voice", lang: "zh" },
+  },
 );
