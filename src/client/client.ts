@@ -34,8 +34,24 @@ export type VoicePage = Static<typeof VoiceList>;
  */
 export type FileInput = string | Blob | Uint8Array | ReadableStream<Uint8Array>;
 
+/**
+ * A new task: an audio file, or a text the machine speaks (in a cloned voice with `voiceId`),
+ * and the person's video or an avatar.
+ */
 export interface NewTask {
-  audio: FileInput;
+  /** What is said; or leave it out and give `text`. */
+  audio?: FileInput;
+  /** Said by the machine instead of an uploaded audio (a text task). */
+  text?: string;
+  /** A voice made with `createVoice`; without it the machine's own voice speaks. */
+  voiceId?: string;
+  /** The text's language (default: the voice's, else `zh`). */
+  lang?: string;
+  /** fish-speech's settings, with its names and bounds. */
+  temperature?: number;
+  topP?: number;
+  chunkLength?: number;
+  repetitionPenalty?: number;
   /** The person's video; or leave it out and name an avatar uploaded once (`avatarId`). */
   video?: FileInput;
   avatarId?: string;
@@ -98,10 +114,19 @@ export class Client {
 
   /** `POST /tasks`: uploads the inputs and answers with the new task (status `pending`). */
   async createTask(input: NewTask, options: UploadOptions = {}): Promise<Task> {
-    const parts: UploadPart[] = [{ name: "audio", file: await fileContent(input.audio, "audio") }];
+    const parts: UploadPart[] = [];
+    if (input.audio !== undefined)
+      parts.push({ name: "audio", file: await fileContent(input.audio, "audio") });
     if (input.video !== undefined)
       parts.push({ name: "video", file: await fileContent(input.video, "video") });
     const fields: [string, string | number | undefined][] = [
+      ["text", input.text],
+      ["voice_id", input.voiceId],
+      ["lang", input.lang],
+      ["temperature", input.temperature],
+      ["top_p", input.topP],
+      ["chunk_length", input.chunkLength],
+      ["repetition_penalty", input.repetitionPenalty],
       ["avatar_id", input.avatarId],
       ["description", input.description],
       ["callback_url", input.callbackUrl],
@@ -172,11 +197,22 @@ export class Client {
     id: string,
     signal?: AbortSignal,
   ): Promise<{ body: ReadableStream<Uint8Array>; bytes: number | undefined }> {
-    const res = await this.request(
-      "GET",
-      `/tasks/${encodeURIComponent(id)}/result`,
-      signal ? { signal } : {},
-    );
+    return this.download(`/tasks/${encodeURIComponent(id)}/result`, signal);
+  }
+
+  /** The task's audio as a stream: a text task's spoken WAV once spoken, else the uploaded file. */
+  async audio(
+    id: string,
+    signal?: AbortSignal,
+  ): Promise<{ body: ReadableStream<Uint8Array>; bytes: number | undefined }> {
+    return this.download(`/tasks/${encodeURIComponent(id)}/audio`, signal);
+  }
+
+  private async download(
+    path: string,
+    signal?: AbortSignal,
+  ): Promise<{ body: ReadableStream<Uint8Array>; bytes: number | undefined }> {
+    const res = await this.request("GET", path, signal ? { signal } : {});
     const length = res.headers.get("content-length");
     if (!res.body) throw new ApiError(res.status, "EMPTY_RESULT", "the gateway sent no body");
     return { body: res.body, bytes: length === null ? undefined : Number(length) };
@@ -186,38 +222,13 @@ export class Client {
    * Saves the result to `path` (Node only), written to a temporary name first and renamed once
    * complete, so a broken download never leaves a file that looks whole.
    */
-  async saveResult(
-    id: string,
-    path: string,
-    options: { onBytes?: (received: number, total: number | undefined) => void; signal?: AbortSignal } = {},
-  ): Promise<number> {
-    const { createWriteStream } = await import("node:fs");
-    const { rename, rm } = await import("node:fs/promises");
-    const { Readable, Transform } = await import("node:stream");
-    const { pipeline } = await import("node:stream/promises");
-    const { body, bytes } = await this.result(id, options.signal);
-    let received = 0;
-    const count = new Transform({
-      transform(chunk: Buffer, _encoding, done) {
-        received += chunk.length;
-        options.onBytes?.(received, bytes);
-        done(null, chunk);
-      },
-    });
-    const partial = `${path}.part`;
-    try {
-      await pipeline(
-        Readable.fromWeb(body as import("node:stream/web").ReadableStream<Uint8Array>),
-        count,
-        createWriteStream(partial),
-        options.signal ? { signal: options.signal } : {},
-      );
-      await rename(partial, path);
-    } catch (err) {
-      await rm(partial, { force: true });
-      throw err;
-    }
-    return received;
+  async saveResult(id: string, path: string, options: SaveOptions = {}): Promise<number> {
+    return save(await this.result(id, options.signal), path, options);
+  }
+
+  /** Saves the task's audio (a text task's spoken WAV) to `path` (Node only), as `saveResult` does. */
+  async saveAudio(id: string, path: string, options: SaveOptions = {}): Promise<number> {
+    return save(await this.audio(id, options.signal), path, options);
   }
 
   /** `POST /avatars`: a template video uploaded once, for tasks to name by `avatarId`. */
@@ -469,4 +480,44 @@ function pause(ms: number, signal: AbortSignal | undefined): Promise<void> {
       resolve();
     }
   });
+}
+
+export interface SaveOptions {
+  onBytes?: (received: number, total: number | undefined) => void;
+  signal?: AbortSignal;
+}
+
+/** Writes a download to `path` under a temporary name, renamed once complete (Node only). */
+async function save(
+  download: { body: ReadableStream<Uint8Array>; bytes: number | undefined },
+  path: string,
+  options: SaveOptions,
+): Promise<number> {
+  const { createWriteStream } = await import("node:fs");
+  const { rename, rm } = await import("node:fs/promises");
+  const { Readable, Transform } = await import("node:stream");
+  const { pipeline } = await import("node:stream/promises");
+  const { body, bytes } = download;
+  let received = 0;
+  const count = new Transform({
+    transform(chunk: Buffer, _encoding, done) {
+      received += chunk.length;
+      options.onBytes?.(received, bytes);
+      done(null, chunk);
+    },
+  });
+  const partial = `${path}.part`;
+  try {
+    await pipeline(
+      Readable.fromWeb(body as import("node:stream/web").ReadableStream<Uint8Array>),
+      count,
+      createWriteStream(partial),
+      options.signal ? { signal: options.signal } : {},
+    );
+    await rename(partial, path);
+  } catch (err) {
+    await rm(partial, { force: true });
+    throw err;
+  }
+  return received;
 }

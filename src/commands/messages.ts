@@ -6,7 +6,8 @@
  */
 const en = {
   // Options and help
-  "help.submit": "upload audio + video as task(s); with --wait follow them and save the results",
+  "help.submit":
+    "upload audio (or text) + video (or an avatar) as task(s); with --wait follow them and save the results",
   "help.tasks": "list tasks, show one, cancel, retry or delete",
   "help.tasks.list": "a table of tasks, newest first",
   "help.tasks.show": "a task's fields and its events",
@@ -20,7 +21,11 @@ const en = {
   "opt.url": "the gateway",
   "opt.apiKey": "API key (sent as a Bearer token)",
   "opt.audio": "audio file(s); a quoted glob such as 'clips/*.wav' makes one task per file",
+  "opt.text": "a text the machine speaks instead of an audio file; repeat it for several tasks",
+  "opt.voice": "with --text: a voice made with POST /voices (default: the machine's own)",
+  "opt.lang": "with --text: the text's language (default: the voice's, else zh)",
   "opt.video": "the video to lip-sync",
+  "opt.avatar": "an avatar made with POST /avatars, instead of --video",
   "opt.description": "a note stored with the task",
   "opt.wait": "follow the task(s) to the end and save the result(s)",
   "opt.out": "with --wait: the result file (one task) or directory (many); default <audio name>.mp4 here",
@@ -30,6 +35,9 @@ const en = {
   "arg.id": "the task's id",
   "arg.name": "the machine's name",
   // Usage errors
+  "usage.audioOrText": "give --audio or --text (one of the two)",
+  "usage.voiceNeedsText": "--voice and --lang go with --text",
+  "usage.videoOrAvatar": "give --video or --avatar (one of the two)",
   "usage.noMatch": "no file matches {pattern}",
   "usage.notFile": "{path} is not a file",
   "usage.missing": "{path} does not exist",
@@ -111,7 +119,7 @@ const en = {
 export type MessageKey = keyof typeof en;
 
 const zhCN: Record<MessageKey, string> = {
-  "help.submit": "上传音频和视频创建任务；加 --wait 跟踪到结束并保存结果",
+  "help.submit": "上传音频（或文本）和视频（或形象）创建任务；加 --wait 跟踪到结束并保存结果",
   "help.tasks": "列出任务、查看、取消、重试或删除任务",
   "help.tasks.list": "任务列表，最新的在前",
   "help.tasks.show": "任务的字段和事件",
@@ -125,7 +133,11 @@ const zhCN: Record<MessageKey, string> = {
   "opt.url": "网关地址",
   "opt.apiKey": "API 密钥（作为 Bearer 令牌发送）",
   "opt.audio": "音频文件；加引号的通配符如 'clips/*.wav' 为每个文件创建一个任务",
+  "opt.text": "由机器朗读的文本，代替音频文件；重复使用可创建多个任务",
+  "opt.voice": "配合 --text：用 POST /voices 创建的声音（默认：机器自带的声音）",
+  "opt.lang": "配合 --text：文本的语言（默认：声音的语言，否则 zh）",
   "opt.video": "要对口型的视频",
+  "opt.avatar": "用 POST /avatars 创建的形象，代替 --video",
   "opt.description": "随任务保存的备注",
   "opt.wait": "跟踪任务到结束并保存结果",
   "opt.out": "与 --wait 一起：结果文件（一个任务）或目录（多个）；默认当前目录下的 <音频名>.mp4",
@@ -134,6 +146,9 @@ const zhCN: Record<MessageKey, string> = {
   "opt.json": "输出 JSON 而不是表格",
   "arg.id": "任务 ID",
   "arg.name": "机器名",
+  "usage.audioOrText": "请给出 --audio 或 --text（二选一）",
+  "usage.voiceNeedsText": "--voice 和 --lang 需配合 --text 使用",
+  "usage.videoOrAvatar": "请给出 --video 或 --avatar（二选一）",
   "usage.noMatch": "没有文件匹配 {pattern}",
   "usage.notFile": "{path} 不是文件",
   "usage.missing": "{path} 不存在",

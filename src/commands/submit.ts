@@ -18,8 +18,12 @@ import { createDisplay, type TaskRow } from "./progress-display.js";
 import { elapsed } from "./units.js";
 
 interface SubmitFlags extends ConnectionFlags {
-  audio: string[];
-  video: string;
+  audio?: string[];
+  text?: string[];
+  voice?: string;
+  lang?: string;
+  video?: string;
+  avatar?: string;
   description?: string;
   wait?: boolean;
   out?: string;
@@ -32,8 +36,15 @@ export function registerSubmit(program: Command, m: Messages): void {
     program
       .command("submit")
       .description(m.t("help.submit"))
-      .requiredOption("--audio <files...>", m.t("opt.audio"))
-      .requiredOption("--video <file>", m.t("opt.video"))
+      .option("--audio <files...>", m.t("opt.audio"))
+      .option("--text <text>", m.t("opt.text"), (value: string, previous: string[] = []) => [
+        ...previous,
+        value,
+      ])
+      .option("--voice <id>", m.t("opt.voice"))
+      .option("--lang <code>", m.t("opt.lang"))
+      .option("--video <file>", m.t("opt.video"))
+      .option("--avatar <id>", m.t("opt.avatar"))
       .option("--description <text>", m.t("opt.description"))
       .option("--wait", m.t("opt.wait"))
       .option("--out <path>", m.t("opt.out")),
@@ -43,10 +54,10 @@ export function registerSubmit(program: Command, m: Messages): void {
 
 async function submit(flags: SubmitFlags, m: Messages): Promise<number> {
   const client = connect(flags, m);
-  const audios = await audioFiles(flags.audio, m);
-  await mustBeFile(flags.video, m);
+  const inputs = await taskInputs(flags, m);
+  const person = await personOf(flags, m);
   if (flags.out !== undefined && !flags.wait) throw new UsageError(m.t("usage.outNeedsWait"));
-  const outputs = flags.wait ? await resultPaths(audios, flags.out, m) : [];
+  const outputs = flags.wait ? await resultPaths(inputs, flags.out, m) : [];
 
   const display = createDisplay(m);
   const started = Date.now();
@@ -62,14 +73,14 @@ async function submit(flags: SubmitFlags, m: Messages): Promise<number> {
   };
   process.once("SIGINT", onInterrupt);
   try {
-    for (const [i, audio] of audios.entries()) {
-      const row = display.row(basename(audio));
+    for (const [i, input] of inputs.entries()) {
+      const row = display.row(input.label);
       let task: Task;
       try {
         task = await client.createTask(
           {
-            audio,
-            video: flags.video,
+            ...input.task,
+            ...person,
             ...(flags.description === undefined ? {} : { description: flags.description }),
           },
           { onUpload: (sent, total) => row.upload(sent, total), signal: abort.signal },
@@ -77,7 +88,7 @@ async function submit(flags: SubmitFlags, m: Messages): Promise<number> {
       } catch (err) {
         // One file's refusal (bad media, a full queue) leaves the others to try; a gateway that
         // cannot be reached or does not take the key would refuse every one, so that ends it.
-        if (audios.length === 1 || !(err instanceof ApiError) || refusesAll(err)) throw err;
+        if (inputs.length === 1 || !(err instanceof ApiError) || refusesAll(err)) throw err;
         row.refused(errorLine(err));
         outcomes.push("failed");
         continue;
@@ -117,14 +128,14 @@ async function submit(flags: SubmitFlags, m: Messages): Promise<number> {
     );
     if (count("completed") > 0) {
       display.note(
-        audios.length === 1
+        inputs.length === 1
           ? m.t("summary.savedFile", { path: outputs[0] ?? "" })
           : m.t("summary.savedDir", { path: flags.out ?? "." }),
       );
     }
   }
   const wanted: Outcome = flags.wait ? "completed" : "created";
-  return outcomes.length === audios.length && outcomes.every((o) => o === wanted) ? EXIT.ok : EXIT.failed;
+  return outcomes.length === inputs.length && outcomes.every((o) => o === wanted) ? EXIT.ok : EXIT.failed;
 }
 
 function refusesAll(err: ApiError): boolean {
@@ -149,6 +160,48 @@ async function follow(
     if (!signal.aborted) row.error(errorLine(err));
     return "failed";
   }
+}
+
+/** One task to create: what is said (a file or a text), and the name it shows and is saved under. */
+interface TaskInput {
+  readonly label: string;
+  /** The result's default file name, without extension. */
+  readonly stem: string;
+  readonly task: { audio: string } | { text: string; voiceId?: string; lang?: string };
+}
+
+/** Each audio file makes a task, or each `--text` does (with `--voice`, `--lang`); not both. */
+async function taskInputs(flags: SubmitFlags, m: Messages): Promise<TaskInput[]> {
+  const texts = flags.text ?? [];
+  if ((flags.audio === undefined) === (texts.length === 0)) throw new UsageError(m.t("usage.audioOrText"));
+  if (flags.audio !== undefined) {
+    if (flags.voice !== undefined || flags.lang !== undefined)
+      throw new UsageError(m.t("usage.voiceNeedsText"));
+    return (await audioFiles(flags.audio, m)).map((audio) => ({
+      label: basename(audio),
+      stem: basename(audio, extname(audio)),
+      task: { audio },
+    }));
+  }
+  return texts.map((text, i) => ({
+    label: text.length > 24 ? `${text.slice(0, 23)}…` : text,
+    stem: texts.length === 1 ? "text" : `text-${i + 1}`,
+    task: {
+      text,
+      ...(flags.voice === undefined ? {} : { voiceId: flags.voice }),
+      ...(flags.lang === undefined ? {} : { lang: flags.lang }),
+    },
+  }));
+}
+
+/** The person: a video file uploaded with each task, or an avatar uploaded once; not both. */
+async function personOf(flags: SubmitFlags, m: Messages): Promise<{ video: string } | { avatarId: string }> {
+  if ((flags.video === undefined) === (flags.avatar === undefined))
+    throw new UsageError(m.t("usage.videoOrAvatar"));
+  if (flags.avatar !== undefined) return { avatarId: flags.avatar };
+  const video = flags.video ?? "";
+  await mustBeFile(video, m);
+  return { video };
 }
 
 /**
@@ -182,24 +235,27 @@ async function mustBeFile(path: string, m: Messages): Promise<void> {
  * many a directory; the default name is the audio's, as `.mp4`, in the current directory.
  */
 async function resultPaths(
-  audios: readonly string[],
+  inputs: readonly TaskInput[],
   out: string | undefined,
   m: Messages,
 ): Promise<string[]> {
-  const named = (audio: string) => `${basename(audio, extname(audio))}.mp4`;
+  const named = (input: TaskInput) => `${input.stem}.mp4`;
   const info = out === undefined ? undefined : await stat(out).catch(() => undefined);
-  if (audios.length === 1 && !info?.isDirectory()) {
-    const path = out ?? named(audios[0] ?? "");
+  const first = inputs[0];
+  if (inputs.length === 1 && first && !info?.isDirectory()) {
+    const path = out ?? named(first);
     await mkdir(dirname(path), { recursive: true });
     return [path];
   }
   if (info && !info.isDirectory()) throw new UsageError(m.t("usage.notDir", { path: out ?? "" }));
   if (out !== undefined) await mkdir(out, { recursive: true });
-  const paths = audios.map((audio) => join(out ?? "", named(audio)));
+  const paths = inputs.map((input) => join(out ?? "", named(input)));
   for (const [i, path] of paths.entries()) {
-    const first = paths.indexOf(path);
-    if (first !== i) {
-      throw new UsageError(m.t("usage.sameName", { a: audios[first] ?? "", b: audios[i] ?? "", out: path }));
+    const earlier = paths.indexOf(path);
+    if (earlier !== i) {
+      throw new UsageError(
+        m.t("usage.sameName", { a: inputs[earlier]?.label ?? "", b: inputs[i]?.label ?? "", out: path }),
+      );
     }
   }
   return paths;

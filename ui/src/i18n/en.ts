@@ -107,6 +107,12 @@ export const en = {
   "machines.configError": "Its latest content was refused: {error}",
 
   "submit.title": "Submit a task",
+  "submit.sayAudio": "An audio file",
+  "submit.sayText": "A text, spoken by the machine",
+  "submit.text": "Text",
+  "submit.voice": "Voice",
+  "submit.voiceNone": "the machine's own voice",
+  "submit.missingText": "Write a text, and choose a video file or an avatar.",
   "submit.audio": "Audio (wav, mp3, m4a…)",
   "submit.video": "Video of one person (mp4, mov…)",
   "submit.avatar": "Avatar (a video uploaded once)",

@@ -108,6 +108,12 @@ export const zh: Record<MessageKey, string> = {
   "machines.configError": "其最新内容被拒绝：{error}",
 
   "submit.title": "提交任务",
+  "submit.sayAudio": "音频文件",
+  "submit.sayText": "文本，由机器朗读",
+  "submit.text": "文本",
+  "submit.voice": "音色",
+  "submit.voiceNone": "机器自带的声音",
+  "submit.missingText": "请填写文本，并选择一个视频文件或数字人形象。",
   "submit.audio": "音频（wav、mp3、m4a…）",
   "submit.video": "单人视频（mp4、mov…）",
   "submit.avatar": "数字人形象（已上传的视频）",

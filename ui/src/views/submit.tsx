@@ -1,5 +1,5 @@
 import { useEffect, useState } from "preact/hooks";
-import type { Avatar, Task } from "../../../src/client/index.js";
+import type { Avatar, Task, Voice } from "../../../src/client/index.js";
 import { t } from "../i18n/index.js";
 import { href } from "../route.js";
 import { useConnection } from "../use-connection.js";
@@ -12,24 +12,35 @@ export function SubmitView() {
   // Avatars uploaded once (POST /avatars): a task then sends its audio alone.
   const [avatars, setAvatars] = useState<Avatar[]>([]);
   const [avatarId, setAvatarId] = useState("");
+  // What is said: an audio file, or a text the machine speaks (in a voice from POST /voices).
+  const [say, setSay] = useState<"audio" | "text">("audio");
+  const [voices, setVoices] = useState<Voice[]>([]);
 
   useEffect(() => {
     connection.client.listAvatars({ limit: 200 }).then(
       (page) => setAvatars(page.avatars),
       () => setAvatars([]),
     );
+    connection.client.listVoices({ limit: 200 }).then(
+      (page) => setVoices(page.voices),
+      () => setVoices([]),
+    );
   }, [connection]);
 
   const submit = async (form: HTMLFormElement) => {
     const data = new FormData(form);
     const audio = data.get("audio");
+    const text = String(data.get("text") ?? "").trim();
     const video = data.get("video");
     const hasVideo = video instanceof File && video.size > 0;
-    if (!(audio instanceof File) || audio.size === 0 || (!hasVideo && avatarId === "")) {
-      setError(t("submit.missing"));
+    const hasAudio = audio instanceof File && audio.size > 0;
+    if ((say === "audio" ? !hasAudio : text === "") || (!hasVideo && avatarId === "")) {
+      setError(t(say === "audio" ? "submit.missing" : "submit.missingText"));
       return;
     }
     if (avatarId !== "") data.delete("video");
+    if (say === "text") data.delete("audio");
+    data.delete("say");
     for (const [name, value] of [...data.entries()]) {
       if (value === "" || (value instanceof File && value.size === 0 && name !== "audio")) data.delete(name);
     }
@@ -59,10 +70,52 @@ export function SubmitView() {
           void submit(e.currentTarget);
         }}
       >
-        <label>
-          {t("submit.audio")}
-          <input type="file" name="audio" accept="audio/*,.wav,.mp3,.m4a,.flac,.ogg" />
-        </label>
+        <fieldset class="say">
+          <label>
+            <input
+              type="radio"
+              name="say"
+              value="audio"
+              checked={say === "audio"}
+              onChange={() => setSay("audio")}
+            />
+            {t("submit.sayAudio")}
+          </label>
+          <label>
+            <input
+              type="radio"
+              name="say"
+              value="text"
+              checked={say === "text"}
+              onChange={() => setSay("text")}
+            />
+            {t("submit.sayText")}
+          </label>
+        </fieldset>
+        {say === "audio" ? (
+          <label>
+            {t("submit.audio")}
+            <input type="file" name="audio" accept="audio/*,.wav,.mp3,.m4a,.flac,.ogg" />
+          </label>
+        ) : (
+          <>
+            <label>
+              {t("submit.text")}
+              <textarea name="text" rows={4} maxLength={20000} />
+            </label>
+            <label>
+              {t("submit.voice")}
+              <select name="voice_id">
+                <option value="">{t("submit.voiceNone")}</option>
+                {voices.map((v) => (
+                  <option value={v.voice_id}>
+                    {v.name ?? v.voice_id.slice(0, 8)} ({v.lang})
+                  </option>
+                ))}
+              </select>
+            </label>
+          </>
+        )}
         {avatars.length > 0 && (
           <label>
             {t("submit.avatar")}
