@@ -1,4 +1,4 @@
-import { copyFile, mkdir, readdir, writeFile } from "node:fs/promises";
+import { copyFile, mkdir, readdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { testKey, writeKeysFile } from "../helpers/api-keys.js";
@@ -78,6 +78,56 @@ describe("multi-heygem submit, tasks and machines against a gateway", () => {
     expect(info.video).toBeDefined();
     expect(info.durationSec).toBeCloseTo(1, 0);
     expect(await readdir(join(dir, "out"))).toEqual(["first.mp4"]);
+  });
+
+  it("submit --text with --avatar speaks each text and saves text-1.mp4, text-2.mp4 (issue 12)", async () => {
+    const avatar = await cli(["submit", "--text", "你好", "--avatar", "no-such-avatar"]);
+    expect(avatar.code).toBe(1);
+    expect(avatar.stderr).toContain("UNKNOWN_AVATAR");
+    const form = new FormData();
+    form.set("video", new Blob([await readFile(join(dir, "v.mp4"))]), "v.mp4");
+    const made = await fetch(`${gateway.url}/avatars`, {
+      method: "POST",
+      body: form,
+      headers: { authorization: `Bearer ${admin.key}` },
+    });
+    const { avatar_id } = (await made.json()) as { avatar_id: string };
+    expect(made.status).toBe(201);
+
+    const res = await cli([
+      "submit",
+      "--text",
+      "你好。",
+      "--text",
+      "Hello there.",
+      "--lang",
+      "en",
+      "--avatar",
+      avatar_id,
+      "--wait",
+      "--out",
+      "spoken",
+    ]);
+    expect(res.code, res.stderr).toBe(0);
+    expect(res.stderr).toContain("你好。: saved spoken/text-1.mp4");
+    expect(res.stderr).toContain("Hello there.: saved spoken/text-2.mp4");
+    for (const name of ["text-1.mp4", "text-2.mp4"]) {
+      const info = await probe(join(dir, "spoken", name));
+      expect(info.video).toBeDefined();
+      expect(info.audio).toBeDefined();
+    }
+    // What a text task needs, and nothing that contradicts it, or a usage error (exit 2).
+    for (const args of [
+      ["--text", "你好", "--audio", "a.wav", "--video", "v.mp4"],
+      ["--video", "v.mp4"],
+      ["--audio", "a.wav", "--voice", "lin", "--video", "v.mp4"],
+      ["--text", "你好"],
+      ["--text", "你好", "--video", "v.mp4", "--avatar", avatar_id],
+    ]) {
+      const refused = await cli(["submit", ...args]);
+      expect(refused.code, args.join(" ")).toBe(2);
+      expect(refused.stderr).toMatch(/^multi-heygem: USAGE_ERROR: /);
+    }
   });
 
   it("a quoted glob makes one task per file, one result each and a summary", async () => {

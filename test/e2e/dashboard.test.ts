@@ -221,6 +221,27 @@ describe.skipIf(chromiumPath === undefined)("the dashboard in a browser", () => 
       });
     });
 
+    it("submits a text instead of an audio file, and its page shows what was said (issue 12)", async () => {
+      const avatar = await client.createAvatar({ video: join(dir, "person.mp4"), name: "speaker" });
+      const page = await open(`${gateway.url}/ui/#/submit`);
+      await page.locator("input[name=say][value=text]").check();
+      expect(await page.locator("input[name=audio]").count()).toBe(0);
+      // The embedded worker's offline voice: no voice to choose but the machine's own.
+      expect(await page.locator("select[name=voice_id] option").count()).toBe(1);
+      await page.locator("textarea[name=text]").fill("你好，欢迎。");
+      await page.locator("select[name=avatar_id]").selectOption(avatar.avatar_id);
+      await page.locator("button[type=submit]").click();
+      const created = page.locator("[data-created]");
+      await created.waitFor();
+      const id = (await created.getAttribute("data-created")) ?? "";
+      const done = await client.waitFor(id);
+      expect(done).toMatchObject({ status: "completed", avatar_id: avatar.avatar_id });
+      expect(done.speech).toMatchObject({ text: "你好，欢迎。", spoken: true });
+      await created.click();
+      await page.locator("[data-fact=speech]", { hasText: "你好，欢迎。" }).waitFor();
+      await page.locator("video[data-result]").waitFor();
+    });
+
     it("fits a phone's width: nothing scrolls sideways", async () => {
       const [task] = (await client.listTasks({ status: "completed", limit: 1 })).tasks;
       expect(task).toBeDefined();

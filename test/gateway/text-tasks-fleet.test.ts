@@ -195,6 +195,44 @@ describe("text tasks on a fleet of HeyGem machines with fish-speech", () => {
     expect(f.box("mute-c").heygem.submits.filter((s) => s.reply === 10000)).toHaveLength(onMute.length);
   });
 
+  it("chains text → voice → speech → lip-sync: POST /voices prepares on one machine, each other one prepares once", async () => {
+    const f = await startFleet();
+    const recording = join(f.dir, "lin-speaking.wav");
+    await makeAudio(recording, { seconds: 3 });
+    const form = new FormData();
+    form.set("audio", new Blob([await readFile(recording)]), "lin-speaking.wav");
+    form.set("name", "Lin, by POST /voices");
+    const made = await f.call("/voices", { method: "POST", body: form });
+    const voice = (await made.json()) as { voice_id: string; reference_text: string | null };
+    expect(made.status).toBe(201);
+    expect(voice.reference_text).toBeTruthy();
+    const preparesOf = (name: string) => (f.box(name).tts as TtsEmulator).prepares.length;
+    // Made on exactly one machine: the voice exists once a machine has prepared it.
+    expect(preparesOf("speak-a") + preparesOf("speak-b")).toBe(1);
+
+    const ids = [];
+    for (const line of ["第一句。", "第二句很长，用来让两台机器都忙起来。", "第三句。", "第四句。"])
+      ids.push(await f.submit({ text: line, voice_id: voice.voice_id }));
+    const ranOn = new Set<string>();
+    for (const id of ids) {
+      const done = await f.finished(id);
+      expect(done.error_message).toBeNull();
+      expect(done.status).toBe("completed");
+      ranOn.add(done.machine ?? "");
+      // The spoken audio is the task's: a WAV as long as the video made from it.
+      const wav = await f.call(`/tasks/${id}/audio`);
+      expect(wav.status).toBe(200);
+      const path = join(f.dir, `${id}.wav`);
+      await writeFile(path, Buffer.from(await wav.arrayBuffer()));
+      expect(Math.abs((await probe(path)).durationSec - done.audio_duration)).toBeLessThan(0.05);
+    }
+    expect([...ranOn].sort()).toEqual(["speak-a", "speak-b"]);
+    // The voice's recording and the same language: each machine prepared it once, whoever made it.
+    expect(preparesOf("speak-a")).toBe(1);
+    expect(preparesOf("speak-b")).toBe(1);
+    expect(f.box("mute-c").heygem.submits).toHaveLength(0);
+  });
+
   it("moves a task to the other machine when one machine's voice service is down, and fails bad text at once", async () => {
     const f = await startFleet();
     await (f.box("speak-a").tts as TtsEmulator).stop();
