@@ -33,7 +33,8 @@ export interface SpeechForm {
 export function parseSpeechForm(fields: ReadonlyMap<string, string>): SpeechForm | undefined {
   const raw = fields.get("text");
   if (raw === undefined) {
-    const stray = SPEECH_FIELDS.find((name) => fields.has(name));
+    // Left empty, as a form that always sends every field does, they say nothing.
+    const stray = SPEECH_FIELDS.find((name) => fields.get(name)?.trim());
     if (stray) {
       throw new InputError(
         "MISSING_FIELD",
