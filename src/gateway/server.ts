@@ -383,7 +383,7 @@ async function startLocked(
     releaseBlobs: (shas) => sweeper.releaseBlobs(shas),
   });
   await app.register(voiceRoutes, {
-    voices: new VoiceStore(db, now, () => dataDir.assertWritable()),
+    voices,
     avatars,
     blobs,
     inspector,
