@@ -290,7 +290,7 @@ describe("multi-heygem submit, tasks and machines against a gateway", () => {
         ["submit", "--audio", "a.wav", "--video", "v.mp4", "--out", "x.mp4"],
         /USAGE_ERROR: --out needs --wait/,
       ],
-      [["submit", "--video", "v.mp4"], /required option '--audio <files\.\.\.>' not specified/],
+      [["submit", "--video", "v.mp4"], /USAGE_ERROR: give --audio or --text \(one of the two\)/],
       [
         ["submit", "--audio", "a.wav", "--video", "v.mp4", "--url", "ftp://x"],
         /USAGE_ERROR: ftp:\/\/x is not an http/,
