@@ -290,10 +290,14 @@ async function startLocked(
   // Requests in flight, for the drain: each counts until its response has gone (or its client has).
   const requests = new RequestsInFlight(app);
   let accepting = true;
+  const uploadWatch = { clock, idleMs: config.uploadIdleTimeoutMs, totalMs: config.uploadTimeoutMs };
   app.addHook("onRequest", async (request, reply) => {
     if (accepting || request.method !== "POST" || !NEW_TASK_ROUTES.has(request.routeOptions.url ?? ""))
       return;
-    // Refused before a byte of the body is read; the connection closes, so the rest is not awaited.
+    // Refused before a byte of the body is stored. The rest of it is read and dropped (within the
+    // upload deadlines, inside the shutdown grace), as for the other refusals before the body: a
+    // connection closed while the client still sends gives it a broken pipe, not this answer.
+    await discardBody(request.raw, uploadWatch);
     void reply.header("retry-after", String(RETRY_AFTER_S)).header("connection", "close");
     throw new AppError(
       "SHUTTING_DOWN",
@@ -305,7 +309,6 @@ async function startLocked(
   installAccessControl(app, { keys: () => apiKeys?.current });
   refuseCrossSiteWrites(app, { allowedOrigins: config.corsOrigins });
   // A change the data dir cannot keep is refused before anything runs (503), reads go on.
-  const uploadWatch = { clock, idleMs: config.uploadIdleTimeoutMs, totalMs: config.uploadTimeoutMs };
   app.addHook("onRequest", async (request) => {
     if (request.method === "GET" || request.method === "HEAD" || request.method === "OPTIONS") return;
     await dataDir.assertWritable().catch(async (err: unknown) => {

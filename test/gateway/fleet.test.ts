@@ -132,8 +132,11 @@ describe("fleet health, failover and fencing", () => {
     expect(list.reduce((n, m) => n + m.running, 0)).toBe(1);
     (engines.a.isRunning(job) ? engines.a : engines.b).release(job);
     await until(async () => (await gateway.store.getTask(first))?.status === "completed");
-    const done = (await machines()).find((m) => m.tasks_done === 1);
-    expect(done?.speed).toBeGreaterThan(0);
+    // The speed is learnt once the result is home, a moment after the task's row says completed.
+    const done = await until(async () =>
+      (await machines()).find((m) => m.tasks_done === 1 && m.speed !== null),
+    );
+    expect(done.speed).toBeGreaterThan(0);
 
     const drained = await gateway.app.inject({ method: "POST", url: "/machines/a/drain" });
     expect(drained.json()).toMatchObject({ name: "a", state: "draining", draining: true });
