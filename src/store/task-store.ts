@@ -3,6 +3,7 @@ import { type CompiledQuery, type Kysely, sql, type Transaction } from "kysely";
 import { BoundedMap } from "../bounded-map.js";
 import { type FailureKind, InputError } from "../errors.js";
 import { newDelivery } from "./callback-store.js";
+import { nextSeq } from "./dialect.js";
 import {
   type AttemptRow,
   type Database,
@@ -111,10 +112,12 @@ export class TaskStore {
     const { task, events } = await this.db.transaction().execute(async (trx) => {
       const avatarId = input.avatarId ?? null;
       if (avatarId !== null) {
+        // Shared: a DELETE /avatars/{id} under way (it locks the row to update) ends first.
         const avatar = await trx
           .selectFrom("avatars")
           .select("id")
           .where("id", "=", avatarId)
+          .forShare()
           .executeTakeFirst();
         if (!avatar) throw new InputError("UNKNOWN_AVATAR", `no avatar ${avatarId}`, "avatar_id");
       }
@@ -122,7 +125,7 @@ export class TaskStore {
         .insertInto("tasks")
         .values({
           id: input.id,
-          seq: sql<number>`(select coalesce(max(seq), 0) + 1 from tasks)`,
+          seq: nextSeq(trx, "tasks"),
           status: "pending",
           description: input.description,
           callback_url: input.callbackUrl,
@@ -418,7 +421,7 @@ export class TaskStore {
     const move = allowedTransition("pending", "cancelled");
     const step = this.cancelMove("pending", message);
     const changes = await this.db.transaction().execute(async (trx) => {
-      const tasks = await pendingInQueueOrder(trx, limit);
+      const tasks = await pendingInQueueOrder(trx, limit).forUpdate().execute();
       const done: TaskChange[] = [];
       for (const task of tasks) done.push(await this.applyMove(trx, task, at, move, step));
       return done;
@@ -550,7 +553,7 @@ export class TaskStore {
 
   /** Pending tasks in the order they should go out: priority first, then arrival. */
   async pendingTasks(limit: number): Promise<TaskRow[]> {
-    return pendingInQueueOrder(this.db, limit);
+    return pendingInQueueOrder(this.db, limit).execute();
   }
 
   /** Ids of the tasks now pending, in no particular order (one read of the status index). */
@@ -693,7 +696,14 @@ export class TaskStore {
     await this.beforeWrite();
     const at = this.stamp();
     const outcome = await this.db.transaction().execute(async (trx) => {
-      const task = await trx.selectFrom("tasks").selectAll().where("id", "=", taskId).executeTakeFirst();
+      // Locked until the commit: two changes of one task (a result and a cancel, say) never both
+      // read it as it was (on PostgreSQL; SQLite runs one transaction at a time anyway).
+      const task = await trx
+        .selectFrom("tasks")
+        .selectAll()
+        .where("id", "=", taskId)
+        .forUpdate()
+        .executeTakeFirst();
       return task ? body(trx, task, at) : undefined;
     });
     this.forget(taskId);
@@ -804,16 +814,12 @@ export function callbackPayload(task: TaskRow, event: EventRow): Record<string, 
 }
 
 /** Pending tasks in the order they go out (priority, then arrival), as the queue's index reads them. */
-function pendingInQueueOrder(
-  db: Kysely<Database> | Transaction<Database>,
-  limit: number,
-): Promise<TaskRow[]> {
+function pendingInQueueOrder(db: Kysely<Database> | Transaction<Database>, limit: number) {
   return db
     .selectFrom("tasks")
     .selectAll()
     .where("status", "=", "pending")
     .orderBy("priority", "desc")
     .orderBy("seq")
-    .limit(limit)
-    .execute();
+    .limit(limit);
 }
