@@ -52,6 +52,25 @@ export function nextSeq(db: OnDialect, table: SeqTable): Expression<number> {
     : sql<number>`(select coalesce(max(seq), 0) + 1 from ${sql.table(table)})`;
 }
 
+const EVENT_ORDER_LOCK = 0x6d68_6576; // "mhev"
+const orderedTransactions = new WeakSet<object>();
+
+/**
+ * Makes the events `trx` is about to write become visible in the order of their ids. Readers
+ * rely on it: an SSE stream skips what it already sent by id, and a client that reconnects with
+ * `Last-Event-ID` is replayed the ids above it, so an event that committed after a higher id was
+ * read would be lost to both. SQLite commits one transaction at a time, in id order already; on
+ * PostgreSQL, ids are drawn when rows are inserted and transactions commit in any order, so the
+ * transactions that write events take turns from their first event to their commit (a
+ * transaction-level advisory lock, across every gateway on the database). Called before each
+ * event insert; the lock is taken once per transaction.
+ */
+export async function inEventOrder(trx: OnDialect): Promise<void> {
+  if (!isPostgres(trx) || orderedTransactions.has(trx)) return;
+  await sql`select pg_advisory_xact_lock(${sql.lit(EVENT_ORDER_LOCK)})`.execute(trx);
+  orderedTransactions.add(trx);
+}
+
 /** SQLite: row locks (`for update`, `for share`) are dropped; its transactions never overlap. */
 export class WithoutRowLocks implements KyselyPlugin {
   transformQuery({ node }: PluginTransformQueryArgs): RootOperationNode {

@@ -3,7 +3,7 @@ import { type CompiledQuery, type Kysely, sql, type Transaction } from "kysely";
 import { BoundedMap } from "../bounded-map.js";
 import { type FailureKind, InputError } from "../errors.js";
 import { newDelivery } from "./callback-store.js";
-import { nextSeq } from "./dialect.js";
+import { inEventOrder, nextSeq } from "./dialect.js";
 import {
   type AttemptRow,
   type Database,
@@ -76,7 +76,13 @@ export class TaskStore {
   /**
    * Rows read lately, for clients that poll a task every few seconds. Every write of a task goes
    * through this class and drops its row here once committed, so a hit is never stale; only this
-   * process writes the store (one gateway per store).
+   * process writes the store (one gateway per store: the data dir's lock for SQLite,
+   * `holdSoleGateway` for PostgreSQL).
+   *
+   * This cache, `pending` below and `changes` are what a second gateway on one PostgreSQL database
+   * would make wrong. The hook for it: a LISTEN on the other gateways' NOTIFY of committed changes
+   * (task id, event id) calls `invalidate()` and `countPending()`, and re-emits the events it reads
+   * with `eventsAfter()` on `changes`, which the scheduler, SSE and sync waiters already follow.
    */
   private readonly recent = new BoundedMap<string, TaskRow>(RECENT_TASKS);
 
@@ -571,37 +577,40 @@ export class TaskStore {
     if (taskIds.length === 0) return 0;
     await this.beforeWrite();
     const at = this.stamp();
-    const result = await this.db
-      .insertInto("events")
-      .columns([
-        "task_id",
-        "at",
-        "type",
-        "from_status",
-        "to_status",
-        "machine",
-        "attempt_id",
-        "progress",
-        "message",
-      ])
-      .expression((eb) =>
-        eb
-          .selectFrom("tasks")
-          .select([
-            "id",
-            sql.lit(at).as("at"),
-            sql.lit("waiting").as("type"),
-            sql.lit(null).as("from_status"),
-            sql.lit(null).as("to_status"),
-            sql.lit(null).as("machine"),
-            sql.lit(null).as("attempt_id"),
-            sql.lit(null).as("progress"),
-            sql<string>`${message}`.as("message"),
-          ])
-          .where("id", "in", taskIds)
-          .where("status", "=", "pending"),
-      )
-      .executeTakeFirst();
+    const result = await this.db.transaction().execute(async (trx) => {
+      await inEventOrder(trx);
+      return trx
+        .insertInto("events")
+        .columns([
+          "task_id",
+          "at",
+          "type",
+          "from_status",
+          "to_status",
+          "machine",
+          "attempt_id",
+          "progress",
+          "message",
+        ])
+        .expression((eb) =>
+          eb
+            .selectFrom("tasks")
+            .select([
+              "id",
+              sql.lit(at).as("at"),
+              sql.lit("waiting").as("type"),
+              sql.lit(null).as("from_status"),
+              sql.lit(null).as("to_status"),
+              sql.lit(null).as("machine"),
+              sql.lit(null).as("attempt_id"),
+              sql.lit(null).as("progress"),
+              sql<string>`${message}`.as("message"),
+            ])
+            .where("id", "in", taskIds)
+            .where("status", "=", "pending"),
+        )
+        .executeTakeFirst();
+    });
     return Number(result.numInsertedOrUpdatedRows ?? 0);
   }
 
@@ -746,6 +755,7 @@ export class TaskStore {
     at: string,
     fields: Partial<EventFields> & Pick<EventFields, "type">,
   ): Promise<EventRow> {
+    await inEventOrder(trx);
     return trx
       .insertInto("events")
       .values({

@@ -135,4 +135,40 @@ describeStores("concurrent writes", (backend) => {
       await tasks.cancelPendingBatch(100, "next round");
     }
   });
+
+  it("events become visible in the order of their ids: a reader that follows the highest id misses none", async () => {
+    const ids: string[] = [];
+    for (let i = 0; i < 30; i++) ids.push((await s.tasks.createTask(newTask())).id);
+    const start = await s.tasks.lastEventId();
+    const emitted: number[] = [];
+    s.tasks.changes.on("change", (c) => emitted.push(c.event.id));
+    // What an SSE client reconnecting with Last-Event-ID does, as fast as it can.
+    const seen = new Set<number>();
+    let after = start;
+    let writing = true;
+    const follow = async () => {
+      for (const { event } of await s.tasks.eventsAfter(after, { limit: 10_000 })) {
+        seen.add(event.id);
+        after = Math.max(after, event.id);
+      }
+    };
+    const reader = (async () => {
+      while (writing) await follow();
+    })();
+    await Promise.all(
+      ids.map(async (id, i) => {
+        await s.tasks.startAttempt(id, `${id}-a`, `m${i % 4}`);
+        await s.tasks.recordProgress(id, `${id}-a`, 50, undefined, true);
+        await s.tasks.completeAttempt(id, `${id}-a`, { sha256: "c".repeat(64), bytes: 1 });
+      }),
+    );
+    writing = false;
+    await reader;
+    await follow();
+    const all = await s.db.selectFrom("events").select("id").where("id", ">", start).orderBy("id").execute();
+    expect(all.length).toBeGreaterThanOrEqual(ids.length * 2);
+    expect(all.map((e) => e.id).filter((id) => !seen.has(id))).toEqual([]);
+    // The live view (TaskStore.changes) hears them in the same order.
+    expect(emitted).toEqual([...emitted].sort((a, b) => a - b));
+  });
 });
