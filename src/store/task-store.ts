@@ -427,6 +427,8 @@ export class TaskStore {
     const move = allowedTransition("pending", "cancelled");
     const step = this.cancelMove("pending", message);
     const changes = await this.db.transaction().execute(async (trx) => {
+      // Locked as read: a task the dispatcher starts meanwhile drops out of the answer, and on
+      // PostgreSQL the next one in the queue takes its place (the lock is taken below the limit).
       const tasks = await pendingInQueueOrder(trx, limit).forUpdate().execute();
       const done: TaskChange[] = [];
       for (const task of tasks) done.push(await this.applyMove(trx, task, at, move, step));

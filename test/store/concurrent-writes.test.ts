@@ -1,3 +1,4 @@
+import { sql } from "kysely";
 import { afterEach, beforeEach, expect, it } from "vitest";
 import { InputError } from "../../src/errors.js";
 import { AvatarStore } from "../../src/store/avatar-store.js";
@@ -5,6 +6,7 @@ import { RetentionStore } from "../../src/store/retention-store.js";
 import { TaskStore } from "../../src/store/task-store.js";
 import { removeDir, tempDir } from "../helpers/gateway.js";
 import { describeStores, newTask, openTestStore, type TestStore } from "../helpers/store.js";
+import { until } from "../helpers/until.js";
 
 /**
  * Writes that race. On PostgreSQL the store's pool runs transactions side by side, so each of
@@ -63,7 +65,7 @@ describeStores("concurrent writes", (backend) => {
       Promise.all(ids.map((id, i) => s.tasks.startAttempt(id, `${id}-a1`, `m${i % 3}`))),
       (async () => {
         let n = 0;
-        for (let batch = -1; batch !== 0; n += batch) batch = await s.tasks.cancelPendingBatch(7, "emptied");
+        for (let batch = 7; batch === 7; n += batch) batch = await s.tasks.cancelPendingBatch(7, "emptied");
         return n;
       })(),
     ]);
@@ -75,6 +77,51 @@ describeStores("concurrent writes", (backend) => {
       expect((await s.tasks.getTask(id))?.status).toBe(moves[0]?.to_status);
     }
     expect(await s.tasks.countPending()).toBe(0);
+  });
+
+  it("a batch of the queue whose first task is started under it still cancels a full batch", async () => {
+    const ids: string[] = [];
+    for (let i = 0; i < 5; i++) ids.push((await s.tasks.createTask(newTask())).id);
+    // Another transaction holds the first task and moves it out of the queue, as a start does.
+    let finish = () => {};
+    const holding = new Promise<void>((resolve) => {
+      finish = resolve;
+    });
+    let locked = () => {};
+    const isLocked = new Promise<void>((resolve) => {
+      locked = resolve;
+    });
+    const holder = s.db.transaction().execute(async (trx) => {
+      await trx
+        .selectFrom("tasks")
+        .select("id")
+        .where("id", "=", ids[0] ?? "")
+        .forUpdate()
+        .execute();
+      await trx
+        .updateTable("tasks")
+        .set({ status: "processing" })
+        .where("id", "=", ids[0] ?? "")
+        .execute();
+      locked();
+      await holding;
+    });
+    await isLocked;
+    const batch = s.tasks.cancelPendingBatch(3, "emptied");
+    if (backend.name === "postgres") {
+      // The batch has read the first task and waits for its lock.
+      await until(async () => {
+        const { rows } = await sql<{
+          n: number;
+        }>`select count(*) as n from pg_locks where not granted`.execute(s.db);
+        return Number(rows[0]?.n) > 0;
+      }, 10_000);
+    }
+    finish();
+    await holder;
+    // Three cancelled, so a caller that stops at a short batch stops at the right time: one left.
+    expect(await batch).toBe(3);
+    expect(await s.tasks.countPending()).toBe(1);
   });
 
   it("an avatar deleted while a task is created from it: the task is refused, or the delete is", async () => {
