@@ -1,7 +1,7 @@
 import { hostname } from "node:os";
-import { Kysely, PostgresDialect } from "kysely";
+import { Kysely, PostgresDialect, type PostgresPool, type PostgresPoolClient } from "kysely";
 import pg from "pg";
-import { StartupError } from "../errors.js";
+import { StartupError, StoreUnavailableError } from "../errors.js";
 import { migrateToLatest } from "./migrations.js";
 import type { Database } from "./schema.js";
 
@@ -38,15 +38,7 @@ const types: pg.CustomTypesConfig = {
  * shown without its password.
  */
 export async function openPostgres(url: string, options: PostgresOptions = {}): Promise<Kysely<Database>> {
-  const pool = new pg.Pool({
-    connectionString: url,
-    max: options.poolSize ?? 10,
-    connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
-    fallback_application_name: "multi-heygem",
-    types,
-  });
-  pool.on("error", (err) => options.onIdleError?.(err));
-  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+  const { db, pool } = connectPostgres(url, options);
   try {
     await pool.query("select 1");
   } catch (err) {
@@ -66,6 +58,69 @@ export async function openPostgres(url: string, options: PostgresOptions = {}): 
 }
 
 const CONNECT_TIMEOUT_MS = 10_000;
+
+/** The store on `url`, not yet connected nor migrated (openPostgres does both). */
+export function connectPostgres(
+  url: string,
+  options: PostgresOptions = {},
+): { db: Kysely<Database>; pool: pg.Pool } {
+  const pool = new pg.Pool({
+    connectionString: url,
+    max: options.poolSize ?? 10,
+    connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
+    fallback_application_name: "multi-heygem",
+    types,
+  });
+  pool.on("error", (err) => options.onIdleError?.(err));
+  return { db: new Kysely<Database>({ dialect: new PostgresDialect({ pool: guarded(pool) }) }), pool };
+}
+
+/**
+ * The pool as Kysely sees it, with a lost or refused connection turned into STORE_UNAVAILABLE
+ * (503: nothing was stored, try again) instead of an internal error, and said without the
+ * server's address, which Node's connection errors carry (GET /readyz is public). An error
+ * PostgreSQL answered a query with passes unchanged.
+ */
+function guarded(pool: pg.Pool): PostgresPool {
+  return {
+    connect: async () => {
+      const client = await pool.connect().catch((err: unknown) => {
+        throw unavailable(err);
+      });
+      const query = (sqlText: string, parameters: readonly unknown[]) =>
+        client.query(sqlText, [...parameters]).catch((err: unknown) => {
+          throw unavailable(err);
+        });
+      // Kysely sends SQL text and parameters only; cursors (streaming) the store does not use.
+      return {
+        query: query as unknown as PostgresPoolClient["query"],
+        release: (destroy) => client.release(destroy),
+      };
+    },
+    end: () => pool.end(),
+  };
+}
+
+/** SQLSTATE classes of a connection that failed rather than a query: 08, 57P0x, 53300. */
+const CONNECTION_STATES = /^(08|57P0|53300)/;
+
+function unavailable(err: unknown): unknown {
+  const { code, syscall } = err as { code?: unknown; syscall?: unknown };
+  const lost =
+    err instanceof pg.DatabaseError
+      ? typeof code === "string" && CONNECTION_STATES.test(code)
+      : typeof syscall === "string" ||
+        err instanceof AggregateError ||
+        (err instanceof Error &&
+          /^Connection terminated|timeout exceeded when trying to connect/.test(err.message));
+  if (!lost) return err;
+  const unreachable = new StoreUnavailableError(
+    `the store's database cannot be reached (${typeof code === "string" ? code : "connection lost"}); ` +
+      "nothing was stored, try again later",
+  );
+  unreachable.cause = err;
+  return unreachable;
+}
 
 /** The advisory lock a gateway holds on its database for as long as it runs (`holdSoleGateway`). */
 const GATEWAY_LOCK = 0x6d68_6730; // "mhg0"

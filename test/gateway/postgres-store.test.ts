@@ -1,9 +1,12 @@
-import { stat, writeFile } from "node:fs/promises";
+import { createHash } from "node:crypto";
+import { readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { BlobStore } from "../../src/blobs/blob-store.js";
 import { resolveGatewayConfig } from "../../src/config/gateway-config.js";
 import { ConfigError, StartupError } from "../../src/errors.js";
 import type { GatewayHandle } from "../../src/gateway/server.js";
+import { startCuttableProxy } from "../helpers/cuttable-proxy.js";
 import { removeDir, startTestGateway, taskForm, tempDir } from "../helpers/gateway.js";
 import { makeAudio, makeVideo, probe } from "../helpers/media.js";
 import { createTestDatabase, postgresAvailable, type TestDatabase } from "../helpers/postgres.js";
@@ -96,6 +99,64 @@ describe.skipIf(!postgresAvailable)("a gateway on PostgreSQL (--store)", () => {
       task_id,
     ]);
     await expect(stat(join(dir, "data", "multi-heygem.db"))).rejects.toThrow();
+  });
+
+  it("a database that goes away: /readyz says so without its address; back, the gateway takes tasks again", async () => {
+    const url = new URL(database.url);
+    const proxy = await startCuttableProxy(Number(url.port || 5432));
+    try {
+      url.port = String(proxy.port);
+      const gateway = await start(join(dir, "data"), url.toString());
+      expect((await fetch(`${gateway.url}/readyz`)).status).toBe(200);
+
+      proxy.cut();
+      const down = await until(async () => {
+        const res = await fetch(`${gateway.url}/readyz`);
+        return (
+          res.status === 503 && ((await res.json()) as { checks: { store: { ok: boolean; error?: string } } })
+        );
+      }, 30_000);
+      expect(down.checks.store.ok).toBe(false);
+      expect(down.checks.store.error ?? "").not.toContain(String(proxy.port));
+      expect(down.checks.store.error ?? "").not.toContain("127.0.0.1");
+      // A change meanwhile is refused as the store's, not as a bug: 503, nothing stored.
+      await makeAudio(join(dir, "early.wav"), { seconds: 1 });
+      await makeVideo(join(dir, "person.mp4"), { seconds: 1 });
+      const refused = await fetch(`${gateway.url}/tasks`, {
+        method: "POST",
+        body: await taskForm({
+          audio: { path: join(dir, "early.wav") },
+          video: { path: join(dir, "person.mp4") },
+        }),
+      });
+      expect(refused.status).toBe(503);
+      expect(((await refused.json()) as { error: string }).error).toBe("STORE_UNAVAILABLE");
+      const early = createHash("sha256")
+        .update(await readFile(join(dir, "early.wav")))
+        .digest("hex");
+      expect(await new BlobStore(join(dir, "data", "blobs")).has(early)).toBeUndefined();
+
+      proxy.restore();
+      await until(async () => (await fetch(`${gateway.url}/readyz`)).status === 200, 30_000);
+      await makeAudio(join(dir, "speech.wav"), { seconds: 1 });
+      const res = await fetch(`${gateway.url}/tasks`, {
+        method: "POST",
+        body: await taskForm({
+          audio: { path: join(dir, "speech.wav") },
+          video: { path: join(dir, "person.mp4") },
+        }),
+      });
+      expect(res.status).toBe(200);
+      const { task_id } = (await res.json()) as { task_id: string };
+      await until(
+        async () =>
+          ((await (await fetch(`${gateway.url}/tasks/${task_id}`)).json()) as { status: string }).status ===
+          "completed",
+        60_000,
+      );
+    } finally {
+      await proxy.close();
+    }
   });
 
   it("refuses a second gateway on the same database, naming the first, which goes on working", async () => {

@@ -1,7 +1,8 @@
 import { sql } from "kysely";
 import { afterEach, describe, expect, it } from "vitest";
-import { StartupError } from "../../src/errors.js";
-import { holdSoleGateway, openPostgres, redactUrl } from "../../src/store/postgres.js";
+import { StartupError, StoreUnavailableError } from "../../src/errors.js";
+import { probeWritable } from "../../src/store/ops-queries.js";
+import { connectPostgres, holdSoleGateway, openPostgres, redactUrl } from "../../src/store/postgres.js";
 import { createTestDatabase, postgresAvailable, type TestDatabase } from "../helpers/postgres.js";
 
 describe.skipIf(!postgresAvailable)("the PostgreSQL store", () => {
@@ -114,5 +115,25 @@ describe.skipIf(!postgresAvailable)("the PostgreSQL store", () => {
     await second.release();
     await other.release();
     expect(lost).toEqual([]);
+  });
+
+  it("answers STORE_UNAVAILABLE for a server it cannot reach, without its address (GET /readyz is public)", async () => {
+    const { db } = connectPostgres("postgres://postgres:s3cret@127.0.0.1:1/x");
+    try {
+      const err = await probeWritable(db, new Date().toISOString()).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(StoreUnavailableError);
+      expect((err as Error).message).toBe(
+        "the store's database cannot be reached (ECONNREFUSED); nothing was stored, try again later",
+      );
+      // A query PostgreSQL refused is its own error, as before.
+      const { url } = await fresh();
+      const live = await openPostgres(url);
+      const refused = await sql`select * from no_such_table`.execute(live).catch((e: unknown) => e);
+      await live.destroy();
+      expect(refused).not.toBeInstanceOf(StoreUnavailableError);
+      expect((refused as Error).message).toMatch(/no_such_table/);
+    } finally {
+      await db.destroy();
+    }
   });
 });
