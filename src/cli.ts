@@ -40,7 +40,9 @@ addOptions(
   program.command("gateway").description("REST API, queue and dispatcher (what `npm start` runs)"),
   GATEWAY_OPTIONS,
 ).action(async (flags: GatewayFlags, command: Command) => {
-  const config = namingEnv(command, () => resolveGatewayConfig(flags));
+  const config = namingEnv(command, () =>
+    resolveGatewayConfig(flags, process.cwd(), { DATABASE_URL: process.env.DATABASE_URL }),
+  );
   const logger = createLogger({ level: config.logLevel, format: config.logFormat });
   const { startGateway } = await import("./gateway/server.js");
   const gateway = await startGateway(config, logger);

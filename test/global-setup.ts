@@ -1,5 +1,6 @@
 import { findBinary, npmPackagePath, parseVersionBanner } from "../src/media/ffmpeg-binaries.js";
 import { CHROMIUM_HINT, chromiumPath } from "./helpers/browser.js";
+import { dropAbandonedDatabases, POSTGRES_HINT, postgresAvailable } from "./helpers/postgres.js";
 import { run } from "./helpers/processes.js";
 import { PYTHON_HINT, python } from "./helpers/python.js";
 
@@ -10,6 +11,8 @@ import { PYTHON_HINT, python } from "./helpers/python.js";
 export default async function setup(): Promise<void> {
   if (python === undefined) say(PYTHON_HINT);
   if (chromiumPath === undefined) say(CHROMIUM_HINT);
+  if (postgresAvailable) await dropAbandonedDatabases();
+  else say(POSTGRES_HINT);
 
   const chosen = await findBinary("ffmpeg").catch(() => undefined);
   const bundled = (() => {

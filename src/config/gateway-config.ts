@@ -14,6 +14,11 @@ export interface GatewayConfig {
   readonly host: string;
   readonly port: number;
   readonly dataDir: string;
+  /**
+   * The PostgreSQL store's URL (`--store`, else `DATABASE_URL`); undefined: the SQLite file in
+   * the data dir. Secret (it may hold a password): log it through `redactUrl`.
+   */
+  readonly storeUrl: string | undefined;
   /** The machines file in force, or undefined when none is used. */
   readonly machinesFile: string | undefined;
   readonly machines: readonly MachineEntry[];
@@ -75,7 +80,15 @@ export interface GatewayConfig {
 /** Raw option values as commander hands them over (gateway-options.ts). */
 export type GatewayFlags = RawFlags<typeof GATEWAY_OPTIONS>;
 
-export function resolveGatewayConfig(flags: GatewayFlags, cwd = process.cwd()): GatewayConfig {
+/**
+ * `env` holds the variables read besides the options' own (`MULTI_HEYGEM_…`, which commander
+ * reads): `DATABASE_URL`, the name most hosts give a PostgreSQL URL.
+ */
+export function resolveGatewayConfig(
+  flags: GatewayFlags,
+  cwd = process.cwd(),
+  env: { readonly DATABASE_URL?: string | undefined } = {},
+): GatewayConfig {
   const options = readSettings(GATEWAY_OPTIONS, flags, { cwd });
   // Node refuses a server whose headers may take longer than the whole request.
   if (options.headerTimeout > options.uploadTimeout) {
@@ -95,6 +108,7 @@ export function resolveGatewayConfig(flags: GatewayFlags, cwd = process.cwd()): 
     host: options.host,
     port: options.port,
     dataDir: options.dataDir,
+    storeUrl: options.store ?? databaseUrl(env.DATABASE_URL),
     machinesFile,
     machines: Object.freeze(file?.machines ?? []),
     workerToken: options.workerToken ?? file?.worker_token,
@@ -131,6 +145,16 @@ export function resolveGatewayConfig(flags: GatewayFlags, cwd = process.cwd()): 
     logLevel: options.logLevel,
     logFormat: options.logFormat,
   });
+}
+
+/** `DATABASE_URL`, when `--store` is not given: a PostgreSQL URL, or a ConfigError naming it. */
+function databaseUrl(value: string | undefined): string | undefined {
+  if (value === undefined || value.trim() === "") return undefined;
+  const url = GATEWAY_OPTIONS.store.type.parse(value);
+  if (url === undefined) {
+    throw new ConfigError("DATABASE_URL", "", `the value is not ${GATEWAY_OPTIONS.store.type.expected}`);
+  }
+  return url;
 }
 
 const DEFAULT_RETENTION_ROWS_MS = 30 * 86_400_000;

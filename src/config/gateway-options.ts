@@ -13,6 +13,7 @@ import {
   oneOf,
   onOff,
   path,
+  postgresUrl,
   repeated,
   text,
 } from "./value-types.js";
@@ -79,6 +80,14 @@ export const GATEWAY_OPTIONS = {
     type: path,
     default: "./data",
     description: "store, uploads and results",
+  }),
+  store: option({
+    flag: "--store",
+    value: "<url>",
+    env: "STORE",
+    type: postgresUrl,
+    defaultText: "`DATABASE_URL` if set; else SQLite in the data dir",
+    description: "keep tasks in PostgreSQL (postgres://…) instead of SQLite; blobs stay in the data dir",
   }),
   embedded: option({
     flag: "--embedded",

@@ -104,6 +104,32 @@ export const text: ValueType<string> = {
 /** A file or folder; read as given, resolved where it was written (options.ts). */
 export const path: ValueType<string> = { ...text, expected: "a path", isPath: true };
 
+/**
+ * A PostgreSQL connection URL (`--store`): `postgres://` or `postgresql://`, as libpq and
+ * node-postgres read it. It may hold a password, so it is never repeated in a message, and shown
+ * without it.
+ */
+export const postgresUrl: ValueType<string> = {
+  expected: "a PostgreSQL URL such as postgres://user:password@host:5432/database",
+  json: Type.String(),
+  secret: true,
+  parse: (value) => {
+    let url: URL;
+    try {
+      url = new URL(value.trim());
+    } catch {
+      return undefined;
+    }
+    return url.protocol === "postgres:" || url.protocol === "postgresql:" ? value.trim() : undefined;
+  },
+  check: (value) => (typeof value === "string" ? postgresUrl.parse(value) : undefined),
+  show: (value) => {
+    const url = new URL(value);
+    if (url.password) url.password = "***";
+    return url.toString();
+  },
+};
+
 /** An absolute http(s) URL without query or fragment, kept without a trailing slash. */
 export const httpUrl: ValueType<string> = {
   expected: "an http:// or https:// URL without query or fragment (e.g. https://lipsync.example.com)",

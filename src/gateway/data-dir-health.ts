@@ -13,20 +13,21 @@ import { InsufficientStorageError, StoreUnavailableError } from "../errors.js";
 export class DataDirHealth {
   private constructor(
     private readonly dataDir: string,
-    private readonly dbFile: string,
+    /** The SQLite file, or with PostgreSQL the data dir itself (it holds the blobs). */
+    private readonly watched: string,
     private readonly identity: { dev: number; ino: number },
     private readonly minFreeBytes: number,
   ) {}
 
-  /** Remembers which database file is the open one, to tell it from a replacement later. */
-  static async open(dataDir: string, dbFile: string, minFreeBytes: number): Promise<DataDirHealth> {
-    const { dev, ino } = statSync(dbFile);
-    return new DataDirHealth(dataDir, dbFile, { dev, ino }, minFreeBytes);
+  /** Remembers which database file (or data dir) is the open one, to tell it from a replacement later. */
+  static async open(dataDir: string, watched: string, minFreeBytes: number): Promise<DataDirHealth> {
+    const { dev, ino } = statSync(watched);
+    return new DataDirHealth(dataDir, watched, { dev, ino }, minFreeBytes);
   }
 
   /** Throws StoreUnavailableError (503) unless the open store is still there and writable. */
   async assertWritable(): Promise<void> {
-    const now = statSync(this.dbFile, { throwIfNoEntry: false });
+    const now = statSync(this.watched, { throwIfNoEntry: false });
     if (!now || now.dev !== this.identity.dev || now.ino !== this.identity.ino) {
       throw new StoreUnavailableError(
         "the gateway's data dir is gone or was replaced while it ran; nothing was stored. " +

@@ -14,7 +14,6 @@ import { logMediaTools } from "../media/media-tools-log.js";
 import { AvatarStore } from "../store/avatar-store.js";
 import { blobNeeded } from "../store/blob-references.js";
 import { CallbackStore } from "../store/callback-store.js";
-import { assertStoreNotLost, openSqlite } from "../store/database.js";
 import { MachineStore } from "../store/machine-store.js";
 import { MediaFactsStore } from "../store/media-facts-store.js";
 import { RetentionStore } from "../store/retention-store.js";
@@ -49,6 +48,7 @@ import { refuseUnservable } from "./fleet-abilities.js";
 import { GatewayMetrics } from "./gateway-metrics.js";
 import { MachinesWatcher } from "./machines-watcher.js";
 import { MediaInspector } from "./media-inspector.js";
+import { openGatewayStore } from "./open-store.js";
 import { OutageNote, waitingNote } from "./outage-note.js";
 import { createPlacement } from "./placement/index.js";
 import { Prestager } from "./prestage.js";
@@ -118,10 +118,9 @@ async function startLocked(
   const apiKeys = config.apiKeysFile ? new ApiKeysWatcher(config.apiKeysFile, logger, { clock }) : undefined;
   // The store stamps rows with the same clock the timers run on, so deadlines and retry times agree.
   const now = () => new Date(clock.now());
-  const dbFile = join(config.dataDir, "multi-heygem.db");
-  await assertStoreNotLost(dbFile, join(config.dataDir, "blobs"));
-  const db = await openSqlite(dbFile);
-  const dataDir = await DataDirHealth.open(config.dataDir, dbFile, config.minFreeDiskBytes);
+  const opened = await openGatewayStore(config, logger);
+  const db = opened.db;
+  const dataDir = await DataDirHealth.open(config.dataDir, opened.watched, config.minFreeDiskBytes);
   // Background writes (the dispatcher's, the deadline's) are held to the same check as the API's.
   const store = new TaskStore(db, now, () => dataDir.assertWritable());
   await store.countPending();
@@ -544,7 +543,7 @@ async function startLocked(
         await sender.close();
         await callbackAgent.close();
         await embedded?.close();
-        await db.destroy();
+        await opened.close();
       })();
       return closing;
     },

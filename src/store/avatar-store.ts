@@ -1,5 +1,6 @@
-import { type Kysely, sql } from "kysely";
+import type { Kysely } from "kysely";
 import { blobReferences } from "./blob-references.js";
+import { nextSeq } from "./dialect.js";
 import type { AvatarRow, Database, TaskStatus } from "./schema.js";
 
 export interface NewAvatarInput {
@@ -42,7 +43,7 @@ export class AvatarStore {
       .insertInto("avatars")
       .values({
         id: input.id,
-        seq: sql<number>`(select coalesce(max(seq), 0) + 1 from avatars)`,
+        seq: nextSeq(this.db, "avatars"),
         owner: input.owner,
         name: input.name,
         sha256: input.sha256,
@@ -85,6 +86,10 @@ export class AvatarStore {
   async delete(id: string): Promise<AvatarDeletion> {
     await this.beforeWrite();
     return this.db.transaction().execute(async (trx): Promise<AvatarDeletion> => {
+      // Locked before the count: a task being created from this avatar reads the row `for share`
+      // in its transaction, so it either committed before the count sees it or waits for this
+      // delete and finds the row gone (on PostgreSQL; SQLite runs one transaction at a time).
+      await trx.selectFrom("avatars").select("id").where("id", "=", id).forUpdate().execute();
       const live = await trx
         .selectFrom("tasks")
         .select((eb) => eb.fn.countAll<number>().as("n"))

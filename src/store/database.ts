@@ -2,10 +2,11 @@ import { mkdirSync } from "node:fs";
 import { readdir, stat } from "node:fs/promises";
 import { basename, dirname } from "node:path";
 import SQLite from "better-sqlite3";
-import { Kysely, Migrator, type SqliteDatabase, SqliteDialect, type SqliteStatement } from "kysely";
+import { Kysely, type SqliteDatabase, SqliteDialect, type SqliteStatement } from "kysely";
 import { BoundedMap } from "../bounded-map.js";
 import { StartupError } from "../errors.js";
-import { migrationProvider } from "./migrations.js";
+import { WithoutRowLocks } from "./dialect.js";
+import { migrateToLatest } from "./migrations.js";
 import type { Database } from "./schema.js";
 
 /**
@@ -25,8 +26,11 @@ export async function openSqlite(file: string): Promise<Kysely<Database>> {
   } catch (err) {
     throw unusableStore(file, err);
   }
-  const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: withStatementCache(sqlite) }) });
-  const { error, results } = await new Migrator({ db, provider: migrationProvider }).migrateToLatest();
+  const db = new Kysely<Database>({
+    dialect: new SqliteDialect({ database: withStatementCache(sqlite) }),
+    plugins: [new WithoutRowLocks()],
+  });
+  const { error, results } = await migrateToLatest(db);
   const failed = results?.find((r) => r.status === "Error");
   if (error || failed) {
     await db.destroy();

@@ -39,7 +39,9 @@ export async function probeWritable(db: Kysely<Database>, at: string): Promise<v
     await db.transaction().execute(async (trx) => {
       await trx
         .insertInto("machine_flags")
-        .values({ name: "\u0000readyz-probe", draining: 0, updated_at: at })
+        // No machine can have this name (names are letters, digits and `_.-`); PostgreSQL's text
+        // cannot hold the NUL byte once used here.
+        .values({ name: "(readyz probe)", draining: 0, updated_at: at })
         .onConflict((oc) => oc.doNothing())
         .execute();
       throw new ProbeRollback();

@@ -4,12 +4,14 @@ import { type Database, FINAL_TASK_STATUSES, type TaskStatus } from "./schema.js
 import type { TaskStore } from "./task-store.js";
 
 /**
- * A column SQLite must not pick an index for (`+status`, its documented way to say so): without
- * statistics the planner takes `tasks_status_order` for `status in (…)`, which walks every
- * finished task ever kept and sorts them, where the completed_at indexes read just the due ones.
+ * A column the planner must not pick an index for. Without statistics SQLite takes
+ * `tasks_status_order` for `status in (…)`, which walks every finished task ever kept and sorts
+ * them, where the completed_at indexes read just the due ones. An expression has no index:
+ * SQLite documents the unary `+` for this, which PostgreSQL has no text operator for, so the
+ * column is concatenated with nothing, which both read the same.
  */
 function notIndexed(column: "status"): RawBuilder<string> {
-  return sql<string>`+${sql.ref(column)}`;
+  return sql<string>`(${sql.ref(column)} || '')`;
 }
 
 /** What one step of retention took from the store; `blobs` are the files no row needs any more. */
@@ -51,6 +53,9 @@ export class RetentionStore {
         .where(notIndexed("status"), "in", this.finished)
         .orderBy("completed_at")
         .limit(limit)
+        // A retry taking one of them back to `pending` meanwhile either ends first (and the
+        // task is no longer due) or waits for this to commit (and finds its files gone).
+        .forUpdate()
         .execute();
       if (due.length === 0) return { tasks: [], blobs: [] };
       const ids = due.map((t) => t.id);
@@ -92,6 +97,7 @@ export class RetentionStore {
         .select(["id", "audio_sha256", "video_sha256", "result_sha256", "files_deleted_at"])
         .where("id", "in", ids)
         .where("status", "in", this.finished)
+        .forUpdate()
         .execute();
       if (doomed.length === 0) return { tasks: [], blobs: [] };
       const gone = doomed.map((t) => t.id);

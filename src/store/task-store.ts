@@ -3,6 +3,7 @@ import { type CompiledQuery, type Kysely, sql, type Transaction } from "kysely";
 import { BoundedMap } from "../bounded-map.js";
 import { type FailureKind, InputError } from "../errors.js";
 import { newDelivery } from "./callback-store.js";
+import { inEventOrder, nextSeq } from "./dialect.js";
 import {
   type AttemptRow,
   type Database,
@@ -99,7 +100,13 @@ export class TaskStore {
   /**
    * Rows read lately, for clients that poll a task every few seconds. Every write of a task goes
    * through this class and drops its row here once committed, so a hit is never stale; only this
-   * process writes the store (one gateway per store).
+   * process writes the store (one gateway per store: the data dir's lock for SQLite,
+   * `holdSoleGateway` for PostgreSQL).
+   *
+   * This cache, `pending` below and `changes` are what a second gateway on one PostgreSQL database
+   * would make wrong. The hook for it: a LISTEN on the other gateways' NOTIFY of committed changes
+   * (task id, event id) calls `invalidate()` and `countPending()`, and re-emits the events it reads
+   * with `eventsAfter()` on `changes`, which the scheduler, SSE and sync waiters already follow.
    */
   private readonly recent = new BoundedMap<string, TaskRow>(RECENT_TASKS);
 
@@ -140,10 +147,12 @@ export class TaskStore {
       const avatarId = input.avatarId ?? null;
       const voiceId = speech === null ? null : (input.voiceId ?? null);
       if (avatarId !== null) {
+        // Shared: a DELETE /avatars/{id} under way (it locks the row to update) ends first.
         const avatar = await trx
           .selectFrom("avatars")
           .select("id")
           .where("id", "=", avatarId)
+          .forShare()
           .executeTakeFirst();
         if (!avatar) throw new InputError("UNKNOWN_AVATAR", `no avatar ${avatarId}`, "avatar_id");
       }
@@ -160,7 +169,7 @@ export class TaskStore {
         .insertInto("tasks")
         .values({
           id: input.id,
-          seq: sql<number>`(select coalesce(max(seq), 0) + 1 from tasks)`,
+          seq: nextSeq(trx, "tasks"),
           status: "pending",
           description: input.description,
           callback_url: input.callbackUrl,
@@ -479,7 +488,9 @@ export class TaskStore {
     const move = allowedTransition("pending", "cancelled");
     const step = this.cancelMove("pending", message);
     const changes = await this.db.transaction().execute(async (trx) => {
-      const tasks = await pendingInQueueOrder(trx, limit);
+      // Locked as read: a task the dispatcher starts meanwhile drops out of the answer, and on
+      // PostgreSQL the next one in the queue takes its place (the lock is taken below the limit).
+      const tasks = await pendingInQueueOrder(trx, limit).forUpdate().execute();
       const done: TaskChange[] = [];
       for (const task of tasks) done.push(await this.applyMove(trx, task, at, move, step));
       return done;
@@ -615,7 +626,7 @@ export class TaskStore {
    * which would otherwise fill the look-ahead and hide the audio tasks behind them).
    */
   async pendingTasks(limit: number, upTo: TaskNeed = "voice_clone"): Promise<TaskRow[]> {
-    return pendingInQueueOrder(this.db, limit, upTo);
+    return pendingInQueueOrder(this.db, limit, upTo).execute();
   }
 
   /**
@@ -640,37 +651,40 @@ export class TaskStore {
     if (taskIds.length === 0) return 0;
     await this.beforeWrite();
     const at = this.stamp();
-    const result = await this.db
-      .insertInto("events")
-      .columns([
-        "task_id",
-        "at",
-        "type",
-        "from_status",
-        "to_status",
-        "machine",
-        "attempt_id",
-        "progress",
-        "message",
-      ])
-      .expression((eb) =>
-        eb
-          .selectFrom("tasks")
-          .select([
-            "id",
-            sql.lit(at).as("at"),
-            sql.lit("waiting").as("type"),
-            sql.lit(null).as("from_status"),
-            sql.lit(null).as("to_status"),
-            sql.lit(null).as("machine"),
-            sql.lit(null).as("attempt_id"),
-            sql.lit(null).as("progress"),
-            sql<string>`${message}`.as("message"),
-          ])
-          .where("id", "in", taskIds)
-          .where("status", "=", "pending"),
-      )
-      .executeTakeFirst();
+    const result = await this.db.transaction().execute(async (trx) => {
+      await inEventOrder(trx);
+      return trx
+        .insertInto("events")
+        .columns([
+          "task_id",
+          "at",
+          "type",
+          "from_status",
+          "to_status",
+          "machine",
+          "attempt_id",
+          "progress",
+          "message",
+        ])
+        .expression((eb) =>
+          eb
+            .selectFrom("tasks")
+            .select([
+              "id",
+              sql.lit(at).as("at"),
+              sql.lit("waiting").as("type"),
+              sql.lit(null).as("from_status"),
+              sql.lit(null).as("to_status"),
+              sql.lit(null).as("machine"),
+              sql.lit(null).as("attempt_id"),
+              sql.lit(null).as("progress"),
+              sql<string>`${message}`.as("message"),
+            ])
+            .where("id", "in", taskIds)
+            .where("status", "=", "pending"),
+        )
+        .executeTakeFirst();
+    });
     return Number(result.numInsertedOrUpdatedRows ?? 0);
   }
 
@@ -787,7 +801,14 @@ export class TaskStore {
     await this.beforeWrite();
     const at = this.stamp();
     const outcome = await this.db.transaction().execute(async (trx) => {
-      const task = await trx.selectFrom("tasks").selectAll().where("id", "=", taskId).executeTakeFirst();
+      // Locked until the commit: two changes of one task (a result and a cancel, say) never both
+      // read it as it was (on PostgreSQL; SQLite runs one transaction at a time anyway).
+      const task = await trx
+        .selectFrom("tasks")
+        .selectAll()
+        .where("id", "=", taskId)
+        .forUpdate()
+        .executeTakeFirst();
       return task ? body(trx, task, at) : undefined;
     });
     this.forget(taskId);
@@ -830,6 +851,7 @@ export class TaskStore {
     at: string,
     fields: Partial<EventFields> & Pick<EventFields, "type">,
   ): Promise<EventRow> {
+    await inEventOrder(trx);
     return trx
       .insertInto("events")
       .values({
@@ -902,11 +924,11 @@ function pendingInQueueOrder(
   db: Kysely<Database> | Transaction<Database>,
   limit: number,
   upTo: TaskNeed = "voice_clone",
-): Promise<TaskRow[]> {
+) {
   let query = db.selectFrom("tasks").selectAll().where("status", "=", "pending");
   if (TASK_NEEDS.indexOf(upTo) < TASK_NEEDS.indexOf("tts")) query = query.where("speech", "is", null);
   else if (upTo === "tts") query = query.where("voice_id", "is", null);
-  return query.orderBy("priority", "desc").orderBy("seq").limit(limit).execute();
+  return query.orderBy("priority", "desc").orderBy("seq").limit(limit);
 }
 
 /**

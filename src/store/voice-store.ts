@@ -1,5 +1,6 @@
-import { type Kysely, sql } from "kysely";
+import type { Kysely } from "kysely";
 import { blobReferences } from "./blob-references.js";
+import { nextSeq } from "./dialect.js";
 import type { Database, TaskStatus, VoiceRow } from "./schema.js";
 
 export interface NewVoiceInput {
@@ -42,7 +43,7 @@ export class VoiceStore {
       .insertInto("voices")
       .values({
         id: input.id,
-        seq: sql<number>`(select coalesce(max(seq), 0) + 1 from voices)`,
+        seq: nextSeq(this.db, "voices"),
         owner: input.owner,
         name: input.name,
         lang: input.lang,
@@ -84,6 +85,10 @@ export class VoiceStore {
   async delete(id: string): Promise<VoiceDeletion> {
     await this.beforeWrite();
     return this.db.transaction().execute(async (trx): Promise<VoiceDeletion> => {
+      // Locked before the count: a task being created with this voice reads the row `for share`
+      // in its transaction, so it either committed before the count sees it or waits for this
+      // delete and finds the row gone (on PostgreSQL; SQLite runs one transaction at a time).
+      await trx.selectFrom("voices").select("id").where("id", "=", id).forUpdate().execute();
       const live = await trx
         .selectFrom("tasks")
         .select((eb) => eb.fn.countAll<number>().as("n"))

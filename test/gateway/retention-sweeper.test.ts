@@ -13,12 +13,12 @@ import { RetentionStore } from "../../src/store/retention-store.js";
 import { VoiceStore } from "../../src/store/voice-store.js";
 import { FakeClock } from "../helpers/fake-clock.js";
 import { removeDir, tempDir } from "../helpers/gateway.js";
-import { newTask, openTestStore, type TestStore } from "../helpers/store.js";
+import { describeStores, newTask, openTestStore, type TestStore } from "../helpers/store.js";
 
 const DAY = 86_400_000;
 const HOUR = 3_600_000;
 
-describe("retention sweep", () => {
+describeStores("retention sweep", (backend) => {
   let dir: string;
   let clock: FakeClock;
   let store: TestStore;
@@ -28,7 +28,7 @@ describe("retention sweep", () => {
   beforeEach(async () => {
     dir = await tempDir();
     clock = new FakeClock();
-    store = await openTestStore(dir, () => new Date(clock.now()));
+    store = await openTestStore(dir, () => new Date(clock.now()), backend);
     blobs = new BlobStore(join(dir, "blobs"));
     await blobs.init();
     sweeper = makeSweeper({});
@@ -317,29 +317,34 @@ describe("retention sweep", () => {
     expect(report.orphan_facts).toBe(2);
   });
 
-  it("answers the reference question from indexes, not by scanning tasks", async () => {
-    const plan = async (query: string) =>
-      (await sql<{ detail: string }>`explain query plan ${sql.raw(query)}`.execute(store.db)).rows
-        .map((r) => r.detail)
-        .join("\n");
-    const sha = "c".repeat(64);
-    for (const column of ["audio", "video", "result"]) {
+  // SQLite's planner has no statistics to go by, so the queries are written to steer it; PostgreSQL's
+  // has them, and its plans for a few rows say nothing of its plans for many.
+  it.skipIf(backend.name !== "sqlite")(
+    "answers the reference question from indexes, not by scanning tasks",
+    async () => {
+      const plan = async (query: string) =>
+        (await sql<{ detail: string }>`explain query plan ${sql.raw(query)}`.execute(store.db)).rows
+          .map((r) => r.detail)
+          .join("\n");
+      const sha = "c".repeat(64);
+      for (const column of ["audio", "video", "result"]) {
+        expect(
+          await plan(`select 1 from tasks where ${column}_sha256 in ('${sha}') and files_deleted_at is null`),
+        ).toContain(`tasks_${column}_blob`);
+      }
       expect(
-        await plan(`select 1 from tasks where ${column}_sha256 in ('${sha}') and files_deleted_at is null`),
-      ).toContain(`tasks_${column}_blob`);
-    }
-    expect(
-      await plan(
-        "select id from tasks where files_deleted_at is null and completed_at < '2030' and +status in ('completed','failed') order by completed_at limit 100",
-      ),
-    ).toContain("tasks_files_due");
-    expect(
-      await plan(
-        "select id from tasks where completed_at < '2030' and +status in ('completed','failed') order by completed_at limit 100",
-      ),
-    ).toContain("tasks_completed");
-    expect(await blobReferences(store.db, [sha])).toEqual(new Set());
-  });
+        await plan(
+          "select id from tasks where files_deleted_at is null and completed_at < '2030' and (status || '') in ('completed','failed') order by completed_at limit 100",
+        ),
+      ).toContain("tasks_files_due");
+      expect(
+        await plan(
+          "select id from tasks where completed_at < '2030' and (status || '') in ('completed','failed') order by completed_at limit 100",
+        ),
+      ).toContain("tasks_completed");
+      expect(await blobReferences(store.db, [sha])).toEqual(new Set());
+    },
+  );
 
   async function blobsOnDisk(): Promise<Set<string>> {
     const found = new Set<string>();

@@ -22,6 +22,24 @@ export async function tempDir(prefix = "mh-test-"): Promise<string> {
   return mkdtemp(join(tmpdir(), prefix));
 }
 
+/**
+ * `MULTI_HEYGEM_TEST_STORE=postgres` runs every test gateway that names no `--store` on a
+ * PostgreSQL database of its own (one per data dir, so a restart finds its tasks again), to run
+ * the gateway's suites against the second store by hand; databases are dropped by the next run.
+ */
+const TEST_STORE = process.env.MULTI_HEYGEM_TEST_STORE;
+const databasesByDir = new Map<string, Promise<string>>();
+
+async function storeFor(dir: string): Promise<string> {
+  let url = databasesByDir.get(dir);
+  if (!url) {
+    const { createTestDatabase } = await import("./postgres.js");
+    url = createTestDatabase().then((db) => db.url);
+    databasesByDir.set(dir, url);
+  }
+  return url;
+}
+
 /** An in-process gateway on a loopback port with its own data dir (embedded worker unless told). */
 export async function startTestGateway(
   flags: GatewayFlags = {},
@@ -29,8 +47,9 @@ export async function startTestGateway(
   options: GatewayOptions = {},
 ): Promise<GatewayHandle & { dataDir: string }> {
   const dir = dataDir ?? (await tempDir());
+  const store = TEST_STORE === "postgres" && flags.store === undefined ? { store: await storeFor(dir) } : {};
   const config = resolveGatewayConfig(
-    { ...FAST_FLAGS, embedded: flags.config === undefined, dataDir: dir, ...flags },
+    { ...FAST_FLAGS, embedded: flags.config === undefined, dataDir: dir, ...store, ...flags },
     dir,
   );
   const handle = await startGateway(

@@ -1,9 +1,9 @@
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { afterEach, beforeEach, expect, it } from "vitest";
 import { removeDir, tempDir } from "../helpers/gateway.js";
-import { newTask, openTestStore, type TestStore } from "../helpers/store.js";
+import { describeStores, newTask, openTestStore, type TestStore } from "../helpers/store.js";
 
 /** The callback deliveries on a real SQLite file, as the sender and GET /tasks/{id}/callbacks use them. */
-describe("callback store", () => {
+describeStores("callback store", (backend) => {
   let dir: string;
   let now: number;
   let s: TestStore;
@@ -11,7 +11,7 @@ describe("callback store", () => {
   beforeEach(async () => {
     dir = await tempDir("mh-callbacks-");
     now = Date.parse("2025-01-01T00:00:00.000Z");
-    s = await openTestStore(dir, () => new Date(now));
+    s = await openTestStore(dir, () => new Date(now), backend);
   });
   afterEach(async () => {
     await s.close();

@@ -1,8 +1,8 @@
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { afterEach, beforeEach, expect, it } from "vitest";
 import type { EventRow } from "../../src/store/schema.js";
 import { type TaskChange, TaskStore } from "../../src/store/task-store.js";
 import { removeDir, tempDir } from "../helpers/gateway.js";
-import { newTask, openTestStore, type TestStore } from "../helpers/store.js";
+import { describeStores, newTask, openTestStore, type TestStore } from "../helpers/store.js";
 
 /** A clock the test moves by hand, so every timestamp the store writes is known. */
 function steppedClock(start = Date.parse("2025-01-01T00:00:00.000Z")) {
@@ -18,7 +18,7 @@ function steppedClock(start = Date.parse("2025-01-01T00:00:00.000Z")) {
 
 const statusEvents = (events: EventRow[]) => events.filter((e) => e.to_status !== null);
 
-describe("task store", () => {
+describeStores("task store", (backend) => {
   let dir: string;
   let clock: ReturnType<typeof steppedClock>;
   let s: TestStore;
@@ -26,7 +26,7 @@ describe("task store", () => {
   beforeEach(async () => {
     dir = await tempDir("mh-store-");
     clock = steppedClock();
-    s = await openTestStore(dir, clock.now);
+    s = await openTestStore(dir, clock.now, backend);
   });
 
   afterEach(async () => {
@@ -334,7 +334,7 @@ describe("task store", () => {
     const low2 = await s.tasks.createTask(newTask({ priority: 0 }));
     await s.close();
 
-    s = await openTestStore(dir, clock.now);
+    s = await openTestStore(dir, clock.now, backend);
     expect((await s.tasks.liveAttempts()).map((a) => [a.id, a.status])).toEqual([
       ["att-run", "running"],
       ["att-disp", "dispatching"],
@@ -359,5 +359,29 @@ describe("task store", () => {
     expect((await s.tasks.getTask(task.id))?.status).toBe("processing");
     await s.tasks.recordProgress(task.id, "att-1", 7, undefined, false);
     expect((await s.tasks.getTask(task.id))?.progress).toBe(7);
+  });
+
+  it("notes waiting on the pending tasks only, and replays events after an id, one owner's or all", async () => {
+    const mine = await s.tasks.createTask(newTask({ owner: "alice" }));
+    const theirs = await s.tasks.createTask(newTask({ owner: "bob" }));
+    const running = await s.tasks.createTask(newTask({ owner: "alice" }));
+    await s.tasks.startAttempt(running.id, "att-1", "gpu-1");
+    const before = await s.tasks.lastEventId();
+
+    clock.advance(1000);
+    expect(
+      await s.tasks.noteWaiting([mine.id, theirs.id, running.id, "no-such-task"], "0 of 2 machines up"),
+    ).toBe(2);
+
+    const after = await s.tasks.eventsAfter(before, { limit: 10 });
+    expect(after.map(({ event }) => [event.task_id, event.type, event.message, event.at])).toEqual([
+      [mine.id, "waiting", "0 of 2 machines up", clock.iso()],
+      [theirs.id, "waiting", "0 of 2 machines up", clock.iso()],
+    ]);
+    expect(after.every(({ event }) => event.progress === null && event.to_status === null)).toBe(true);
+    const alices = await s.tasks.eventsAfter(0, { owner: "alice", limit: 100 });
+    expect(new Set(alices.map(({ task }) => task.id))).toEqual(new Set([mine.id, running.id]));
+    expect(await s.tasks.lastEventId(mine.id)).toBe(after[0]?.event.id);
+    expect(await s.tasks.lastEventId()).toBe(after[1]?.event.id);
   });
 });

@@ -3,7 +3,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import type { AttemptStatus, TaskStatus } from "../../src/store/schema.js";
 import { allowedTransition, TASK_TRANSITIONS } from "../../src/store/task-transitions.js";
 import { removeDir, tempDir } from "../helpers/gateway.js";
-import { newTask, openTestStore, type TestStore } from "../helpers/store.js";
+import { describeStores, newTask, openTestStore, type TestStore } from "../helpers/store.js";
 
 const TASKS = 3;
 
@@ -204,12 +204,7 @@ async function check(s: TestStore, model: ModelTask[]): Promise<void> {
   expect(new Set((await s.tasks.liveAttempts()).map((a) => a.id))).toEqual(live);
 }
 
-describe("task status transitions (model-based)", () => {
-  const dirs: string[] = [];
-  afterAll(async () => {
-    for (const dir of dirs) await removeDir(dir);
-  });
-
+describe("task status transitions", () => {
   it("the table names every move once, and refuses any other", () => {
     const pairs = TASK_TRANSITIONS.map((t) => `${t.from}→${t.to}`);
     expect(new Set(pairs).size).toBe(pairs.length);
@@ -217,13 +212,20 @@ describe("task status transitions (model-based)", () => {
     expect(() => allowedTransition("failed", "processing")).toThrow(/not an allowed transition/);
     expect(() => allowedTransition(null, "processing")).toThrow(/not an allowed transition/);
   });
+});
+
+describeStores("task status transitions (model-based)", (backend) => {
+  const dirs: string[] = [];
+  afterAll(async () => {
+    for (const dir of dirs) await removeDir(dir);
+  });
 
   it("any sequence of store operations keeps the store equal to the model, one event row per change", async () => {
     await fc.assert(
       fc.asyncProperty(fc.array(opArb, { maxLength: 40 }), async (ops) => {
         const dir = await tempDir("mh-store-prop-");
         dirs.push(dir);
-        let s = await openTestStore(dir);
+        let s = await openTestStore(dir, undefined, backend);
         try {
           const model: ModelTask[] = [];
           for (let i = 0; i < TASKS; i++) {
@@ -244,7 +246,7 @@ describe("task status transitions (model-based)", () => {
           for (const op of ops) {
             if (op.kind === "restart") {
               await s.close();
-              s = await openTestStore(dir);
+              s = await openTestStore(dir, undefined, backend);
             } else if (op.kind === "cancelPending") {
               // The queue's order: these tasks share a priority, so creation order.
               const cancelled = model.filter((t) => t.status === "pending").slice(0, op.limit);

@@ -3,19 +3,19 @@ import { InputError } from "../../src/errors.js";
 import { estimateSpeechSeconds, taskNeed } from "../../src/store/task-speech.js";
 import { VoiceStore } from "../../src/store/voice-store.js";
 import { removeDir, tempDir } from "../helpers/gateway.js";
-import { newTask, openTestStore, type TestStore } from "../helpers/store.js";
+import { describeStores, newTask, openTestStore, type TestStore } from "../helpers/store.js";
 
 const speech = { text: "你好，欢迎。", lang: "zh", settings: { top_p: 0.6 } };
 
 /** Issue 12: a text task's rows, from creation (no audio yet) to completion (the spoken audio kept). */
-describe("text tasks in the store", () => {
+describeStores("text tasks in the store", (backend) => {
   let dir: string;
   let s: TestStore;
   let voices: VoiceStore;
 
   beforeEach(async () => {
     dir = await tempDir("mh-store-text-");
-    s = await openTestStore(dir);
+    s = await openTestStore(dir, undefined, backend);
     voices = new VoiceStore(s.db);
     await voices.create({
       id: "v1",

@@ -1,0 +1,217 @@
+import { hostname } from "node:os";
+import { Kysely, PostgresDialect, type PostgresPool, type PostgresPoolClient } from "kysely";
+import pg from "pg";
+import { StartupError, StoreUnavailableError } from "../errors.js";
+import { migrateToLatest } from "./migrations.js";
+import type { Database } from "./schema.js";
+
+/**
+ * The store on PostgreSQL (`--store postgres://…`, issue 13): the same tables and the same Kysely
+ * queries as on SQLite (dialect.ts says where they differ). The blobs stay in the data dir.
+ */
+
+export interface PostgresOptions {
+  /** Connections the gateway keeps at most; transactions beyond it wait for one. */
+  readonly poolSize?: number;
+  /** An idle connection failed (the server restarted, the network went): it is replaced. */
+  readonly onIdleError?: (err: Error) => void;
+}
+
+const INT8_OID = 20;
+
+/**
+ * The migrations' integers are `bigint` on PostgreSQL (dialect.ts), and so are count(*) and
+ * max(id); node-postgres hands those over as strings. Every value the store keeps fits a double
+ * exactly (sizes, counts, ids, milliseconds), so they are read as numbers, as SQLite gives them.
+ */
+const types: pg.CustomTypesConfig = {
+  getTypeParser: ((oid: number, format?: string) =>
+    oid === INT8_OID && format !== "binary"
+      ? (value: string) => Number(value)
+      : pg.types.getTypeParser(oid, format as "text")) as pg.CustomTypesConfig["getTypeParser"],
+};
+
+/**
+ * Connects to `url`, checks that it answers, and brings the schema up to date (under Kysely's
+ * migration lock: gateways starting together migrate once). A server that cannot be reached, a
+ * refused login or a missing database stops the start with a line that says which; the URL is
+ * shown without its password.
+ */
+export async function openPostgres(url: string, options: PostgresOptions = {}): Promise<Kysely<Database>> {
+  const { db, pool } = connectPostgres(url, options);
+  try {
+    await pool.query("select 1");
+  } catch (err) {
+    await db.destroy();
+    throw unreachable(url, err);
+  }
+  const { error, results } = await migrateToLatest(db);
+  const failed = results?.find((r) => r.status === "Error");
+  if (error || failed) {
+    await db.destroy();
+    throw new StartupError(
+      `${redactUrl(url)}: store migration ${failed?.migrationName ?? ""} failed: ${describe(error)}`,
+      { cause: error },
+    );
+  }
+  return db;
+}
+
+const CONNECT_TIMEOUT_MS = 10_000;
+
+/** The store on `url`, not yet connected nor migrated (openPostgres does both). */
+export function connectPostgres(
+  url: string,
+  options: PostgresOptions = {},
+): { db: Kysely<Database>; pool: pg.Pool } {
+  const pool = new pg.Pool({
+    connectionString: url,
+    max: options.poolSize ?? 10,
+    connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
+    fallback_application_name: "multi-heygem",
+    types,
+  });
+  pool.on("error", (err) => options.onIdleError?.(err));
+  return { db: new Kysely<Database>({ dialect: new PostgresDialect({ pool: guarded(pool) }) }), pool };
+}
+
+/**
+ * The pool as Kysely sees it, with a lost or refused connection turned into STORE_UNAVAILABLE
+ * (503: nothing was stored, try again) instead of an internal error, and said without the
+ * server's address, which Node's connection errors carry (GET /readyz is public). An error
+ * PostgreSQL answered a query with passes unchanged.
+ */
+function guarded(pool: pg.Pool): PostgresPool {
+  return {
+    connect: async () => {
+      const client = await pool.connect().catch((err: unknown) => {
+        throw unavailable(err);
+      });
+      const query = (sqlText: string, parameters: readonly unknown[]) =>
+        client.query(sqlText, [...parameters]).catch((err: unknown) => {
+          throw unavailable(err);
+        });
+      // Kysely sends SQL text and parameters only; cursors (streaming) the store does not use.
+      return {
+        query: query as unknown as PostgresPoolClient["query"],
+        release: (destroy) => client.release(destroy),
+      };
+    },
+    end: () => pool.end(),
+  };
+}
+
+/** SQLSTATE classes of a connection that failed rather than a query: 08, 57P0x, 53300. */
+const CONNECTION_STATES = /^(08|57P0|53300)/;
+
+function unavailable(err: unknown): unknown {
+  const { code, syscall } = err as { code?: unknown; syscall?: unknown };
+  const lost =
+    err instanceof pg.DatabaseError
+      ? typeof code === "string" && CONNECTION_STATES.test(code)
+      : typeof syscall === "string" ||
+        err instanceof AggregateError ||
+        (err instanceof Error &&
+          /^Connection terminated|timeout exceeded when trying to connect/.test(err.message));
+  if (!lost) return err;
+  const unreachable = new StoreUnavailableError(
+    `the store's database cannot be reached (${typeof code === "string" ? code : "connection lost"}); ` +
+      "nothing was stored, try again later",
+  );
+  unreachable.cause = err;
+  return unreachable;
+}
+
+/** The advisory lock a gateway holds on its database for as long as it runs (`holdSoleGateway`). */
+const GATEWAY_LOCK = 0x6d68_6730; // "mhg0"
+
+export interface SoleGateway {
+  release(): Promise<void>;
+}
+
+/**
+ * One gateway per database, for now (issue 13's first slice): the task-row cache, the pending
+ * count and the dispatcher each assume that no other process writes the store, as a data dir's
+ * lock makes sure for SQLite. The lock is a session advisory lock on a connection of its own,
+ * which the server drops when the process dies, however it dies, as it does the data dir's.
+ * Several gateways (the next slice) will take this lock to elect the one that dispatches, and
+ * tell each other of changes with LISTEN/NOTIFY, instead of refusing to start.
+ */
+export async function holdSoleGateway(url: string, onLost: (err: Error) => void): Promise<SoleGateway> {
+  const client = new pg.Client({
+    connectionString: url,
+    connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
+    application_name: `multi-heygem gateway (pid ${process.pid} on ${hostname()})`,
+  });
+  let released = false;
+  client.on("error", (err) => {
+    if (!released) onLost(err);
+  });
+  try {
+    await client.connect();
+    const { rows } = await client.query<{ locked: boolean }>("select pg_try_advisory_lock($1) as locked", [
+      GATEWAY_LOCK,
+    ]);
+    if (!rows[0]?.locked) {
+      const holder = await client.query<{ name: string }>(
+        `select a.application_name as name from pg_locks l join pg_stat_activity a on a.pid = l.pid
+         where l.locktype = 'advisory' and l.objid = $1 and l.granted and l.database =
+           (select oid from pg_database where datname = current_database())`,
+        [GATEWAY_LOCK],
+      );
+      throw new StartupError(
+        `${redactUrl(url)} is in use by another ${holder.rows[0]?.name || "multi-heygem gateway"}; ` +
+          "this version runs one gateway per database: give this one its own database",
+      );
+    }
+  } catch (err) {
+    released = true;
+    await client.end().catch(() => undefined);
+    throw err instanceof StartupError ? err : unreachable(url, err);
+  }
+  return {
+    async release() {
+      if (released) return;
+      released = true;
+      await client.end().catch(() => undefined);
+    },
+  };
+}
+
+/** Why `url` could not be used, as one line that says what to check. */
+function unreachable(url: string, err: unknown): StartupError {
+  const code = String((err as { code?: unknown }).code ?? "");
+  const where = redactUrl(url);
+  const hint =
+    code === "3D000"
+      ? "create the database first (createdb), or name another one in --store"
+      : code === "28P01" || code === "28000"
+        ? "check the user and password in --store"
+        : code === "ECONNREFUSED" || code === "ENOTFOUND" || code === "EAI_AGAIN" || code === "ETIMEDOUT"
+          ? "check that PostgreSQL runs there and that host and port are right"
+          : "check the URL given to --store";
+  return new StartupError(`${where}: cannot use the PostgreSQL store (${describe(err)}); ${hint}`, {
+    cause: err,
+  });
+}
+
+function describe(err: unknown): string {
+  if (err instanceof AggregateError && err.errors.length > 0) return describe(err.errors[0]);
+  if (err instanceof Error && err.message) return err.message;
+  const code = (err as { code?: unknown } | undefined)?.code;
+  return typeof code === "string" ? code : String(err);
+}
+
+/** `url` as it may be shown in logs and messages: without its password. */
+export function redactUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password) parsed.password = "***";
+    for (const key of [...parsed.searchParams.keys()]) {
+      if (key.toLowerCase() === "password") parsed.searchParams.set(key, "***");
+    }
+    return parsed.toString();
+  } catch {
+    return "the --store URL";
+  }
+}

@@ -1,0 +1,81 @@
+import { afterEach, beforeEach, expect, it } from "vitest";
+import { MachineStore } from "../../src/store/machine-store.js";
+import { MediaFactsStore } from "../../src/store/media-facts-store.js";
+import { probeWritable } from "../../src/store/ops-queries.js";
+import { TaskStore } from "../../src/store/task-store.js";
+import { removeDir, tempDir } from "../helpers/gateway.js";
+import { describeStores, newTask, openTestStore, type TestStore } from "../helpers/store.js";
+
+describeStores("machine store, media facts and the write probe", (backend) => {
+  let dir: string;
+  let s: TestStore;
+
+  beforeEach(async () => {
+    dir = await tempDir("mh-machines-");
+    s = await openTestStore(dir, undefined, backend);
+  });
+  afterEach(async () => {
+    await s.close();
+    await removeDir(dir);
+  });
+
+  it("keeps draining flags across a restart, set and cleared in place", async () => {
+    const machines = new MachineStore(s.db);
+    await machines.setDraining("gpu-1", true);
+    await machines.setDraining("gpu-2", true);
+    await machines.setDraining("gpu-2", false);
+    await machines.setDraining("gpu-1", true);
+    await s.close();
+    s = await openTestStore(dir, undefined, backend);
+    expect(await new MachineStore(s.db).drainingMachines()).toEqual(new Set(["gpu-1"]));
+    expect(await s.db.selectFrom("machine_flags").select("name").orderBy("name").execute()).toEqual([
+      { name: "gpu-1" },
+      { name: "gpu-2" },
+    ]);
+  });
+
+  it("counts each machine's attempts and seeds the speed model from its latest runs", async () => {
+    let clock = Date.parse("2025-01-01T00:00:00.000Z");
+    const tasks = new TaskStore(s.db, () => new Date(clock));
+    const run = async (machine: string, seconds: number, ok: boolean) => {
+      clock += 1000;
+      const task = await tasks.createTask(
+        newTask({ audio: { sha256: "a".repeat(64), name: "a.wav", bytes: 1, duration: 4 } }),
+      );
+      await tasks.startAttempt(task.id, `${task.id}-a`, machine);
+      if (ok)
+        await tasks.completeAttempt(task.id, `${task.id}-a`, { sha256: "c".repeat(64), bytes: 1 }, seconds);
+      else await tasks.failAttempt(task.id, `${task.id}-a`, { kind: "machine", message: "x", retry: false });
+    };
+    await run("gpu-1", 2, true);
+    await run("gpu-1", 6, true);
+    await run("gpu-1", 1, false);
+    await run("gpu-2", 10, true);
+    const machines = new MachineStore(s.db);
+    expect(await machines.counts()).toEqual(
+      new Map([
+        ["gpu-1", { done: 2, failed: 1 }],
+        ["gpu-2", { done: 1, failed: 0 }],
+      ]),
+    );
+    expect(await machines.recentSpeeds(1)).toEqual([
+      { machine: "gpu-1", secondsPerAudioSecond: 1.5 },
+      { machine: "gpu-2", secondsPerAudioSecond: 2.5 },
+    ]);
+  });
+
+  it("measures a blob's media once: a second put of the same hash keeps the first", async () => {
+    const facts = new MediaFactsStore(s.db);
+    const info = { duration: 2.5, streams: [] } as unknown as Parameters<MediaFactsStore["put"]>[1];
+    await facts.put("a".repeat(64), info, "header");
+    await facts.put("a".repeat(64), { ...info, duration: 9 } as typeof info, "ffprobe");
+    expect(await facts.get("a".repeat(64))).toEqual(info);
+    expect(await facts.get("b".repeat(64))).toBeUndefined();
+  });
+
+  it("proves the store takes a write, and leaves nothing behind", async () => {
+    await probeWritable(s.db, new Date().toISOString());
+    await probeWritable(s.db, new Date().toISOString());
+    expect(await s.db.selectFrom("machine_flags").selectAll().execute()).toEqual([]);
+  });
+});
