@@ -140,10 +140,13 @@ export async function taskStreamRoutes(
     const stream = new EventStream(STREAM);
     // Live changes are held back until what the client missed has been sent, then follow it.
     let held: TaskChange[] | undefined = [];
-    let sentUpTo = 0;
+    // Ids up to here were sent by the catch-up (snapshot or replay), and are not sent again. Live
+    // changes are not held to the order of their ids: ids become visible in order
+    // (store/dialect.ts, inEventOrder), but on PostgreSQL two commits can reach this process the
+    // other way round, and the later one must still go out.
+    let caughtUpTo = 0;
     const deliver = (task: TaskRow, event: EventRow) => {
-      if (event.id <= sentUpTo) return;
-      sentUpTo = event.id;
+      if (event.id <= caughtUpTo) return;
       stream.send({
         id: event.id,
         event: "task",
@@ -196,9 +199,12 @@ export async function taskStreamRoutes(
           const { replay, first, final } = await catchUp();
           if (first) {
             stream.send(first);
-            sentUpTo = first.id;
+            caughtUpTo = first.id;
           }
-          for (const { task, event } of replay) deliver(task, event);
+          for (const { task, event } of replay) {
+            deliver(task, event);
+            caughtUpTo = Math.max(caughtUpTo, event.id);
+          }
           const waiting = held ?? [];
           held = undefined;
           for (const change of waiting) deliver(change.task, change.event);
