@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import { Type } from "@sinclair/typebox";
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import type { BlobStore } from "../../blobs/blob-store.js";
-import { ConflictError, InputError, NotFoundError } from "../../errors.js";
+import { ConflictError, NotFoundError } from "../../errors.js";
 import type { TypeBoxTypeProvider } from "../../http/typebox-provider.js";
 import { forLog } from "../../logger.js";
 import type { AvatarStore } from "../../store/avatar-store.js";
@@ -12,6 +12,7 @@ import type { AvatarWarmer } from "../avatar-warmer.js";
 import type { DataDirHealth } from "../data-dir-health.js";
 import type { MediaInspector } from "../media-inspector.js";
 import { receiveAvatarUpload } from "./avatar-upload.js";
+import { assertFiniteQuery } from "./finite-query.js";
 import {
   AvatarForm,
   AvatarIdParams,
@@ -142,13 +143,7 @@ export async function avatarRoutes(app: FastifyInstance, options: AvatarRoutesOp
     },
     async (request) => {
       const { limit, offset } = request.query;
-      for (const [field, value] of [
-        ["limit", limit],
-        ["offset", offset],
-      ] as const) {
-        if (!Number.isFinite(value))
-          throw new InputError("INVALID_REQUEST", `querystring/${field} must be a finite integer`, field);
-      }
+      assertFiniteQuery({ limit, offset });
       const owner = ownerScope(request);
       const page = await avatars.list({ ...(owner === undefined ? {} : { owner }), limit, offset });
       return { avatars: page.avatars.map(view), total: page.total, limit, offset };

@@ -28,6 +28,7 @@ import type { Prestager } from "../prestage.js";
 import type { QueueLimit } from "../queue-limit.js";
 import type { TaskLifecycle } from "../task-lifecycle.js";
 import { waitForFinal } from "../task-waiter.js";
+import { assertFiniteQuery } from "./finite-query.js";
 import {
   BulkCancelQuery,
   BulkCancelResult,
@@ -318,18 +319,9 @@ export async function taskRoutes(app: FastifyInstance, options: TaskRoutesOption
     },
     async (request) => {
       const { status, limit, offset } = request.query;
-      // Ajv coerces "1e400" to Infinity and then skips minimum and maximum for it (issue 9).
-      for (const [field, value] of [
-        ["limit", limit],
-        ["offset", offset],
-      ] as const) {
-        if (!Number.isFinite(value))
-          throw new InputError("INVALID_REQUEST", `querystring/${field} must be a finite integer`, field);
-      }
-      const owner = ownerScope(request);
       const { before } = request.query;
-      if (before !== undefined && !Number.isFinite(before))
-        throw new InputError("INVALID_REQUEST", "querystring/before must be a finite integer", "before");
+      assertFiniteQuery({ limit, offset, before });
+      const owner = ownerScope(request);
       const page = await store.listTasks({
         ...(status ? { status } : {}),
         ...(owner === undefined ? {} : { owner }),

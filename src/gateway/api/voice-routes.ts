@@ -12,6 +12,7 @@ import { ownerScope, taskOwner, visibleVoice } from "../auth/access-control.js";
 import type { DataDirHealth } from "../data-dir-health.js";
 import type { MediaInspector } from "../media-inspector.js";
 import type { VoiceMaker } from "../voice-maker.js";
+import { assertFiniteQuery } from "./finite-query.js";
 import { ErrorBody, VoiceForm, VoiceIdParams, VoiceList, VoiceListQuery, VoiceView } from "./schemas.js";
 import { discardBody, type UploadDeadlineOptions } from "./upload-deadline.js";
 import { receiveVoiceUpload } from "./voice-upload.js";
@@ -211,13 +212,7 @@ export async function voiceRoutes(app: FastifyInstance, options: VoiceRoutesOpti
     },
     async (request) => {
       const { limit, offset } = request.query;
-      for (const [field, value] of [
-        ["limit", limit],
-        ["offset", offset],
-      ] as const) {
-        if (!Number.isFinite(value))
-          throw new InputError("INVALID_REQUEST", `querystring/${field} must be a finite integer`, field);
-      }
+      assertFiniteQuery({ limit, offset });
       const owner = ownerScope(request);
       const page = await voices.list({ ...(owner === undefined ? {} : { owner }), limit, offset });
       return { voices: page.voices.map(view), total: page.total, limit, offset };
