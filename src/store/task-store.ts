@@ -162,6 +162,8 @@ export class TaskStore {
           .selectFrom("voices")
           .select("id")
           .where("id", "=", voiceId)
+          // Shared, as the avatar above: a DELETE /voices/{id} under way ends first.
+          .forShare()
           .executeTakeFirst();
         if (!voice) throw new InputError("UNKNOWN_VOICE", `no voice ${voiceId}`, "voice_id");
       }
