@@ -78,11 +78,8 @@ export async function openGatewayStore(config: GatewayConfig, logger: Logger): P
   let db: Kysely<Database>;
   try {
     db = await openPostgres(url, {
-      onIdleError: (err) =>
-        logger.warn(
-          { err, store: redactUrl(url) },
-          "an idle PostgreSQL connection failed; it will be replaced",
-        ),
+      onConnectionError: (err) =>
+        logger.warn({ err, store: redactUrl(url) }, "a PostgreSQL connection failed; it will be replaced"),
     });
     await writeFile(
       marker,

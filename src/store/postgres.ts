@@ -13,8 +13,12 @@ import type { Database } from "./schema.js";
 export interface PostgresOptions {
   /** Connections the gateway keeps at most; transactions beyond it wait for one. */
   readonly poolSize?: number;
-  /** An idle connection failed (the server restarted, the network went): it is replaced. */
-  readonly onIdleError?: (err: Error) => void;
+  /**
+   * A connection failed outside a query (the server restarted, the network went): it is
+   * replaced, and what was running on it fails STORE_UNAVAILABLE. Without a listener such an
+   * error would end the process (node-postgres emits it as an `error` event).
+   */
+  readonly onConnectionError?: (err: Error) => void;
 }
 
 const INT8_OID = 20;
@@ -71,8 +75,12 @@ export function connectPostgres(
     fallback_application_name: "multi-heygem",
     types,
   });
-  pool.on("error", (err) => options.onIdleError?.(err));
-  return { db: new Kysely<Database>({ dialect: new PostgresDialect({ pool: guarded(pool) }) }), pool };
+  const onError = (err: Error) => options.onConnectionError?.(err);
+  pool.on("error", onError);
+  return {
+    db: new Kysely<Database>({ dialect: new PostgresDialect({ pool: guarded(pool, onError) }) }),
+    pool,
+  };
 }
 
 /**
@@ -81,12 +89,15 @@ export function connectPostgres(
  * server's address, which Node's connection errors carry (GET /readyz is public). An error
  * PostgreSQL answered a query with passes unchanged.
  */
-function guarded(pool: pg.Pool): PostgresPool {
+function guarded(pool: pg.Pool, onError: (err: Error) => void): PostgresPool {
   return {
     connect: async () => {
       const client = await pool.connect().catch((err: unknown) => {
         throw unavailable(err);
       });
+      // The pool listens for errors on idle connections only; one lent out (a transaction between
+      // two of its queries) needs a listener of its own until it is given back.
+      client.on("error", onError);
       const query = (sqlText: string, parameters: readonly unknown[]) =>
         client.query(sqlText, [...parameters]).catch((err: unknown) => {
           throw unavailable(err);
@@ -94,7 +105,10 @@ function guarded(pool: pg.Pool): PostgresPool {
       // Kysely sends SQL text and parameters only; cursors (streaming) the store does not use.
       return {
         query: query as unknown as PostgresPoolClient["query"],
-        release: (destroy) => client.release(destroy),
+        release: (destroy) => {
+          client.off("error", onError);
+          client.release(destroy);
+        },
       };
     },
     end: () => pool.end(),
@@ -112,7 +126,9 @@ function unavailable(err: unknown): unknown {
       : typeof syscall === "string" ||
         err instanceof AggregateError ||
         (err instanceof Error &&
-          /^Connection terminated|timeout exceeded when trying to connect/.test(err.message));
+          /^Connection terminated|^timeout exceeded when trying to connect|is not queryable$/.test(
+            err.message,
+          ));
   if (!lost) return err;
   const unreachable = new StoreUnavailableError(
     `the store's database cannot be reached (${typeof code === "string" ? code : "connection lost"}); ` +

@@ -3,7 +3,9 @@ import { afterEach, describe, expect, it } from "vitest";
 import { StartupError, StoreUnavailableError } from "../../src/errors.js";
 import { probeWritable } from "../../src/store/ops-queries.js";
 import { connectPostgres, holdSoleGateway, openPostgres, redactUrl } from "../../src/store/postgres.js";
+import { startCuttableProxy } from "../helpers/cuttable-proxy.js";
 import { createTestDatabase, postgresAvailable, type TestDatabase } from "../helpers/postgres.js";
+import { until } from "../helpers/until.js";
 
 describe.skipIf(!postgresAvailable)("the PostgreSQL store", () => {
   const databases: TestDatabase[] = [];
@@ -134,6 +136,35 @@ describe.skipIf(!postgresAvailable)("the PostgreSQL store", () => {
       expect((refused as Error).message).toMatch(/no_such_table/);
     } finally {
       await db.destroy();
+    }
+  });
+
+  it("survives a connection lost in the middle of a transaction: reported, and the transaction fails 503", async () => {
+    const { url } = await fresh();
+    await (await openPostgres(url)).destroy();
+    const target = new URL(url);
+    const proxy = await startCuttableProxy(Number(target.port || 5432));
+    target.port = String(proxy.port);
+    const lost: Error[] = [];
+    const { db } = connectPostgres(target.toString(), { onConnectionError: (err) => lost.push(err) });
+    try {
+      const outcome = await db
+        .transaction()
+        .execute(async (trx) => {
+          await sql`select 1`.execute(trx);
+          // Between two queries of the transaction, the connection goes.
+          proxy.cut();
+          await until(() => lost.length > 0, 10_000);
+          await sql`select 1`.execute(trx);
+        })
+        .catch((e: unknown) => e);
+      expect(outcome).toBeInstanceOf(StoreUnavailableError);
+      expect(lost[0]?.message).toMatch(/Connection terminated/);
+      proxy.restore();
+      expect((await sql<{ n: number }>`select 1 as n`.execute(db)).rows).toEqual([{ n: 1 }]);
+    } finally {
+      await db.destroy();
+      await proxy.close();
     }
   });
 });
