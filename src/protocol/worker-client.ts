@@ -168,17 +168,7 @@ export class WorkerClient {
       headers: { "content-type": "application/json" },
       extraTimeoutMs: VOICE_PREPARE_TIMEOUT_MS,
     });
-    const view = VoiceReply.parse(answer.endpoint, answer.status, answer.body);
-    if (view.id !== id) {
-      throw new ProtocolError(
-        answer.endpoint,
-        answer.status,
-        `/id: ${view.id}`,
-        answer.body,
-        "the voice asked about",
-      );
-    }
-    return view;
+    return askedAbout(VoiceReply, id, answer, "the voice asked about");
   }
 
   /** undefined when the worker does not know the job (it restarted without it, or it expired). */
@@ -276,16 +266,19 @@ interface CallOptions {
 
 /** A job view, and the one asked about: a view of another job would be followed as this one. */
 function jobView(id: string, answer: Answer): JobView {
-  const view = JobReply.parse(answer.endpoint, answer.status, answer.body);
-  if (view.id !== id) {
-    throw new ProtocolError(
-      answer.endpoint,
-      answer.status,
-      `/id: ${view.id}`,
-      answer.body,
-      "the job asked about",
-    );
-  }
+  return askedAbout(JobReply, id, answer, "the job asked about");
+}
+
+/** The reply decoded, and about the id asked for: an answer about another one is a protocol error. */
+function askedAbout<T extends { id: string }>(
+  reply: { parse(endpoint: string, status: number, body: unknown): T },
+  id: string,
+  answer: Answer,
+  what: string,
+): T {
+  const view = reply.parse(answer.endpoint, answer.status, answer.body);
+  if (view.id !== id)
+    throw new ProtocolError(answer.endpoint, answer.status, `/id: ${view.id}`, answer.body, what);
   return view;
 }
 
