@@ -1,5 +1,5 @@
 import { existsSync } from "node:fs";
-import { resolve } from "node:path";
+import { join, resolve } from "node:path";
 import { ConfigError } from "../errors.js";
 import { type AllowList, parseAllowList } from "../http/allow-list.js";
 import { parseWebhookSecret } from "../http/webhook-signature.js";
@@ -14,6 +14,11 @@ export interface GatewayConfig {
   readonly host: string;
   readonly port: number;
   readonly dataDir: string;
+  /**
+   * Where the blobs are kept (`--blobs-dir`, else `blobs/` in the data dir): with several gateways
+   * on one PostgreSQL store, one folder they all share (issue 13).
+   */
+  readonly blobsDir: string;
   /**
    * The PostgreSQL store's URL (`--store`, else `DATABASE_URL`); undefined: the SQLite file in
    * the data dir. Secret (it may hold a password): log it through `redactUrl`.
@@ -108,6 +113,7 @@ export function resolveGatewayConfig(
     host: options.host,
     port: options.port,
     dataDir: options.dataDir,
+    blobsDir: options.blobsDir ?? join(options.dataDir, "blobs"),
     storeUrl: options.store ?? databaseUrl(env.DATABASE_URL),
     machinesFile,
     machines: Object.freeze(file?.machines ?? []),

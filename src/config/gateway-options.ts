@@ -81,6 +81,15 @@ export const GATEWAY_OPTIONS = {
     default: "./data",
     description: "store, uploads and results",
   }),
+  blobsDir: option({
+    flag: "--blobs-dir",
+    value: "<dir>",
+    env: "BLOBS_DIR",
+    type: path,
+    defaultText: "`blobs/` in the data dir",
+    description:
+      "uploads, results and avatars' files; gateways sharing one PostgreSQL store share this folder (NFS, a shared volume)",
+  }),
   store: option({
     flag: "--store",
     value: "<url>",

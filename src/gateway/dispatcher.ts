@@ -40,6 +40,11 @@ export interface DispatcherOptions {
   retryDelayMs: number;
   /** A slot came free: the scheduler should look for work. */
   onSlotFree: () => void;
+  /**
+   * The dispatching gateway's epoch (issue 13): a claim made after a newer term began is refused
+   * by the store. Undefined for a gateway alone on its store (SQLite).
+   */
+  term?: number | undefined;
 }
 
 /** Progress that moves less than this, with the same engine message, is not a step of the log. */
@@ -116,7 +121,7 @@ export class Dispatcher {
     if (!claimed) return false;
     let started: TaskRow | undefined;
     try {
-      started = await this.options.store.startAttempt(task.id, attemptId, machine.name);
+      started = await this.options.store.startAttempt(task.id, attemptId, machine.name, this.options.term);
     } finally {
       if (!started) machine.release(attemptId);
     }

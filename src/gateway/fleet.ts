@@ -23,8 +23,12 @@ export interface FleetOptions {
   onChange: () => void;
   /** A machine has been unreachable past the grace period while holding attempts. */
   onLost: (machine: Machine) => void;
-  /** Attempt ids the gateway still follows on `machine`; any other job there is stale. */
-  liveJobs: (machine: Machine) => ReadonlySet<string> | ReadonlyMap<string, unknown>;
+  /**
+   * Attempt ids the gateway still follows on `machine`; any other job there is stale. Undefined
+   * while this gateway does not dispatch (another gateway on the store does, issue 13): it follows
+   * no job, so it can tell none stale, and fences nothing.
+   */
+  liveJobs: (machine: Machine) => ReadonlySet<string> | ReadonlyMap<string, unknown> | undefined;
 }
 
 const MAX_PROBE_BACKOFF_MS = 8_000;
@@ -210,6 +214,7 @@ export class Fleet {
    */
   private fenceStaleJobs(machine: Machine, jobIds: readonly string[]): void {
     const live = this.options.liveJobs(machine);
+    if (!live) return;
     for (const id of jobIds) {
       if (live.has(id)) continue;
       this.options.logger.warn(

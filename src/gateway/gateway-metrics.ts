@@ -17,6 +17,8 @@ const DURATION_BUCKETS = [0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1200, 1800,
 export interface GatewayMetricsOptions {
   readonly store: TaskStore;
   readonly fleet: Fleet;
+  /** Whether this gateway dispatches (always, alone on SQLite; the elected one on PostgreSQL). */
+  readonly dispatching?: () => boolean;
 }
 
 /**
@@ -31,7 +33,11 @@ export class GatewayMetrics implements DeletionCounters {
   private readonly queuedAt = new Map<string, number>();
   /** When each live attempt started, by attempt id. */
   private readonly startedAt = new Map<string, number>();
-  private readonly onChange = (change: TaskChange) => this.observe(change);
+  // Each gateway counts the changes it made: summed over the gateways on a store, every change
+  // counts once (another gateway's, heard of through the store, is that gateway's to count).
+  private readonly onChange = (change: TaskChange) => {
+    if (!change.foreign) this.observe(change);
+  };
 
   private readonly waitSeconds = new Histogram({
     name: "multi_heygem_task_wait_seconds",
@@ -187,6 +193,15 @@ export class GatewayMetrics implements DeletionCounters {
           for (const m of fleet.list()) this.set({ machine: m.name }, value(m));
         },
       });
+    const dispatching = this.o.dispatching ?? (() => true);
+    new Gauge({
+      name: "multi_heygem_gateway_dispatching",
+      help: "1 while this gateway dispatches for every gateway on its store (issue 13), else 0",
+      registers,
+      collect() {
+        this.set(dispatching() ? 1 : 0);
+      },
+    });
     perMachine("multi_heygem_machine_up", "1 when the machine is up and takes work, else 0", (m) =>
       m.placeable ? 1 : 0,
     );

@@ -5,7 +5,7 @@ import type { GatewayConfig } from "../config/gateway-config.js";
 import { StartupError } from "../errors.js";
 import type { Logger } from "../logger.js";
 import { assertStoreNotLost, openSqlite } from "../store/database.js";
-import { holdSoleGateway, openPostgres, redactUrl } from "../store/postgres.js";
+import { openPostgres, redactUrl } from "../store/postgres.js";
 import type { Database } from "../store/schema.js";
 
 /** The gateway's store, open and migrated. */
@@ -26,7 +26,7 @@ const POSTGRES_MARKER = "postgres-store.txt";
 
 /**
  * The SQLite file in the data dir, or with `--store postgres://…` (issue 13) the PostgreSQL
- * database, which this gateway then holds alone (`holdSoleGateway`) until it closes.
+ * database, which other gateways may share (coordination/coordinator.ts).
  *
  * A data dir's blobs belong to one store: the other would find no row for them, and the
  * retention sweep's orphan walk would delete them within the hour. So a PostgreSQL gateway
@@ -45,7 +45,7 @@ export async function openGatewayStore(config: GatewayConfig, logger: Logger): P
           `--store, or give a SQLite store its own --data-dir`,
       );
     }
-    await assertStoreNotLost(file, join(config.dataDir, "blobs"));
+    await assertStoreNotLost(file, config.blobsDir);
     const db = await openSqlite(file);
     return { db, kind: "sqlite", watched: file, close: () => db.destroy() };
   }
@@ -69,36 +69,24 @@ export async function openGatewayStore(config: GatewayConfig, logger: Logger): P
         "take for orphans and delete: give the PostgreSQL gateway its own --data-dir",
     );
   }
-  const sole = await holdSoleGateway(url, (err) =>
-    logger.error(
-      { err, store: redactUrl(url) },
-      "lost the connection that holds this gateway's lock on its database: another gateway could now start on it",
-    ),
-  );
-  let db: Kysely<Database>;
-  try {
-    db = await openPostgres(url, {
-      onConnectionError: (err) =>
-        logger.warn({ err, store: redactUrl(url) }, "a PostgreSQL connection failed; it will be replaced"),
-    });
-    await writeFile(
-      marker,
-      `${redactUrl(url)}\nThe blobs in this data dir belong to the PostgreSQL store above (multi-heygem --store).\n`,
-    );
-  } catch (err) {
-    await sole.release();
+  const db = await openPostgres(url, {
+    onConnectionError: (err) =>
+      logger.warn({ err, store: redactUrl(url) }, "a PostgreSQL connection failed; it will be replaced"),
+  });
+  await writeFile(
+    marker,
+    `${redactUrl(url)}\nThe blobs in this data dir belong to the PostgreSQL store above (multi-heygem --store).\n`,
+  ).catch(async (err: unknown) => {
+    await db.destroy();
     throw err;
-  }
+  });
   logger.info({ store: redactUrl(url) }, "store: PostgreSQL (blobs in the data dir)");
   const open = db;
   return {
     db: open,
     kind: "postgres",
     watched: config.dataDir,
-    close: async () => {
-      await open.destroy();
-      await sole.release();
-    },
+    close: () => open.destroy(),
   };
 }
 

@@ -14,6 +14,8 @@ import { logMediaTools } from "../media/media-tools-log.js";
 import { AvatarStore } from "../store/avatar-store.js";
 import { blobNeeded } from "../store/blob-references.js";
 import { CallbackStore } from "../store/callback-store.js";
+import { DispatcherTermStore } from "../store/dispatcher-term-store.js";
+import { FleetViewStore } from "../store/fleet-view-store.js";
 import { MachineStore } from "../store/machine-store.js";
 import { MediaFactsStore } from "../store/media-facts-store.js";
 import { RetentionStore } from "../store/retention-store.js";
@@ -41,23 +43,23 @@ import { AddressPolicy } from "./callbacks/address-policy.js";
 import { CallbackSender } from "./callbacks/callback-sender.js";
 import { guardedAgent, type Lookup } from "./callbacks/guarded-agent.js";
 import { type Clock, systemClock } from "./clock.js";
+import { Coordinator, SHARED_NOTICE } from "./coordination/coordinator.js";
+import { DispatchDuties } from "./coordination/dispatch-duties.js";
+import { FleetView } from "./coordination/fleet-view.js";
 import { DataDirHealth } from "./data-dir-health.js";
-import { Dispatcher } from "./dispatcher.js";
 import { Fleet } from "./fleet.js";
 import { refuseUnservable } from "./fleet-abilities.js";
 import { GatewayMetrics } from "./gateway-metrics.js";
 import { MachinesWatcher } from "./machines-watcher.js";
 import { MediaInspector } from "./media-inspector.js";
 import { openGatewayStore } from "./open-store.js";
-import { OutageNote, waitingNote } from "./outage-note.js";
+import { waitingNote } from "./outage-note.js";
 import { createPlacement } from "./placement/index.js";
 import { Prestager } from "./prestage.js";
 import { QueueLimit } from "./queue-limit.js";
 import { checkReadiness } from "./readiness.js";
 import { RetentionSweeper, sweepInterval } from "./retention-sweeper.js";
-import { Scheduler } from "./scheduler.js";
 import { SpeedModel } from "./speed-model.js";
-import { TaskDeadline } from "./task-deadline.js";
 import { TaskLifecycle } from "./task-lifecycle.js";
 import { VoiceMaker } from "./voice-maker.js";
 
@@ -124,7 +126,7 @@ async function startLocked(
   // Background writes (the dispatcher's, the deadline's) are held to the same check as the API's.
   const store = new TaskStore(db, now, () => dataDir.assertWritable());
   await store.countPending();
-  const blobs = new BlobStore(join(config.dataDir, "blobs"));
+  const blobs = new BlobStore(config.blobsDir);
   await blobs.init();
 
   const voices = new VoiceStore(db, now, () => dataDir.assertWritable());
@@ -134,13 +136,10 @@ async function startLocked(
   for (const sample of await machineStore.recentSpeeds(20))
     speeds.observe(sample.machine, sample.secondsPerAudioSecond);
 
-  let scheduler: Scheduler | undefined;
-  let dispatcher: Dispatcher | undefined;
-  let outage: OutageNote | undefined;
-  const wake = () => {
-    scheduler?.wake();
-    outage?.check();
-  };
+  // Set below: the fleet's callbacks reach what only the dispatching gateway does (issue 13).
+  let duties: DispatchDuties | undefined;
+  let coordinator: Coordinator | undefined;
+  const wake = () => duties?.wake();
   const fleet = new Fleet({
     clock,
     token: config.workerToken,
@@ -152,11 +151,8 @@ async function startLocked(
     logger,
     onChange: wake,
     onLost: (machine) =>
-      dispatcher?.abandonMachine(
-        machine,
-        `machine ${machine.name} unreachable for ${config.machineGraceMs} ms`,
-      ),
-    liveJobs: (machine) => machine.running,
+      duties?.abandonMachine(machine, `machine ${machine.name} unreachable for ${config.machineGraceMs} ms`),
+    liveJobs: (machine) => (coordinator?.dispatching ? machine.running : undefined),
   });
   for (const spec of config.machines) fleet.add(spec);
   if (config.machinesFile && config.machines.length === 0 && !config.embedded)
@@ -200,40 +196,6 @@ async function startLocked(
     );
   }
 
-  dispatcher = new Dispatcher({
-    clock,
-    store,
-    blobs,
-    voices,
-    inspector,
-    fleet,
-    speeds,
-    logger,
-    maxAttempts: config.maxAttempts,
-    maxAudioSeconds: config.maxAudioSeconds,
-    pollWaitMs: config.pollWaitMs,
-    machineGraceMs: config.machineGraceMs,
-    retryDelayMs: Math.min(1000, config.healthIntervalMs),
-    onSlotFree: wake,
-  });
-  const dispatch = dispatcher;
-  scheduler = new Scheduler({
-    clock,
-    store,
-    fleet,
-    speeds,
-    placement: createPlacement(config.placement),
-    logger,
-    dispatch: (task, machine) => dispatch.dispatch(task, machine),
-  });
-  const deadline = new TaskDeadline({
-    clock,
-    store,
-    dispatcher,
-    timeoutMs: config.taskTimeoutMs,
-    checkEveryMs: Math.max(1000, Math.min(60_000, Math.floor(config.taskTimeoutMs / 10))),
-    logger,
-  });
   const watcher = config.machinesFile
     ? new MachinesWatcher(
         config.machinesFile,
@@ -253,10 +215,7 @@ async function startLocked(
   });
   const callbackAgent = guardedAgent(callbackPolicy, { lookup: options.callbackLookup });
   const deliveries = new CallbackStore(db, now);
-  let callbacks: CallbackSender | undefined;
 
-  // Live attempts claim their slots before anything new is placed: max_concurrent holds across restarts.
-  await dispatch.resume(await store.liveAttempts());
   // What the embedded worker can do is known before the first request: a voice_id it cannot clone
   // is refused at once (fleet-abilities.ts) rather than left waiting for a probe.
   const embeddedMachine = fleet.get(EMBEDDED_MACHINE);
@@ -331,7 +290,7 @@ async function startLocked(
   await app.register(multipart, { limits: { fileSize: config.maxUploadBytes + 1 } });
   await registerDocs(app, VERSION);
   const queue = new QueueLimit(store, clock, config.maxPending);
-  const metrics = new GatewayMetrics({ store, fleet });
+  const metrics = new GatewayMetrics({ store, fleet, dispatching: () => coordinator?.dispatching === true });
   const sweeper = new RetentionSweeper({
     clock,
     store: new RetentionStore(db, store, now, () => dataDir.assertWritable()),
@@ -364,7 +323,7 @@ async function startLocked(
     upload: uploadWatch,
     syncTimeoutMs: config.syncTimeoutMs,
     onTaskCreated: wake,
-    lifecycle: new TaskLifecycle({ store, blobs, dispatcher: dispatch, queue, logger, onQueued: wake }),
+    lifecycle: new TaskLifecycle({ store, blobs, queue, logger, onQueued: wake }),
     voices,
     refuseUnservable: (need) => refuseUnservable(fleet, need),
     waitingNote: (need) => waitingNote(fleet, need),
@@ -416,13 +375,37 @@ async function startLocked(
         accepting,
       }),
   });
-  await app.register(callbackRoutes, { store, deliveries, onDelivery: () => callbacks?.kick() });
+  const announce = (kind: (typeof SHARED_NOTICE)[keyof typeof SHARED_NOTICE]) =>
+    void coordinator
+      ?.announce(kind)
+      .catch((err: unknown) => logger.warn({ err }, "telling the other gateways of a change failed"));
+  await app.register(callbackRoutes, {
+    store,
+    deliveries,
+    onDelivery: () => {
+      duties?.kickCallbacks();
+      announce(SHARED_NOTICE.callbacks);
+    },
+  });
+  const fleetView = new FleetView({
+    clock,
+    fleet,
+    speeds,
+    views: new FleetViewStore(db),
+    logger,
+    dispatching: () => opened.kind === "sqlite" || coordinator?.dispatching === true,
+    gateway: `${config.host}:${config.port}`,
+  });
   await app.register(machineRoutes, {
     fleet,
     machines: machineStore,
     speeds,
     config: watcher?.status,
-    onChange: wake,
+    shown: () => fleetView.machines(),
+    onChange: () => {
+      wake();
+      announce(SHARED_NOTICE.machines);
+    },
   });
   await app.register(dashboardRoutes, { version: VERSION });
 
@@ -433,19 +416,58 @@ async function startLocked(
   const url = `http://${config.host === "0.0.0.0" ? "127.0.0.1" : config.host}:${port}`;
   ownPorts.push(port);
   const publicUrl = config.publicUrl ?? url;
-  callbacks = new CallbackSender({
+  const dispatchDuties = new DispatchDuties({
     clock,
     store,
-    deliveries,
+    fleet,
+    speeds,
+    machineStore,
     logger,
-    dispatcher: callbackAgent,
-    maxTries: config.callbackMaxTries,
-    retryFirstDelayMs: config.callbackRetryBaseMs,
-    timeoutMs: config.callbackTimeoutMs,
-    signingKey: config.callbackSigningKey,
-    publicUrl,
-    onTryFailed: metrics.callbackTryFailed,
+    placement: createPlacement(config.placement),
+    dispatcher: {
+      blobs,
+      voices,
+      inspector,
+      maxAttempts: config.maxAttempts,
+      maxAudioSeconds: config.maxAudioSeconds,
+      pollWaitMs: config.pollWaitMs,
+      machineGraceMs: config.machineGraceMs,
+      retryDelayMs: Math.min(1000, config.healthIntervalMs),
+    },
+    taskTimeoutMs: config.taskTimeoutMs,
+    sweeper,
+    callbacks: () =>
+      new CallbackSender({
+        clock,
+        store,
+        deliveries,
+        logger,
+        dispatcher: callbackAgent,
+        maxTries: config.callbackMaxTries,
+        retryFirstDelayMs: config.callbackRetryBaseMs,
+        timeoutMs: config.callbackTimeoutMs,
+        signingKey: config.callbackSigningKey,
+        publicUrl,
+        onTryFailed: metrics.callbackTryFailed,
+      }),
+    fleetView: opened.kind === "postgres" ? fleetView : undefined,
   });
+  duties = dispatchDuties;
+  const coordination = new Coordinator({
+    url: opened.kind === "postgres" ? config.storeUrl : undefined,
+    store,
+    terms: new DispatcherTermStore(db, now),
+    duties: dispatchDuties,
+    logger,
+    onNotice: (kind) => {
+      if (kind === SHARED_NOTICE.callbacks) dispatchDuties.kickCallbacks();
+      else
+        void dispatchDuties
+          .applyMachineFlags()
+          .catch((err: unknown) => logger.warn({ err }, "reading the machines' flags failed"));
+    },
+  });
+  coordinator = coordination;
   logger.info(
     {
       url,
@@ -479,17 +501,12 @@ async function startLocked(
     );
   }
 
-  outage = new OutageNote({ fleet, store, logger });
   fleet.start();
   metrics.start();
-  const sender = callbacks;
-  sender.start();
   watcher?.start();
   apiKeys?.start();
-  if (config.taskTimeoutMs > 0) deadline.start();
-  // Also with --retention 0: the sweep then removes only orphans (files no task row needs).
-  sweeper.start();
-  wake();
+  // Dispatches at once (SQLite), or takes part in the election among the gateways on the store.
+  await coordination.start();
 
   let closing: Promise<void> | undefined;
   let drained: Promise<void> | undefined;
@@ -498,10 +515,9 @@ async function startLocked(
   const drain = async ({ graceMs, hurry }: { graceMs: number; hurry?: AbortSignal }) => {
     accepting = false;
     // The embedded agent drains too: that is the gateway stopping, not an outage to note on tasks.
-    await outage?.close();
+    await dispatchDuties.stopPlacing();
     // Sync waiters answer now (503 with their task id): the grace is for transfers, not renders.
     shutdown.abort();
-    scheduler?.close();
     logger.info(
       { requests_in_flight: requests.size, grace_ms: graceMs, embedded_worker: embedded !== undefined },
       "draining: no new tasks; requests in flight may finish within the grace",
@@ -529,18 +545,15 @@ async function startLocked(
         accepting = false;
         shutdown.abort();
         metrics.close();
-        scheduler?.close();
         watcher?.close();
         apiKeys?.close();
-        deadline.close();
-        await outage?.close();
+        await dispatchDuties.stopPlacing();
         // After a drain that ran out of grace, what is still in flight is cut at once.
         await requests.close(cutOff ? AbortSignal.abort() : undefined);
-        await sweeper.close();
         await warmer.close();
-        await dispatch.close();
+        // Ends this gateway's term (if it dispatches) before its session, which holds the lock.
+        await coordination.close();
         fleet.close();
-        await sender.close();
         await callbackAgent.close();
         await embedded?.close();
         await opened.close();

@@ -12,6 +12,11 @@ export class SpeedModel {
     private readonly weight = 0.3,
   ) {}
 
+  /** Forgets every measurement (a gateway that begins dispatching reads them again from the store). */
+  reset(): void {
+    this.speeds.clear();
+  }
+
   observe(machine: string, secondsPerAudioSecond: number): void {
     if (!Number.isFinite(secondsPerAudioSecond) || secondsPerAudioSecond <= 0) return;
     const known = this.speeds.get(machine);

@@ -4,13 +4,11 @@ import { AppError, ConflictError, NotFoundError } from "../errors.js";
 import { forLog, type Logger } from "../logger.js";
 import { FINAL_TASK_STATUSES, RETRYABLE_TASK_STATUSES, type TaskRow } from "../store/schema.js";
 import type { TaskStore } from "../store/task-store.js";
-import type { Dispatcher } from "./dispatcher.js";
 import type { QueueLimit } from "./queue-limit.js";
 
 export interface TaskLifecycleOptions {
   store: TaskStore;
   blobs: BlobStore;
-  dispatcher: Pick<Dispatcher, "cancelAttempt">;
   /** `--max-pending`: a retried task joins the queue like a new one. */
   queue: Pick<QueueLimit, "admit">;
   logger: Logger;
@@ -29,7 +27,7 @@ const CANCEL_TRIES = 5;
 /**
  * What a client may do to a task after creating it (issue 10): cancel it, retry it once it failed
  * or was cancelled, or empty the whole queue. The store decides each move in one transaction; the
- * dispatcher stops a cancelled attempt's job on its machine.
+ * dispatching gateway stops a cancelled attempt's job on its machine when it hears of the change.
  */
 export class TaskLifecycle {
   constructor(private readonly o: TaskLifecycleOptions) {}
@@ -47,13 +45,9 @@ export class TaskLifecycle {
       const from = current.status === "processing" ? "processing" : "pending";
       const cancelled = await this.o.store.cancelTask(task.id, from, CANCELLED_MESSAGE);
       if (cancelled) {
+        // The dispatching gateway (this one or another, issue 13) stops the job on its machine
+        // when it hears of the change (dispatch-duties.ts).
         this.log(cancelled).info({ from }, "task cancelled");
-        const attemptId = cancelled.current_attempt;
-        if (from === "processing" && attemptId) {
-          void this.o.dispatcher.cancelAttempt(attemptId).catch((err: unknown) => {
-            this.log(cancelled).error({ err, attempt_id: attemptId }, "stopping a cancelled attempt failed");
-          });
-        }
         return cancelled;
       }
       // It moved between the read and the write (dispatched, say): look again.

@@ -71,6 +71,24 @@ export async function inEventOrder(trx: OnDialect): Promise<void> {
   orderedTransactions.add(trx);
 }
 
+/**
+ * The channel on which the gateways sharing a PostgreSQL database tell each other what changed
+ * (issue 13; gateway/coordination/change-feed.ts listens). Payloads are short: a kind, the writing
+ * gateway's instance id, and for some kinds a task id.
+ */
+export const CHANGE_CHANNEL = "multi_heygem";
+
+/**
+ * Tells the other gateways on the database that `payload` happened, when `db`'s transaction (if it
+ * is one) commits: PostgreSQL delivers a NOTIFY at commit and drops it on rollback, so nobody hears
+ * of a change that did not happen. Identical payloads of one transaction arrive once. SQLite has
+ * one gateway, which needs no telling.
+ */
+export async function notifyGateways(db: OnDialect, payload: string): Promise<void> {
+  if (!isPostgres(db)) return;
+  await sql`select pg_notify(${CHANGE_CHANNEL}, ${payload})`.execute(db);
+}
+
 /** SQLite: row locks (`for update`, `for share`) are dropped; its transactions never overlap. */
 export class WithoutRowLocks implements KyselyPlugin {
   transformQuery({ node }: PluginTransformQueryArgs): RootOperationNode {

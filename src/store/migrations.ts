@@ -261,6 +261,31 @@ const migrations: Record<string, Migration> = {
         .execute();
     },
   },
+  "0012_gateway_coordination": {
+    async up(db: Kysely<unknown>) {
+      // Several gateways on one PostgreSQL database (issue 13): the one that dispatches is elected
+      // (gateway/coordination/leadership.ts), and each term gets a higher epoch here. A slot is
+      // claimed only by the gateway whose epoch is still the newest: a deposed dispatcher that has
+      // not yet noticed it was deposed can place nothing (TaskStore.startAttempt).
+      await db.schema
+        .createTable("dispatcher_term")
+        .addColumn("id", "integer", (c) => c.primaryKey())
+        .addColumn("epoch", "integer", (c) => c.notNull())
+        .addColumn("gateway", "text", (c) => c.notNull())
+        .addColumn("started_at", "text", (c) => c.notNull())
+        .execute();
+      // What the dispatching gateway knows of the fleet (GET /machines), published for the others,
+      // which do not run its attempts and so cannot know each machine's load themselves.
+      await db.schema
+        .createTable("fleet_view")
+        .addColumn("id", "integer", (c) => c.primaryKey())
+        .addColumn("gateway", "text", (c) => c.notNull())
+        .addColumn("epoch", "integer", (c) => c.notNull())
+        .addColumn("published_at", "text", (c) => c.notNull())
+        .addColumn("machines", "text", (c) => c.notNull())
+        .execute();
+    },
+  },
 };
 
 /**

@@ -1,4 +1,3 @@
-import { hostname } from "node:os";
 import { Kysely, PostgresDialect, type PostgresPool, type PostgresPoolClient } from "kysely";
 import pg from "pg";
 import { StartupError, StoreUnavailableError } from "../errors.js";
@@ -73,6 +72,10 @@ export function connectPostgres(
     max: options.poolSize ?? 10,
     connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
     fallback_application_name: "multi-heygem",
+    // A server gone silent (a cut network, not a closed connection) is noticed by the kernel's
+    // keepalive instead of never: the queries waiting on it then fail STORE_UNAVAILABLE.
+    keepAlive: true,
+    keepAliveInitialDelayMillis: 10_000,
     types,
   });
   const onError = (err: Error) => options.onConnectionError?.(err);
@@ -138,64 +141,8 @@ function unavailable(err: unknown): unknown {
   return unreachable;
 }
 
-/** The advisory lock a gateway holds on its database for as long as it runs (`holdSoleGateway`). */
-const GATEWAY_LOCK = 0x6d68_6730; // "mhg0"
-
-export interface SoleGateway {
-  release(): Promise<void>;
-}
-
-/**
- * One gateway per database, for now (issue 13's first slice): the task-row cache, the pending
- * count and the dispatcher each assume that no other process writes the store, as a data dir's
- * lock makes sure for SQLite. The lock is a session advisory lock on a connection of its own,
- * which the server drops when the process dies, however it dies, as it does the data dir's.
- * Several gateways (the next slice) will take this lock to elect the one that dispatches, and
- * tell each other of changes with LISTEN/NOTIFY, instead of refusing to start.
- */
-export async function holdSoleGateway(url: string, onLost: (err: Error) => void): Promise<SoleGateway> {
-  const client = new pg.Client({
-    connectionString: url,
-    connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
-    application_name: `multi-heygem gateway (pid ${process.pid} on ${hostname()})`,
-  });
-  let released = false;
-  client.on("error", (err) => {
-    if (!released) onLost(err);
-  });
-  try {
-    await client.connect();
-    const { rows } = await client.query<{ locked: boolean }>("select pg_try_advisory_lock($1) as locked", [
-      GATEWAY_LOCK,
-    ]);
-    if (!rows[0]?.locked) {
-      const holder = await client.query<{ name: string }>(
-        `select a.application_name as name from pg_locks l join pg_stat_activity a on a.pid = l.pid
-         where l.locktype = 'advisory' and l.objid = $1 and l.granted and l.database =
-           (select oid from pg_database where datname = current_database())`,
-        [GATEWAY_LOCK],
-      );
-      throw new StartupError(
-        `${redactUrl(url)} is in use by another ${holder.rows[0]?.name || "multi-heygem gateway"}; ` +
-          "this version runs one gateway per database: give this one its own database",
-      );
-    }
-  } catch (err) {
-    released = true;
-    await client.end().catch(() => undefined);
-    throw err instanceof StartupError ? err : unreachable(url, err);
-  }
-  return {
-    async release() {
-      if (released) return;
-      released = true;
-      await client.end().catch(() => undefined);
-    },
-  };
-}
-
 /** Why `url` could not be used, as one line that says what to check. */
-function unreachable(url: string, err: unknown): StartupError {
+export function unreachable(url: string, err: unknown): StartupError {
   const code = String((err as { code?: unknown }).code ?? "");
   const where = redactUrl(url);
   const hint =

@@ -124,6 +124,24 @@ export interface MachineFlagsTable {
   updated_at: string;
 }
 
+/** The dispatching gateway's term (one row, id 1): its epoch fences slot claims (issue 13). */
+export interface DispatcherTermTable {
+  id: number;
+  epoch: number;
+  /** Who holds it, for logs and GET /health: "host pid N". */
+  gateway: string;
+  started_at: string;
+}
+
+/** The dispatching gateway's GET /machines, for the other gateways (one row, id 1; JSON). */
+export interface FleetViewTable {
+  id: number;
+  gateway: string;
+  epoch: number;
+  published_at: string;
+  machines: string;
+}
+
 /** A blob's media facts (a `MediaInfo` as JSON), keyed by its content hash. */
 export interface MediaFactsTable {
   sha256: string;
@@ -184,6 +202,8 @@ export interface Database {
   media_facts: MediaFactsTable;
   avatars: AvatarsTable;
   voices: VoicesTable;
+  dispatcher_term: DispatcherTermTable;
+  fleet_view: FleetViewTable;
 }
 
 export type TaskRow = Selectable<TasksTable>;

@@ -1,9 +1,10 @@
+import { randomUUID } from "node:crypto";
 import { EventEmitter } from "node:events";
 import { type CompiledQuery, type Kysely, sql, type Transaction } from "kysely";
 import { BoundedMap } from "../bounded-map.js";
 import { type FailureKind, InputError } from "../errors.js";
 import { newDelivery } from "./callback-store.js";
-import { inEventOrder, nextSeq } from "./dialect.js";
+import { inEventOrder, isPostgres, nextSeq, notifyGateways } from "./dialect.js";
 import {
   type AttemptRow,
   type Database,
@@ -61,7 +62,24 @@ export interface StoredAudio {
 export interface TaskChange {
   task: TaskRow;
   event: EventRow;
+  /**
+   * Written by another gateway on the same database (issue 13), and heard of through `catchUp()`.
+   * What counts this process's own work (metrics) skips it; what follows tasks (sync waits, SSE,
+   * the scheduler) takes it like any change.
+   */
+  foreign?: true;
 }
+
+/** What the gateways on one database tell each other (dialect.ts, `notifyGateways`). */
+export const GATEWAY_NOTICE = {
+  /** Events committed: read them with `catchUp()`. */
+  events: "e",
+  /** A task's progress moved without an event row. */
+  progress: "p",
+} as const;
+
+/** Events read per query while catching up. */
+const CATCH_UP_BATCH = 500;
 
 type EventFields = Omit<EventRow, "id" | "task_id" | "at">;
 
@@ -80,6 +98,22 @@ export class TaskStore {
    */
   readonly changes = new EventEmitter<{ change: [TaskChange]; progress: [TaskRow] }>();
 
+  /** This process's name in what it tells the other gateways, so it can skip its own notices. */
+  readonly instance = randomUUID().slice(0, 8);
+
+  /**
+   * Other gateways may write this store (PostgreSQL, issue 13): nothing read is cached, every
+   * event written is announced, and `catchUp()` re-emits theirs on `changes`.
+   */
+  private readonly shared: boolean;
+
+  /** The newest event id `catchUp()` has seen; undefined until `followOthers()`. */
+  private cursor: number | undefined;
+  /** Ids of events this process wrote (and emitted itself) that `catchUp()` has not yet passed. */
+  private readonly mine = new Set<number>();
+  private catching: Promise<void> | undefined;
+  private catchAgain = false;
+
   constructor(
     readonly db: Kysely<Database>,
     private readonly now: () => Date = () => new Date(),
@@ -91,6 +125,7 @@ export class TaskStore {
     private readonly beforeWrite: () => Promise<void> = async () => {},
   ) {
     this.changes.setMaxListeners(0);
+    this.shared = isPostgres(db);
     this.taskById = db.selectFrom("tasks").selectAll().where("id", "=", "").compile();
   }
 
@@ -99,14 +134,10 @@ export class TaskStore {
 
   /**
    * Rows read lately, for clients that poll a task every few seconds. Every write of a task goes
-   * through this class and drops its row here once committed, so a hit is never stale; only this
-   * process writes the store (one gateway per store: the data dir's lock for SQLite,
-   * `holdSoleGateway` for PostgreSQL).
-   *
-   * This cache, `pending` below and `changes` are what a second gateway on one PostgreSQL database
-   * would make wrong. The hook for it: a LISTEN on the other gateways' NOTIFY of committed changes
-   * (task id, event id) calls `invalidate()` and `countPending()`, and re-emits the events it reads
-   * with `eventsAfter()` on `changes`, which the scheduler, SSE and sync waiters already follow.
+   * through this class and drops its row here once committed, so a hit is never stale, as long as
+   * only this process writes the store: SQLite (the data dir's lock). On PostgreSQL other gateways
+   * write it too, and a row they changed would be served stale until their notice arrived, so
+   * there the cache is off and every read is a primary-key lookup (issue 13).
    */
   private readonly recent = new BoundedMap<string, TaskRow>(RECENT_TASKS);
 
@@ -129,6 +160,7 @@ export class TaskStore {
   }
 
   private remember(task: TaskRow): void {
+    if (this.shared) return;
     this.recent.set(task.id, task);
   }
 
@@ -241,18 +273,106 @@ export class TaskStore {
     return this.pending;
   }
 
+  /**
+   * From now on, `catchUp()` hears of the changes other gateways commit (PostgreSQL, issue 13):
+   * the pending count and the event cursor are read in one snapshot, so that every event after
+   * it is counted exactly once, by whoever emits it.
+   */
+  async followOthers(): Promise<void> {
+    if (!this.shared) return;
+    const { n, last } = await this.db
+      .transaction()
+      .setIsolationLevel("repeatable read")
+      .execute(async (trx) => {
+        const count = await trx
+          .selectFrom("tasks")
+          .select((eb) => eb.fn.countAll<number>().as("n"))
+          .where("status", "=", "pending")
+          .executeTakeFirstOrThrow();
+        const max = await trx
+          .selectFrom("events")
+          .select((eb) => eb.fn.max("id").as("id"))
+          .executeTakeFirst();
+        return { n: Number(count.n), last: Number(max?.id ?? 0) };
+      });
+    this.pending = n;
+    this.cursor = last;
+  }
+
+  /**
+   * Emits on `changes` (marked `foreign`) the events other gateways committed since the last
+   * call, in id order (dialect.ts, `inEventOrder`: ids become visible in order, so none is
+   * skipped). Calls that overlap are folded into one more round. `waiting` notes are skipped, as
+   * `noteWaiting` emits nothing for its own.
+   */
+  catchUp(): Promise<void> {
+    if (this.cursor === undefined) return Promise.resolve();
+    if (this.catching) {
+      this.catchAgain = true;
+      return this.catching;
+    }
+    this.catching = (async () => {
+      try {
+        do {
+          this.catchAgain = false;
+          await this.readForeignEvents();
+        } while (this.catchAgain);
+      } finally {
+        this.catching = undefined;
+      }
+    })();
+    return this.catching;
+  }
+
+  private async readForeignEvents(): Promise<void> {
+    for (;;) {
+      const from = this.cursor ?? 0;
+      const events = await this.db
+        .selectFrom("events")
+        .selectAll()
+        .where("id", ">", from)
+        .orderBy("id")
+        .limit(CATCH_UP_BATCH)
+        .execute();
+      for (const event of events) {
+        this.cursor = event.id;
+        if (this.mine.delete(event.id) || event.type === "waiting") continue;
+        if (event.to_status === "pending") this.pending++;
+        if (event.from_status === "pending") this.pending--;
+        const task = await this.getTask(event.task_id);
+        if (task) this.changes.emit("change", { task, event, foreign: true });
+      }
+      // Ids drawn by transactions that rolled back never show up: drop them once passed.
+      for (const id of this.mine) if (id <= (this.cursor ?? 0)) this.mine.delete(id);
+      if (events.length < CATCH_UP_BATCH) return;
+    }
+  }
+
+  /** Another gateway said a task's progress moved (no event row): live views get the row. */
+  async progressElsewhere(taskId: string): Promise<void> {
+    const task = await this.getTask(taskId);
+    if (task?.status === "processing") this.changes.emit("progress", task);
+  }
+
   get pendingCount(): number {
     return this.pending;
   }
 
   /**
    * Moves a pending task to `processing` with a new attempt on `machine`. Returns undefined when
-   * the task is no longer pending (another path got it first).
+   * the task is no longer pending (another path got it first), or, with `term` (the dispatching
+   * gateway's epoch, issue 13), when a newer term has begun: a deposed dispatcher claims nothing.
    */
-  async startAttempt(taskId: string, attemptId: string, machine: string): Promise<TaskRow | undefined> {
+  async startAttempt(
+    taskId: string,
+    attemptId: string,
+    machine: string,
+    term?: number,
+  ): Promise<TaskRow | undefined> {
     return this.transition(taskId, {
       from: "pending",
       to: "processing",
+      onlyIfAsync: term === undefined ? undefined : (trx) => termIsCurrent(trx, term),
       write: async (trx, _task, at) => {
         await trx
           .insertInto("attempts")
@@ -316,7 +436,10 @@ export class TaskStore {
         .returningAll()
         .executeTakeFirst();
       this.forget(taskId);
-      if (updated) this.changes.emit("progress", updated);
+      if (updated) {
+        this.changes.emit("progress", updated);
+        await notifyGateways(this.db, `${GATEWAY_NOTICE.progress}:${this.instance}:${taskId}`);
+      }
       return;
     }
     await this.change(taskId, async (trx, task, at) => {
@@ -741,13 +864,19 @@ export class TaskStore {
    */
   private async transition(
     taskId: string,
-    step: TaskMove & MoveWrites & { onlyIfCurrent?: string; onlyIf?: (task: TaskRow) => boolean },
+    step: TaskMove &
+      MoveWrites & {
+        onlyIfCurrent?: string;
+        onlyIf?: (task: TaskRow) => boolean;
+        onlyIfAsync?: ((trx: Transaction<Database>) => Promise<boolean>) | undefined;
+      },
   ): Promise<TaskRow | undefined> {
     const move = allowedTransition(step.from, step.to);
     return this.change(taskId, async (trx, task, at) => {
       if (task.status !== move.from) return undefined;
       if (step.onlyIfCurrent !== undefined && task.current_attempt !== step.onlyIfCurrent) return undefined;
       if (step.onlyIf && !step.onlyIf(task)) return undefined;
+      if (step.onlyIfAsync && !(await step.onlyIfAsync(trx))) return undefined;
       return this.applyMove(trx, task, at, move, step);
     });
   }
@@ -854,7 +983,7 @@ export class TaskStore {
     fields: Partial<EventFields> & Pick<EventFields, "type">,
   ): Promise<EventRow> {
     await inEventOrder(trx);
-    return trx
+    const event = await trx
       .insertInto("events")
       .values({
         task_id: taskId,
@@ -869,6 +998,12 @@ export class TaskStore {
       })
       .returningAll()
       .executeTakeFirstOrThrow();
+    if (this.shared) {
+      // Emitted here once committed (`committed`): catchUp() must not emit it a second time.
+      if (this.cursor !== undefined) this.mine.add(event.id);
+      await notifyGateways(trx, `${GATEWAY_NOTICE.events}:${this.instance}`);
+    }
+    return event;
   }
 
   /** A status change: its event, and a callback delivery when the task has a callback_url. */
@@ -919,6 +1054,21 @@ export function callbackPayload(task: TaskRow, event: EventRow): Record<string, 
     event_id: event.id,
     at: event.at,
   };
+}
+
+/**
+ * Whether `term` is still the dispatching gateway's (migration 0012). Read for share: a gateway
+ * beginning a newer term (which updates the row) waits for this claim to commit, and a claim after
+ * it reads the new epoch.
+ */
+async function termIsCurrent(trx: Transaction<Database>, term: number): Promise<boolean> {
+  const row = await trx
+    .selectFrom("dispatcher_term")
+    .select("epoch")
+    .where("id", "=", 1)
+    .forShare()
+    .executeTakeFirst();
+  return row?.epoch === term;
 }
 
 /** Pending tasks in the order they go out (priority, then arrival), as the queue's index reads them. */

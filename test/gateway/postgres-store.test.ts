@@ -159,20 +159,6 @@ describe.skipIf(!postgresAvailable)("a gateway on PostgreSQL (--store)", () => {
     }
   });
 
-  it("refuses a second gateway on the same database, naming the first, which goes on working", async () => {
-    const first = await start(join(dir, "a"));
-    const second = await startTestGateway({ store: database.url }, join(dir, "b")).catch((e: unknown) => e);
-    expect(second).toBeInstanceOf(StartupError);
-    expect((second as Error).message).toMatch(
-      /is in use by another multi-heygem gateway \(pid \d+ on .+\); this version runs one gateway per database/,
-    );
-    expect((await fetch(`${first.url}/readyz`)).status).toBe(200);
-    await first.close();
-    gateways.splice(0);
-    // Closed, it lets go: the next one starts.
-    await start(join(dir, "b"));
-  });
-
   it("keeps a data dir's blobs to one store: a SQLite store's dir is refused, and so is a PostgreSQL one's without --store", async () => {
     const sqliteDir = join(dir, "sqlite-data");
     const sqlite = await startTestGateway({}, sqliteDir);

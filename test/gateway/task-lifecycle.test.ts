@@ -384,7 +384,6 @@ describe("TaskLifecycle.cancelPending", () => {
       const lifecycle = new TaskLifecycle({
         store: s.tasks,
         blobs: new BlobStore(join(dir, "blobs")),
-        dispatcher: { cancelAttempt: async () => undefined },
         queue: { admit: () => () => undefined },
         logger: createLogger({ level: "silent", format: "json" }),
         onQueued: () => undefined,

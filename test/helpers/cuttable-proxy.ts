@@ -7,6 +7,11 @@ export interface CuttableProxy {
   readonly bytesIn: number;
   /** Drops every connection and refuses new ones: the machine behind it looks dead. */
   cut(): void;
+  /**
+   * Forwards nothing more but closes nothing: the network went silent (a pulled cable), which
+   * neither end can tell from a slow peer until a deadline or keepalive says so.
+   */
+  stall(): void;
   /** Lets traffic through again: the machine "comes back". */
   restore(): void;
   close(): Promise<void>;
@@ -48,6 +53,10 @@ export async function startCuttableProxy(targetPort: number): Promise<CuttablePr
     cut: () => {
       cut = true;
       for (const s of sockets) s.destroy();
+    },
+    stall: () => {
+      cut = true;
+      for (const s of sockets) s.pause();
     },
     restore: () => {
       cut = false;

@@ -1,8 +1,10 @@
 import { sql } from "kysely";
 import { afterEach, describe, expect, it } from "vitest";
 import { StartupError, StoreUnavailableError } from "../../src/errors.js";
+import { notifyGateways } from "../../src/store/dialect.js";
 import { probeWritable } from "../../src/store/ops-queries.js";
-import { connectPostgres, holdSoleGateway, openPostgres, redactUrl } from "../../src/store/postgres.js";
+import { connectPostgres, openPostgres, redactUrl } from "../../src/store/postgres.js";
+import { openLink } from "../../src/store/postgres-link.js";
 import { startCuttableProxy } from "../helpers/cuttable-proxy.js";
 import { createTestDatabase, postgresAvailable, type TestDatabase } from "../helpers/postgres.js";
 import { until } from "../helpers/until.js";
@@ -99,24 +101,78 @@ describe.skipIf(!postgresAvailable)("the PostgreSQL store", () => {
     );
   });
 
-  it("lets one gateway at a time hold a database, and names the one that does", async () => {
+  it("elects one dispatching gateway at a time, and the next once the holder's session ends", async () => {
     const { url } = await fresh();
-    const lost: Error[] = [];
-    const first = await holdSoleGateway(url, (err) => lost.push(err));
-    const refused = await holdSoleGateway(url, (err) => lost.push(err)).catch((e: unknown) => e);
-    expect(refused).toBeInstanceOf(StartupError);
-    expect((refused as Error).message).toMatch(
-      new RegExp(
-        `in use by another multi-heygem gateway \\(pid ${process.pid} on .+\\); .*one gateway per database`,
-      ),
-    );
-    // Another database on the same server is another store.
-    const other = await holdSoleGateway((await fresh()).url, (err) => lost.push(err));
-    await first.release();
-    const second = await holdSoleGateway(url, (err) => lost.push(err));
-    await second.release();
-    await other.release();
-    expect(lost).toEqual([]);
+    const heard: string[] = [];
+    const a = await openLink(url, { timeoutMs: 5000, onNotice: (p) => heard.push(`a ${p}`) });
+    const b = await openLink(url, { timeoutMs: 5000, onNotice: (p) => heard.push(`b ${p}`) });
+    try {
+      expect(await a.tryLead()).toBe(true);
+      expect(await b.tryLead()).toBe(false);
+      // Another database on the same server is another store, with its own dispatcher.
+      const other = await openLink((await fresh()).url, { timeoutMs: 5000, onNotice: () => undefined });
+      expect(await other.tryLead()).toBe(true);
+      other.close();
+      await a.ping();
+      a.close();
+      await a.ended;
+      expect(a.lost).toBe(false);
+      // The server drops the session's lock when the session ends (as when its process dies).
+      await until(() => b.tryLead(), 10_000);
+      expect(b.lost).toBe(false);
+    } finally {
+      a.close();
+      b.close();
+    }
+  });
+
+  it("hears a gateway's notice when its transaction commits, and never one rolled back", async () => {
+    const { url } = await fresh();
+    const db = await openPostgres(url);
+    const heard: string[] = [];
+    const link = await openLink(url, { timeoutMs: 5000, onNotice: (p) => heard.push(p) });
+    try {
+      await db
+        .transaction()
+        .execute(async (trx) => {
+          await notifyGateways(trx, "e:rolledback");
+          throw new Error("roll back");
+        })
+        .catch(() => undefined);
+      await db.transaction().execute(async (trx) => {
+        await notifyGateways(trx, "e:one");
+        await notifyGateways(trx, "e:one");
+        // Not yet: a NOTIFY is delivered at commit.
+        await link.ping();
+        expect(heard).toEqual([]);
+      });
+      await notifyGateways(db, "m:two");
+      await until(() => heard.length >= 2, 10_000);
+      await link.ping();
+      expect(heard).toEqual(["e:one", "m:two"]);
+    } finally {
+      link.close();
+      await db.destroy();
+    }
+  });
+
+  it("gives up a link whose server went silent within its deadline, and so stops dispatching", async () => {
+    const { url } = await fresh();
+    const target = new URL(url);
+    const proxy = await startCuttableProxy(Number(target.port || 5432));
+    target.port = String(proxy.port);
+    const link = await openLink(target.toString(), { timeoutMs: 1500, onNotice: () => undefined });
+    try {
+      expect(await link.tryLead()).toBe(true);
+      proxy.stall();
+      const err = await link.ping().catch((e: unknown) => e);
+      expect((err as Error).message).toMatch(/did not answer within 1500 ms/);
+      await link.ended;
+      expect(link.lost).toBe(true);
+    } finally {
+      link.close();
+      await proxy.close();
+    }
   });
 
   it("answers STORE_UNAVAILABLE for a server it cannot reach, without its address (GET /readyz is public)", async () => {

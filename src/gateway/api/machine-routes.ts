@@ -2,8 +2,9 @@ import { Type } from "@sinclair/typebox";
 import type { FastifyInstance } from "fastify";
 import { NotFoundError } from "../../errors.js";
 import type { TypeBoxTypeProvider } from "../../http/typebox-provider.js";
-import type { MachineStore } from "../../store/machine-store.js";
+import type { MachineCounts, MachineStore } from "../../store/machine-store.js";
 import type { Fleet, Machine } from "../fleet.js";
+import { type MachineViewBody, machineView } from "../machine-view.js";
 import type { MachinesWatcher } from "../machines-watcher.js";
 import type { SpeedModel } from "../speed-model.js";
 import { ErrorBody, MachineList, MachineView } from "./schemas.js";
@@ -14,7 +15,9 @@ export interface MachineRoutesOptions {
   speeds: SpeedModel;
   /** The machines file's reload state, when there is one. */
   config?: MachinesWatcher["status"] | undefined;
-  /** Draining or resuming changed what may be placed. */
+  /** The machines as every gateway shows them (fleet-view.ts); their counts are read here. */
+  shown: () => Promise<MachineViewBody[]>;
+  /** Draining or resuming changed what may be placed (here and, told, on the other gateways). */
   onChange: () => void;
 }
 
@@ -24,41 +27,7 @@ export async function machineRoutes(app: FastifyInstance, options: MachineRoutes
   const api = app.withTypeProvider<TypeBoxTypeProvider>();
   const { fleet, speeds } = options;
 
-  const view = (m: Machine, counts: Map<string, { done: number; failed: number }>) => {
-    const measured = speeds.measured(m.name);
-    return {
-      name: m.name,
-      host: m.spec.host,
-      port: m.spec.port,
-      state: m.state,
-      enabled: m.spec.enabled,
-      draining: m.draining,
-      agent_draining: m.agentDraining,
-      running: m.running.size,
-      held: m.busySlots - m.running.size,
-      max_concurrent: m.spec.max_concurrent,
-      capacity: m.capacity,
-      warnings: m.warnings,
-      tasks_done: counts.get(m.name)?.done ?? 0,
-      tasks_failed: counts.get(m.name)?.failed ?? 0,
-      speed: measured ? Number(measured.value.toFixed(4)) : null,
-      speed_samples: measured?.samples ?? 0,
-      last_error: m.lastError ?? null,
-      last_seen: m.lastSeen?.toISOString() ?? null,
-      consecutive_failures: m.consecutiveFailures,
-      engine: m.info?.engine ?? null,
-      version: m.info?.version ?? null,
-      free_disk_bytes: m.info?.free_disk_bytes ?? null,
-      containers: (m.info?.instances ?? []).map((i) => ({
-        name: i.name,
-        reachable: i.reachable,
-        healthy: i.healthy ?? true,
-        busy: i.busy,
-        job: i.job ?? null,
-        last_error: i.last_error ?? null,
-      })),
-    };
-  };
+  const view = (m: Machine, counts: Map<string, MachineCounts>) => machineView(m, speeds, counts.get(m.name));
   const mustGet = (name: string): Machine => {
     const machine = fleet.get(name);
     if (!machine) throw new NotFoundError(`no machine named ${name}`);
@@ -76,8 +45,13 @@ export async function machineRoutes(app: FastifyInstance, options: MachineRoutes
       },
     },
     async () => {
-      const counts = await options.machines.counts();
-      return { machines: fleet.list().map((m) => view(m, counts)), config: options.config ?? null };
+      const [counts, shown] = await Promise.all([options.machines.counts(), options.shown()]);
+      const machines = shown.map((m) => ({
+        ...m,
+        tasks_done: counts.get(m.name)?.done ?? 0,
+        tasks_failed: counts.get(m.name)?.failed ?? 0,
+      }));
+      return { machines, config: options.config ?? null };
     },
   );
 
