@@ -12,12 +12,21 @@ import {
 } from "../helpers/fleet.js";
 import { removeDir, tempDir } from "../helpers/gateway.js";
 import { makeAudio, makeVideo } from "../helpers/media.js";
+import { createTestDatabase, postgresAvailable, type TestDatabase } from "../helpers/postgres.js";
 import { killAll, type Started, startGatewayProcess } from "../helpers/processes.js";
 import { until } from "../helpers/until.js";
 
-/** Real gateway and worker processes on loopback, killed with SIGKILL for real. */
-describe("the fleet under failure", () => {
+/**
+ * Real gateway and worker processes on loopback, killed with SIGKILL for real; on each store
+ * (issue 13: the crash tests pass on PostgreSQL as on SQLite).
+ */
+describe.each([
+  { store: "SQLite", skip: false },
+  { store: "PostgreSQL", skip: !postgresAvailable },
+])("the fleet under failure ($store)", ({ store, skip }) => {
+  if (skip) return;
   let dir: string;
+  let database: TestDatabase | undefined;
   let audio: string;
   let longAudio: string;
   let video: string;
@@ -32,10 +41,12 @@ describe("the fleet under failure", () => {
     await makeAudio(audio, { seconds: 2 });
     await makeAudio(longAudio, { seconds: 20 });
     await makeVideo(video, { seconds: 1 });
+    database = store === "PostgreSQL" ? await createTestDatabase() : undefined;
   });
 
   afterEach(async () => {
     await killAll();
+    await database?.drop();
     await removeDir(dir);
   });
 
@@ -48,6 +59,7 @@ describe("the fleet under failure", () => {
     "100",
     "--machine-grace",
     "1000",
+    ...(database ? ["--store", database.url] : []),
   ];
   const startGateway = () => startGatewayProcess(gatewayArgs());
   const allDone = async (url: string, ids: string[], timeoutMs = 60_000) =>
