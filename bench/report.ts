@@ -1,6 +1,8 @@
 import { writeFile } from "node:fs/promises";
+import { dirname, join } from "node:path";
 import type { Scope } from "./harness.js";
 import type { MediaKit } from "./media.js";
+import type { Plot } from "./plot.js";
 
 /** What every benchmark gets, and what it hands back. */
 export interface BenchContext {
@@ -45,6 +47,8 @@ export interface Measured {
   readonly method: string[];
   /** The numbers behind the figures, for results.json. */
   readonly raw: Record<string, unknown>;
+  /** Charts (plot.ts), written beside RESULTS.md and shown in it. */
+  readonly plots?: Plot[];
 }
 
 export interface Outcome extends Partial<Measured> {
@@ -114,7 +118,7 @@ function markdownTable(columns: readonly string[], rows: ReadonlyArray<ReadonlyA
 
 export function renderMarkdown(info: RunInfo, outcomes: readonly Outcome[]): string {
   const out: string[] = [];
-  out.push("# Benchmark results (issues 5 and 8)", "");
+  out.push("# Benchmark results (issues 5, 8, 13 and 14)", "");
   if (info.mode === "quick" || !info.complete) {
     out.push(
       `> **${info.mode === "quick" ? "Quick" : "Partial"} run** (${info.selected.join(", ")}): smaller sizes ` +
@@ -130,8 +134,8 @@ export function renderMarkdown(info: RunInfo, outcomes: readonly Outcome[]): str
     `- ffmpeg ${info.mediaTools.ffmpeg}; ffprobe ${info.mediaTools.ffprobe} (the defaults every process picks; ` +
       "figures that compare builds name theirs)",
     `- Command: \`npm run bench${info.mode === "quick" ? " -- --quick" : ""}\`; took ${Math.round(info.seconds)} s`,
-    "- Every figure is a ratio (or rate) whose parts were measured in the same run on this machine; all",
-    "  processes talk over 127.0.0.1 only.",
+    "- Every figure is a ratio (or rate) whose parts were measured in the same run on this machine;",
+    "  processes talk over 127.0.0.1, except where a section says it built a LAN of network namespaces.",
     "",
     "## Summary",
     "",
@@ -147,6 +151,7 @@ export function renderMarkdown(info: RunInfo, outcomes: readonly Outcome[]): str
     out.push(`## ${o.title}`, "", `Took ${Math.round(o.seconds)} s.`, "");
     if (o.error !== undefined) out.push("**Failed:**", "", "```", o.error, "```", "");
     for (const t of o.tables ?? []) out.push(`**${t.title}**`, "", markdownTable(t.columns, t.rows), "");
+    for (const p of o.plots ?? []) out.push(`![${p.title}](${p.file})`, "");
     if (o.method && o.method.length > 0) {
       out.push("Method:", "", ...o.method.map((m) => `- ${m}`), "");
     }
@@ -161,5 +166,9 @@ export async function writeResults(
   outcomes: readonly Outcome[],
 ): Promise<void> {
   await writeFile(mdPath, renderMarkdown(info, outcomes));
-  await writeFile(jsonPath, `${JSON.stringify({ run: info, benchmarks: outcomes }, null, 2)}\n`);
+  for (const o of outcomes)
+    for (const p of o.plots ?? []) await writeFile(join(dirname(mdPath), p.file), p.svg);
+  // The charts are files of their own; results.json names them.
+  const json = outcomes.map(({ plots, ...o }) => (plots ? { ...o, plots: plots.map((p) => p.file) } : o));
+  await writeFile(jsonPath, `${JSON.stringify({ run: info, benchmarks: json }, null, 2)}\n`);
 }

@@ -22,7 +22,7 @@ import { textTasks } from "./text-tasks.js";
 import { utilisation } from "./utilisation.js";
 
 /**
- * `npm run bench [-- NAME… ] [--quick]`: runs the benchmarks of issue 5 one after the other on
+ * `npm run bench [-- NAME… | --only NAME[,NAME…]] [--quick]`: runs the benchmarks one after the other on
  * this machine. A full run of all of them writes bench/RESULTS.md and bench/results.json; a quick
  * or partial run writes the same two files under dist-bench/ instead, so the figures of record
  * only ever come from a full run.
@@ -54,12 +54,18 @@ function say(message: string): void {
 function parseArgs(argv: readonly string[]): { quick: boolean; selected: Benchmark[] } {
   let quick = false;
   const names: string[] = [];
-  for (const arg of argv) {
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i] ?? "";
     if (arg === "--quick") quick = true;
-    else if (arg === "--keep") keepTempDirs();
+    else if (arg === "--only" || arg.startsWith("--only=")) {
+      // `--only NAME[,NAME…]`, as many times as wanted: the same as naming them.
+      const value = arg === "--only" ? argv[++i] : arg.slice("--only=".length);
+      if (!value) throw new Error("--only needs a benchmark name");
+      names.push(...value.split(",").map((n) => ALIASES[n] ?? n));
+    } else if (arg === "--keep") keepTempDirs();
     else if (arg === "--help" || arg === "-h") {
       process.stdout.write(
-        `usage: npm run bench -- [--quick] [--keep] [${BENCHMARKS.map((b) => b.name).join(" | ")} …]\n`,
+        `usage: npm run bench -- [--quick] [--keep] [--only NAME[,NAME…]] [${BENCHMARKS.map((b) => b.name).join(" | ")} …]\n`,
       );
       process.exit(0);
     } else if (arg.startsWith("-")) throw new Error(`unknown option ${arg}`);
