@@ -152,7 +152,8 @@ async function startLocked(
     onChange: wake,
     onLost: (machine) =>
       duties?.abandonMachine(machine, `machine ${machine.name} unreachable for ${config.machineGraceMs} ms`),
-    liveJobs: (machine) => (coordinator?.dispatching ? machine.running : undefined),
+    // Only a term under way, its live attempts re-attached, knows which jobs are stale.
+    liveJobs: (machine) => (duties?.dispatcher ? machine.running : undefined),
   });
   for (const spec of config.machines) fleet.add(spec);
   if (config.machinesFile && config.machines.length === 0 && !config.embedded)
@@ -194,6 +195,12 @@ async function startLocked(
         ? "running an embedded ffmpeg worker beside the configured machines"
         : "no config/machines.json: running an embedded ffmpeg worker (no GPU; fits the video to the audio)",
     );
+    if (opened.kind === "postgres")
+      logger.info(
+        { machine: EMBEDDED_MACHINE },
+        "the embedded worker is this gateway's own machine: with several gateways on the store, only the one " +
+          "that dispatches uses its own; list the machines in a machines file to share them",
+      );
   }
 
   const watcher = config.machinesFile

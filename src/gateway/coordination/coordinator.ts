@@ -59,7 +59,6 @@ export interface CoordinatorOptions {
 export class Coordinator {
   private readonly name = `${hostname()} pid ${process.pid}`;
   private readonly stop = new AbortController();
-  private link: PostgresLink | undefined;
   private loop: Promise<void> | undefined;
   private leading = false;
   private epoch: number | undefined;
@@ -106,8 +105,8 @@ export class Coordinator {
   }
 
   async close(): Promise<void> {
+    // The loop ends the term, then the session: the lock outlives every step of the term.
     this.stop.abort();
-    this.link?.close();
     if (this.loop) await this.loop;
     else if (this.leading) await this.endTerm("the gateway stops");
   }
@@ -135,7 +134,6 @@ export class Coordinator {
         await delay(systemClock, every, this.stop.signal);
         continue;
       }
-      this.link = link;
       if (this.linkDown) this.o.logger.info("coordination with the other gateways restored");
       this.linkDown = false;
       try {
@@ -146,8 +144,13 @@ export class Coordinator {
           firstRound();
           if (Date.now() - lastCatchUp >= catchUpEvery) {
             lastCatchUp = Date.now();
-            // What a lost notice (or the time this link was down) hid.
-            await this.o.store.catchUp();
+            // What a lost notice (or the time this link was down) hid. A failure here is the
+            // pool's, not this session's: it deposes nobody, the next round tries again.
+            await this.o.store
+              .catchUp()
+              .catch((err: unknown) =>
+                this.o.logger.warn({ err: errorMessage(err) }, "reading the other gateways' changes failed"),
+              );
           }
           const wait = new AbortController();
           void link.ended.then(() => wait.abort());

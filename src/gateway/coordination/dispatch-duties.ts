@@ -60,7 +60,7 @@ export class DispatchDuties implements Duties {
 
   constructor(private readonly o: DispatchDutiesOptions) {}
 
-  /** The dispatcher of the term under way, if this gateway dispatches. */
+  /** The dispatcher of the term under way, once it has re-attached to the live attempts. */
   get dispatcher(): Dispatcher | undefined {
     return this.term?.dispatcher;
   }
