@@ -29,7 +29,7 @@ const H = 400;
 const M = { left: 70, right: 170, top: 40, bottom: 55 };
 const COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"];
 
-const escape = (text: string) =>
+const xmlText = (text: string) =>
   text.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;");
 
 /** Round tick steps (1, 2, 5 × 10^n) covering [lo, hi] in about `count` steps. */
@@ -65,7 +65,7 @@ export function lineChart(chart: LineChart): string {
   const parts: string[] = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`,
     `<rect width="${W}" height="${H}" fill="white"/>`,
-    `<text x="${W / 2 - M.right / 2}" y="22" text-anchor="middle" font-size="15">${escape(chart.title)}</text>`,
+    `<text x="${W / 2 - M.right / 2}" y="22" text-anchor="middle" font-size="15">${xmlText(chart.title)}</text>`,
   ];
   const xTicks = chart.logX
     ? ticks(xLo, xHi, Math.max(1, Math.ceil(xHi - xLo))).map((e) => 10 ** e)
@@ -87,8 +87,8 @@ export function lineChart(chart: LineChart): string {
   parts.push(
     `<line x1="${M.left}" y1="${H - M.bottom}" x2="${W - M.right}" y2="${H - M.bottom}" stroke="black"/>`,
     `<line x1="${M.left}" y1="${M.top}" x2="${M.left}" y2="${H - M.bottom}" stroke="black"/>`,
-    `<text x="${(M.left + W - M.right) / 2}" y="${H - 12}" text-anchor="middle">${escape(chart.xLabel)}${chart.logX ? " (log scale)" : ""}</text>`,
-    `<text x="16" y="${(M.top + H - M.bottom) / 2}" text-anchor="middle" transform="rotate(-90 16 ${(M.top + H - M.bottom) / 2})">${escape(chart.yLabel)}</text>`,
+    `<text x="${(M.left + W - M.right) / 2}" y="${H - 12}" text-anchor="middle">${xmlText(chart.xLabel)}${chart.logX ? " (log scale)" : ""}</text>`,
+    `<text x="16" y="${(M.top + H - M.bottom) / 2}" text-anchor="middle" transform="rotate(-90 16 ${(M.top + H - M.bottom) / 2})">${xmlText(chart.yLabel)}</text>`,
   );
   chart.series.forEach((series, i) => {
     const colour = COLOURS[i % COLOURS.length];
@@ -99,7 +99,7 @@ export function lineChart(chart: LineChart): string {
     const ly = M.top + 10 + i * 20;
     parts.push(
       `<line x1="${W - M.right + 12}" y1="${ly}" x2="${W - M.right + 32}" y2="${ly}" stroke="${colour}" stroke-width="2"/>`,
-      `<text x="${W - M.right + 38}" y="${ly + 4}">${escape(series.name)}</text>`,
+      `<text x="${W - M.right + 38}" y="${ly + 4}">${xmlText(series.name)}</text>`,
     );
   });
   parts.push("</svg>");
