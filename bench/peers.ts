@@ -24,7 +24,7 @@ import { mean, median, mulberry32, percentile, round } from "./stats.js";
 
 const SEED = 0x9ee75;
 /** Jobs each system runs before anything is measured: connections, caches and JITs warm. */
-const WARM_UP = 5;
+const WARM_UP = { full: 5, quick: 3 } as const;
 /** After the system is idle, the next job is added after a random pause in this range. */
 const PAUSE_MS = { min: 5, max: 15 } as const;
 /** Factor of the target: our dispatch p50 ≤ 1.5 × the faster peer's. */
@@ -50,16 +50,18 @@ interface Measurement {
   clientMs?: number[];
 }
 
+interface Sizes {
+  readonly warmUp: number;
+  readonly backlog: number;
+  readonly samples: number;
+}
+
 /** Nearest-rank, rounded to what the clocks can tell (ours: whole ms; the peers: µs). */
 const p = (values: readonly number[], at: number) => round(percentile(values, at), 3);
 
-async function measure(
-  ctx: BenchContext,
-  subject: QueueSubject,
-  sizes: { backlog: number; samples: number },
-): Promise<Measurement> {
+async function measure(ctx: BenchContext, subject: QueueSubject, sizes: Sizes): Promise<Measurement> {
   const rand = mulberry32(SEED);
-  for (let i = 0; i < WARM_UP; i++) {
+  for (let i = 0; i < sizes.warmUp; i++) {
     await subject.add();
     await subject.idle();
   }
@@ -104,7 +106,7 @@ async function measure(
 /** Runs `start`'s subject through `measure`, closing it whatever happens. */
 async function withSubject(
   ctx: BenchContext,
-  sizes: { backlog: number; samples: number },
+  sizes: Sizes,
   start: () => Promise<QueueSubject>,
 ): Promise<Measurement> {
   const subject = await start();
@@ -120,9 +122,10 @@ export const peers: Benchmark = {
   title: "Beside BullMQ and graphile-worker (issue 14)",
   async run(ctx: BenchContext): Promise<Measured> {
     // The peers' no-op jobs cost next to nothing, so they get more of them; ours pay an ffmpeg each.
-    const sizes = ctx.quick
-      ? { peers: { backlog: 100, samples: 30 }, ours: { backlog: 10, samples: 12 } }
-      : { peers: { backlog: 500, samples: 200 }, ours: { backlog: 50, samples: 50 } };
+    const warmUp = ctx.quick ? WARM_UP.quick : WARM_UP.full;
+    const sizes: { peers: Sizes; ours: Sizes } = ctx.quick
+      ? { peers: { warmUp, backlog: 100, samples: 30 }, ours: { warmUp, backlog: 10, samples: 12 } }
+      : { peers: { warmUp, backlog: 500, samples: 200 }, ours: { warmUp, backlog: 50, samples: 50 } };
     if (!(await postgresAnswers()))
       throw new Error("no PostgreSQL answers on 127.0.0.1:5432 (user postgres)");
     if (!(await redisAnswers()))
@@ -282,7 +285,7 @@ export const peers: Benchmark = {
         "A job of ours is POST /tasks with a 1 s AAC audio (8 kHz mono) and `avatar_id` of a 1 s 320x240 video " +
           "uploaded once before (POST /avatars), so each add uploads only the audio; every task is kept on disk " +
           "(SQLite or PostgreSQL, the worker's job record fsynced) and reaches the worker over HTTP (PUT /v1/jobs).",
-        `Each system first runs ${WARM_UP} jobs that are not counted. Then the backlog: ${sizes.peers.backlog} ` +
+        `Each system first runs ${warmUp} jobs that are not counted. Then the backlog: ${sizes.peers.backlog} ` +
           `jobs for each peer, ${sizes.ours.backlog} for ours, made visible at once (BullMQ addBulk; graphile-worker ` +
           "addJobs, one statement; ours: the machine drained while the tasks are created, then resumed); jobs per " +
           "second = (N − 1) ÷ (last start − first start), from the worker's own record of each start. Refill = one " +
@@ -307,7 +310,7 @@ export const peers: Benchmark = {
         `The machine has 2 cores, shared with other work: 1-min load average ${load[0]} when this benchmark ` +
           `began and ${load[1]} when it ended. Expect noise, in ours (three processes a job) most.`,
       ],
-      raw: { sizes, warmUp: WARM_UP, pauseMs: PAUSE_MS, seed: SEED, loadavg: load, systems: all },
+      raw: { sizes, pauseMs: PAUSE_MS, seed: SEED, loadavg: load, systems: all },
     };
   },
 };
