@@ -15,6 +15,7 @@ import { failover } from "./failover.js";
 import { CLI, keepTempDirs, Scope } from "./harness.js";
 import { intake } from "./intake.js";
 import { MediaKit } from "./media.js";
+import { peers } from "./peers.js";
 import { type Benchmark, type Outcome, type RunInfo, writeResults } from "./report.js";
 import { round } from "./stats.js";
 import { templateCache } from "./template-cache.js";
@@ -37,6 +38,7 @@ const BENCHMARKS: readonly Benchmark[] = [
   apiThroughput,
   intake,
   failover,
+  peers,
 ];
 const ALIASES: Record<string, string> = {
   utilization: "utilisation",

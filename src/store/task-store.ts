@@ -1072,7 +1072,7 @@ async function termIsCurrent(trx: Transaction<Database>, term: number): Promise<
 }
 
 /** Pending tasks in the order they go out (priority, then arrival), as the queue's index reads them. */
-function pendingInQueueOrder(
+export function pendingInQueueOrder(
   db: Kysely<Database> | Transaction<Database>,
   limit: number,
   upTo: TaskNeed = "voice_clone",

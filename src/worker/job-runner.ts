@@ -200,8 +200,10 @@ export class JobRunner {
     }
     this.transitions.accepted(job);
     this.queue.push(id);
-    await this.o.blobs.used(inputBlobs(input).map((b) => b.sha256));
+    // Started first: marking the inputs used (a file time each) is bookkeeping for the cache's
+    // eviction order, and the job's record already pins them (neededBlobs).
     this.pump();
+    await this.o.blobs.used(inputBlobs(input).map((b) => b.sha256));
     return { view: job.record.view, created: true };
   }
 

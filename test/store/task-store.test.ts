@@ -1,6 +1,7 @@
+import { CompiledQuery } from "kysely";
 import { afterEach, beforeEach, expect, it } from "vitest";
 import type { EventRow } from "../../src/store/schema.js";
-import { type TaskChange, TaskStore } from "../../src/store/task-store.js";
+import { pendingInQueueOrder, type TaskChange, TaskStore } from "../../src/store/task-store.js";
 import { removeDir, tempDir } from "../helpers/gateway.js";
 import { describeStores, newTask, openTestStore, type TestStore } from "../helpers/store.js";
 
@@ -32,6 +33,30 @@ describeStores("task store", (backend) => {
   afterEach(async () => {
     await s.close();
     await removeDir(dir);
+  });
+
+  it("reads the head of the queue off an index in the queue's order, sorting no pending task", async () => {
+    for (const priority of [0, 5, 0, -1]) await s.tasks.createTask(newTask({ priority }));
+    for (const upTo of ["lipsync", "tts", "voice_clone"] as const) {
+      const query = pendingInQueueOrder(s.db, 4, upTo).compile();
+      const plan = await s.db.transaction().execute(async (trx) => {
+        if (backend.name === "sqlite") {
+          const { rows } = await trx.executeQuery<{ detail: string }>(
+            CompiledQuery.raw(`explain query plan ${query.sql}`, [...query.parameters]),
+          );
+          return rows.map((r) => r.detail).join("; ");
+        }
+        // A few rows: without this PostgreSQL would rightly scan the table and say nothing of indexes.
+        await trx.executeQuery(CompiledQuery.raw("set local enable_seqscan = off"));
+        const { rows } = await trx.executeQuery<{ "QUERY PLAN": string }>(
+          CompiledQuery.raw(`explain ${query.sql}`, [...query.parameters]),
+        );
+        return rows.map((r) => r["QUERY PLAN"]).join("; ");
+      });
+      // Every scheduling pass runs this: a sort here reads every pending task (issue 14).
+      expect(plan).toContain("tasks_queue_order");
+      expect(plan).not.toMatch(/TEMP B-TREE|Sort/);
+    }
   });
 
   it("writes nothing, anywhere, while its beforeWrite check refuses (a data dir that vanished)", async () => {

@@ -81,3 +81,53 @@ describe("job runner long-polls", () => {
     expect(runner.view("a1")).toMatchObject({ status: "failed", error: { kind: "machine" } });
   });
 });
+
+describe("job runner start", () => {
+  it("starts a job without waiting for its inputs to be marked used in the cache", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "mh-runner-"));
+    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    const layout = workerLayout(dir);
+    const store = new BlobStore(layout.blobs);
+    // Marking inputs used only orders the cache's eviction (a file time each): held here, the job
+    // must start all the same, and the PUT answers once it is done.
+    let releaseUsed = () => {};
+    const usedHeld = new Promise<void>((resolve) => {
+      releaseUsed = resolve;
+    });
+    class SlowToMark extends BlobCache {
+      override async used(sha256s: readonly string[]): Promise<void> {
+        await usedHeld;
+        await super.used(sha256s);
+      }
+    }
+    const blobs = new SlowToMark({
+      store,
+      maxBytes: 0,
+      pinned: () => new Set(),
+      now: Date.now,
+      logger: silentLogger,
+    });
+    await blobs.init();
+    const blob = await store.put(Readable.from([Buffer.from("media")]));
+    await blobs.init();
+    const engine = new GateEngine(1);
+    const runner = await JobRunner.start({
+      engine,
+      blobs,
+      records: new JobRecords(layout.jobs, silentLogger),
+      layout,
+      logger: silentLogger,
+    });
+    cleanups.push(() => runner.close());
+    let answered = false;
+    const submitted = runner.submit("a1", { audio: blob, video: blob }).then((answer) => {
+      answered = true;
+      return answer;
+    });
+    await until(() => engine.isRunning("a1"));
+    expect(runner.view("a1").status).toBe("running");
+    expect(answered).toBe(false);
+    releaseUsed();
+    expect((await submitted).created).toBe(true);
+  });
+});
