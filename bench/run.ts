@@ -11,18 +11,21 @@ import { apiThroughput } from "./api-throughput.js";
 import { avatars } from "./avatars.js";
 import { dataPath } from "./data-path.js";
 import { dispatchLatency } from "./dispatch-latency.js";
+import { dispatchStores } from "./dispatch-stores.js";
 import { failover } from "./failover.js";
 import { CLI, keepTempDirs, Scope } from "./harness.js";
 import { intake } from "./intake.js";
+import { intakeGateways } from "./intake-gateways.js";
 import { MediaKit } from "./media.js";
 import { type Benchmark, type Outcome, type RunInfo, writeResults } from "./report.js";
 import { round } from "./stats.js";
+import { takeover } from "./takeover.js";
 import { templateCache } from "./template-cache.js";
 import { textTasks } from "./text-tasks.js";
 import { utilisation } from "./utilisation.js";
 
 /**
- * `npm run bench [-- NAME… ] [--quick]`: runs the benchmarks of issue 5 one after the other on
+ * `npm run bench [-- NAME… ] [--quick]`: runs the benchmarks of issues 5, 8 and 13 one after the other on
  * this machine. A full run of all of them writes bench/RESULTS.md and bench/results.json; a quick
  * or partial run writes the same two files under dist-bench/ instead, so the figures of record
  * only ever come from a full run.
@@ -37,6 +40,9 @@ const BENCHMARKS: readonly Benchmark[] = [
   apiThroughput,
   intake,
   failover,
+  dispatchStores,
+  intakeGateways,
+  takeover,
 ];
 const ALIASES: Record<string, string> = {
   utilization: "utilisation",
