@@ -41,6 +41,7 @@ interface Sample {
   resultWaitMs: number;
   /** Tasks that needed a second attempt (a takeover re-attaches: none should). */
   rerun: number;
+  rerunReasons: string[];
   failed: number;
   peakPerMachine: number;
 }
@@ -132,7 +133,8 @@ export const takeover: Benchmark = {
         "'Another dispatches': the time of the successor's log line saying its term began ('seen on /metrics': " +
           "when polling the two others' GET /metrics every 20 ms found one saying 1). 'A running task " +
           "completed': the first completed_at among the tasks processing just before the kill. 'A new job started': " +
-          "the first `started` line in the workers' journals after the kill. 'Service resumed' is the later of the " +
+          "the first `started` line in the workers' journals of a job dispatched after the kill (one the dead gateway " +
+          "sent may start later). 'Service resumed' is the later of the " +
           "two. One machine's clock for all.",
         "'Longest result wait': for the tasks running at the kill, completed_at − their job's `finished` in the " +
           "worker's journal (a job that ended while no gateway dispatched waits for the next one). Then every task " +
@@ -143,6 +145,15 @@ export const takeover: Benchmark = {
     };
   },
 };
+
+interface TaskEvent {
+  at: string;
+  from_status: string | null;
+  to_status: string | null;
+  machine: string | null;
+  attempt_id: string | null;
+  message: string | null;
+}
 
 async function dispatching(gateway: Gateway): Promise<boolean> {
   try {
@@ -215,29 +226,46 @@ async function takeoverRun(
     await until("every task to end", () => allEnded(successor.url, TASKS), 120_000, 100);
 
     const ended = await allTasks(successor.url);
-    const byId = new Map(ended.map((t) => [t.task_id, t]));
     const journals = await Promise.all(workers.map(async (w) => (await readJournal(w)) ?? []));
     const lines = journals.flat();
     const finishedAt = new Map<string, number>();
     for (const line of lines) if (line.event === "finished") finishedAt.set(line.job_id, Date.parse(line.at));
+    // Each attempt's dispatch (job ids are attempt ids), and why a task went back to the queue.
+    const dispatchedAt = new Map<string, number>();
+    const lastAttempt = new Map<string, string>();
+    const rerunReasons: string[] = [];
+    for (const task of ended) {
+      const { events } = await getJson<{ events: TaskEvent[] }>(
+        `${successor.url}/tasks/${task.task_id}/events`,
+      );
+      for (const e of events) {
+        if (e.to_status === "processing" && e.attempt_id) {
+          dispatchedAt.set(e.attempt_id, Date.parse(e.at));
+          lastAttempt.set(task.task_id, e.attempt_id);
+        }
+        if (e.from_status === "processing" && e.to_status === "pending")
+          rerunReasons.push(`${e.at} ${e.machine ?? ""}: ${e.message ?? ""}`);
+      }
+    }
+    if (rerunReasons.length > 0) ctx.log(`run ${run}: re-run tasks:\n  ${rerunReasons.join("\n  ")}`);
 
     // The tasks that were running when the gateway died (and had not completed just before).
     const completions: number[] = [];
     const resultWaits: number[] = [];
-    for (const id of processing) {
-      const task = byId.get(id);
-      if (task?.completed_at == null) continue;
+    for (const task of ended) {
+      if (!processing.includes(task.task_id) || task.completed_at === null) continue;
       const completed = Date.parse(task.completed_at);
       if (completed < killedAt) continue;
       completions.push(completed);
-      const jobFinished = await attemptFinished(successor, id, finishedAt);
+      const jobFinished = finishedAt.get(lastAttempt.get(task.task_id) ?? "");
       if (jobFinished !== undefined) resultWaits.push(completed - jobFinished);
     }
+    // Jobs the new term placed: a job the dead gateway sent just before the kill may start after it.
     const starts = lines
-      .filter((l) => l.event === "started" && Date.parse(l.at) > killedAt)
+      .filter((l) => l.event === "started" && (dispatchedAt.get(l.job_id) ?? 0) >= killedAt)
       .map((l) => Date.parse(l.at));
     if (completions.length === 0) throw new Error("no task that was running at the kill completed");
-    if (starts.length === 0) throw new Error("no job started after the kill");
+    if (starts.length === 0) throw new Error("no job placed after the kill started");
     const completedMs = Math.min(...completions) - killedAt;
     const startedMs = Math.min(...starts) - killedAt;
     return {
@@ -251,6 +279,7 @@ async function takeoverRun(
       running: processing.length,
       resultWaitMs: resultWaits.length > 0 ? Math.max(...resultWaits) : Number.NaN,
       rerun: ended.filter((t) => t.attempts > 1).length,
+      rerunReasons,
       failed: ended.filter((t) => t.status !== "completed").length,
       peakPerMachine: Math.max(...journals.map((j: JournalLine[]) => peakConcurrency(j))),
     };
@@ -258,19 +287,6 @@ async function takeoverRun(
     for (const gateway of gateways) await gateway.child.kill();
     await Promise.all(workers.map((w) => w.child.kill()));
   }
-}
-
-/** When the worker finished the job of the task's last attempt (its journal's `finished`). */
-async function attemptFinished(
-  gateway: Gateway,
-  taskId: string,
-  finishedAt: ReadonlyMap<string, number>,
-): Promise<number | undefined> {
-  const { events } = await getJson<{
-    events: Array<{ to_status: string | null; attempt_id: string | null }>;
-  }>(`${gateway.url}/tasks/${taskId}/events`);
-  const attempt = events.filter((e) => e.to_status === "processing" && e.attempt_id).at(-1)?.attempt_id;
-  return attempt ? finishedAt.get(attempt) : undefined;
 }
 
 /** The time of `gateway`'s log line (pino JSON) saying it began dispatching after `after`. */
