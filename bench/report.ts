@@ -114,7 +114,7 @@ function markdownTable(columns: readonly string[], rows: ReadonlyArray<ReadonlyA
 
 export function renderMarkdown(info: RunInfo, outcomes: readonly Outcome[]): string {
   const out: string[] = [];
-  out.push("# Benchmark results (issues 5 and 8)", "");
+  out.push("# Benchmark results (issues 5, 8 and 13)", "");
   if (info.mode === "quick" || !info.complete) {
     out.push(
       `> **${info.mode === "quick" ? "Quick" : "Partial"} run** (${info.selected.join(", ")}): smaller sizes ` +
