@@ -13,9 +13,9 @@ import { mean, median, percentile, round } from "./stats.js";
 
 const MACHINE = "gpu-1";
 /** 1 s of audio × this = a 5 ms simulated job, so the queue drains at the gateway's pace. */
-const TIME_SCALE = 0.005;
+export const TIME_SCALE = 0.005;
 
-interface CapacityRun {
+export interface CapacityRun {
   capacity: number;
   tasks: number;
   samples: number;
@@ -93,12 +93,14 @@ export const dispatchLatency: Benchmark = {
   },
 };
 
-async function runCapacity(
+/** One gateway and one worker of `capacity`; `flags` go to the gateway (`--store postgres://…`). */
+export async function runCapacity(
   ctx: BenchContext,
   capacity: number,
   count: number,
   audio: string,
   video: string,
+  flags: readonly string[] = [],
 ): Promise<CapacityRun> {
   const dir = await ctx.scope.tempDir(`mh-bench-dispatch-${capacity}-`);
   const worker = await startSimWorker(ctx.scope, dir, {
@@ -111,7 +113,7 @@ async function runCapacity(
     ctx.scope,
     dir,
     [{ name: MACHINE, port: worker.port, max_concurrent: capacity }],
-    ["--health-interval", "200"],
+    ["--health-interval", "200", ...flags],
   );
   try {
     await postEmpty(`${gateway.url}/machines/${MACHINE}/drain`);

@@ -78,6 +78,7 @@ function cleanEnv(): NodeJS.ProcessEnv {
 export class Scope {
   private readonly children = new Set<ChildProcess>();
   private readonly dirs = new Set<string>();
+  private readonly deferred: Array<() => Promise<unknown>> = [];
   private logDir: Promise<string> | undefined;
   private started = 0;
 
@@ -155,6 +156,14 @@ export class Scope {
     }
   }
 
+  /**
+   * Runs `cleanup` when the scope closes, after its processes are gone (a database they used).
+   * Something left behind by an interrupted run is the next run's to clean up.
+   */
+  defer(cleanup: () => Promise<unknown>): void {
+    this.deferred.push(cleanup);
+  }
+
   async close(): Promise<void> {
     await Promise.all(
       [...this.children].map(async (child) => {
@@ -164,6 +173,11 @@ export class Scope {
         await gone;
       }),
     );
+    for (const cleanup of this.deferred.splice(0).reverse()) {
+      await cleanup().catch((err: unknown) => {
+        console.error(`[bench] cleanup failed: ${err instanceof Error ? err.message : String(err)}`);
+      });
+    }
     for (const dir of this.dirs) {
       if (!keepDirs) await rm(dir, { recursive: true, force: true });
       liveDirs.delete(dir);

@@ -11,13 +11,16 @@ import { apiThroughput } from "./api-throughput.js";
 import { avatars } from "./avatars.js";
 import { dataPath } from "./data-path.js";
 import { dispatchLatency } from "./dispatch-latency.js";
+import { dispatchStores } from "./dispatch-stores.js";
 import { failover } from "./failover.js";
 import { CLI, keepTempDirs, Scope } from "./harness.js";
 import { intake } from "./intake.js";
+import { intakeGateways } from "./intake-gateways.js";
 import { MediaKit } from "./media.js";
 import { peers } from "./peers.js";
 import { type Benchmark, type Outcome, type RunInfo, writeResults } from "./report.js";
 import { round } from "./stats.js";
+import { takeover } from "./takeover.js";
 import { templateCache } from "./template-cache.js";
 import { textTasks } from "./text-tasks.js";
 import { utilisation } from "./utilisation.js";
@@ -39,6 +42,9 @@ const BENCHMARKS: readonly Benchmark[] = [
   intake,
   failover,
   peers,
+  dispatchStores,
+  intakeGateways,
+  takeover,
 ];
 const ALIASES: Record<string, string> = {
   utilization: "utilisation",
