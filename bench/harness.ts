@@ -64,6 +64,8 @@ export interface StartOptions {
   readonly timeoutMs?: number;
   /** Added to the child's environment (which never holds MULTI_HEYGEM_* from the shell). */
   readonly env?: NodeJS.ProcessEnv;
+  /** Run it inside this network namespace (`ip netns exec`, which execs: the pid is Node's). */
+  readonly netns?: string;
 }
 
 /** The environment without MULTI_HEYGEM_* settings, so a developer's shell cannot change a figure. */
@@ -78,6 +80,7 @@ function cleanEnv(): NodeJS.ProcessEnv {
 export class Scope {
   private readonly children = new Set<ChildProcess>();
   private readonly dirs = new Set<string>();
+  private readonly closers: Array<() => Promise<void>> = [];
   private logDir: Promise<string> | undefined;
   private started = 0;
 
@@ -126,7 +129,11 @@ export class Scope {
     // Numbered: a name may be started again (a fresh worker per run) and must not read the old log.
     const logPath = join(cwd, `${String(++this.started).padStart(3, "0")}-${name}.log`);
     const fd = openSync(logPath, "a");
-    const child = spawn(process.execPath, [script, ...args], {
+    const argv = [script, ...args];
+    const [command, commandArgs] = options.netns
+      ? ["ip", ["netns", "exec", options.netns, process.execPath, ...argv]]
+      : [process.execPath, argv];
+    const child = spawn(command, commandArgs, {
       cwd,
       env: { ...cleanEnv(), ...options.env },
       stdio: ["ignore", fd, fd],
@@ -155,6 +162,14 @@ export class Scope {
     }
   }
 
+  /**
+   * Runs `undo` when the scope closes, once its processes are gone (the network namespaces they
+   * ran in, say); the last one registered runs first.
+   */
+  defer(undo: () => Promise<void>): void {
+    this.closers.push(undo);
+  }
+
   async close(): Promise<void> {
     await Promise.all(
       [...this.children].map(async (child) => {
@@ -164,6 +179,9 @@ export class Scope {
         await gone;
       }),
     );
+    for (const undo of this.closers.splice(0).reverse()) {
+      await undo().catch((err: unknown) => console.error(`[bench] clean-up failed: ${String(err)}`));
+    }
     for (const dir of this.dirs) {
       if (!keepDirs) await rm(dir, { recursive: true, force: true });
       liveDirs.delete(dir);

@@ -14,6 +14,8 @@ import { dispatchLatency } from "./dispatch-latency.js";
 import { failover } from "./failover.js";
 import { CLI, keepTempDirs, Scope } from "./harness.js";
 import { intake } from "./intake.js";
+import { lanDataPath } from "./lan/data-path.js";
+import { lanFleet } from "./lan/fleet-locality.js";
 import { MediaKit } from "./media.js";
 import { type Benchmark, type Outcome, type RunInfo, writeResults } from "./report.js";
 import { round } from "./stats.js";
@@ -37,6 +39,8 @@ const BENCHMARKS: readonly Benchmark[] = [
   apiThroughput,
   intake,
   failover,
+  lanDataPath,
+  lanFleet,
 ];
 const ALIASES: Record<string, string> = {
   utilization: "utilisation",
