@@ -147,21 +147,29 @@ async function machinesUp(gateway: string, expected: number): Promise<true | und
   return m && m.total === expected && m.up === expected ? true : undefined;
 }
 
+/** One job's run on a worker, from its journal (epoch ms). */
+export interface EngineRun {
+  readonly jobId: string;
+  readonly startedMs: number;
+  readonly finishedMs: number;
+}
+
 /**
- * Seconds each job's engine ran on `worker` (its journal: started → finished), by job id — the
- * gateway's attempt ids, or the direct client's job ids. The simulate engine sleeps, then writes
- * the result with ffmpeg; both are the machine's work, not the network's.
+ * Every job the worker's engine ran (its journal: started → finished), in the order they started:
+ * the gateway's attempt ids, or the direct client's job ids. The simulate engine sleeps, then
+ * writes the result with ffmpeg; both are the machine's work, not the network's.
  */
-export async function engineSeconds(worker: LanWorker): Promise<Map<string, number>> {
+export async function engineRuns(worker: LanWorker): Promise<EngineRun[]> {
   const text = await readFile(join(worker.dataDir, "journal.jsonl"), "utf8").catch(() => "");
   const started = new Map<string, number>();
-  const spans = new Map<string, number>();
+  const runs: EngineRun[] = [];
   for (const line of parseJournal(text)) {
     if (line.event === "started") started.set(line.job_id, Date.parse(line.at));
     else if (line.event === "finished") {
       const from = started.get(line.job_id);
-      if (from !== undefined) spans.set(line.job_id, (Date.parse(line.at) - from) / 1000);
+      if (from !== undefined)
+        runs.push({ jobId: line.job_id, startedMs: from, finishedMs: Date.parse(line.at) });
     }
   }
-  return spans;
+  return runs.sort((a, b) => a.startedMs - b.startedMs);
 }
