@@ -4,9 +4,10 @@ import { type Scope, until } from "../harness.js";
 import { allEnded, allTasks, getJson, multipartBody } from "../http.js";
 import type { FileFacts } from "../media.js";
 import { sum } from "../stats.js";
-import { CLIENT, type Lan, type LinkCount, linkDelta, type Traffic, tcpPayload } from "./netns.js";
+import { CLIENT, type Lan } from "./netns.js";
 import { postForm } from "./post-form.js";
 import { startLanGateway, startLanWorker } from "./services.js";
+import { type LinkCount, linkDelta, type Traffic, tcpPayload } from "./traffic.js";
 
 /**
  * Issue 14 on issue 12's avatars: what a task that names an avatar puts on the wire. The avatar

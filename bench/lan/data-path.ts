@@ -13,10 +13,11 @@ import {
 import { MB, mb, median, round } from "../stats.js";
 import { type AvatarBytes, measureAvatarBytes } from "./avatar-bytes.js";
 import { type DirectTiming, runDirectTask } from "./direct-task.js";
-import { CLIENT, Lan, type LinkCount, lanUnavailable, linkDelta, tcpPayload } from "./netns.js";
+import { CLIENT, Lan, lanUnavailable } from "./netns.js";
 import { notMeasured } from "./not-measured.js";
 import { sendRaw, startTcpSink } from "./raw-transfer.js";
 import { engineRuns, startLanGateway, startLanWorker, workerToken } from "./services.js";
+import { type LinkCount, linkDelta, tcpPayload } from "./traffic.js";
 
 /**
  * Issue 14, "A LAN on one machine": the data path of issue 5 again, over shaped links between

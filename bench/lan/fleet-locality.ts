@@ -7,7 +7,7 @@ import { lineChart } from "../plot.js";
 import { type BenchContext, type Benchmark, figure, type Measured } from "../report.js";
 import { MB, mb, mulberry32, round, sum } from "../stats.js";
 import { localityBound, type MachineLoad, zipfCounts } from "./locality-bound.js";
-import { Lan, type LinkCount, lanUnavailable, linkDelta, tcpPayload } from "./netns.js";
+import { Lan, lanUnavailable } from "./netns.js";
 import { notMeasured } from "./not-measured.js";
 import { postForm } from "./post-form.js";
 import {
@@ -19,6 +19,7 @@ import {
   workerToken,
 } from "./services.js";
 import { distinctTemplates } from "./templates.js";
+import { type LinkCount, linkDelta, tcpPayload } from "./traffic.js";
 
 /**
  * Issue 14, "Fleet with locality": 8 machines behind 1 Gbit/s links, 20 different big templates

@@ -1,5 +1,6 @@
 import { execFile, execFileSync } from "node:child_process";
 import { promisify } from "node:util";
+import type { LinkCount, Traffic } from "./traffic.js";
 
 /**
  * A LAN on one machine (issue 14): every host in a network namespace of its own, each joined to
@@ -27,50 +28,6 @@ export interface LanHost {
   readonly address: string;
   /** Its namespace; undefined for the client (the initial namespace, the bench itself). */
   readonly netns: string | undefined;
-}
-
-/**
- * What one direction of a link carried, as the shaper counts it: Ethernet frames (header
- * included; no preamble, FCS or gap), a GSO segment counted as the frames it becomes on a wire.
- * "Small" frames are IP packets under 128 bytes: pure TCP ACKs, SYNs and FINs, nothing that
- * carries more than a few bytes of data.
- */
-export interface Traffic {
-  readonly bytes: number;
-  readonly frames: number;
-  readonly smallBytes: number;
-  readonly smallFrames: number;
-}
-
-/** One host's link: what it sent into the LAN and what it received from it. */
-export interface LinkCount {
-  readonly sent: Traffic;
-  readonly received: Traffic;
-}
-
-/** Ethernet (14) + IPv4 (20) + TCP with timestamps (32), Linux's default: the headers of a data frame. */
-export const FRAME_HEADER_BYTES = 66;
-
-/** The TCP payload in `t`: the frames that carry data, less their headers. */
-export function tcpPayload(t: Traffic): number {
-  return t.bytes - t.smallBytes - FRAME_HEADER_BYTES * (t.frames - t.smallFrames);
-}
-
-export function minus(a: Traffic, b: Traffic): Traffic {
-  return {
-    bytes: a.bytes - b.bytes,
-    frames: a.frames - b.frames,
-    smallBytes: a.smallBytes - b.smallBytes,
-    smallFrames: a.smallFrames - b.smallFrames,
-  };
-}
-
-export function linkDelta(after: LinkCount, before: LinkCount | undefined): LinkCount {
-  const zero = { bytes: 0, frames: 0, smallBytes: 0, smallFrames: 0 };
-  return {
-    sent: minus(after.sent, before?.sent ?? zero),
-    received: minus(after.received, before?.received ?? zero),
-  };
 }
 
 async function ip(...args: string[]): Promise<string> {
