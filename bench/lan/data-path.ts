@@ -402,7 +402,7 @@ function report(
       `Avatar: a fresh worker (time scale 0.01) and gateway; POST /avatars of another ${mb(avatar.avatarBytes)} MB ` +
         `video with warm=true, waited for (GET /avatars/{id} lists the worker); then ${avatar.tasks} POST /tasks ` +
         `one after the other, each with avatar_id and its own ${AVATAR_AUDIO_SECONDS} s 16 kHz mono WAV (a different tone), ` +
-        "and the client polls until all have ended. Counted: the shapers' counters on the client's link and the " +
+        "the client polling GET /tasks/{id} every 250 ms until it has ended before it sends the next. Counted: the shapers' counters on the client's link and the " +
         "worker's, over the whole phase, ÷ tasks. Every frame's bytes, and apart the small ones (IP packets under " +
         "128 bytes, classed by a u32 filter into an HTB class under the tbf: pure ACKs, SYN, FIN). TCP payload = " +
         "the other frames' bytes − 66 bytes of Ethernet, IPv4 and TCP (timestamps) headers each. The worker's " +
