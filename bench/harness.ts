@@ -64,6 +64,8 @@ export interface StartOptions {
   readonly timeoutMs?: number;
   /** Added to the child's environment (which never holds MULTI_HEYGEM_* from the shell). */
   readonly env?: NodeJS.ProcessEnv;
+  /** Run it inside this network namespace (`ip netns exec`, which execs: the pid is Node's). */
+  readonly netns?: string;
 }
 
 /** The environment without MULTI_HEYGEM_* settings, so a developer's shell cannot change a figure. */
@@ -127,7 +129,11 @@ export class Scope {
     // Numbered: a name may be started again (a fresh worker per run) and must not read the old log.
     const logPath = join(cwd, `${String(++this.started).padStart(3, "0")}-${name}.log`);
     const fd = openSync(logPath, "a");
-    const child = spawn(process.execPath, [script, ...args], {
+    const argv = [script, ...args];
+    const [command, commandArgs] = options.netns
+      ? ["ip", ["netns", "exec", options.netns, process.execPath, ...argv]]
+      : [process.execPath, argv];
+    const child = spawn(command, commandArgs, {
       cwd,
       env: { ...cleanEnv(), ...options.env },
       stdio: ["ignore", fd, fd],

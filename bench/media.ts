@@ -38,15 +38,15 @@ export class MediaKit {
   }
 
   /** 16-bit PCM WAV, as many clients send. */
-  wav(seconds: number): Promise<string> {
-    return this.once(`tone-${seconds}s.wav`, (path) =>
+  wav(seconds: number, frequency = 440): Promise<string> {
+    return this.once(`tone-${seconds}s-${frequency}hz.wav`, (path) =>
       runFfmpeg([
         "-v",
         "error",
         "-f",
         "lavfi",
         "-i",
-        `sine=frequency=440:sample_rate=16000:duration=${seconds}`,
+        `sine=frequency=${frequency}:sample_rate=16000:duration=${seconds}`,
         "-c:a",
         "pcm_s16le",
         path,

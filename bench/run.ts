@@ -16,6 +16,8 @@ import { failover } from "./failover.js";
 import { CLI, keepTempDirs, Scope } from "./harness.js";
 import { intake } from "./intake.js";
 import { intakeGateways } from "./intake-gateways.js";
+import { lanDataPath } from "./lan/data-path.js";
+import { lanFleet } from "./lan/fleet-locality.js";
 import { MediaKit } from "./media.js";
 import { peers } from "./peers.js";
 import { type Benchmark, type Outcome, type RunInfo, writeResults } from "./report.js";
@@ -45,6 +47,8 @@ const BENCHMARKS: readonly Benchmark[] = [
   dispatchStores,
   intakeGateways,
   takeover,
+  lanDataPath,
+  lanFleet,
 ];
 const ALIASES: Record<string, string> = {
   utilization: "utilisation",
