@@ -31,7 +31,7 @@ interface Sample {
   seenMs: number;
   /** The first task that was running at the kill to complete. */
   completedMs: number;
-  /** The first job started on any machine after the kill. */
+  /** The first job dispatched after the kill (by the new term) to start on a machine. */
   startedMs: number;
   /** The later of the two: the service has all its parts back. */
   resumedMs: number;
