@@ -9,6 +9,7 @@ import { promisify } from "node:util";
 import { describeMediaTool } from "../src/media/ffmpeg-binaries.js";
 import { apiThroughput } from "./api-throughput.js";
 import { avatars } from "./avatars.js";
+import { chaos } from "./chaos.js";
 import { dataPath } from "./data-path.js";
 import { dispatchLatency } from "./dispatch-latency.js";
 import { dispatchStores } from "./dispatch-stores.js";
@@ -49,6 +50,7 @@ const BENCHMARKS: readonly Benchmark[] = [
   takeover,
   lanDataPath,
   lanFleet,
+  chaos,
 ];
 const ALIASES: Record<string, string> = {
   utilization: "utilisation",

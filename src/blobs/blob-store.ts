@@ -46,6 +46,19 @@ export interface StageOptions {
 
 const SHA256_HEX = /^[0-9a-f]{64}$/;
 const FAN_OUT = /^[0-9a-f]{2}$/;
+/** A temp file's owner, the prefix of its name (`<owner>.<uuid>`). */
+const OWNER = /^[0-9a-f]{16}$/;
+const OWNED_TEMP = /^([0-9a-f]{16})\./;
+
+export interface BlobStoreOptions {
+  /**
+   * Whose the temp files are, for a folder that several gateways share (`--blobs-dir`, issue 13):
+   * 16 hex digits that stay the same across restarts (gateway-id.ts). Its temp files are named
+   * `<owner>.…`, and `init()` clears only those: the others are other gateways' writes under way.
+   * Without it, every temp file is this process's.
+   */
+  readonly owner?: string;
+}
 
 /**
  * Content-addressed files under `<root>/<aa>/<sha256>`. Everything is written to `<root>/.tmp`
@@ -64,20 +77,32 @@ export class BlobStore {
   private readonly tmpDir: string;
   /** Blobs on their way out, as `<sha256>.<uuid>`: put back by `init()` after a crash. */
   private readonly trashDir: string;
+  private readonly owner: string | undefined;
+  /** Starts the name of every temp file of this process. */
+  private readonly tempPrefix: string;
 
-  constructor(root: string) {
+  constructor(root: string, options: BlobStoreOptions = {}) {
+    if (options.owner !== undefined && !OWNER.test(options.owner))
+      throw new Error(`a blob store's owner is 16 hex digits, not ${options.owner}`);
     this.root = root;
     this.tmpDir = join(root, ".tmp");
     this.trashDir = join(root, ".trash");
+    this.owner = options.owner;
+    this.tempPrefix = options.owner === undefined ? "" : `${options.owner}.`;
   }
 
   async init(): Promise<void> {
     await mkdir(this.tmpDir, { recursive: true });
     await mkdir(this.trashDir, { recursive: true });
-    // Anything here belongs to a write that never finished (crash, kill -9).
-    for (const name of await readdir(this.tmpDir)) await rm(join(this.tmpDir, name), { force: true });
+    // Ours here belong to a write that never finished (crash, kill -9). Another owner's are a
+    // write under way by another gateway on the shared folder (its own start clears its leftovers).
+    for (const name of await readdir(this.tmpDir)) {
+      const owner = OWNED_TEMP.exec(name)?.[1];
+      if (owner === undefined || owner === this.owner) await rm(join(this.tmpDir, name), { force: true });
+    }
     // A crash between moving a blob aside and deciding its fate: a task may have come to need it
-    // meanwhile, so it goes back; the orphan sweep deletes it later if nothing does.
+    // meanwhile, so it goes back; the orphan sweep deletes it later if nothing does. (Another
+    // gateway's removal under way loses nothing by it: put back, the blob stays until the sweep.)
     for (const name of await readdir(this.trashDir)) {
       const sha256 = name.split(".")[0] ?? "";
       const trash = join(this.trashDir, name);
@@ -102,7 +127,7 @@ export class BlobStore {
 
   /** Streams `source` to a temp file while hashing it; memory stays flat whatever the size. */
   async stage(source: Readable, options: StageOptions = {}): Promise<StagedBlob> {
-    const tmp = join(this.tmpDir, randomUUID());
+    const tmp = join(this.tmpDir, `${this.tempPrefix}${randomUUID()}`);
     const hash = createHash("sha256");
     let bytes = 0;
     const max = options.maxBytes ?? Number.POSITIVE_INFINITY;
@@ -171,7 +196,7 @@ export class BlobStore {
    * track taken from a video. The produced file is gone once this settles, whatever happened.
    */
   async stageFrom(produce: (path: string) => Promise<void>, options: StageOptions = {}): Promise<StagedBlob> {
-    const out = join(this.tmpDir, `${randomUUID()}.out`);
+    const out = join(this.tmpDir, `${this.tempPrefix}${randomUUID()}.out`);
     try {
       await produce(out);
       return await this.stage(createReadStream(out), options);

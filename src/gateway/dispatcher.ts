@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import type { BlobStore } from "../blobs/blob-store.js";
 import { ERROR_CODES } from "../error-codes.js";
-import { errorMessage, type FailureKind } from "../errors.js";
+import { errorMessage, type FailureKind, StoreUnavailableError } from "../errors.js";
 import { forLog, type Logger } from "../logger.js";
 import { FINAL_JOB_STATUSES, type JobView } from "../protocol/schemas.js";
 import {
@@ -213,10 +213,20 @@ export class Dispatcher {
       machine: machine.name,
     });
     const attempt: Attempt = { task, id: attemptId, machine, client: machine.client, signal, log };
-    const done = this.run(attempt).finally(() => {
-      this.live.delete(attemptId);
-      this.releaseSlot(attemptId, machine);
-    });
+    const done = this.run(attempt)
+      .catch((err: unknown) => {
+        // Once this dispatcher closes, a write the store refused is the next term's to redo: it
+        // re-attaches to the attempt. Anything else is a bug, and must not end the gateway.
+        if (this.shutdown.signal.aborted) return;
+        log.error(
+          { err: errorMessage(err) },
+          "following the attempt failed; it stays live until a new term re-attaches it",
+        );
+      })
+      .finally(() => {
+        this.live.delete(attemptId);
+        this.releaseSlot(attemptId, machine);
+      });
     this.live.set(attemptId, { taskId: task.id, machine, abort, done });
     if (this.cancelledEarly.delete(attemptId))
       abort.abort(new AttemptCancelled(`attempt ${attemptId} cancelled`));
@@ -247,7 +257,9 @@ export class Dispatcher {
       const runSeconds = engineSeconds(view);
       // Kept in place against a retention sweep deleting the same content meanwhile.
       const done = await this.options.blobs.commitWhile(spoken ? [staged, spoken.staged] : [staged], () =>
-        store.completeAttempt(task.id, attemptId, stored, runSeconds, spoken?.audio),
+        this.whileStoreDown(log, () =>
+          store.completeAttempt(task.id, attemptId, stored, runSeconds, spoken?.audio),
+        ),
       );
       if (done) {
         const seconds = spoken?.audio.duration ?? task.audio_duration;
@@ -265,7 +277,7 @@ export class Dispatcher {
       if (err instanceof JobDeclined && !signal.aborted) {
         this.options.fleet.reportAgentDraining(machine);
         log.info(err.message);
-        await store.withdrawAttempt(task.id, attemptId, err.message);
+        await this.whileStoreDown(log, () => store.withdrawAttempt(task.id, attemptId, err.message));
         return;
       }
       const reason: unknown = signal.aborted ? signal.reason : err;
@@ -285,7 +297,7 @@ export class Dispatcher {
         reason instanceof AttemptFailure
           ? reason
           : new AttemptFailure("machine", `dispatch failed: ${errorMessage(reason)}`);
-      const current = await store.getTask(task.id);
+      const current = await this.whileStoreDown(log, () => store.getTask(task.id));
       const retry =
         failure.retry && failure.kind === "machine" && (current?.attempts ?? 0) < this.options.maxAttempts;
       const message =
@@ -293,7 +305,9 @@ export class Dispatcher {
           ? `gave up after ${current?.attempts ?? 0} attempts; last: ${failure.message}`
           : failure.message;
       log.warn({ kind: failure.kind, retry }, `attempt failed: ${failure.message}`);
-      await store.failAttempt(task.id, attemptId, { kind: failure.kind, message, retry });
+      await this.whileStoreDown(log, () =>
+        store.failAttempt(task.id, attemptId, { kind: failure.kind, message, retry }),
+      );
       // Whatever the worker still holds for this attempt is of no use now.
       await client.cancelJob(attemptId).catch(() => undefined);
     }
@@ -304,7 +318,7 @@ export class Dispatcher {
     const { task, id: attemptId, machine, client, signal, log } = attempt;
     const { store } = this.options;
     let view = await this.withGrace(attempt, () => this.createJob(attempt));
-    await store.markAttemptRunning(attemptId);
+    await this.whileStoreDown(log, () => store.markAttemptRunning(attemptId));
     log.debug({ status: view.status }, "job accepted by worker");
     let logged: { progress: number; message: string | undefined } = { progress: 0, message: undefined };
     for (;;) {
@@ -312,7 +326,9 @@ export class Dispatcher {
       if (FINAL_JOB_STATUSES.has(view.status)) break;
       const step = view.message !== logged.message || view.progress - logged.progress >= PROGRESS_STEP;
       if (step || view.progress !== logged.progress) {
-        await store.recordProgress(task.id, attemptId, view.progress, view.message, step);
+        await this.whileStoreDown(log, () =>
+          store.recordProgress(task.id, attemptId, view.progress, view.message, step),
+        );
         if (step) logged = { progress: view.progress, message: view.message };
       }
       const after = view.version;
@@ -331,7 +347,9 @@ export class Dispatcher {
 
   private async createJob(attempt: Attempt): Promise<JobView> {
     const { task, id: attemptId, machine, client, signal, log } = attempt;
-    const voice = task.voice_id === null ? undefined : await this.options.voices.get(task.voice_id);
+    const voiceId = task.voice_id;
+    const voice =
+      voiceId === null ? undefined : await this.whileStoreDown(log, () => this.options.voices.get(voiceId));
     // DELETE /voices refuses while a live task speaks in it; a task retried after is left without.
     if (task.voice_id !== null && !voice)
       throw new AttemptFailure("input", `voice ${task.voice_id} was deleted; create the task again`, false);
@@ -383,6 +401,29 @@ export class Dispatcher {
       onMismatch: (actual) =>
         new AttemptFailure("machine", `result arrived damaged (sha256 ${actual}, expected ${sha256})`),
     });
+  }
+
+  /**
+   * Runs a read or write of the store for an attempt, again every `retryDelayMs` while the store
+   * cannot be reached (STORE_UNAVAILABLE: its database connection lost, its data dir gone
+   * read-only). That is neither the machine's fault nor the task's: the job goes on, and a render
+   * that finished must not be thrown away for it. Once this dispatcher closes it throws instead;
+   * the attempt is still live in the store then, and the next term re-attaches to it.
+   */
+  private async whileStoreDown<T>(log: Logger, call: () => Promise<T>): Promise<T> {
+    let waiting = false;
+    for (;;) {
+      try {
+        const value = await call();
+        if (waiting) log.info("the store answers again");
+        return value;
+      } catch (err) {
+        if (!(err instanceof StoreUnavailableError) || this.shutdown.signal.aborted) throw err;
+        if (!waiting) log.warn({ err: err.message }, "the store cannot be reached; the attempt waits for it");
+        waiting = true;
+        await delay(this.options.clock, this.options.retryDelayMs, this.shutdown.signal);
+      }
+    }
   }
 
   /**

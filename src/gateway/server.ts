@@ -49,6 +49,7 @@ import { FleetView } from "./coordination/fleet-view.js";
 import { DataDirHealth } from "./data-dir-health.js";
 import { Fleet } from "./fleet.js";
 import { refuseUnservable } from "./fleet-abilities.js";
+import { gatewayId } from "./gateway-id.js";
 import { GatewayMetrics } from "./gateway-metrics.js";
 import { MachinesWatcher } from "./machines-watcher.js";
 import { MediaInspector } from "./media-inspector.js";
@@ -126,7 +127,8 @@ async function startLocked(
   // Background writes (the dispatcher's, the deadline's) are held to the same check as the API's.
   const store = new TaskStore(db, now, () => dataDir.assertWritable());
   await store.countPending();
-  const blobs = new BlobStore(config.blobsDir);
+  // Named, for a blob folder shared with other gateways: each clears only its own temp files.
+  const blobs = new BlobStore(config.blobsDir, { owner: await gatewayId(config.dataDir) });
   await blobs.init();
 
   const voices = new VoiceStore(db, now, () => dataDir.assertWritable());

@@ -1,3 +1,6 @@
+import { once } from "node:events";
+import { readdir, stat } from "node:fs/promises";
+import { request as httpRequest, type IncomingMessage } from "node:http";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import type { GatewayHandle } from "../../src/gateway/server.js";
@@ -144,5 +147,38 @@ describe.skipIf(!postgresAvailable)("several gateways on one PostgreSQL store", 
     engine.release(next);
     await until(async () => (await statusOn(b, waiting)) === "completed", 20_000);
     expect(engine.maxInFlight).toBeLessThanOrEqual(2);
+  });
+  it("a gateway that starts on the shared blob folder leaves another's upload under way alone", async () => {
+    const a = await start("a");
+    // An upload to A, held with half of its video sent: its temp file is in the shared folder.
+    const form = new Response(await taskForm({ audio: { path: audio }, video: { path: video } }));
+    const body = Buffer.from(await form.arrayBuffer());
+    const upload = httpRequest(`${a.url}/tasks`, {
+      method: "POST",
+      headers: { "content-type": form.headers.get("content-type") ?? "", "content-length": body.length },
+    });
+    const answered = once(upload, "response").then(async ([res]) => {
+      let text = "";
+      for await (const chunk of res as IncomingMessage) text += String(chunk);
+      return { status: (res as IncomingMessage).statusCode, text };
+    });
+    const half = body.length - 1024;
+    upload.write(body.subarray(0, half));
+    const tmp = join(dir, "shared-blobs", ".tmp");
+    await until(async () => {
+      // The audio whole, the video on its way.
+      const sizes = await Promise.all((await readdir(tmp)).map(async (n) => (await stat(join(tmp, n))).size));
+      return sizes.filter((size) => size > 0).length === 2;
+    }, 20_000);
+
+    // B's start clears what a crash of B left there, and nothing of A's.
+    await start("b");
+    upload.end(body.subarray(half));
+    const answer = await answered;
+    expect(answer.status, answer.text).toBe(200);
+    const { task_id: id } = JSON.parse(answer.text) as { task_id: string };
+    await until(() => engine.running.length === 1, 20_000);
+    engine.release(engine.running[0] as string);
+    await until(async () => (await statusOn(a, id)) === "completed", 20_000);
   });
 });
