@@ -16,10 +16,12 @@ import { CLI, keepTempDirs, Scope } from "./harness.js";
 import { intake } from "./intake.js";
 import { MediaKit } from "./media.js";
 import { type Benchmark, type Outcome, type RunInfo, writeResults } from "./report.js";
+import { soak } from "./soak.js";
 import { round } from "./stats.js";
 import { templateCache } from "./template-cache.js";
 import { textTasks } from "./text-tasks.js";
 import { utilisation } from "./utilisation.js";
+import { utilisationFailure } from "./utilisation-failure.js";
 
 /**
  * `npm run bench [-- NAME… | --only NAME[,NAME…]] [--quick]`: runs the benchmarks one after the other on
@@ -37,6 +39,8 @@ const BENCHMARKS: readonly Benchmark[] = [
   apiThroughput,
   intake,
   failover,
+  soak,
+  utilisationFailure,
 ];
 const ALIASES: Record<string, string> = {
   utilization: "utilisation",
