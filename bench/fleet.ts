@@ -17,23 +17,49 @@ export interface SimWorker {
   readonly child: Child;
   readonly port: number;
   readonly dataDir: string;
+  /** As started, for a restart. */
+  readonly options: SimWorkerOptions;
 }
 
-export async function startSimWorker(scope: Scope, dir: string, spec: SimWorkerSpec): Promise<SimWorker> {
+export interface SimWorkerOptions {
+  /** Listen here rather than on a port the system picks (a restart keeps its machines.json entry). */
+  readonly port?: number;
+  /** Added to the worker's environment (FFMPEG_PATH, say). */
+  readonly env?: NodeJS.ProcessEnv;
+}
+
+export async function startSimWorker(
+  scope: Scope,
+  dir: string,
+  spec: SimWorkerSpec,
+  options: SimWorkerOptions = {},
+): Promise<SimWorker> {
   const dataDir = join(dir, `worker-${spec.name}`);
-  const child = await scope.startWorker(`worker-${spec.name}`, [
-    "--engine",
-    "simulate",
-    "--data-dir",
-    dataDir,
-    "--max-concurrent",
-    String(spec.capacity),
-    "--speed-factor",
-    String(spec.speedFactor),
-    "--time-scale",
-    String(spec.timeScale),
-  ]);
-  return { spec, child, port: Number(new URL(child.url).port), dataDir };
+  const child = await scope.startWorker(
+    `worker-${spec.name}`,
+    [
+      "--engine",
+      "simulate",
+      "--data-dir",
+      dataDir,
+      "--max-concurrent",
+      String(spec.capacity),
+      "--speed-factor",
+      String(spec.speedFactor),
+      "--time-scale",
+      String(spec.timeScale),
+    ],
+    options,
+  );
+  return { spec, child, port: Number(new URL(child.url).port), dataDir, options };
+}
+
+/**
+ * The same worker again after a `kill -9`: same port (the gateway's machines file still names it),
+ * same data dir (its journal goes on) and environment, as a supervisor restarting it would.
+ */
+export function restartSimWorker(scope: Scope, dir: string, worker: SimWorker): Promise<SimWorker> {
+  return startSimWorker(scope, dir, worker.spec, { ...worker.options, port: worker.port });
 }
 
 export interface MachineSpec {

@@ -1,7 +1,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
 import { closeSync, openSync, rmSync } from "node:fs";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -110,10 +110,20 @@ export class Scope {
     });
   }
 
-  startWorker(name: string, args: readonly string[]): Promise<Child> {
-    return this.startCli(name, ["worker", "--host", "127.0.0.1", "--port", "0", ...args], {
-      readyMessage: "worker agent listening",
-    });
+  /** `port` 0 (the default) lets the system pick; a worker restarted in place asks for its old one. */
+  startWorker(
+    name: string,
+    args: readonly string[],
+    options: { port?: number; env?: NodeJS.ProcessEnv } = {},
+  ): Promise<Child> {
+    return this.startCli(
+      name,
+      ["worker", "--host", "127.0.0.1", "--port", String(options.port ?? 0), ...args],
+      {
+        readyMessage: "worker agent listening",
+        ...(options.env ? { env: options.env } : {}),
+      },
+    );
   }
 
   /** Any Node script as a child process with the same flags as the CLI gets (none). */
@@ -334,4 +344,26 @@ export function sampleMemory(pid: number, everyMs = 50) {
       return { peakRssBytes: peakRss, hwmBytes: last?.hwmBytes ?? Number.NaN, samples };
     },
   };
+}
+
+/** Linux's USER_HZ: /proc counts CPU time in these ticks on every architecture Node runs on. */
+const TICKS_PER_SECOND = 100;
+
+/**
+ * CPU seconds a process has used (user + system, /proc/PID/stat), its children that it has
+ * waited for included (a worker's ffmpeg runs), or undefined once it is gone.
+ */
+export async function cpuSecondsOf(pid: number): Promise<number | undefined> {
+  const text = await readFile(`/proc/${pid}/stat`, "utf8").catch(() => undefined);
+  if (text === undefined) return undefined;
+  // Fields after the command name, which is in parentheses and may itself hold spaces.
+  const fields = text.slice(text.lastIndexOf(")") + 2).split(" ");
+  // utime, stime, cutime, cstime: fields 14–17 of proc(5), 12–15 here (the first two are gone).
+  const ticks = [11, 12, 13, 14].reduce((sum, i) => sum + Number(fields[i]), 0);
+  return ticks / TICKS_PER_SECOND;
+}
+
+/** How many file descriptors a process has open (entries of /proc/PID/fd), or undefined once it is gone. */
+export async function openFds(pid: number): Promise<number | undefined> {
+  return (await readdir(`/proc/${pid}/fd`).catch(() => undefined))?.length;
 }

@@ -66,6 +66,32 @@ export class MediaKit {
     }).then((path) => Array.from({ length: count }, (_, n) => join(path, `${n}.m4a`)));
   }
 
+  /**
+   * `audio(seconds)` with a comment tag of fixed width, for `stampedAudio` to write a number into:
+   * as many distinct files as wanted without running ffmpeg for each.
+   */
+  stampableAudio(seconds: number): Promise<string> {
+    return this.once(`tone-${seconds.toFixed(1)}s-stampable.m4a`, (path) =>
+      runFfmpeg([
+        "-v",
+        "error",
+        "-f",
+        "lavfi",
+        "-i",
+        `sine=frequency=440:sample_rate=8000:duration=${seconds}`,
+        "-ac",
+        "1",
+        "-c:a",
+        "aac",
+        "-b:a",
+        "16k",
+        "-metadata",
+        `comment=${stampText(0)}`,
+        path,
+      ]),
+    );
+  }
+
   /** 16-bit PCM WAV, as many clients send. */
   wav(seconds: number, frequency = 440): Promise<string> {
     return this.once(`tone-${seconds}s-${frequency}hz.wav`, (path) =>
@@ -167,6 +193,20 @@ export class MediaKit {
     }
     return file;
   }
+}
+
+const stampText = (n: number) => `mh-bench-${String(n).padStart(16, "0")}`;
+
+/**
+ * The bytes of a `stampableAudio` file with `n` in its comment tag: a valid file of the same
+ * length and sound whose SHA-256 is its own (the gateway keeps it as a new blob).
+ */
+export function stampedAudio(bytes: Buffer, n: number): Buffer {
+  const at = bytes.indexOf(stampText(0), 0, "latin1");
+  if (at < 0) throw new Error("not a stampable audio file: its comment tag is missing");
+  const copy = Buffer.from(bytes);
+  copy.write(stampText(n), at, "latin1");
+  return copy;
 }
 
 export interface FileFacts {

@@ -22,11 +22,13 @@ import { lanFleet } from "./lan/fleet-locality.js";
 import { MediaKit } from "./media.js";
 import { peers } from "./peers.js";
 import { type Benchmark, type Outcome, type RunInfo, writeResults } from "./report.js";
+import { soak } from "./soak.js";
 import { round } from "./stats.js";
 import { takeover } from "./takeover.js";
 import { templateCache } from "./template-cache.js";
 import { textTasks } from "./text-tasks.js";
 import { utilisation } from "./utilisation.js";
+import { utilisationFailure } from "./utilisation-failure.js";
 
 /**
  * `npm run bench [-- NAME… | --only NAME[,NAME…]] [--quick]`: runs the benchmarks one after the other on
@@ -51,6 +53,8 @@ const BENCHMARKS: readonly Benchmark[] = [
   lanDataPath,
   lanFleet,
   chaos,
+  soak,
+  utilisationFailure,
 ];
 const ALIASES: Record<string, string> = {
   utilization: "utilisation",

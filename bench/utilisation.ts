@@ -10,7 +10,7 @@ import { mulberry32, round, sum } from "./stats.js";
  * of a fixed queue ÷ the lower bound no placement can beat, for each placement policy in turn.
  */
 
-const FLEET = [
+export const FLEET = [
   { name: "gpu-1", speedFactor: 1, capacity: 2 },
   { name: "gpu-2", speedFactor: 1, capacity: 1 },
   { name: "gpu-3", speedFactor: 2, capacity: 1 },
@@ -18,14 +18,14 @@ const FLEET = [
 ] as const;
 const POLICIES = ["earliest-finish", "least-loaded", "round-robin"] as const;
 const DEFAULT_POLICY = "earliest-finish";
-const SEED = 0x5eed05;
-const SUBMITTERS = 4;
+export const SEED = 0x5eed05;
+export const SUBMITTERS = 4;
 
 /** Σ(capacity ÷ speed factor): audio seconds the whole fleet gets through per second at time scale 1. */
-const THROUGHPUT = sum(FLEET.map((m) => m.capacity / m.speedFactor));
+export const THROUGHPUT = sum(FLEET.map((m) => m.capacity / m.speedFactor));
 const FASTEST = Math.min(...FLEET.map((m) => m.speedFactor));
 
-interface PolicyRun {
+export interface PolicyRun {
   policy: string;
   makespanSec: number;
   boundSec: number;
@@ -36,6 +36,11 @@ interface PolicyRun {
   /** Makespan − the moment the first machine finished its last task: how unevenly the run ended. */
   tailSec: number;
   failed: number;
+  /** Tasks that took more than one attempt (a machine lost under them). */
+  retried: number;
+  /** Σ and longest audio of the tasks, as the gateway probed them (the bound's inputs). */
+  audioTotalSec: number;
+  audioMaxSec: number;
   perMachine: Record<
     string,
     { tasks: number; audioSec: number; busySec: number | null; overheadMs: number | null }
@@ -49,20 +54,13 @@ export const utilisation: Benchmark = {
   async run(ctx: BenchContext): Promise<Measured> {
     const count = ctx.quick ? 40 : 200;
     const targetSec = ctx.quick ? 15 : 60;
-    const rand = mulberry32(SEED);
-    const lengths = Array.from({ length: count }, () => Math.round((5 + rand() * 115) * 10) / 10);
-    const timeScale = round(targetSec / (sum(lengths) / THROUGHPUT), 6);
-    ctx.log(`${count} tasks, ${round(sum(lengths))} s of audio, time scale ${timeScale}; making inputs`);
-
-    const video = await ctx.media.video(2);
-    const distinct = [...new Set(lengths)];
-    const files = await mapLimit(distinct, 2, (s) => ctx.media.audio(s));
-    const audioOf = new Map(distinct.map((s, i) => [s, files[i] as string]));
+    const workload = await utilisationWorkload(ctx, count, targetSec);
+    const { lengths, timeScale } = workload;
 
     const runs: PolicyRun[] = [];
     for (const policy of POLICIES) {
       ctx.log(`${policy}: starting a fresh fleet and gateway`);
-      runs.push(await runPolicy(ctx, policy, lengths, audioOf, video, timeScale, targetSec));
+      runs.push(await runPolicy(ctx, policy, workload));
       const last = runs[runs.length - 1] as PolicyRun;
       ctx.log(`${policy}: makespan ${round(last.makespanSec, 2)} s, bound ${round(last.boundSec, 2)} s`);
     }
@@ -144,15 +142,47 @@ export const utilisation: Benchmark = {
   },
 };
 
-async function runPolicy(
+/** The queue every utilisation run works through: same seed, same files, same time scale. */
+export interface Workload {
+  readonly lengths: readonly number[];
+  readonly audioOf: ReadonlyMap<number, string>;
+  readonly video: string;
+  readonly timeScale: number;
+  /** The ideal run's length, which the time scale was chosen for. */
+  readonly targetSec: number;
+}
+
+export async function utilisationWorkload(
+  ctx: BenchContext,
+  count: number,
+  targetSec: number,
+): Promise<Workload> {
+  const rand = mulberry32(SEED);
+  const lengths = Array.from({ length: count }, () => Math.round((5 + rand() * 115) * 10) / 10);
+  const timeScale = round(targetSec / (sum(lengths) / THROUGHPUT), 6);
+  ctx.log(`${count} tasks, ${round(sum(lengths))} s of audio, time scale ${timeScale}; making inputs`);
+  const video = await ctx.media.video(2);
+  const distinct = [...new Set(lengths)];
+  const files = await mapLimit(distinct, 2, (s) => ctx.media.audio(s));
+  const audioOf = new Map(distinct.map((s, i) => [s, files[i] as string]));
+  return { lengths, audioOf, video, timeScale, targetSec };
+}
+
+/**
+ * What a run may do to its fleet while the queue drains (utilisation-failure.ts kills a machine):
+ * `workers` is the run's own list, so a worker restarted in place replaces its entry; `t0` is the
+ * client clock just before the first POST, the makespan's origin.
+ */
+export type DuringRun = (run: { dir: string; workers: SimWorker[]; t0: number }) => Promise<void>;
+
+/** One run of `workload` through a fresh fleet and gateway placing with `policy`. */
+export async function runPolicy(
   ctx: BenchContext,
   policy: string,
-  lengths: readonly number[],
-  audioOf: ReadonlyMap<number, string>,
-  video: string,
-  timeScale: number,
-  targetSec: number,
+  workload: Workload,
+  during?: DuringRun,
 ): Promise<PolicyRun> {
+  const { lengths, audioOf, video, timeScale, targetSec } = workload;
   const dir = await ctx.scope.tempDir(`mh-bench-util-${policy}-`);
   const workers = await Promise.all(FLEET.map((m) => startSimWorker(ctx.scope, dir, { ...m, timeScale })));
   const gateway = await startGateway(
@@ -163,6 +193,11 @@ async function runPolicy(
   );
   try {
     const t0 = Date.now();
+    // Settled into a value, so that a failure meanwhile is not an unhandled rejection.
+    const disturbed = during?.({ dir, workers, t0 }).then(
+      () => undefined,
+      (err: unknown) => err ?? new Error("the run's disturbance failed"),
+    );
     await mapLimit(lengths, SUBMITTERS, (s) => postTask(gateway.url, audioOf.get(s) as string, video));
     const submitSec = (Date.now() - t0) / 1000;
     await until(
@@ -171,6 +206,8 @@ async function runPolicy(
       targetSec * 6_000 + 120_000,
       250,
     );
+    const failure = await disturbed;
+    if (failure !== undefined) throw failure;
     const tasks = await allTasks(gateway.url);
     const done = tasks.filter((t) => t.status === "completed" && t.completed_at !== null);
     const makespanSec = (Math.max(...done.map((t) => Date.parse(t.completed_at as string))) - t0) / 1000;
@@ -212,6 +249,9 @@ async function runPolicy(
       submitSec,
       tailSec: makespanSec - (Math.min(...lastDone) - t0) / 1000,
       failed: tasks.length - done.length,
+      retried: tasks.filter((t) => t.attempts > 1).length,
+      audioTotalSec: sum(audio),
+      audioMaxSec: Math.max(...audio),
       perMachine,
       slotBusyShare: haveJournals ? sum(measured.map((m) => m.busySec ?? 0)) / (makespanSec * slots) : null,
     };

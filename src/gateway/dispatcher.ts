@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import type { BlobStore } from "../blobs/blob-store.js";
 import { ERROR_CODES } from "../error-codes.js";
 import { errorMessage, type FailureKind, StoreUnavailableError } from "../errors.js";
+import { linkSignals } from "../linked-signal.js";
 import { forLog, type Logger } from "../logger.js";
 import { FINAL_JOB_STATUSES, type JobView } from "../protocol/schemas.js";
 import {
@@ -205,7 +206,7 @@ export class Dispatcher {
 
   private track(task: TaskRow, attemptId: string, machine: Machine): void {
     const abort = new AbortController();
-    const signal = AbortSignal.any([abort.signal, this.shutdown.signal]);
+    const { signal, dispose } = linkSignals([abort.signal, this.shutdown.signal]);
     const log = this.options.logger.child({
       task_id: task.id,
       ...(task.description ? { description: forLog(task.description) } : {}),
@@ -224,6 +225,7 @@ export class Dispatcher {
         );
       })
       .finally(() => {
+        dispose();
         this.live.delete(attemptId);
         this.releaseSlot(attemptId, machine);
       });

@@ -1,5 +1,6 @@
 import type { MachineEntry } from "../config/machines-file.js";
 import { errorMessage } from "../errors.js";
+import { linkSignals } from "../linked-signal.js";
 import type { Logger } from "../logger.js";
 import { WorkerClient } from "../protocol/worker-client.js";
 import type { Clock, Timer } from "./clock.js";
@@ -175,10 +176,9 @@ export class Fleet {
     const { clock } = this.options;
     const started = clock.now();
     const client = machine.client;
+    const deadline = linkSignals([this.abort.signal, clock.timeoutSignal(this.options.probeTimeoutMs)]);
     try {
-      const health = await client.health(
-        AbortSignal.any([this.abort.signal, clock.timeoutSignal(this.options.probeTimeoutMs)]),
-      );
+      const health = await client.health(deadline.signal).finally(deadline.dispose);
       if (client !== machine.client) return;
       const now = clock.now();
       const wasDraining = machine.agentDraining;

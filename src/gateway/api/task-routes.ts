@@ -6,6 +6,7 @@ import { errorBody, httpStatus } from "../../error-codes.js";
 import { AppError, ConflictError, InputError, NotFoundError } from "../../errors.js";
 import { sendFile } from "../../http/send-file.js";
 import type { TypeBoxTypeProvider } from "../../http/typebox-provider.js";
+import { linkSignals } from "../../linked-signal.js";
 import { forLog } from "../../logger.js";
 import type { AvatarStore } from "../../store/avatar-store.js";
 import { FINAL_TASK_STATUSES, type TaskRow } from "../../store/schema.js";
@@ -259,13 +260,14 @@ export async function taskRoutes(app: FastifyInstance, options: TaskRoutesOption
       const gone = new AbortController();
       // A client that hangs up stops our waiting, never the task itself.
       reply.raw.on("close", () => gone.abort());
+      const waiting = linkSignals([gone.signal, options.shutdown]);
       const final = await waitForFinal(
         options.clock,
         store,
         task.id,
         options.syncTimeoutMs,
-        AbortSignal.any([gone.signal, options.shutdown]),
-      );
+        waiting.signal,
+      ).finally(waiting.dispose);
       if (gone.signal.aborted) {
         request.log.info({ task_id: task.id }, "sync client went away; the task goes on");
         return reply;

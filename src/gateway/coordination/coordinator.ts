@@ -1,5 +1,6 @@
 import { hostname } from "node:os";
 import { errorMessage } from "../../errors.js";
+import { linkSignals } from "../../linked-signal.js";
 import type { Logger } from "../../logger.js";
 import { notifyGateways } from "../../store/dialect.js";
 import type { DispatcherTermStore } from "../../store/dispatcher-term-store.js";
@@ -140,6 +141,11 @@ export class Coordinator {
       }
       if (this.linkDown) this.o.logger.info("coordination with the other gateways restored");
       this.linkDown = false;
+      // One wake-up for the life of the link: a reaction on `link.ended`, or a link with the
+      // stop signal, made once per round would each stay until the link ends, a few a second.
+      const ended = new AbortController();
+      void link.ended.then(() => ended.abort());
+      const wake = linkSignals([this.stop.signal, ended.signal]);
       try {
         while (!this.stop.signal.aborted && !link.lost) {
           if (!this.leading) {
@@ -156,17 +162,13 @@ export class Coordinator {
                 this.o.logger.warn({ err: errorMessage(err) }, "reading the other gateways' changes failed"),
               );
           }
-          const wait = new AbortController();
-          void link.ended.then(() => wait.abort());
-          await delay(
-            systemClock,
-            this.leading ? pingEvery : every,
-            AbortSignal.any([this.stop.signal, wait.signal]),
-          );
+          await delay(systemClock, this.leading ? pingEvery : every, wake.signal);
         }
       } catch (err) {
         if (!this.stop.signal.aborted)
           this.o.logger.error({ err: errorMessage(err) }, "the coordination link with the store failed");
+      } finally {
+        wake.dispose();
       }
       firstRound();
       // Ended before the session goes: its lock must outlive every step this term still takes.
