@@ -135,7 +135,7 @@ async function createTasks(ctx: BenchContext, build: Build, audios: readonly str
 }
 
 /** A mono 16 kHz 16-bit WAV of seeded noise: each seed gives different bytes, so a different hash. */
-async function writeWav(path: string, seconds: number, seed: number): Promise<string> {
+export async function writeWav(path: string, seconds: number, seed: number): Promise<string> {
   const rate = 16_000;
   const samples = Math.round(seconds * rate);
   const data = Buffer.alloc(samples * 2);

@@ -12,6 +12,7 @@ import { avatars } from "./avatars.js";
 import { dataPath } from "./data-path.js";
 import { dispatchLatency } from "./dispatch-latency.js";
 import { failover } from "./failover.js";
+import { growth } from "./growth.js";
 import { CLI, keepTempDirs, Scope } from "./harness.js";
 import { intake } from "./intake.js";
 import { MediaKit } from "./media.js";
@@ -37,6 +38,7 @@ const BENCHMARKS: readonly Benchmark[] = [
   apiThroughput,
   intake,
   failover,
+  growth,
 ];
 const ALIASES: Record<string, string> = {
   utilization: "utilisation",
