@@ -4,7 +4,7 @@ import type { Database } from "./schema.js";
 /**
  * The store's figures an operator watches (GET /metrics, GET /readyz), read at scrape time so
  * they are right after a restart without anything kept in memory. Each count is answered from an
- * index (tasks_status_order, callbacks_due), not a table scan.
+ * index (tasks_queue, callbacks_due), not a table scan.
  */
 
 /** How many tasks are in each status; statuses with no task are absent. */

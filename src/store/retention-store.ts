@@ -4,8 +4,8 @@ import { type Database, FINAL_TASK_STATUSES, type TaskStatus } from "./schema.js
 import type { TaskStore } from "./task-store.js";
 
 /**
- * A column the planner must not pick an index for. Without statistics SQLite takes
- * `tasks_status_order` for `status in (…)`, which walks every finished task ever kept and sorts
+ * A column the planner must not pick an index for. Without statistics SQLite takes an index on
+ * status (`tasks_queue`) for `status in (…)`, which walks every finished task ever kept and sorts
  * them, where the completed_at indexes read just the due ones. An expression has no index:
  * SQLite documents the unary `+` for this, which PostgreSQL has no text operator for, so the
  * column is concatenated with nothing, which both read the same.

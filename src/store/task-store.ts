@@ -1071,8 +1071,11 @@ async function termIsCurrent(trx: Transaction<Database>, term: number): Promise<
   return row?.epoch === term;
 }
 
-/** Pending tasks in the order they go out (priority, then arrival), as the queue's index reads them. */
-function pendingInQueueOrder(
+/**
+ * Pending tasks in the order they go out (priority, then arrival), as the queue's index
+ * (`tasks_queue`, migration 0013) holds them, so the first few are read without sorting the rest.
+ */
+export function pendingInQueueOrder(
   db: Kysely<Database> | Transaction<Database>,
   limit: number,
   upTo: TaskNeed = "voice_clone",
