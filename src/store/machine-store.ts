@@ -54,16 +54,7 @@ export class MachineStore {
 
   /** The latest measured runs of each machine, oldest first, to seed the speed model after a restart. */
   async recentSpeeds(perMachine: number): Promise<SpeedSample[]> {
-    const rows = await this.db
-      .selectFrom("attempts as a")
-      .innerJoin("tasks as t", "t.id", "a.task_id")
-      .select(["a.machine", "a.run_seconds", "t.audio_duration", "a.ended_at"])
-      .where("a.status", "=", "succeeded")
-      .where("a.run_seconds", "is not", null)
-      .where("t.audio_duration", ">", 0)
-      .orderBy("a.ended_at", "desc")
-      .limit(perMachine * 50)
-      .execute();
+    const rows = await latestRuns(this.db, perMachine * 50).execute();
     const taken = new Map<string, number>();
     const samples: SpeedSample[] = [];
     for (const row of rows) {
@@ -74,4 +65,20 @@ export class MachineStore {
     }
     return samples.reverse();
   }
+}
+
+/**
+ * The latest `limit` successful runs with a measured time, newest first: read backwards along
+ * `attempts_ended` (migration 0014), so a start-up reads these rows, not every attempt ever kept.
+ */
+export function latestRuns(db: Kysely<Database>, limit: number) {
+  return db
+    .selectFrom("attempts as a")
+    .innerJoin("tasks as t", "t.id", "a.task_id")
+    .select(["a.machine", "a.run_seconds", "t.audio_duration", "a.ended_at"])
+    .where("a.status", "=", "succeeded")
+    .where("a.run_seconds", "is not", null)
+    .where("t.audio_duration", ">", 0)
+    .orderBy("a.ended_at", "desc")
+    .limit(limit);
 }
