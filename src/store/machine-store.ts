@@ -1,4 +1,5 @@
 import type { Kysely } from "kysely";
+import { machineTotals } from "./machine-totals.js";
 import type { Database } from "./schema.js";
 
 export interface MachineCounts {
@@ -34,22 +35,9 @@ export class MachineStore {
       .execute();
   }
 
-  /** Attempts that succeeded and failed, per machine, over the store's whole history. */
+  /** Attempts that succeeded and failed, per machine, over the history the store keeps. */
   async counts(): Promise<Map<string, MachineCounts>> {
-    const rows = await this.db
-      .selectFrom("attempts")
-      .select(["machine", "status", (eb) => eb.fn.countAll<number>().as("n")])
-      .where("status", "in", ["succeeded", "failed"])
-      .groupBy(["machine", "status"])
-      .execute();
-    const counts = new Map<string, MachineCounts>();
-    for (const row of rows) {
-      const c = counts.get(row.machine) ?? { done: 0, failed: 0 };
-      if (row.status === "succeeded") c.done = Number(row.n);
-      else c.failed = Number(row.n);
-      counts.set(row.machine, c);
-    }
-    return counts;
+    return machineTotals(this.db);
   }
 
   /** The latest measured runs of each machine, oldest first, to seed the speed model after a restart. */

@@ -310,6 +310,23 @@ const migrations: Record<string, Migration> = {
       await db.schema.dropIndex("attempts_status").execute();
     },
   },
+  "0015_machine_totals": {
+    async up(db: Kysely<unknown>) {
+      // Each machine's succeeded and failed attempts, kept as they end (machine-totals.ts):
+      // GET /machines counted them from every attempt ever kept (issue 14). Started from the
+      // attempts there are.
+      await db.schema
+        .createTable("machine_totals")
+        .addColumn("machine", "text", (c) => c.primaryKey())
+        .addColumn("done", "integer", (c) => c.notNull().defaultTo(0))
+        .addColumn("failed", "integer", (c) => c.notNull().defaultTo(0))
+        .execute();
+      await sql`insert into machine_totals (machine, done, failed)
+        select machine, sum(case when status = 'succeeded' then 1 else 0 end),
+          sum(case when status = 'failed' then 1 else 0 end)
+        from attempts where status in ('succeeded', 'failed') group by machine`.execute(db);
+    },
+  },
 };
 
 /**

@@ -1,5 +1,6 @@
 import { type Kysely, type RawBuilder, sql, type Transaction } from "kysely";
 import { blobReferences } from "./blob-references.js";
+import { removeFromMachineTotals } from "./machine-totals.js";
 import { type Database, FINAL_TASK_STATUSES, type TaskStatus } from "./schema.js";
 import type { TaskStore } from "./task-store.js";
 
@@ -104,6 +105,7 @@ export class RetentionStore {
       await trx.deleteFrom("callback_tries").where("task_id", "in", gone).execute();
       await trx.deleteFrom("callbacks").where("task_id", "in", gone).execute();
       await trx.deleteFrom("events").where("task_id", "in", gone).execute();
+      await removeFromMachineTotals(trx, gone);
       await trx.deleteFrom("attempts").where("task_id", "in", gone).execute();
       await trx.deleteFrom("tasks").where("id", "in", gone).execute();
       // Blobs of tasks whose files were already released were decided then.

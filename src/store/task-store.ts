@@ -5,6 +5,7 @@ import { BoundedMap } from "../bounded-map.js";
 import { type FailureKind, InputError } from "../errors.js";
 import { newDelivery } from "./callback-store.js";
 import { inEventOrder, isPostgres, nextSeq, notifyGateways } from "./dialect.js";
+import { addToMachineTotals } from "./machine-totals.js";
 import {
   type AttemptRow,
   type Database,
@@ -969,11 +970,14 @@ export class TaskStore {
     kind?: string,
     message?: string,
   ): Promise<void> {
-    await trx
+    const ended = await trx
       .updateTable("attempts")
       .set({ status, ended_at: at, error_kind: kind ?? null, error_message: message ?? null })
       .where("id", "=", id)
-      .execute();
+      .returning("machine")
+      .executeTakeFirst();
+    if (ended && (status === "succeeded" || status === "failed"))
+      await addToMachineTotals(trx, ended.machine, status, 1);
   }
 
   private async addEvent(
