@@ -28,6 +28,14 @@ export async function addToMachineTotals(
       })),
     )
     .execute();
+  // A machine whose history retention has all deleted leaves no row (issue 10).
+  if (n < 0)
+    await trx
+      .deleteFrom("machine_totals")
+      .where("machine", "=", machine)
+      .where("done", "=", 0)
+      .where("failed", "=", 0)
+      .execute();
 }
 
 /** Takes the attempts of `taskIds` out of the totals, before they are deleted (retention). */

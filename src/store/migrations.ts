@@ -327,6 +327,24 @@ const migrations: Record<string, Migration> = {
         from attempts where status in ('succeeded', 'failed') group by machine`.execute(db);
     },
   },
+  "0016_task_totals": {
+    async up(db: Kysely<unknown>) {
+      // How many tasks each owner has in each status, kept as tasks change (task-totals.ts):
+      // GET /tasks's total and the metrics counted the tasks each time (issue 14). Started from
+      // the tasks there are; '' is the owner of tasks created without API keys.
+      await db.schema
+        .createTable("task_totals")
+        .addColumn("owner", "text", (c) => c.notNull())
+        .addColumn("status", "text", (c) => c.notNull())
+        .addColumn("n", "integer", (c) => c.notNull())
+        .addPrimaryKeyConstraint("task_totals_pk", ["owner", "status"])
+        .execute();
+      await sql`insert into task_totals (owner, status, n)
+        select coalesce(owner, ''), status, count(*) from tasks group by coalesce(owner, ''), status`.execute(
+        db,
+      );
+    },
+  },
 };
 
 /**

@@ -3,6 +3,7 @@ import { blobReferences } from "./blob-references.js";
 import { removeFromMachineTotals } from "./machine-totals.js";
 import { type Database, FINAL_TASK_STATUSES, type TaskStatus } from "./schema.js";
 import type { TaskStore } from "./task-store.js";
+import { addToTaskTotals } from "./task-totals.js";
 
 /**
  * A column the planner must not pick an index for. Without statistics SQLite takes an index on
@@ -95,7 +96,15 @@ export class RetentionStore {
     const released = await this.db.transaction().execute(async (trx) => {
       const doomed = await trx
         .selectFrom("tasks")
-        .select(["id", "audio_sha256", "video_sha256", "result_sha256", "files_deleted_at"])
+        .select([
+          "id",
+          "owner",
+          "status",
+          "audio_sha256",
+          "video_sha256",
+          "result_sha256",
+          "files_deleted_at",
+        ])
         .where("id", "in", ids)
         .where("status", "in", this.finished)
         .forUpdate()
@@ -108,6 +117,10 @@ export class RetentionStore {
       await removeFromMachineTotals(trx, gone);
       await trx.deleteFrom("attempts").where("task_id", "in", gone).execute();
       await trx.deleteFrom("tasks").where("id", "in", gone).execute();
+      await addToTaskTotals(
+        trx,
+        doomed.map((t) => ({ owner: t.owner, status: t.status, n: -1 })),
+      );
       // Blobs of tasks whose files were already released were decided then.
       const holding = doomed.filter((t) => t.files_deleted_at === null);
       return { tasks: gone, blobs: await this.unneeded(trx, holding) };

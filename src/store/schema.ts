@@ -124,6 +124,13 @@ export interface MachineFlagsTable {
   updated_at: string;
 }
 
+/** How many tasks an owner ('' for none) has in a status, kept as they change (task-totals.ts). */
+export interface TaskTotalsTable {
+  owner: string;
+  status: TaskStatus;
+  n: number;
+}
+
 /** A machine's attempts that succeeded and failed, kept as they end (machine-totals.ts). */
 export interface MachineTotalsTable {
   machine: string;
@@ -207,6 +214,7 @@ export interface Database {
   callback_tries: CallbackTriesTable;
   machine_flags: MachineFlagsTable;
   machine_totals: MachineTotalsTable;
+  task_totals: TaskTotalsTable;
   media_facts: MediaFactsTable;
   avatars: AvatarsTable;
   voices: VoicesTable;

@@ -21,6 +21,7 @@ import {
   type TaskNeed,
   type TaskSpeech,
 } from "./task-speech.js";
+import { addToTaskTotals, taskTotal } from "./task-totals.js";
 import { type AllowedTransition, allowedTransition, type TaskMove } from "./task-transitions.js";
 
 export interface NewTaskInput {
@@ -257,6 +258,7 @@ export class TaskStore {
       const queued = await this.recordStatus(trx, task, at, allowedTransition(null, "pending"), {
         message: input.waiting ?? "waiting for a free machine",
       });
+      await addToTaskTotals(trx, [{ owner: task.owner, status: "pending", n: 1 }]);
       return { task, events: [created, queued] };
     });
     for (const event of events) this.committed({ task, event });
@@ -696,11 +698,11 @@ export class TaskStore {
     if (filter.owner !== undefined) query = query.where("owner", "=", filter.owner);
     let page = query.selectAll();
     if (filter.before !== undefined) page = page.where("seq", "<", filter.before);
-    const [tasks, count] = await Promise.all([
+    const [tasks, total] = await Promise.all([
       page.orderBy("seq", "desc").limit(filter.limit).offset(filter.offset).execute(),
-      query.select((eb) => eb.fn.countAll<number>().as("n")).executeTakeFirstOrThrow(),
+      taskTotal(this.db, filter),
     ]);
-    return { tasks, total: Number(count.n) };
+    return { tasks, total };
   }
 
   async listEvents(taskId: string): Promise<EventRow[]> {
@@ -897,6 +899,10 @@ export class TaskStore {
       updated_at: at,
     });
     const event = await this.recordStatus(trx, updated, at, move, step.event(task));
+    await addToTaskTotals(trx, [
+      ...(move.from === null ? [] : [{ owner: task.owner, status: move.from, n: -1 }]),
+      { owner: task.owner, status: move.to, n: 1 },
+    ]);
     return { task: updated, event };
   }
 

@@ -91,12 +91,11 @@ describeStores("machine store, media facts and the write probe", (backend) => {
     );
     const released = await new RetentionStore(s.db, tasks).deleteFinished([first, failed, cancelled.id]);
     expect(released.tasks).toHaveLength(3);
-    expect(await machines.counts()).toEqual(
-      new Map([
-        ["gpu-1", { done: 1, failed: 0 }],
-        ["gpu-2", { done: 0, failed: 0 }],
-      ]),
-    );
+    // gpu-2 has no history left, and no row either.
+    expect(await machines.counts()).toEqual(new Map([["gpu-1", { done: 1, failed: 0 }]]));
+    expect(await s.db.selectFrom("machine_totals").select("machine").execute()).toEqual([
+      { machine: "gpu-1" },
+    ]);
   });
 
   it("starts the counts from the attempts a store already holds when it is migrated", async () => {
@@ -111,9 +110,12 @@ describeStores("machine store, media facts and the write probe", (backend) => {
       if (ok) await tasks.completeAttempt(task.id, `${task.id}-a`, { sha256: "c".repeat(64), bytes: 1 });
       else await tasks.failAttempt(task.id, `${task.id}-a`, { kind: "input", message: "x", retry: false });
     }
-    // The store as it was before migration 0015: attempts, and no totals.
+    // The store as it was before migration 0015 (and 0016, which came after it): attempts, no totals.
     await s.db.schema.dropTable("machine_totals").execute();
-    await sql`delete from kysely_migration where name = '0015_machine_totals'`.execute(s.db);
+    await s.db.schema.dropTable("task_totals").execute();
+    await sql`delete from kysely_migration where name in ('0015_machine_totals', '0016_task_totals')`.execute(
+      s.db,
+    );
     await s.close();
     s = await openTestStore(dir, undefined, backend);
     expect(await new MachineStore(s.db).counts()).toEqual(

@@ -1,6 +1,7 @@
-import { CompiledQuery } from "kysely";
+import { CompiledQuery, sql } from "kysely";
 import { afterEach, beforeEach, expect, it } from "vitest";
-import type { EventRow } from "../../src/store/schema.js";
+import { RetentionStore } from "../../src/store/retention-store.js";
+import { type EventRow, TASK_STATUSES } from "../../src/store/schema.js";
 import { pendingInQueueOrder, type TaskChange, TaskStore } from "../../src/store/task-store.js";
 import { removeDir, tempDir } from "../helpers/gateway.js";
 import { describeStores, newTask, openTestStore, type TestStore } from "../helpers/store.js";
@@ -351,6 +352,79 @@ describeStores("task store", (backend) => {
     const { tasks, total } = await s.tasks.listTasks({ status: "pending", limit: 2, offset: 0 });
     expect(total).toBe(3);
     expect(tasks.map((t) => t.id)).toEqual([low2.id, high.id]);
+  });
+
+  /** Every total GET /tasks can ask for, as kept, and as counted from the tasks themselves. */
+  async function totals(): Promise<{ kept: Record<string, number>; counted: Record<string, number> }> {
+    const kept: Record<string, number> = {};
+    const counted: Record<string, number> = {};
+    for (const owner of [undefined, "alice", "bob"]) {
+      for (const status of [undefined, ...TASK_STATUSES]) {
+        const key = `${owner ?? "*"}/${status ?? "*"}`;
+        kept[key] = (
+          await s.tasks.listTasks({
+            limit: 1,
+            offset: 0,
+            ...(owner ? { owner } : {}),
+            ...(status ? { status } : {}),
+          })
+        ).total;
+        let query = s.db.selectFrom("tasks").select((eb) => eb.fn.countAll<number>().as("n"));
+        if (owner) query = query.where("owner", "=", owner);
+        if (status) query = query.where("status", "=", status);
+        counted[key] = Number((await query.executeTakeFirstOrThrow()).n);
+      }
+    }
+    return { kept, counted };
+  }
+
+  it("keeps GET /tasks's totals with the tasks through every change, a bulk cancel and retention", async () => {
+    const make = (owner?: string) => s.tasks.createTask(newTask(owner ? { owner } : {}));
+    const done = await make("alice");
+    await s.tasks.startAttempt(done.id, "att-done", "gpu-1");
+    await s.tasks.completeAttempt(done.id, "att-done", { sha256: "c".repeat(64), bytes: 1 });
+    const requeued = await make("bob");
+    await s.tasks.startAttempt(requeued.id, "att-r", "gpu-1");
+    await s.tasks.failAttempt(requeued.id, "att-r", { kind: "machine", message: "x", retry: true });
+    const failed = await make();
+    await s.tasks.startAttempt(failed.id, "att-f", "gpu-1");
+    await s.tasks.failAttempt(failed.id, "att-f", { kind: "input", message: "x", retry: false });
+    await s.tasks.retryTask(failed.id, "failed");
+    const running = await make("alice");
+    await s.tasks.startAttempt(running.id, "att-run", "gpu-2");
+    for (let i = 0; i < 5; i++) await make(i % 2 === 0 ? "alice" : undefined);
+    expect(await s.tasks.cancelPendingBatch(3, "emptied")).toBe(3);
+    const overdue = await make("bob");
+    await s.tasks.failPendingTask(overdue.id, "timed out");
+    let { kept, counted } = await totals();
+    expect(kept).toEqual(counted);
+    expect(kept["*/*"]).toBe(10);
+    expect(kept["alice/completed"]).toBe(1);
+
+    const finished = (
+      await s.db.selectFrom("tasks").select("id").where("status", "in", ["completed", "cancelled"]).execute()
+    ).map((t) => t.id);
+    expect(await new RetentionStore(s.db, s.tasks).deleteFinished(finished)).toMatchObject({
+      tasks: expect.arrayContaining(finished),
+    });
+    ({ kept, counted } = await totals());
+    expect(kept).toEqual(counted);
+    expect(kept["*/*"]).toBe(10 - finished.length);
+  });
+
+  it("starts the totals from the tasks a store already holds when it is migrated", async () => {
+    await s.tasks.createTask(newTask({ owner: "alice" }));
+    const task = await s.tasks.createTask(newTask());
+    await s.tasks.cancelTask(task.id, "pending", "no");
+    await s.tasks.createTask(newTask());
+    const before = await totals();
+    // The store as it was before migration 0016: tasks, and no totals.
+    await s.db.schema.dropTable("task_totals").execute();
+    await sql`delete from kysely_migration where name = '0016_task_totals'`.execute(s.db);
+    await s.close();
+    s = await openTestStore(dir, clock.now, backend);
+    expect(await totals()).toEqual(before);
+    expect(before.kept["*/pending"]).toBe(2);
   });
 
   // SQLite's planner has no statistics to go by (the store never runs ANALYZE), so what it picks
