@@ -120,6 +120,8 @@ export async function seedStore(dataDir: string, plan: SeedPlan, media: SeedMedi
       db.prepare(ATTEMPTS_SQL).run();
       db.prepare(EVENTS_SQL).run({ audioName: media.audio.name, videoName: media.video.name });
       for (const index of indexes) db.exec(index.sql);
+      // What the store keeps counted as tasks change (migrations 0015 and 0016), counted once here.
+      db.exec(TOTALS_SQL);
     })();
     db.pragma("journal_mode = WAL");
     const count = (table: string) =>
@@ -220,3 +222,10 @@ from tasks t cross join (select 1 as n union all select 2 union all select 3 uni
 where k.n <= case t.status when 'pending' then 2 when 'cancelled' then 4 else 4 end
   and not (t.status = 'cancelled' and k.n = 3)
 order by t.rowid, k.n`;
+
+const TOTALS_SQL = `
+insert into task_totals (owner, status, n)
+select coalesce(owner, ''), status, count(*) from tasks group by coalesce(owner, ''), status;
+insert into machine_totals (machine, done, failed)
+select machine, sum(case when status = 'succeeded' then 1 else 0 end), sum(case when status = 'failed' then 1 else 0 end)
+from attempts where status in ('succeeded', 'failed') group by machine;`;

@@ -1,12 +1,14 @@
 import { readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { request } from "undici";
 import { refillLatencies } from "./dispatch-latency.js";
 import { readJournal, type SimWorker, startSimWorker } from "./fleet.js";
+import { createBenchDatabase, postgresAnswers, seedPostgres } from "./growth-postgres.js";
 import { type Seeded, type SeedMedia, type SeedPlan, seedBlob, seedStore } from "./growth-store.js";
 import { type Child, mapLimit, memoryOf, until } from "./harness.js";
-import { allEnded, getJson, postTask, type TaskJson } from "./http.js";
+import { allEnded, getJson, postEmpty, postTask, type TaskJson } from "./http.js";
 import { writeWav } from "./intake.js";
 import { lineChart } from "./plot.js";
 import { processCpu } from "./process-cpu.js";
@@ -27,6 +29,10 @@ const TIME_SCALE = 0.005;
 /** What the task behind the measured ones says its audio lasts: at TIME_SCALE, 500 s of work. */
 const BLOCKER_SECONDS = 100_000;
 const TASK_PAGE_STATUSES = ["completed", "failed", "cancelled", "pending", "processing"] as const;
+/** Iterations of the reference loop (referenceLoopMs): ~0.1 s of CPU on an idle modern core. */
+const REFERENCE_LOOP = 100_000_000;
+/** How long the CPU run watches the gateway with no task, for its idle cost. */
+const IDLE_MS = 3_000;
 const GC_PRELOAD = fileURLToPath(new URL("./gc-on-signal.js", import.meta.url));
 
 interface Sizes {
@@ -43,12 +49,12 @@ interface Sizes {
 
 const FULL: Sizes = {
   depths: [0, 10_000, 100_000],
-  measured: 150,
+  measured: 100,
   rows: 1_000_000,
   rowsPending: 10_000,
   pageRequests: 100,
   starts: 3,
-  cpuTasks: 300,
+  cpuTasks: 200,
 };
 const QUICK: Sizes = {
   depths: [0, 1_000, 10_000],
@@ -87,7 +93,8 @@ interface DepthRun {
   tasksPerSec: number;
   /** Tasks still pending once the measured ones were done (the blocker runs). */
   pendingAfter: number;
-  memory: Memory;
+  /** SQLite runs only. */
+  memory?: Memory;
   latenciesMs: number[];
 }
 
@@ -109,17 +116,28 @@ export const growth: Benchmark = {
     const depthRuns: DepthRun[] = [];
     for (const depth of sizes.depths) {
       ctx.log(`dispatch: ${sizes.measured} tasks with ${depth} more waiting behind them`);
-      depthRuns.push(await runDepth(ctx, sizes, depth, media));
+      depthRuns.push(await runDepth(ctx, sizes, depth, sqlite(media), true));
     }
+    const pgRuns: DepthRun[] = [];
+    if (await postgresAnswers()) {
+      for (const depth of sizes.depths) {
+        ctx.log(`dispatch on PostgreSQL: ${sizes.measured} tasks with ${depth} more waiting behind them`);
+        pgRuns.push(await runDepth(ctx, sizes, depth, postgres(media), false));
+      }
+    } else ctx.log("no PostgreSQL at 127.0.0.1:5432: its dispatch runs are left out");
     ctx.log(`store of ${sizes.rows} task rows: seeding`);
     const big = await runBigStore(ctx, sizes, media);
     ctx.log(`CPU per task: ${sizes.cpuTasks} tasks through the API`);
     const cpu = await runCpu(ctx, sizes.cpuTasks);
 
-    const none = depthRuns[0] as DepthRun;
-    const deepest = depthRuns.at(-1) as DepthRun;
+    const memories = depthRuns.map((r) => {
+      if (!r.memory) throw new Error(`the run at depth ${r.depth} measured no memory`);
+      return { pending: r.pendingAfter, ...r.memory };
+    });
+    const none = memories[0] as (typeof memories)[number];
+    const deepest = memories.at(-1) as (typeof memories)[number];
     const perPending = (bytes: (m: Memory) => number) =>
-      (bytes(deepest.memory) - bytes(none.memory)) / (deepest.pendingAfter - none.pendingAfter);
+      (bytes(deepest) - bytes(none)) / (deepest.pending - none.pending);
     const rssPerTask = perPending((m) => m.rssBytes);
     const heapPerTask = perPending((m) => m.heapUsedBytes + m.externalBytes);
     const worstPage = big.pages
@@ -141,6 +159,23 @@ export const growth: Benchmark = {
           op: "<=",
           value: 20,
         }),
+      );
+    }
+    for (const run of pgRuns) {
+      const at = run.depth.toLocaleString("en");
+      figures.push(
+        figure(
+          `growth.pg.dispatch.p50.${run.depth}`,
+          `PostgreSQL: dispatch latency p50, ${at} pending`,
+          run.p50Ms,
+          "ms",
+        ),
+        figure(
+          `growth.pg.dispatch.p99.${run.depth}`,
+          `PostgreSQL: dispatch latency p99, ${at} pending`,
+          run.p99Ms,
+          "ms",
+        ),
       );
     }
     figures.push(
@@ -166,16 +201,17 @@ export const growth: Benchmark = {
         { op: "<=", value: 5 },
       ),
       figure(
-        "growth.memory.rss-per-pending",
-        `Gateway memory per pending task (VmRSS after GC, ${deepest.pendingAfter.toLocaleString("en")} vs ${none.pendingAfter} pending)`,
-        round(rssPerTask, 1),
+        "growth.memory.heap-per-pending",
+        `Gateway memory per pending task: JS heap used + external after GC, ${deepest.pending.toLocaleString("en")} vs ${none.pending} pending`,
+        round(heapPerTask, 1),
         "B",
-        { op: "<=", value: 100 },
+        // Less than the smallest thing a process could keep per task (an id string alone is ~50 B).
+        { op: "<=", value: 10 },
       ),
       figure(
-        "growth.memory.heap-per-pending",
-        "Gateway memory per pending task (V8 heap used + external after GC)",
-        round(heapPerTask, 1),
+        "growth.memory.rss-per-pending",
+        "… the same from VmRSS after GC (holds SQLite's page cache, up to 16 MB)",
+        round(rssPerTask, 1),
         "B",
       ),
       figure(
@@ -184,6 +220,12 @@ export const growth: Benchmark = {
         round(cpu.ownMsPerTask, 2),
         "ms",
         { op: "<=", value: 10 },
+      ),
+      figure(
+        "growth.cpu-per-task.net",
+        "… the same, less what the gateway spends idle over as long",
+        round(cpu.netMsPerTask, 2),
+        "ms",
       ),
       figure(
         "growth.cpu-per-task.children",
@@ -200,6 +242,7 @@ export const growth: Benchmark = {
         {
           title: `Dispatch latency by queue depth (${sizes.measured} tasks timed at each; slot freed → next job started)`,
           columns: [
+            "store",
             "pending behind",
             "samples",
             "p50 ms",
@@ -210,7 +253,11 @@ export const growth: Benchmark = {
             "start: listening ms",
             "start: ready ms",
           ],
-          rows: depthRuns.map((r) => [
+          rows: [
+            ...depthRuns.map((r) => ["SQLite", r] as const),
+            ...pgRuns.map((r) => ["PostgreSQL", r] as const),
+          ].map(([store, r]) => [
+            store,
             r.depth,
             r.samples,
             r.p50Ms,
@@ -225,12 +272,12 @@ export const growth: Benchmark = {
         {
           title: "Gateway memory after a full GC, after the same requests",
           columns: ["pending", "VmRSS MB", "heap used MB", "external MB", "array buffers MB"],
-          rows: depthRuns.map((r) => [
-            r.pendingAfter,
-            mb(r.memory.rssBytes),
-            mb(r.memory.heapUsedBytes),
-            mb(r.memory.externalBytes),
-            mb(r.memory.arrayBuffersBytes),
+          rows: memories.map((m) => [
+            m.pending,
+            mb(m.rssBytes),
+            mb(m.heapUsedBytes),
+            mb(m.externalBytes),
+            mb(m.arrayBuffersBytes),
           ]),
         },
         {
@@ -266,8 +313,12 @@ export const growth: Benchmark = {
             "tasks/s",
             "gateway CPU ms",
             "per task ms",
+            "idle CPU ms/s",
+            "per task, less idle, ms",
+            "of which intake ms",
+            "of which the run ms",
             "children CPU ms",
-            "per task ms",
+            "reference loop CPU ms",
           ],
           rows: [
             [
@@ -276,8 +327,12 @@ export const growth: Benchmark = {
               round(cpu.tasks / cpu.seconds, 1),
               cpu.ownMs,
               round(cpu.ownMsPerTask, 2),
+              round(cpu.idleMsPerSec, 1),
+              round(cpu.netMsPerTask, 2),
+              round(cpu.intakeMsPerTask, 2),
+              round(cpu.runMsPerTask, 2),
               cpu.childrenMs,
-              round(cpu.childrenMsPerTask, 2),
+              round(cpu.referenceLoopMs),
             ],
           ],
         },
@@ -295,6 +350,12 @@ export const growth: Benchmark = {
               { name: "p50", points: depthRuns.map((r) => [r.depth, r.p50Ms]) },
               { name: "p99", points: depthRuns.map((r) => [r.depth, r.p99Ms]) },
               { name: "max", points: depthRuns.map((r) => [r.depth, r.maxMs]) },
+              ...(pgRuns.length === 0
+                ? []
+                : [
+                    { name: "p50 PostgreSQL", points: pgRuns.map((r) => [r.depth, r.p50Ms] as const) },
+                    { name: "p99 PostgreSQL", points: pgRuns.map((r) => [r.depth, r.p99Ms] as const) },
+                  ]),
             ],
           }),
         },
@@ -321,13 +382,10 @@ export const growth: Benchmark = {
             yLabel: "MB",
             logX: true,
             series: [
-              { name: "VmRSS", points: depthRuns.map((r) => [r.pendingAfter, mb(r.memory.rssBytes)]) },
+              { name: "VmRSS", points: memories.map((m) => [m.pending, mb(m.rssBytes)]) },
               {
                 name: "heap + external",
-                points: depthRuns.map((r) => [
-                  r.pendingAfter,
-                  mb(r.memory.heapUsedBytes + r.memory.externalBytes),
-                ]),
+                points: memories.map((m) => [m.pending, mb(m.heapUsedBytes + m.externalBytes)]),
               },
             ],
           }),
@@ -347,11 +405,19 @@ export const growth: Benchmark = {
           "(`--health-interval 200`), both child processes on 127.0.0.1. Latency is read as in section 2 from the " +
           "worker's journal.jsonl: each finish paired with the next start (ms resolution); the last pair is the " +
           "blocker's start, which then holds the slot, so at least `depth` tasks wait throughout.",
+        "PostgreSQL (REPORT figures): the same runs with `--store` on a database of their own on the machine's " +
+          "server (127.0.0.1:5432, default settings), seeded by INSERT … SELECT over generate_series " +
+          "(bench/growth-postgres.ts), then ANALYZE (as autovacuum would after such an insert); the blobs in the " +
+          "gateway's data dir.",
         "Memory: once the measured tasks are done (the blocker runs, the rest wait), the same requests are sent " +
           "to each of these gateways (50 rounds of GET /tasks?limit=20, /tasks?status=pending&limit=20, " +
           "/tasks/{blocker}, /machines, /metrics, /readyz); then the gateway, started with a preload that does " +
           "nothing else (bench/gc-on-signal.ts), runs two full GCs on SIGUSR2 and reports process.memoryUsage(); " +
-          "VmRSS is read from /proc right after. Per pending task = (deepest − none) ÷ the difference in pending tasks.",
+          "VmRSS is read from /proc right after. Per pending task = (deepest − none) ÷ the difference in pending tasks. " +
+          "The target is on what the gateway's own code holds (heap + external): a per-task structure would show " +
+          "there at ≥ 50 B a task. VmRSS also holds SQLite's page cache, which fills with the store's pages up to " +
+          "better-sqlite3's default cache_size of 16 MB whatever the queue, and varies by several MB between two " +
+          "gateway processes doing the same thing, so its per-task figure is reported, not judged.",
         `${rowsText} rows: ${sizes.rowsPending.toLocaleString("en")} of them pending (a blocker first, so ` +
           "one task runs and the rest wait, as in a busy fleet). Start-up: the gateway is started " +
           `${sizes.starts} times on it (kill -9 in between, so later starts re-attach to the running attempt); ` +
@@ -362,11 +428,18 @@ export const growth: Benchmark = {
           "it still remuxes the result with ffmpeg, in its own process). After 5 warm-up tasks, " +
           `${sizes.cpuTasks} tasks, each with its own 0.5 s WAV and the same 1 s video, are sent by 4 ` +
           "concurrent clients and run to completion; the gateway's utime+stime from /proc/PID/stat " +
-          "(10 ms ticks) before and after, ÷ tasks. Children = cutime+cstime (media probes the gateway ran).",
+          "(10 ms ticks) before and after, ÷ tasks. 'Less idle' takes off what the same gateway used over " +
+          `${IDLE_MS / 1000} s with no task (health probes every second, timers), pro rata of the run's wall time. ` +
+          "Intake = the tasks taken while the machine drains (POST /machines/gpu-1/drain: upload, hashing, media " +
+          "check, insert); the run = from the resume until every task has ended (dispatch, input upload to the " +
+          "worker, following the job, fetching and storing the result). Children = cutime+cstime (media probes " +
+          "the gateway ran). The reference loop is a fixed " +
+          `${REFERENCE_LOOP / 1e6}M-iteration loop timed in the bench process just before: the CPU time a fixed ` +
+          "amount of work costs on this box at that moment (more when its cores are shared).",
         "The machine has 2 cores shared with whatever else runs; the depth runs' p99 is the 2nd-worst of " +
           `${sizes.measured} samples, so one stall shows.`,
       ],
-      raw: { sizes, depthRuns, big, cpu, rssPerTask, heapPerTask },
+      raw: { sizes, depthRuns, pgRuns, big, cpu, rssPerTask, heapPerTask },
     };
   },
 };
@@ -400,7 +473,7 @@ async function startGateway(
   dataDir: string,
   worker: SimWorker,
   rows: number,
-  env: NodeJS.ProcessEnv = {},
+  options: { env?: NodeJS.ProcessEnv; flags?: readonly string[] } = {},
 ): Promise<Gateway> {
   const config = join(dir, "machines.json");
   const machine = { name: MACHINE, host: "127.0.0.1", port: worker.port, max_concurrent: 1, enabled: true };
@@ -414,9 +487,10 @@ async function startGateway(
     "200",
     "--max-pending",
     "10000000",
+    ...(options.flags ?? []),
   ];
   const spawnedAt = Date.now();
-  const child = await ctx.scope.startGateway("gateway", args, undefined, env);
+  const child = await ctx.scope.startGateway("gateway", args, undefined, options.env ?? {});
   const readyAt = await until(
     "GET /readyz 200",
     async () => ((await statusOf(`${child.url}/readyz`)) === 200 ? Date.now() : undefined),
@@ -431,8 +505,51 @@ async function startGateway(
   };
 }
 
-async function runDepth(ctx: BenchContext, sizes: Sizes, depth: number, media: SeedMedia): Promise<DepthRun> {
-  const dir = await ctx.scope.tempDir(`mh-bench-growth-${depth}-`);
+/** Where a depth run's gateway keeps its store. */
+interface Backend {
+  readonly name: "sqlite" | "postgres";
+  /** The store seeded with `plan` for a gateway on `dataDir`, and the flags that point it there. */
+  prepare(
+    dataDir: string,
+    plan: SeedPlan,
+  ): Promise<{ seed: Seeded; flags: string[]; close(): Promise<void> }>;
+}
+
+function sqlite(media: SeedMedia): Backend {
+  return {
+    name: "sqlite",
+    prepare: async (dataDir, plan) => ({
+      seed: await seedStore(dataDir, plan, media),
+      flags: [],
+      close: async () => {},
+    }),
+  };
+}
+
+function postgres(media: SeedMedia): Backend {
+  return {
+    name: "postgres",
+    async prepare(dataDir, plan) {
+      const database = await createBenchDatabase();
+      try {
+        const seed = await seedPostgres(database.url, dataDir, plan, media);
+        return { seed, flags: ["--store", database.url], close: () => database.drop() };
+      } catch (err) {
+        await database.drop();
+        throw err;
+      }
+    },
+  };
+}
+
+async function runDepth(
+  ctx: BenchContext,
+  sizes: Sizes,
+  depth: number,
+  backend: Backend,
+  measureMemory: boolean,
+): Promise<DepthRun> {
+  const dir = await ctx.scope.tempDir(`mh-bench-growth-${backend.name}-${depth}-`);
   const dataDir = join(dir, "gateway");
   const plan: SeedPlan = {
     finished: 0,
@@ -442,7 +559,8 @@ async function runDepth(ctx: BenchContext, sizes: Sizes, depth: number, media: S
       { count: depth, audioSeconds: 1 },
     ],
   };
-  const seed = await seedStore(dataDir, plan, media);
+  const store = await backend.prepare(dataDir, plan);
+  const { seed } = store;
   const worker = await startSimWorker(ctx.scope, dir, {
     name: MACHINE,
     capacity: 1,
@@ -452,8 +570,13 @@ async function runDepth(ctx: BenchContext, sizes: Sizes, depth: number, media: S
   const memoryFile = join(dir, "memory.json");
   const t0 = performance.now();
   const gateway = await startGateway(ctx, dir, dataDir, worker, seed.tasks, {
-    NODE_OPTIONS: `--import=${pathToFileURL(GC_PRELOAD).href}`,
-    MH_BENCH_MEMORY_FILE: memoryFile,
+    flags: store.flags,
+    env: measureMemory
+      ? { NODE_OPTIONS: `--import=${pathToFileURL(GC_PRELOAD).href}`, MH_BENCH_MEMORY_FILE: memoryFile }
+      : {},
+  }).catch(async (err: unknown) => {
+    await store.close();
+    throw err;
   });
   try {
     await until(
@@ -472,7 +595,9 @@ async function runDepth(ctx: BenchContext, sizes: Sizes, depth: number, media: S
         (await getJson<{ tasks: TaskJson[] }>(`${gateway.url}/tasks?status=processing&limit=1`)).tasks[0],
       10_000,
     );
-    const memory = await memoryAfterRequests(gateway, blocker.task_id, memoryFile);
+    const memory = measureMemory
+      ? await memoryAfterRequests(gateway, blocker.task_id, memoryFile)
+      : undefined;
     return {
       depth,
       rows: seed.tasks,
@@ -485,12 +610,13 @@ async function runDepth(ctx: BenchContext, sizes: Sizes, depth: number, media: S
       maxMs: Math.max(...latencies),
       tasksPerSec: sizes.measured / seconds,
       pendingAfter: await total(gateway.url, "pending"),
-      memory,
+      ...(memory ? { memory } : {}),
       latenciesMs: latencies,
     };
   } finally {
     await gateway.child.kill();
     await worker.child.kill();
+    await store.close();
   }
 }
 
@@ -633,28 +759,59 @@ async function runCpu(ctx: BenchContext, count: number) {
   try {
     for (const audio of audios.slice(0, warmUp)) await postTask(child.url, audio, video);
     await until("the warm-up tasks to end", () => allEnded(child.url, warmUp), 60_000, 100);
+    // What the gateway spends with no task at all (health probes, timers), over the same kind of
+    // wait: the run's own cost is the rest.
+    const idleFrom = await processCpu(child.pid);
+    await sleep(IDLE_MS);
+    const idleMsPerSec = ((await processCpu(child.pid)).ownMs - idleFrom.ownMs) / (IDLE_MS / 1000);
+    const reference = referenceLoopMs();
+    // Taken while the machine drains, then run: the two halves of a task's cost, apart.
+    await postEmpty(`${child.url}/machines/${MACHINE}/drain`);
     const before = await processCpu(child.pid);
     const t0 = performance.now();
     await mapLimit(audios.slice(warmUp), 4, (audio) => postTask(child.url, audio, video));
+    const taken = await processCpu(child.pid);
+    const t1 = performance.now();
+    await postEmpty(`${child.url}/machines/${MACHINE}/resume`);
     await until("every task to end", () => allEnded(child.url, warmUp + count), count * 1_000 + 60_000, 250);
-    const seconds = (performance.now() - t0) / 1000;
+    const t2 = performance.now();
     const after = await processCpu(child.pid);
+    const seconds = (t2 - t0) / 1000;
     const ownMs = after.ownMs - before.ownMs;
     const childrenMs = after.childrenMs - before.childrenMs;
     const failed = await total(child.url, "failed");
     if (failed > 0) throw new Error(`${failed} of the CPU run's tasks failed`);
+    const net = (ms: number, from: number, to: number) => (ms - (idleMsPerSec * (to - from)) / 1000) / count;
     return {
       tasks: count,
       seconds,
       ownMs,
       childrenMs,
+      idleMsPerSec,
+      referenceLoopMs: reference,
       ownMsPerTask: ownMs / count,
+      netMsPerTask: net(ownMs, t0, t2),
+      intakeMsPerTask: net(taken.ownMs - before.ownMs, t0, t1),
+      runMsPerTask: net(after.ownMs - taken.ownMs, t1, t2),
       childrenMsPerTask: childrenMs / count,
     };
   } finally {
     await child.kill();
     await worker.child.kill();
   }
+}
+
+/**
+ * CPU time of a fixed loop in this process: the same work costs more CPU time on a box whose
+ * cores are shared (hyperthreads, a busy host), which is what a CPU-per-task figure is read against.
+ */
+function referenceLoopMs(): number {
+  const from = process.cpuUsage();
+  let x = 0;
+  for (let i = 0; i < REFERENCE_LOOP; i++) x = (x + i * 7) % 1_000_003;
+  const used = process.cpuUsage(from);
+  if (x < 0) throw new Error("unreachable");
+  return (used.user + used.system) / 1000;
 }
 
 async function total(url: string, status: string): Promise<number> {
