@@ -14,6 +14,7 @@ import { dataPath } from "./data-path.js";
 import { dispatchLatency } from "./dispatch-latency.js";
 import { dispatchStores } from "./dispatch-stores.js";
 import { failover } from "./failover.js";
+import { growth } from "./growth.js";
 import { CLI, keepTempDirs, Scope } from "./harness.js";
 import { intake } from "./intake.js";
 import { intakeGateways } from "./intake-gateways.js";
@@ -55,6 +56,7 @@ const BENCHMARKS: readonly Benchmark[] = [
   chaos,
   soak,
   utilisationFailure,
+  growth,
 ];
 const ALIASES: Record<string, string> = {
   utilization: "utilisation",

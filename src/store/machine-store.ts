@@ -1,4 +1,5 @@
 import type { Kysely } from "kysely";
+import { machineTotals } from "./machine-totals.js";
 import type { Database } from "./schema.js";
 
 export interface MachineCounts {
@@ -34,36 +35,14 @@ export class MachineStore {
       .execute();
   }
 
-  /** Attempts that succeeded and failed, per machine, over the store's whole history. */
+  /** Attempts that succeeded and failed, per machine, over the history the store keeps. */
   async counts(): Promise<Map<string, MachineCounts>> {
-    const rows = await this.db
-      .selectFrom("attempts")
-      .select(["machine", "status", (eb) => eb.fn.countAll<number>().as("n")])
-      .where("status", "in", ["succeeded", "failed"])
-      .groupBy(["machine", "status"])
-      .execute();
-    const counts = new Map<string, MachineCounts>();
-    for (const row of rows) {
-      const c = counts.get(row.machine) ?? { done: 0, failed: 0 };
-      if (row.status === "succeeded") c.done = Number(row.n);
-      else c.failed = Number(row.n);
-      counts.set(row.machine, c);
-    }
-    return counts;
+    return machineTotals(this.db);
   }
 
   /** The latest measured runs of each machine, oldest first, to seed the speed model after a restart. */
   async recentSpeeds(perMachine: number): Promise<SpeedSample[]> {
-    const rows = await this.db
-      .selectFrom("attempts as a")
-      .innerJoin("tasks as t", "t.id", "a.task_id")
-      .select(["a.machine", "a.run_seconds", "t.audio_duration", "a.ended_at"])
-      .where("a.status", "=", "succeeded")
-      .where("a.run_seconds", "is not", null)
-      .where("t.audio_duration", ">", 0)
-      .orderBy("a.ended_at", "desc")
-      .limit(perMachine * 50)
-      .execute();
+    const rows = await latestRuns(this.db, perMachine * 50).execute();
     const taken = new Map<string, number>();
     const samples: SpeedSample[] = [];
     for (const row of rows) {
@@ -74,4 +53,20 @@ export class MachineStore {
     }
     return samples.reverse();
   }
+}
+
+/**
+ * The latest `limit` successful runs with a measured time, newest first: read backwards along
+ * `attempts_ended` (migration 0014), so a start-up reads these rows, not every attempt ever kept.
+ */
+export function latestRuns(db: Kysely<Database>, limit: number) {
+  return db
+    .selectFrom("attempts as a")
+    .innerJoin("tasks as t", "t.id", "a.task_id")
+    .select(["a.machine", "a.run_seconds", "t.audio_duration", "a.ended_at"])
+    .where("a.status", "=", "succeeded")
+    .where("a.run_seconds", "is not", null)
+    .where("t.audio_duration", ">", 0)
+    .orderBy("a.ended_at", "desc")
+    .limit(limit);
 }

@@ -288,16 +288,61 @@ const migrations: Record<string, Migration> = {
   },
   "0013_queue_order": {
     async up(db: Kysely<unknown>) {
-      // Every scheduling pass reads the first pending tasks by priority (highest first), then
-      // arrival. On (status, priority, seq) that order runs against seq's, so both SQLite and
-      // PostgreSQL read and sorted every pending task for each pass: ~6 ms at 10,000 pending
-      // (issue 14, bench peers). In the query's own order the pass reads only its look-ahead.
-      await db.schema.dropIndex("tasks_status_order").execute();
+      // The queue goes out by priority, highest first, then by arrival: (status, priority, seq)
+      // read backwards gives the priorities in that order but each one's tasks newest first, so
+      // every scheduling pass sorted all the pending tasks of the top priority to take the first
+      // few (issue 14: ~6 ms a pass per 10k waiting). In the queue's own order, the pass reads
+      // just the tasks it places. It serves all that (status, priority, seq) served, which goes.
       await db.schema
-        .createIndex("tasks_queue_order")
+        .createIndex("tasks_queue")
         .on("tasks")
         .columns(["status", "priority desc", "seq"])
         .execute();
+      await db.schema.dropIndex("tasks_status_order").execute();
+    },
+  },
+  "0014_attempts_by_end": {
+    async up(db: Kysely<unknown>) {
+      // The speed model is seeded at start (and at each dispatching term) from the latest runs
+      // (machine-store.ts, latestRuns): with (status) alone that sorted every successful attempt
+      // ever kept, ~1 s at a million (issue 14). It serves all that (status) served, which goes.
+      await db.schema.createIndex("attempts_ended").on("attempts").columns(["status", "ended_at"]).execute();
+      await db.schema.dropIndex("attempts_status").execute();
+    },
+  },
+  "0015_machine_totals": {
+    async up(db: Kysely<unknown>) {
+      // Each machine's succeeded and failed attempts, kept as they end (machine-totals.ts):
+      // GET /machines counted them from every attempt ever kept (issue 14). Started from the
+      // attempts there are.
+      await db.schema
+        .createTable("machine_totals")
+        .addColumn("machine", "text", (c) => c.primaryKey())
+        .addColumn("done", "integer", (c) => c.notNull().defaultTo(0))
+        .addColumn("failed", "integer", (c) => c.notNull().defaultTo(0))
+        .execute();
+      await sql`insert into machine_totals (machine, done, failed)
+        select machine, sum(case when status = 'succeeded' then 1 else 0 end),
+          sum(case when status = 'failed' then 1 else 0 end)
+        from attempts where status in ('succeeded', 'failed') group by machine`.execute(db);
+    },
+  },
+  "0016_task_totals": {
+    async up(db: Kysely<unknown>) {
+      // How many tasks each owner has in each status, kept as tasks change (task-totals.ts):
+      // GET /tasks's total and the metrics counted the tasks each time (issue 14). Started from
+      // the tasks there are; '' is the owner of tasks created without API keys.
+      await db.schema
+        .createTable("task_totals")
+        .addColumn("owner", "text", (c) => c.notNull())
+        .addColumn("status", "text", (c) => c.notNull())
+        .addColumn("n", "integer", (c) => c.notNull())
+        .addPrimaryKeyConstraint("task_totals_pk", ["owner", "status"])
+        .execute();
+      await sql`insert into task_totals (owner, status, n)
+        select coalesce(owner, ''), status, count(*) from tasks group by coalesce(owner, ''), status`.execute(
+        db,
+      );
     },
   },
 };

@@ -1,20 +1,16 @@
 import type { Kysely } from "kysely";
 import type { Database } from "./schema.js";
+import { taskTotalsByStatus } from "./task-totals.js";
 
 /**
  * The store's figures an operator watches (GET /metrics, GET /readyz), read at scrape time so
- * they are right after a restart without anything kept in memory. Each count is answered from an
- * index (tasks_queue_order, callbacks_due), not a table scan.
+ * they are right after a restart without anything kept in memory. Tasks are read from the totals
+ * kept as they change (task-totals.ts), callbacks from an index (callbacks_due), not a table scan.
  */
 
 /** How many tasks are in each status; statuses with no task are absent. */
-export async function countTasksByStatus(db: Kysely<Database>): Promise<Map<string, number>> {
-  const rows = await db
-    .selectFrom("tasks")
-    .select(["status", (eb) => eb.fn.countAll<number>().as("n")])
-    .groupBy("status")
-    .execute();
-  return new Map(rows.map((r) => [r.status, Number(r.n)]));
+export function countTasksByStatus(db: Kysely<Database>): Promise<Map<string, number>> {
+  return taskTotalsByStatus(db);
 }
 
 /** How many callback deliveries are in each state (`pending` is the backlog). */

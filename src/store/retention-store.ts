@@ -1,12 +1,14 @@
 import { type Kysely, type RawBuilder, sql, type Transaction } from "kysely";
 import { blobReferences } from "./blob-references.js";
+import { removeFromMachineTotals } from "./machine-totals.js";
 import { type Database, FINAL_TASK_STATUSES, type TaskStatus } from "./schema.js";
 import type { TaskStore } from "./task-store.js";
+import { addToTaskTotals } from "./task-totals.js";
 
 /**
- * A column the planner must not pick an index for. Without statistics SQLite takes an index
- * that starts with status for `status in (…)`, which walks every finished task ever kept and
- * sorts them, where the completed_at indexes read just the due ones. An expression has no index:
+ * A column the planner must not pick an index for. Without statistics SQLite takes an index on
+ * status (`tasks_queue`) for `status in (…)`, which walks every finished task ever kept and sorts
+ * them, where the completed_at indexes read just the due ones. An expression has no index:
  * SQLite documents the unary `+` for this, which PostgreSQL has no text operator for, so the
  * column is concatenated with nothing, which both read the same.
  */
@@ -94,7 +96,15 @@ export class RetentionStore {
     const released = await this.db.transaction().execute(async (trx) => {
       const doomed = await trx
         .selectFrom("tasks")
-        .select(["id", "audio_sha256", "video_sha256", "result_sha256", "files_deleted_at"])
+        .select([
+          "id",
+          "owner",
+          "status",
+          "audio_sha256",
+          "video_sha256",
+          "result_sha256",
+          "files_deleted_at",
+        ])
         .where("id", "in", ids)
         .where("status", "in", this.finished)
         .forUpdate()
@@ -104,8 +114,13 @@ export class RetentionStore {
       await trx.deleteFrom("callback_tries").where("task_id", "in", gone).execute();
       await trx.deleteFrom("callbacks").where("task_id", "in", gone).execute();
       await trx.deleteFrom("events").where("task_id", "in", gone).execute();
+      await removeFromMachineTotals(trx, gone);
       await trx.deleteFrom("attempts").where("task_id", "in", gone).execute();
       await trx.deleteFrom("tasks").where("id", "in", gone).execute();
+      await addToTaskTotals(
+        trx,
+        doomed.map((t) => ({ owner: t.owner, status: t.status, n: -1 })),
+      );
       // Blobs of tasks whose files were already released were decided then.
       const holding = doomed.filter((t) => t.files_deleted_at === null);
       return { tasks: gone, blobs: await this.unneeded(trx, holding) };

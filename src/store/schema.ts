@@ -124,6 +124,20 @@ export interface MachineFlagsTable {
   updated_at: string;
 }
 
+/** How many tasks an owner ('' for none) has in a status, kept as they change (task-totals.ts). */
+export interface TaskTotalsTable {
+  owner: string;
+  status: TaskStatus;
+  n: number;
+}
+
+/** A machine's attempts that succeeded and failed, kept as they end (machine-totals.ts). */
+export interface MachineTotalsTable {
+  machine: string;
+  done: number;
+  failed: number;
+}
+
 /** The dispatching gateway's term (one row, id 1): its epoch fences slot claims (issue 13). */
 export interface DispatcherTermTable {
   id: number;
@@ -199,6 +213,8 @@ export interface Database {
   callbacks: CallbacksTable;
   callback_tries: CallbackTriesTable;
   machine_flags: MachineFlagsTable;
+  machine_totals: MachineTotalsTable;
+  task_totals: TaskTotalsTable;
   media_facts: MediaFactsTable;
   avatars: AvatarsTable;
   voices: VoicesTable;

@@ -5,6 +5,7 @@ import { BoundedMap } from "../bounded-map.js";
 import { type FailureKind, InputError } from "../errors.js";
 import { newDelivery } from "./callback-store.js";
 import { inEventOrder, isPostgres, nextSeq, notifyGateways } from "./dialect.js";
+import { addToMachineTotals } from "./machine-totals.js";
 import {
   type AttemptRow,
   type Database,
@@ -20,6 +21,7 @@ import {
   type TaskNeed,
   type TaskSpeech,
 } from "./task-speech.js";
+import { addToTaskTotals, taskTotal } from "./task-totals.js";
 import { type AllowedTransition, allowedTransition, type TaskMove } from "./task-transitions.js";
 
 export interface NewTaskInput {
@@ -256,6 +258,7 @@ export class TaskStore {
       const queued = await this.recordStatus(trx, task, at, allowedTransition(null, "pending"), {
         message: input.waiting ?? "waiting for a free machine",
       });
+      await addToTaskTotals(trx, [{ owner: task.owner, status: "pending", n: 1 }]);
       return { task, events: [created, queued] };
     });
     for (const event of events) this.committed({ task, event });
@@ -695,11 +698,11 @@ export class TaskStore {
     if (filter.owner !== undefined) query = query.where("owner", "=", filter.owner);
     let page = query.selectAll();
     if (filter.before !== undefined) page = page.where("seq", "<", filter.before);
-    const [tasks, count] = await Promise.all([
+    const [tasks, total] = await Promise.all([
       page.orderBy("seq", "desc").limit(filter.limit).offset(filter.offset).execute(),
-      query.select((eb) => eb.fn.countAll<number>().as("n")).executeTakeFirstOrThrow(),
+      taskTotal(this.db, filter),
     ]);
-    return { tasks, total: Number(count.n) };
+    return { tasks, total };
   }
 
   async listEvents(taskId: string): Promise<EventRow[]> {
@@ -896,6 +899,10 @@ export class TaskStore {
       updated_at: at,
     });
     const event = await this.recordStatus(trx, updated, at, move, step.event(task));
+    await addToTaskTotals(trx, [
+      ...(move.from === null ? [] : [{ owner: task.owner, status: move.from, n: -1 }]),
+      { owner: task.owner, status: move.to, n: 1 },
+    ]);
     return { task: updated, event };
   }
 
@@ -969,11 +976,14 @@ export class TaskStore {
     kind?: string,
     message?: string,
   ): Promise<void> {
-    await trx
+    const ended = await trx
       .updateTable("attempts")
       .set({ status, ended_at: at, error_kind: kind ?? null, error_message: message ?? null })
       .where("id", "=", id)
-      .execute();
+      .returning("machine")
+      .executeTakeFirst();
+    if (ended && (status === "succeeded" || status === "failed"))
+      await addToMachineTotals(trx, ended.machine, status, 1);
   }
 
   private async addEvent(
@@ -1071,7 +1081,10 @@ async function termIsCurrent(trx: Transaction<Database>, term: number): Promise<
   return row?.epoch === term;
 }
 
-/** Pending tasks in the order they go out (priority, then arrival), as the queue's index reads them. */
+/**
+ * Pending tasks in the order they go out (priority, then arrival), as the queue's index
+ * (`tasks_queue`, migration 0013) holds them, so the first few are read without sorting the rest.
+ */
 export function pendingInQueueOrder(
   db: Kysely<Database> | Transaction<Database>,
   limit: number,
