@@ -27,7 +27,7 @@ interface Cannon {
 
 export const apiThroughput: Benchmark = {
   name: "api",
-  title: "5. API throughput",
+  title: "API throughput",
   async run(ctx: BenchContext): Promise<Measured> {
     const seconds = ctx.quick ? 5 : 10;
     const audio = await ctx.media.wav(0.5);

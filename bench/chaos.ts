@@ -140,7 +140,7 @@ async function withDatabase<T>(body: (url: string) => Promise<T>): Promise<T> {
 
 export const chaos: Benchmark = {
   name: "chaos",
-  title: "8. Chaos: gateways and workers killed, a database connection cut (issue 13)",
+  title: "Chaos: gateways and workers killed, a database connection cut (issue 13)",
   run: (ctx) => withDatabase((url) => runChaos(ctx, url)),
 };
 

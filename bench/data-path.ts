@@ -47,7 +47,7 @@ interface GatewayTiming {
 
 export const dataPath: Benchmark = {
   name: "data-path",
-  title: "3. Data path",
+  title: "Data path",
   async run(ctx: BenchContext): Promise<Measured> {
     const videoBytes = (ctx.quick ? 20 : 100) * MB;
     ctx.log(`making a ${mb(videoBytes)} MB video`);

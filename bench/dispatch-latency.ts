@@ -31,7 +31,7 @@ export interface CapacityRun {
 
 export const dispatchLatency: Benchmark = {
   name: "dispatch",
-  title: "2. Dispatch latency",
+  title: "Dispatch latency",
   async run(ctx: BenchContext): Promise<Measured> {
     const count = ctx.quick ? 100 : 500;
     const audio = await ctx.media.audio(1);

@@ -46,7 +46,7 @@ function combine(store: Store, rounds: readonly CapacityRun[]): StoreRun {
 
 export const dispatchStores: Benchmark = {
   name: "dispatch-pg",
-  title: "8. Dispatch latency, SQLite and PostgreSQL (issue 13)",
+  title: "Dispatch latency, SQLite and PostgreSQL (issue 13)",
   async run(ctx: BenchContext): Promise<Measured> {
     const count = ctx.quick ? 100 : 200;
     // SQLite, PostgreSQL, then PostgreSQL, SQLite: load from outside the run that drifts falls on both alike.

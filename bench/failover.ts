@@ -15,7 +15,7 @@ const SPEED_FACTOR = 60;
 
 export const failover: Benchmark = {
   name: "failover",
-  title: "7. Failover (issue 4)",
+  title: "Failover (issue 4)",
   async run(ctx: BenchContext): Promise<Measured> {
     const runs = ctx.quick ? 1 : 3;
     const audio = await ctx.media.audio(2);

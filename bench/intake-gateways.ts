@@ -65,7 +65,7 @@ function combine(rounds: readonly RoundResult[]): Omit<SetupRun, keyof Setup> {
 
 export const intakeGateways: Benchmark = {
   name: "intake-pg",
-  title: "9. Intake on PostgreSQL, one and two gateways (issue 13)",
+  title: "Intake on PostgreSQL, one and two gateways (issue 13)",
   async run(ctx: BenchContext): Promise<Measured> {
     const count = ctx.quick ? 100 : 200;
     const rounds = ctx.quick ? 1 : 3;

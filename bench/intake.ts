@@ -26,7 +26,7 @@ interface Build {
 
 export const intake: Benchmark = {
   name: "intake",
-  title: "6. Intake",
+  title: "Intake",
   async run(ctx: BenchContext): Promise<Measured> {
     const count = ctx.quick ? 50 : 200;
     const dir = await ctx.scope.tempDir("mh-bench-intake-");

@@ -147,8 +147,8 @@ export function renderMarkdown(info: RunInfo, outcomes: readonly Outcome[]): str
       rows.push([f.label, fmt(f.value, f.unit), targetText(f.target, f.unit), f.verdict]);
   }
   out.push(markdownTable(["figure", "measured", "target", "verdict"], rows), "");
-  for (const o of outcomes) {
-    out.push(`## ${o.title}`, "", `Took ${Math.round(o.seconds)} s.`, "");
+  for (const [i, o] of outcomes.entries()) {
+    out.push(`## ${i + 1}. ${o.title}`, "", `Took ${Math.round(o.seconds)} s.`, "");
     if (o.error !== undefined) out.push("**Failed:**", "", "```", o.error, "```", "");
     for (const t of o.tables ?? []) out.push(`**${t.title}**`, "", markdownTable(t.columns, t.rows), "");
     for (const p of o.plots ?? []) out.push(`![${p.title}](${p.file})`, "");

@@ -48,7 +48,7 @@ interface Sample {
 
 export const takeover: Benchmark = {
   name: "takeover",
-  title: "10. Dispatcher takeover (issue 13)",
+  title: "Dispatcher takeover (issue 13)",
   async run(ctx: BenchContext): Promise<Measured> {
     const runs = ctx.quick ? 1 : 3;
     const audio = await ctx.media.audio(1);

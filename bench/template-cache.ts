@@ -32,7 +32,7 @@ interface MachineTraffic {
 
 export const templateCache: Benchmark = {
   name: "template-cache",
-  title: "4. Template cache",
+  title: "Template cache",
   async run(ctx: BenchContext): Promise<Measured> {
     const count = ctx.quick ? 8 : 20;
     const videoBytes = (ctx.quick ? 20 : 100) * MB;

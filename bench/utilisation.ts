@@ -50,7 +50,7 @@ export interface PolicyRun {
 
 export const utilisation: Benchmark = {
   name: "utilisation",
-  title: "1. Fleet utilisation",
+  title: "Fleet utilisation",
   async run(ctx: BenchContext): Promise<Measured> {
     const count = ctx.quick ? 40 : 200;
     const targetSec = ctx.quick ? 15 : 60;
