@@ -293,7 +293,7 @@ export const lanFleet: Benchmark = {
         },
       ],
       method: [
-        `LAN as in the data-path benchmark (namespaces on a bridge, every link shaped to ${MBIT} Mbit/s both ways by ` +
+        `LAN as in lan-data-path (namespaces on a bridge, every link shaped to ${MBIT} Mbit/s both ways by ` +
           `tbf): a gateway and ${MACHINES} workers (\`--engine simulate\`, capacity 1, speed factor 1, time scale ` +
           `${timeScale}, \`--token\`), each on its own host; the client is the bench process on its own link.`,
         `${TEMPLATES} templates of ${mb(templateBytes)} MB: one H.264 MP4 (8 Mbit/s noise), each template followed by ` +
@@ -316,11 +316,12 @@ export const lanFleet: Benchmark = {
           "slot). Engine seconds are the workers' own (journal, started → finished: the sleep of audio × time " +
           "scale plus the simulate engine's ffmpeg remux), so the bound holds what the machines really had to do; " +
           "'sleep-only compute bound' is the same with the nominal sleeps alone.",
-        "'Between jobs' (journals): Σ from a job's end to the next one's start on that machine — the result's " +
-          "fetch, the task's completion, the next dispatch (audio upload, job request) and, for a template new " +
-          "there, its upload; the machine's slot is held throughout, so it is time the bound does not have.",
+        "'Between jobs' (journals): Σ from a job's end to the next one's start on that machine — the gateway " +
+          "noticing the end (its long-poll answers), a placement pass, the next dispatch (audio HEAD/PUT, job " +
+          "request) and, for a template new there, its upload (in the bound). The result comes home after the slot " +
+          "is given back, so its fetch is not in it.",
         "Bytes: TCP payload the workers' links carried in (tc counters on the switch's end: frame bytes less 66 " +
-          "header bytes per data frame; ACKs apart) from the first POST to the end, ÷ the minimum: each template " +
+          "header bytes per data frame; ACKs apart) from the moment the machines are added to the end, ÷ the minimum: each template " +
           "once to each machine that ran it, plus each audio file once to each machine that used it. The excess is " +
           "job requests, long-polls, health probes and DELETEs, and any template sent twice.",
         "Only the default policy runs: least-loaded and round-robin ignore where templates are and would send " +
