@@ -1,5 +1,4 @@
 import { stat, statfs } from "node:fs/promises";
-import { basename } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { mapLimit, until } from "../harness.js";
 import { allEnded, allTasks, multipartBody } from "../http.js";
@@ -65,24 +64,25 @@ export const lanFleet: Benchmark = {
       ]);
     }
     const taskCount = ctx.quick ? 80 : 400;
-    const audioFiles = ctx.quick ? 10 : 40;
+    const audioFiles = ctx.quick ? 10 : 20;
     // Each task's engine time: audio × time scale, about 1 s on average in a full run (0.3 s quick),
     // close to the 0.8 s a 100 MB template takes at 1 Gbit/s: where a task runs matters.
     const timeScale = ctx.quick ? 0.15 : 0.5;
     const dir = await ctx.scope.tempDir("mh-bench-lan-fleet-");
     const wanted = (ctx.quick ? 10 : 100) * MB;
-    // The templates, the gateway's copies, the workers' copies (with room for spread) and results.
+    // The gateway's copies of the templates, the workers' (with room for spread) and the results.
     const fs = await statfs(dir);
     const free = fs.bavail * fs.bsize;
-    const templateBytes = Math.min(wanted, Math.floor(free / (TEMPLATES * 6) / MB) * MB);
-    if (templateBytes < MB) throw new Error(`only ${mb(free)} MB free under ${dir}`);
+    const sizeTarget = Math.min(wanted, Math.floor(free / (TEMPLATES * 6) / MB) * MB);
+    if (sizeTarget < MB) throw new Error(`only ${mb(free)} MB free under ${dir}`);
     const scaledNote =
-      templateBytes < wanted
-        ? `Scaled down: ${mb(free)} MB free holds ${TEMPLATES} templates of ${mb(templateBytes)} MB, not ${mb(wanted)} MB, with their copies.`
+      sizeTarget < wanted
+        ? `Scaled down: ${mb(free)} MB free holds ${TEMPLATES} templates of ${mb(sizeTarget)} MB, not ${mb(wanted)} MB, with their copies.`
         : undefined;
 
-    ctx.log(`making ${TEMPLATES} templates of ${mb(templateBytes)} MB and ${audioFiles} audios`);
-    const templates = await distinctTemplates(ctx.media, dir, TEMPLATES, templateBytes);
+    ctx.log(`making a ${mb(sizeTarget)} MB video (${TEMPLATES} templates from it) and ${audioFiles} audios`);
+    const templates = await distinctTemplates(await ctx.media.bigVideo(sizeTarget), TEMPLATES);
+    const templateBytes = templates[0]?.bytes ?? sizeTarget;
     const rand = mulberry32(SEED);
     const audioSpecs = Array.from({ length: audioFiles }, (_, i) => ({
       seconds: round(AUDIO_MIN + AUDIO_SPAN * rand(), 1),
@@ -112,8 +112,7 @@ export const lanFleet: Benchmark = {
     const a0 = performance.now();
     const avatarIds: string[] = [];
     for (const t of templates) {
-      const form = await multipartBody([{ field: "video", path: t.path }], { name: basename(t.path) });
-      const created = (await postForm(`${gateway.url}/avatars`, form, "POST /avatars")) as {
+      const created = (await postForm(`${gateway.url}/avatars`, t.avatarForm(), "POST /avatars")) as {
         avatar_id: string;
       };
       avatarIds.push(created.avatar_id);
@@ -294,11 +293,12 @@ export const lanFleet: Benchmark = {
         },
       ],
       method: [
-        `LAN as in the data-path benchmark (namespaces on a bridge, every link shaped to ${MBIT} Mbit/s both ways by ` +
+        `LAN as in lan-data-path (namespaces on a bridge, every link shaped to ${MBIT} Mbit/s both ways by ` +
           `tbf): a gateway and ${MACHINES} workers (\`--engine simulate\`, capacity 1, speed factor 1, time scale ` +
           `${timeScale}, \`--token\`), each on its own host; the client is the bench process on its own link.`,
-        `${TEMPLATES} templates of ${mb(templateBytes)} MB: copies of one H.264 MP4, each ending in its own MP4 \`free\` ` +
-          "box, so each has its own SHA-256 (content-addressed blobs: to the product they are different files). " +
+        `${TEMPLATES} templates of ${mb(templateBytes)} MB: one H.264 MP4 (8 Mbit/s noise), each template followed by ` +
+          "an MP4 `free` box of its own, so each has its own SHA-256 (content-addressed blobs: to the product they " +
+          "are different files); made on the fly as the upload streams. " +
           `Uploaded once each as avatars (POST /avatars, no warm; ${round(avatarSec, 1)} s) before the clock starts.`,
         `${taskCount} tasks, each with avatar_id and an AAC audio: template popularity by Zipf's law with exponent 1 ` +
           `(counts in the last table), the order shuffled (mulberry32, seed 0x${SEED.toString(16)}); ${audioFiles} audio ` +
@@ -316,11 +316,12 @@ export const lanFleet: Benchmark = {
           "slot). Engine seconds are the workers' own (journal, started → finished: the sleep of audio × time " +
           "scale plus the simulate engine's ffmpeg remux), so the bound holds what the machines really had to do; " +
           "'sleep-only compute bound' is the same with the nominal sleeps alone.",
-        "'Between jobs' (journals): Σ from a job's end to the next one's start on that machine — the result's " +
-          "fetch, the task's completion, the next dispatch (audio upload, job request) and, for a template new " +
-          "there, its upload; the machine's slot is held throughout, so it is time the bound does not have.",
+        "'Between jobs' (journals): Σ from a job's end to the next one's start on that machine — the gateway " +
+          "noticing the end (its long-poll answers), a placement pass, the next dispatch (audio HEAD/PUT, job " +
+          "request) and, for a template new there, its upload (in the bound). The result comes home after the slot " +
+          "is given back, so its fetch is not in it.",
         "Bytes: TCP payload the workers' links carried in (tc counters on the switch's end: frame bytes less 66 " +
-          "header bytes per data frame; ACKs apart) from the first POST to the end, ÷ the minimum: each template " +
+          "header bytes per data frame; ACKs apart) from the moment the machines are added to the end, ÷ the minimum: each template " +
           "once to each machine that ran it, plus each audio file once to each machine that used it. The excess is " +
           "job requests, long-polls, health probes and DELETEs, and any template sent twice.",
         "Only the default policy runs: least-loaded and round-robin ignore where templates are and would send " +
