@@ -37,6 +37,8 @@ const GC_PRELOAD = fileURLToPath(new URL("./gc-on-signal.js", import.meta.url));
 
 interface Sizes {
   readonly depths: readonly number[];
+  /** The same on PostgreSQL (REPORT figures). */
+  readonly pgDepths: readonly number[];
   /** Tasks dispatched (and timed) at each depth. */
   readonly measured: number;
   readonly rows: number;
@@ -49,6 +51,7 @@ interface Sizes {
 
 const FULL: Sizes = {
   depths: [0, 10_000, 100_000],
+  pgDepths: [0, 10_000, 100_000],
   measured: 100,
   rows: 1_000_000,
   rowsPending: 10_000,
@@ -58,12 +61,13 @@ const FULL: Sizes = {
 };
 const QUICK: Sizes = {
   depths: [0, 1_000, 10_000],
-  measured: 50,
+  pgDepths: [0, 10_000],
+  measured: 30,
   rows: 100_000,
   rowsPending: 1_000,
-  pageRequests: 40,
+  pageRequests: 30,
   starts: 2,
-  cpuTasks: 60,
+  cpuTasks: 40,
 };
 
 /** Node's memory after two full collections (gc-on-signal.ts), and the kernel's VmRSS then. */
@@ -120,7 +124,7 @@ export const growth: Benchmark = {
     }
     const pgRuns: DepthRun[] = [];
     if (await postgresAnswers()) {
-      for (const depth of sizes.depths) {
+      for (const depth of sizes.pgDepths) {
         ctx.log(`dispatch on PostgreSQL: ${sizes.measured} tasks with ${depth} more waiting behind them`);
         pgRuns.push(await runDepth(ctx, sizes, depth, postgres(media), false));
       }
@@ -299,10 +303,11 @@ export const growth: Benchmark = {
         },
         {
           title: "Seeded stores",
-          columns: ["store", "tasks", "events", "attempts", "file MB", "seeding s"],
+          columns: ["store", "tasks", "events", "attempts", "size MB", "seeding s"],
           rows: [
-            ...depthRuns.map((r) => [`queue of ${r.depth + sizes.measured + 1}`, r.seed] as const),
-            [`${rowsText} rows`, big.seed] as const,
+            ...depthRuns.map((r) => [`SQLite, queue of ${r.depth + sizes.measured + 1}`, r.seed] as const),
+            ...pgRuns.map((r) => [`PostgreSQL, queue of ${r.depth + sizes.measured + 1}`, r.seed] as const),
+            [`SQLite, ${rowsText} rows`, big.seed] as const,
           ].map(([name, s]) => [name, s.tasks, s.events, s.attempts, mb(s.bytes), round(s.seconds, 1)]),
         },
         {
