@@ -418,7 +418,8 @@ export class JobRunner {
     const onAccepted = (state?: ResumeState) => this.transitions.started(job, state);
     if (resume !== undefined) job.log.info("job resumed");
     // A text job runs from its first step, speech, whoever later takes the lip-sync.
-    else if (!this.o.engine.startsWhenAccepted || job.record.input.speech) onAccepted();
+    else if (!this.o.engine.startsWhenAccepted || job.record.input.speech)
+      await this.transitions.starting(job);
     let outcome: Outcome;
     try {
       const onProgress = (progress: number, message?: string) =>

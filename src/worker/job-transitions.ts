@@ -84,6 +84,20 @@ export class JobTransitions {
     }
   }
 
+  /**
+   * The worker starts the engine on a job itself (not a backend that takes it when accepted): the
+   * job is `running` on disk before the engine begins, and only then in the journal. A kill -9 of
+   * the agent before that leaves it `queued`, to run at the next start as the job that never began
+   * that it is; after, `running`, to fail at the next start (job-records.ts, recoverRecord). Either
+   * way no job's engine run begins twice, which the journal would show.
+   */
+  async starting(job: Job): Promise<void> {
+    if (job.cancelRequested || job.record.view.status !== "queued") return;
+    await this.update(job, { status: "running", started_at: this.o.now().toISOString() });
+    this.o.journal?.write(job.record.view.id, "started");
+    job.log.info("job started");
+  }
+
   /** A text job's speech is spoken and kept (GET /v1/jobs/{id}/audio). */
   spoken(job: Job, audio: { sha256: string; bytes: number }): void {
     if (job.cancelRequested) return;
@@ -133,16 +147,19 @@ export class JobTransitions {
     for (const wake of [...job.waiters]) wake();
   }
 
-  private update(job: Job, change: Partial<JobView>): void {
-    this.replace(job, { ...job.record.view, ...change });
+  /** Resolves once the record is on disk (or could not be written, which is logged). */
+  private update(job: Job, change: Partial<JobView>): Promise<void> {
+    return this.replace(job, { ...job.record.view, ...change });
   }
 
-  private replace(job: Job, view: JobView): void {
+  private replace(job: Job, view: JobView): Promise<void> {
     job.record = { ...job.record, view: { ...view, version: job.record.view.version + 1 } };
-    // Not awaited: the next change or close() waits for it, and deleting settles it first.
-    this.o.records.save(job.record).catch((err: unknown) => {
+    // Awaited only where it must be (starting): the next change or close() waits for it, and
+    // deleting settles it first.
+    const saved = this.o.records.save(job.record).catch((err: unknown) => {
       job.log.error({ err: errorMessage(err) }, "could not write the job record");
     });
     this.wake(job);
+    return saved;
   }
 }
