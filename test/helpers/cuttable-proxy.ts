@@ -12,7 +12,10 @@ export interface CuttableProxy {
    * neither end can tell from a slow peer until a deadline or keepalive says so.
    */
   stall(): void;
-  /** Lets traffic through again: the machine "comes back". */
+  /**
+   * Lets traffic through again: the machine "comes back". Connections a stall froze go on with
+   * what waited, as TCP's retransmissions deliver it once a network heals.
+   */
   restore(): void;
   close(): Promise<void>;
 }
@@ -60,6 +63,7 @@ export async function startCuttableProxy(targetPort: number): Promise<CuttablePr
     },
     restore: () => {
       cut = false;
+      for (const s of sockets) s.resume();
     },
     close: () =>
       new Promise((resolve) => {

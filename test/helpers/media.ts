@@ -1,6 +1,6 @@
 import { execFile } from "node:child_process";
 import { open, writeFile } from "node:fs/promises";
-import { extname } from "node:path";
+import { extname, join } from "node:path";
 import { ffmpegPath } from "../../src/media/ffmpeg-binaries.js";
 import { type MediaInfo, probeMedia } from "../../src/media/probe.js";
 import { runFfmpeg } from "../../src/media/run-ffmpeg.js";
@@ -107,6 +107,32 @@ export async function makeAudio(
     ...codec,
     path,
   ]);
+}
+
+/**
+ * `count` AAC files of about a second each, `<dir>/<n>.m4a` for n = 0…count-1, each a tone of its
+ * own (200 + n Hz): inputs whose results all differ, made in one ffmpeg run however many.
+ */
+export async function makeDistinctAudios(dir: string, count: number): Promise<string[]> {
+  await runFfmpeg([
+    "-v",
+    "error",
+    "-f",
+    "lavfi",
+    "-i",
+    // One more second than asked: the segment muxer cuts on AAC frames, and the last is a stub.
+    `aevalsrc=sin(2*PI*(200+floor(t))*t):s=8000:d=${count + 1}`,
+    "-c:a",
+    "aac",
+    "-f",
+    "segment",
+    "-segment_time",
+    "1",
+    "-reset_timestamps",
+    "1",
+    join(dir, "%d.m4a"),
+  ]);
+  return Array.from({ length: count }, (_, n) => join(dir, `${n}.m4a`));
 }
 
 /** A WAV of pure silence: audio by every check, with nothing in it to hear. */
