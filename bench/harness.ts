@@ -223,6 +223,27 @@ export async function freePort(): Promise<number> {
   return address.port;
 }
 
+/**
+ * `n` different free ports on 127.0.0.1, for children that must come back at the same address
+ * after a restart; all held open until all are chosen, so no two are the same.
+ */
+export async function freePorts(n: number): Promise<number[]> {
+  const servers = Array.from({ length: n }, () => createServer());
+  try {
+    for (const server of servers) {
+      server.listen(0, "127.0.0.1");
+      await once(server, "listening");
+    }
+    return servers.map((server) => {
+      const address = server.address();
+      if (address === null || typeof address === "string") throw new Error("no free port");
+      return address.port;
+    });
+  } finally {
+    await Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
+  }
+}
+
 /** The last lines of a child's log, to put in an error that names what went wrong. */
 export async function logTail(child: Child, lines = 20): Promise<string> {
   return tail(await readFile(child.logPath, "utf8").catch(() => ""), lines);

@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
-import { stat } from "node:fs/promises";
+import { mkdir, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { probeMedia } from "../src/media/probe.js";
 import { runFfmpeg } from "../src/media/run-ffmpeg.js";
@@ -35,6 +35,35 @@ export class MediaKit {
         path,
       ]),
     );
+  }
+
+  /**
+   * `count` AAC files of about a second each, every one a tone of its own (200 + n Hz), so that
+   * every task has a result of its own; made in one ffmpeg run however many.
+   */
+  distinctAudios(count: number): Promise<string[]> {
+    const folder = `tones-${count}`;
+    return this.once(folder, async (path) => {
+      await mkdir(path);
+      await runFfmpeg([
+        "-v",
+        "error",
+        "-f",
+        "lavfi",
+        "-i",
+        // One more second than asked: the segment muxer cuts on AAC frames, and the last is a stub.
+        `aevalsrc=sin(2*PI*(200+floor(t))*t):s=8000:d=${count + 1}`,
+        "-c:a",
+        "aac",
+        "-f",
+        "segment",
+        "-segment_time",
+        "1",
+        "-reset_timestamps",
+        "1",
+        join(path, "%d.m4a"),
+      ]);
+    }).then((path) => Array.from({ length: count }, (_, n) => join(path, `${n}.m4a`)));
   }
 
   /** 16-bit PCM WAV, as many clients send. */

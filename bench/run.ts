@@ -9,6 +9,7 @@ import { promisify } from "node:util";
 import { describeMediaTool } from "../src/media/ffmpeg-binaries.js";
 import { apiThroughput } from "./api-throughput.js";
 import { avatars } from "./avatars.js";
+import { chaos } from "./chaos.js";
 import { dataPath } from "./data-path.js";
 import { dispatchLatency } from "./dispatch-latency.js";
 import { failover } from "./failover.js";
@@ -37,6 +38,7 @@ const BENCHMARKS: readonly Benchmark[] = [
   apiThroughput,
   intake,
   failover,
+  chaos,
 ];
 const ALIASES: Record<string, string> = {
   utilization: "utilisation",
