@@ -1,13 +1,14 @@
 import { createHash } from "node:crypto";
 import { readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { pino } from "pino";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { BlobStore } from "../../src/blobs/blob-store.js";
 import { resolveGatewayConfig } from "../../src/config/gateway-config.js";
 import { ConfigError, StartupError } from "../../src/errors.js";
-import type { GatewayHandle } from "../../src/gateway/server.js";
+import { type GatewayHandle, startGateway } from "../../src/gateway/server.js";
 import { startCuttableProxy } from "../helpers/cuttable-proxy.js";
-import { removeDir, startTestGateway, taskForm, tempDir } from "../helpers/gateway.js";
+import { FAST_FLAGS, removeDir, startTestGateway, taskForm, tempDir } from "../helpers/gateway.js";
 import { makeAudio, makeVideo, probe } from "../helpers/media.js";
 import { createTestDatabase, postgresAvailable, type TestDatabase } from "../helpers/postgres.js";
 import { until } from "../helpers/until.js";
@@ -147,6 +148,55 @@ describe.skipIf(!postgresAvailable)("a gateway on PostgreSQL (--store)", () => {
         }),
       });
       expect(res.status).toBe(200);
+      const { task_id } = (await res.json()) as { task_id: string };
+      await until(
+        async () =>
+          ((await (await fetch(`${gateway.url}/tasks/${task_id}`)).json()) as { status: string }).status ===
+          "completed",
+        60_000,
+      );
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  it("a database lost just as the gateway begins coordinating: it keeps running, and dispatches once it is back", async () => {
+    const url = new URL(database.url);
+    const proxy = await startCuttableProxy(Number(url.port || 5432));
+    try {
+      url.port = String(proxy.port);
+      const data = join(dir, "data");
+      // The connection goes the moment the gateway says it listens: before it follows the other
+      // gateways' changes and runs for dispatcher (the chaos test's cut met a restart there).
+      const logger = pino(
+        { level: "info" },
+        {
+          write: (line: string) => {
+            if (line.includes('"msg":"gateway listening"')) proxy.cut();
+          },
+        },
+      );
+      const config = resolveGatewayConfig(
+        { ...FAST_FLAGS, embedded: true, dataDir: data, store: url.toString() },
+        data,
+      );
+      const gateway = await startGateway(config, logger);
+      gateways.push(gateway);
+      expect((await fetch(`${gateway.url}/readyz`)).status).toBe(503);
+
+      proxy.restore();
+      await makeAudio(join(dir, "speech.wav"), { seconds: 1 });
+      await makeVideo(join(dir, "person.mp4"), { seconds: 1 });
+      const res = await until(async () => {
+        const answer = await fetch(`${gateway.url}/tasks`, {
+          method: "POST",
+          body: await taskForm({
+            audio: { path: join(dir, "speech.wav") },
+            video: { path: join(dir, "person.mp4") },
+          }),
+        });
+        return answer.status === 200 && answer;
+      }, 30_000);
       const { task_id } = (await res.json()) as { task_id: string };
       await until(
         async () =>

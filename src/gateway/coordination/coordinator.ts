@@ -91,7 +91,6 @@ export class Coordinator {
       await this.o.duties.begin(undefined);
       return;
     }
-    await this.o.store.followOthers();
     let firstRound: () => void = () => undefined;
     const started = new Promise<void>((resolve) => {
       firstRound = resolve;
@@ -117,9 +116,14 @@ export class Coordinator {
     const pingEvery = this.o.pingEveryMs ?? 1000;
     const catchUpEvery = this.o.catchUpEveryMs ?? 2000;
     let lastCatchUp = 0;
+    let following = false;
     while (!this.stop.signal.aborted) {
       let link: PostgresLink;
       try {
+        // In the loop, not before it: this gateway already listens, and a database out of reach
+        // for a moment now must not end it (the chaos test cut it just then).
+        if (!following) await this.o.store.followOthers();
+        following = true;
         link = await openLink(url, {
           timeoutMs: this.o.pingTimeoutMs ?? 3000,
           onNotice: (payload) => this.heard(payload),
