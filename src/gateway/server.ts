@@ -154,7 +154,9 @@ async function startLocked(
     onChange: wake,
     onLost: (machine) =>
       duties?.abandonMachine(machine, `machine ${machine.name} unreachable for ${config.machineGraceMs} ms`),
-    liveJobs: (machine) => (coordinator?.dispatching ? machine.running : undefined),
+    // Only once this gateway's term has re-attached to the attempts under way (DispatchDuties
+    // begin): elected but not yet there, it would take their jobs for stale ones and cancel them.
+    liveJobs: (machine) => (duties?.dispatcher ? machine.running : undefined),
   });
   for (const spec of config.machines) fleet.add(spec);
   if (config.machinesFile && config.machines.length === 0 && !config.embedded)
