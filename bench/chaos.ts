@@ -447,7 +447,9 @@ async function runChaos(ctx: BenchContext, databaseUrl: string): Promise<Measure
     await watching;
     if (crashes.length > 0) throw new Error(`a process crashed:\n${crashes.join("\n\n")}`);
     if (restartErrors.length > 0) throw new Error(`a restart failed: ${restartErrors.join("; ")}`);
-    const lastCompletion = Math.max(...settled.map((t) => Date.parse(t.completed_at ?? "")));
+    const lastCompletion = Math.max(
+      ...settled.filter((t) => t.completed_at !== null).map((t) => Date.parse(t.completed_at ?? "")),
+    );
     const lastCompletionSeconds = (lastCompletion - submitStart) / 1000;
     ctx.log(
       `all ${settled.length} tasks ended ${round(lastCompletionSeconds, 1)} s after the first submission`,
