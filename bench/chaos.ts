@@ -140,7 +140,7 @@ async function withDatabase<T>(body: (url: string) => Promise<T>): Promise<T> {
 
 export const chaos: Benchmark = {
   name: "chaos",
-  title: "Chaos: gateways and workers killed, a database connection cut (issue 13)",
+  title: "8. Chaos: gateways and workers killed, a database connection cut (issue 13)",
   run: (ctx) => withDatabase((url) => runChaos(ctx, url)),
 };
 
@@ -447,7 +447,9 @@ async function runChaos(ctx: BenchContext, databaseUrl: string): Promise<Measure
     await watching;
     if (crashes.length > 0) throw new Error(`a process crashed:\n${crashes.join("\n\n")}`);
     if (restartErrors.length > 0) throw new Error(`a restart failed: ${restartErrors.join("; ")}`);
-    const lastCompletion = Math.max(...settled.map((t) => Date.parse(t.completed_at ?? "")));
+    const lastCompletion = Math.max(
+      ...settled.filter((t) => t.completed_at !== null).map((t) => Date.parse(t.completed_at ?? "")),
+    );
     const lastCompletionSeconds = (lastCompletion - submitStart) / 1000;
     ctx.log(
       `all ${settled.length} tasks ended ${round(lastCompletionSeconds, 1)} s after the first submission`,

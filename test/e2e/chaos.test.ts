@@ -457,6 +457,10 @@ describe.skipIf(!postgresAvailable)("chaos: gateways and workers killed, a datab
       for (const t of settled)
         byDescription.set(t.description ?? "", [...(byDescription.get(t.description ?? "") ?? []), t]);
       counts.duplicate_tasks = settled.length - byDescription.size;
+      // How each duplicate came about: the tries of its submission.
+      counts.duplicated_by = submissions
+        .filter((s) => (byDescription.get(s.description)?.length ?? 0) > 1)
+        .map((s) => s.tries);
       expect([...byDescription.keys()].sort()).toEqual(submissions.map((s) => s.description).sort());
       for (const s of submissions) {
         const tasks = byDescription.get(s.description) ?? [];

@@ -37,10 +37,10 @@ afterEach(async () => {
 });
 
 /**
- * A kill -9 of the agent as a job starts (the chaos test, test/e2e/chaos.test.ts, met it: a
- * completing attempt's job started twice). At the next start a `queued` record runs and a
+ * A kill -9 of the agent as a job starts: at the next start a `queued` record runs and a
  * `running` one fails (recoverRecord), so the engine must not begin, nor the journal say so,
- * before the record says `running` on disk: else the job the engine began runs again.
+ * before the record says `running` on disk; else the job the engine began runs again, which a
+ * chaos run (test/e2e/chaos.test.ts) counts as a completing attempt run twice.
  */
 describe("a job's start", () => {
   it("is on disk before the engine begins and before the journal says it started", async () => {
