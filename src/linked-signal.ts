@@ -1,3 +1,5 @@
+import { setMaxListeners } from "node:events";
+
 /** A signal that follows several others, and lets go of them once it is no longer needed. */
 export interface LinkedSignal {
   /** Aborts, with its reason, as soon as the first of the sources does. */
@@ -28,6 +30,12 @@ export function linkSignals(sources: readonly AbortSignal[]): LinkedSignal {
   const dispose = () => {
     for (const source of sources) source.removeEventListener("abort", onAbort);
   };
-  for (const source of sources) source.addEventListener("abort", onAbort, { once: true });
+  for (const source of sources) {
+    // A long-lived source carries one listener per piece of work under way (a fleet of 50
+    // machines: hundreds of attempts), each removed by `dispose()`: Node's warning at 11, meant
+    // for listeners that are never removed, would fire on every busy gateway.
+    setMaxListeners(0, source);
+    source.addEventListener("abort", onAbort, { once: true });
+  }
   return { signal: controller.signal, dispose };
 }

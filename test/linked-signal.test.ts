@@ -52,4 +52,24 @@ describe("linkSignals", () => {
       expect(held()).toBe(0);
     }
   });
+
+  it("lets a long-lived source carry hundreds of links without Node's leak warning (each is removed)", async () => {
+    const warnings: string[] = [];
+    const onWarning = (w: Error) => warnings.push(w.name);
+    process.on("warning", onWarning);
+    try {
+      const shutdown = new AbortController();
+      const links = Array.from({ length: 200 }, () =>
+        linkSignals([shutdown.signal, new AbortController().signal]),
+      );
+      // Warnings are emitted on the next tick.
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(warnings).not.toContain("MaxListenersExceededWarning");
+      for (const link of links) link.dispose();
+      shutdown.abort();
+      expect(links.every((l) => !l.signal.aborted)).toBe(true);
+    } finally {
+      process.off("warning", onWarning);
+    }
+  });
 });
