@@ -11,67 +11,6 @@ import type { Seeded, SeedMedia, SeedPlan } from "./growth-store.js";
  * generate_series. Queues only (pending tasks and their events): what the dispatch runs need.
  */
 
-const SERVER = "postgres://postgres@127.0.0.1:5432/postgres";
-const PREFIX = "mh_bench_growth_";
-
-export interface BenchDatabase {
-  readonly url: string;
-  drop(): Promise<void>;
-}
-
-async function admin<T>(work: (client: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ connectionString: SERVER, connectionTimeoutMillis: 3000 });
-  await client.connect();
-  try {
-    return await work(client);
-  } finally {
-    await client.end().catch(() => undefined);
-  }
-}
-
-/** Whether the machine's PostgreSQL answers; the PostgreSQL runs are left out when it does not. */
-export async function postgresAnswers(): Promise<boolean> {
-  return admin(async (client) => (await client.query("select 1")).rowCount === 1).catch(() => false);
-}
-
-let made = 0;
-
-/**
- * A new database, dropped by `drop()`. Its name carries this process's pid, so databases a killed
- * run left behind are dropped by the next one.
- */
-export async function createBenchDatabase(): Promise<BenchDatabase> {
-  const name = `${PREFIX}${process.pid}_${++made}`;
-  await admin(async (client) => {
-    const { rows } = await client.query<{ datname: string }>(
-      "select datname from pg_database where datname like $1",
-      [`${PREFIX}%`],
-    );
-    for (const { datname } of rows) {
-      const pid = Number(datname.slice(PREFIX.length).split("_")[0]);
-      if (pid !== process.pid && !alive(pid))
-        await client.query(`drop database if exists ${datname} with (force)`);
-    }
-    await client.query(`create database ${name}`);
-  });
-  const url = new URL(SERVER);
-  url.pathname = `/${name}`;
-  return {
-    url: url.toString(),
-    drop: () =>
-      admin(async (client) => void (await client.query(`drop database if exists ${name} with (force)`))),
-  };
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /** Migrates the database at `url`, fills it with `plan`'s queue, and puts the blobs in `dataDir`. */
 export async function seedPostgres(
   url: string,

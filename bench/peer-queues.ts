@@ -5,7 +5,7 @@ import { Queue } from "bullmq";
 import { Logger, makeWorkerUtils, type WorkerUtils } from "graphile-worker";
 import { Redis } from "ioredis";
 import { type Child, type Scope, until } from "./harness.js";
-import { type BenchDatabase, createBenchDatabase } from "./postgres-db.js";
+import { type BenchDatabase, createBenchDatabase } from "./postgres.js";
 
 /**
  * The two queues our dispatch is set beside (issue 14): BullMQ on the machine's Redis and
@@ -186,7 +186,7 @@ export async function startBullmq(scope: Scope, dir: string): Promise<QueueSubje
 const quiet = new Logger(() => () => undefined);
 
 export async function startGraphile(scope: Scope, dir: string): Promise<QueueSubject> {
-  const db: BenchDatabase = await createBenchDatabase("graphile");
+  const db: BenchDatabase = await createBenchDatabase();
   let utils: WorkerUtils | undefined;
   try {
     utils = await makeWorkerUtils({ connectionString: db.url, logger: quiet });

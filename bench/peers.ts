@@ -10,7 +10,7 @@ import {
   startGraphile,
 } from "./peer-queues.js";
 import { lineChart } from "./plot.js";
-import { createBenchDatabase, postgresAnswers } from "./postgres-db.js";
+import { createBenchDatabase, postgresAnswers } from "./postgres.js";
 import { type BenchContext, type Benchmark, type Figure, figure, type Measured } from "./report.js";
 import { mean, median, mulberry32, percentile, round } from "./stats.js";
 
@@ -142,7 +142,7 @@ export const peers: Benchmark = {
     const ours = await withSubject(ctx, sizes.ours, () =>
       startOurs(ctx.scope, `${dir}/sqlite`, { label: "SQLite" }, media),
     );
-    const db = await createBenchDatabase("peers");
+    const db = await createBenchDatabase();
     let oursPg: Measurement;
     try {
       oursPg = await withSubject(ctx, sizes.ours, () =>

@@ -16,6 +16,8 @@ const PREFIX = "mh_bench_";
 export interface BenchDatabase {
   readonly name: string;
   readonly url: string;
+  /** Drops it now, ending whatever sessions are still open on it (a killed child's). */
+  drop(): Promise<void>;
 }
 
 let made = 0;
@@ -25,18 +27,25 @@ let sweptAbandoned = false;
  * A new database with the server's own settings (a user's `--store postgres://…` gets those too:
  * on this project's machines, `synchronous_commit = on`, so every commit waits for the WAL on disk).
  */
-export async function createBenchDatabase(scope: Scope): Promise<BenchDatabase> {
+export async function createBenchDatabase(scope?: Scope): Promise<BenchDatabase> {
   if (!sweptAbandoned) {
     sweptAbandoned = true;
     await dropAbandoned();
   }
   const name = `${PREFIX}${process.pid}_${++made}_${Math.random().toString(36).slice(2, 8)}`;
   await admin((client) => client.query(`create database ${name}`));
-  // Dropped after the scope has killed the gateways; `force` ends any session still open.
-  scope.defer(() => admin((client) => client.query(`drop database if exists ${name} with (force)`)));
+  const drop = () =>
+    admin((client) => client.query(`drop database if exists ${name} with (force)`)).then(() => undefined);
+  // With a scope, dropped after it has killed the gateways too; `force` ends any session still open.
+  scope?.defer(drop);
   const url = new URL(ADMIN_URL);
   url.pathname = `/${name}`;
-  return { name, url: url.toString() };
+  return { name, url: url.toString(), drop };
+}
+
+/** Whether the server answers: a benchmark without it says so instead of failing obscurely. */
+export async function postgresAnswers(): Promise<boolean> {
+  return admin(async (client) => (await client.query("select 1")).rowCount === 1).catch(() => false);
 }
 
 /** A server setting, for the report (e.g. `synchronous_commit`). */
