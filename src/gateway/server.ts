@@ -6,7 +6,7 @@ import type { GatewayConfig } from "../config/gateway-config.js";
 import { whileLocked } from "../data-dir-lock.js";
 import { createEngine } from "../engines/registry.js";
 import { createSpeaker } from "../engines/speech/speakers.js";
-import { AppError } from "../errors.js";
+import { AppError, errorMessage, StartupError } from "../errors.js";
 import { frameworkErrors, installErrorHandler } from "../http/error-handler.js";
 import { RequestsInFlight } from "../http/requests-in-flight.js";
 import type { Logger } from "../logger.js";
@@ -129,7 +129,13 @@ async function startLocked(
   await store.countPending();
   // Named, for a blob folder shared with other gateways: each clears only its own temp files.
   const blobs = new BlobStore(config.blobsDir, { owner: await gatewayId(config.dataDir) });
-  await blobs.init();
+  // `--blobs-dir` may name any path (a shared mount that is not there): one line, not a stack.
+  await blobs.init().catch((err: unknown) => {
+    throw new StartupError(
+      `${config.blobsDir}: cannot keep the blobs there (${errorMessage(err)}); check --blobs-dir`,
+      { cause: err },
+    );
+  });
 
   const voices = new VoiceStore(db, now, () => dataDir.assertWritable());
   const inspector = new MediaInspector(new MediaFactsStore(db, now));

@@ -203,7 +203,9 @@ export class Coordinator {
     const term = this.epoch;
     this.epoch = undefined;
     await this.o.duties.end();
-    this.o.logger.warn({ term, reason }, "this gateway no longer dispatches");
+    // Stopping is the plan; losing the session is worth a warning.
+    const log = this.stop.signal.aborted ? this.o.logger.info : this.o.logger.warn;
+    log.call(this.o.logger, { term, reason }, "this gateway no longer dispatches");
   }
 
   private heard(payload: string): void {

@@ -1,0 +1,24 @@
+import { join } from "node:path";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { StartupError } from "../../src/errors.js";
+import { removeDir, startTestGateway, tempDir } from "../helpers/gateway.js";
+
+describe("--blobs-dir", () => {
+  let dir: string;
+  beforeEach(async () => {
+    dir = await tempDir("mh-blobs-dir-");
+  });
+  afterEach(async () => {
+    await removeDir(dir);
+  });
+
+  it("a folder that cannot be made stops the start with one line naming the flag", async () => {
+    const refused = await startTestGateway({ blobsDir: "/dev/null/blobs" }, join(dir, "data")).catch(
+      (e: unknown) => e,
+    );
+    expect(refused).toBeInstanceOf(StartupError);
+    expect((refused as Error).message).toMatch(
+      /^\/dev\/null\/blobs: cannot keep the blobs there \(.*not a directory.*\); check --blobs-dir$/,
+    );
+  });
+});
