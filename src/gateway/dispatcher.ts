@@ -1,4 +1,5 @@
 import { randomUUID } from "node:crypto";
+import { setImmediate } from "node:timers/promises";
 import type { BlobStore } from "../blobs/blob-store.js";
 import { ERROR_CODES } from "../error-codes.js";
 import { errorMessage, type FailureKind, StoreUnavailableError } from "../errors.js";
@@ -16,7 +17,7 @@ import type { TaskStore } from "../store/task-store.js";
 import type { VoiceStore } from "../store/voice-store.js";
 import { type Clock, delay } from "./clock.js";
 import type { Fleet, Machine } from "./fleet.js";
-import { jobRequest } from "./job-request.js";
+import { type JobInputBlob, jobRequest } from "./job-request.js";
 import type { MediaInspector } from "./media-inspector.js";
 import type { SpeedModel } from "./speed-model.js";
 import { fetchSpokenAudio, type SpokenAudio } from "./spoken-audio.js";
@@ -245,6 +246,9 @@ export class Dispatcher {
       const view = await this.follow(attempt);
       // The engine is done with it: its slot can take the next task while the result comes home.
       this.releaseSlot(attemptId, machine);
+      // The scheduler's pass runs first: its next job reaches the worker ahead of this result's
+      // download, so the engine idles for less (a result a moment later costs nobody a GPU).
+      await setImmediate();
       const result = view.result;
       if (!result) throw new AttemptFailure("machine", "the worker reported success without a result");
       const staged = await this.fetchResult(attemptId, client, result.sha256, signal);
@@ -356,25 +360,36 @@ export class Dispatcher {
     if (task.voice_id !== null && !voice)
       throw new AttemptFailure("input", `voice ${task.voice_id} was deleted; create the task again`, false);
     const { body, inputs } = jobRequest(task, voice, this.options.maxAudioSeconds);
+    const send = (ref: JobInputBlob, ask: boolean) =>
+      // Tasks that share a template and start together on one machine send it there once.
+      machine.uploadOnce(ref.sha256, async () => {
+        if (ask && (await client.hasBlob(ref.sha256, signal))) return;
+        log.debug({ sha256: ref.sha256, bytes: ref.bytes }, `uploading ${ref.field} to worker`);
+        const { clock } = this.options;
+        const started = clock.now();
+        await client.putBlob(ref.sha256, this.options.blobs.path(ref.sha256), ref.bytes, signal);
+        machine.observeUpload(ref.bytes, clock.now() - started);
+      });
+    // A task's own audio came with it, so no machine has it yet: sent first, it spares the job's
+    // refusal (409 BLOB_MISSING) and the question that would follow, two round trips per task.
+    for (const ref of inputs)
+      if (ref.field === "audio" && !machine.hasBlob(ref.sha256)) await send(ref, false);
     for (let tries = 0; ; tries++) {
+      let missing: string | undefined;
       try {
         const view = await client.putJob(attemptId, body, signal);
         for (const ref of inputs) machine.knowBlob(ref.sha256);
         return view;
       } catch (err) {
         if (!isWorkerError(err, ERROR_CODES.BLOB_MISSING) || tries >= 2) throw err;
+        missing = err.field;
       }
-      // Upload only what the worker lacks: the same avatar video (or voice) serves thousands of tasks.
+      // Upload only what the worker lacks: the same avatar video (or voice) serves thousands of
+      // tasks. The refusal names the first input missing; the others are asked about, unless this
+      // gateway has sent them there (a belief the next refusal corrects if the worker evicted one).
       for (const ref of inputs) {
-        // Tasks that share a template and start together on one machine send it there once.
-        await machine.uploadOnce(ref.sha256, async () => {
-          if (await client.hasBlob(ref.sha256, signal)) return;
-          log.debug({ sha256: ref.sha256, bytes: ref.bytes }, `uploading ${ref.name} to worker`);
-          const { clock } = this.options;
-          const started = clock.now();
-          await client.putBlob(ref.sha256, this.options.blobs.path(ref.sha256), ref.bytes, signal);
-          machine.observeUpload(ref.bytes, clock.now() - started);
-        });
+        if (ref.field === missing) await send(ref, false);
+        else if (!machine.hasBlob(ref.sha256)) await send(ref, true);
       }
     }
   }

@@ -2,11 +2,16 @@ import type { BlobRef, JobOptions, PutJobBody, SpeechRequest } from "../protocol
 import type { TaskRow, VoiceRow } from "../store/schema.js";
 import { decodeTaskSpeech } from "../store/task-speech.js";
 
+/** A blob the worker must hold for a job, under the job body's field for it (BLOB_MISSING names it). */
+export interface JobInputBlob extends BlobRef {
+  readonly field: "audio" | "video" | "speech.voice.reference";
+}
+
 /** A task's job for a worker (PUT /v1/jobs/{id}), and the blobs the worker must hold for it. */
 export interface JobRequest {
   readonly body: PutJobBody;
   /** Video first: the one worth sending ahead, and the one a machine most often holds already. */
-  readonly inputs: readonly BlobRef[];
+  readonly inputs: readonly JobInputBlob[];
 }
 
 /**
@@ -28,7 +33,10 @@ export function jobRequest(task: TaskRow, voice: VoiceRow | undefined, maxAudioS
         audio_duration: task.audio_duration,
         max_audio_seconds: maxAudioSeconds,
       },
-      inputs: [video, audio],
+      inputs: [
+        { ...video, field: "video" },
+        { ...audio, field: "audio" },
+      ],
     };
   }
   const speech: SpeechRequest = {
@@ -36,7 +44,7 @@ export function jobRequest(task: TaskRow, voice: VoiceRow | undefined, maxAudioS
     lang: said.lang,
     ...(Object.keys(said.settings).length > 0 ? { settings: said.settings } : {}),
   };
-  const inputs: BlobRef[] = [video];
+  const inputs: JobInputBlob[] = [{ ...video, field: "video" }];
   if (voice) {
     const reference: BlobRef = { sha256: voice.sha256, bytes: voice.bytes, name: voice.file_name };
     speech.voice = {
@@ -44,7 +52,7 @@ export function jobRequest(task: TaskRow, voice: VoiceRow | undefined, maxAudioS
       reference,
       ...(voice.reference_text === null ? {} : { reference_text: voice.reference_text }),
     };
-    inputs.push(reference);
+    inputs.push({ ...reference, field: "speech.voice.reference" });
   }
   // No audio_duration: the text's length is an estimate; the worker measures what it spoke
   // against max_audio_seconds before lip-syncing it.

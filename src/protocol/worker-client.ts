@@ -243,6 +243,10 @@ export class WorkerClient {
         signal: opts.signal ?? null,
         headersTimeout: timeout,
         bodyTimeout: opts.noTimeout ? 5 * 60_000 : timeout,
+        // undici closes the connection after every HEAD, in case a server sends a body with it;
+        // the agent never does, and a new connection for each "is this blob there?" costs a
+        // handshake and a socket in TIME_WAIT each time.
+        ...(method === "HEAD" ? { reset: false } : {}),
       });
     } catch (err) {
       if (opts.signal?.aborted) throw err;

@@ -74,6 +74,9 @@ describe("a machine that answers outside the worker protocol", () => {
         };
       }
       if (method === "HEAD") return { status: 200 };
+      // The task's audio is sent before its job (the dispatcher knows no machine has it yet).
+      if (method === "PUT" && path.startsWith("/v1/blobs/"))
+        return { status: 201, body: { sha256: path.slice("/v1/blobs/".length), bytes: 1 } };
       return { status: 404, body: { error: "NOT_FOUND", message: "not here" } };
     });
     await until(() => gw.fleet.get("odd")?.state === "up");

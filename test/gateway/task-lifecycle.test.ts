@@ -155,7 +155,11 @@ describe("cancel and retry (gate engine, API keys)", () => {
 
     const secondJob = await jobOf(second);
     expect(engine.isRunning(firstJob)).toBe(false);
-    const lines = await journal({ dataDir: join(dir, "worker") });
+    // The journal is appended through a stream: its "started" line may land just after health says so.
+    const lines = await until(async () => {
+      const all = await journal({ dataDir: join(dir, "worker") });
+      return all.some((l) => l.job_id === secondJob && l.event === "started") && all;
+    });
     expect(lines.find((l) => l.job_id === firstJob && l.event === "finished")?.status).toBe("cancelled");
     expect((await gateway.store.listAttempts(first)).map((a) => a.status)).toEqual(["cancelled"]);
     expect(engine.maxInFlight).toBe(1);
@@ -356,7 +360,11 @@ describe("cancel of a running task on a simulate worker", () => {
       return running.length === 1 && running[0] !== firstJob && running;
     });
     expect((await gateway.store.getTask(second))?.current_attempt).toBe(secondJob);
-    const lines = await journal({ dataDir: join(dir, "worker") });
+    // The journal is appended through a stream: its "started" line may land just after health says so.
+    const lines = await until(async () => {
+      const all = await journal({ dataDir: join(dir, "worker") });
+      return all.some((l) => l.job_id === secondJob && l.event === "started") && all;
+    });
     expect(lines.find((l) => l.job_id === firstJob && l.event === "finished")?.status).toBe("cancelled");
     // Never two jobs on the one-slot worker.
     const started = lines.filter((l) => l.event === "started").map((l) => l.job_id);
