@@ -61,13 +61,13 @@ const FULL: Sizes = {
   cpuTasks: 200,
 };
 const QUICK: Sizes = {
-  depths: [0, 1_000, 10_000],
+  depths: [0, 10_000],
   pgDepths: [0, 10_000],
-  measured: 30,
+  measured: 20,
   rows: 100_000,
   rowsPending: 1_000,
   pageRequests: 30,
-  starts: 2,
+  starts: 1,
   cpuTasks: 40,
 };
 

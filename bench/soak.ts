@@ -62,10 +62,10 @@ const FULL: Plan = {
   retentionSec: 20,
 };
 const QUICK: Plan = {
-  count: 1_000,
-  submitSec: 25,
-  deadlineSec: 32,
-  killEverySec: 15,
+  count: 500,
+  submitSec: 15,
+  deadlineSec: 25,
+  killEverySec: 8,
   sampleMs: 500,
   gcEverySec: 5,
   retentionSec: 3,

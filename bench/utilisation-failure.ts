@@ -32,7 +32,7 @@ export const utilisationFailure: Benchmark = {
   title: "Fleet utilisation with a machine lost (issue 14)",
   async run(ctx: BenchContext): Promise<Measured> {
     const count = ctx.quick ? 40 : 200;
-    const targetSec = ctx.quick ? 15 : 50;
+    const targetSec = ctx.quick ? 9 : 50;
     const workload = await utilisationWorkload(ctx, count, targetSec);
     const { timeScale } = workload;
     const victim = FLEET.find((m) => m.name === VICTIM);
