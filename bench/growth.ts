@@ -62,7 +62,7 @@ const FULL: Sizes = {
 };
 const QUICK: Sizes = {
   depths: [0, 10_000],
-  pgDepths: [0, 10_000],
+  pgDepths: [10_000],
   measured: 20,
   rows: 100_000,
   rowsPending: 1_000,

@@ -62,10 +62,10 @@ const FULL: Plan = {
   retentionSec: 20,
 };
 const QUICK: Plan = {
-  count: 500,
-  submitSec: 15,
-  deadlineSec: 25,
-  killEverySec: 8,
+  count: 300,
+  submitSec: 10,
+  deadlineSec: 16,
+  killEverySec: 5,
   sampleMs: 500,
   gcEverySec: 5,
   retentionSec: 3,
