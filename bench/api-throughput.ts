@@ -29,7 +29,7 @@ export const apiThroughput: Benchmark = {
   name: "api",
   title: "API throughput",
   async run(ctx: BenchContext): Promise<Measured> {
-    const seconds = ctx.quick ? 2 : 10;
+    const seconds = ctx.quick ? 2 : 6;
     const audio = await ctx.media.wav(0.5);
     const video = await ctx.media.video(1, "160x120");
     const dir = await ctx.scope.tempDir("mh-bench-api-");

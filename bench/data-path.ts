@@ -54,7 +54,7 @@ export const dataPath: Benchmark = {
     const video = await fileFacts(await ctx.media.bigVideo(videoBytes));
     const audio = await fileFacts(await ctx.media.audio(AUDIO_SECONDS));
 
-    const runs = ctx.quick ? 2 : 5;
+    const runs = ctx.quick ? 2 : 3;
     const direct: DirectTiming[] = [];
     const viaGateway: GatewayTiming[] = [];
     for (let i = 0; i < runs; i++) {

@@ -33,7 +33,7 @@ export const dispatchLatency: Benchmark = {
   name: "dispatch",
   title: "Dispatch latency",
   async run(ctx: BenchContext): Promise<Measured> {
-    const count = ctx.quick ? 50 : 500;
+    const count = ctx.quick ? 50 : 300;
     const audio = await ctx.media.audio(1);
     const video = await ctx.media.video(1);
     const runs: CapacityRun[] = [];

@@ -48,7 +48,7 @@ export const dispatchStores: Benchmark = {
   name: "dispatch-pg",
   title: "Dispatch latency, SQLite and PostgreSQL (issue 13)",
   async run(ctx: BenchContext): Promise<Measured> {
-    const count = ctx.quick ? 30 : 200;
+    const count = ctx.quick ? 30 : 120;
     // SQLite, PostgreSQL, then PostgreSQL, SQLite: load from outside the run that drifts falls on both alike.
     const order: Store[] = ctx.quick
       ? ["SQLite", "PostgreSQL"]

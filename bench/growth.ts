@@ -52,12 +52,12 @@ interface Sizes {
 
 const FULL: Sizes = {
   depths: [0, 10_000, 100_000],
-  pgDepths: [0, 10_000, 100_000],
+  pgDepths: [0, 100_000],
   measured: 100,
   rows: 1_000_000,
   rowsPending: 10_000,
   pageRequests: 100,
-  starts: 3,
+  starts: 2,
   cpuTasks: 200,
 };
 const QUICK: Sizes = {

@@ -108,7 +108,7 @@ function parseArgs(argv: readonly string[]): { quick: boolean; selected: Benchma
 /** Between benchmarks: dirty pages written out and the machine left alone a moment (less when quick). */
 async function settle(quick: boolean): Promise<void> {
   await promisify(execFile)("sync").catch(() => undefined);
-  await sleep(quick ? 500 : 2_000);
+  await sleep(quick ? 500 : 1_000);
 }
 
 async function mediaTools(): Promise<RunInfo["mediaTools"]> {

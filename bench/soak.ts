@@ -54,8 +54,8 @@ interface Plan {
 
 const FULL: Plan = {
   count: 10_000,
-  submitSec: 200,
-  deadlineSec: 225,
+  submitSec: 255,
+  deadlineSec: 300,
   killEverySec: 60,
   sampleMs: 2_000,
   gcEverySec: 15,

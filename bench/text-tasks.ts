@@ -83,7 +83,7 @@ export const textTasks: Benchmark = {
   name: "text",
   title: "Text tasks: submit to dispatch (embedded engine)",
   async run(ctx: BenchContext): Promise<Measured> {
-    const count = ctx.quick ? 5 : 20;
+    const count = ctx.quick ? 5 : 10;
     const video = await ctx.media.video(2);
     const audio = await ctx.media.audio(3);
     const dir = await ctx.scope.tempDir("mh-bench-text-");

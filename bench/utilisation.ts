@@ -53,7 +53,7 @@ export const utilisation: Benchmark = {
   title: "Fleet utilisation",
   async run(ctx: BenchContext): Promise<Measured> {
     const count = ctx.quick ? 40 : 200;
-    const targetSec = ctx.quick ? 5 : 60;
+    const targetSec = ctx.quick ? 5 : 45;
     const workload = await utilisationWorkload(ctx, count, targetSec);
     const { lengths, timeScale } = workload;
 
