@@ -62,9 +62,9 @@ const FULL: Plan = {
   retentionSec: 20,
 };
 const QUICK: Plan = {
-  count: 300,
-  submitSec: 10,
-  deadlineSec: 16,
+  count: 200,
+  submitSec: 7,
+  deadlineSec: 12,
   killEverySec: 5,
   sampleMs: 500,
   gcEverySec: 5,

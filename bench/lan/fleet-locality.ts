@@ -63,7 +63,7 @@ export const lanFleet: Benchmark = {
         ["lan-fleet.bytes", `LAN fleet: bytes to workers ÷ minimum, ${POLICY}`, { op: "<=", value: 1.05 }],
       ]);
     }
-    const taskCount = ctx.quick ? 60 : 400;
+    const taskCount = ctx.quick ? 40 : 400;
     const audioFiles = ctx.quick ? 10 : 20;
     // Each task's engine time: audio × time scale, about 1 s on average in a full run (0.3 s quick),
     // close to the 0.8 s a 100 MB template takes at 1 Gbit/s: where a task runs matters.
