@@ -64,6 +64,8 @@ export function lineChart(chart: LineChart): string {
   const py = (y: number) => H - M.bottom - ((y - yLo) / (yHi - yLo)) * (H - M.top - M.bottom);
   const parts: string[] = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`,
+    // The accessible name of the chart, which screen readers announce (and viewers show on hover).
+    `<title>${xmlText(chart.title)}</title>`,
     `<rect width="${W}" height="${H}" fill="white"/>`,
     `<text x="${W / 2 - M.right / 2}" y="22" text-anchor="middle" font-size="15">${xmlText(chart.title)}</text>`,
   ];
