@@ -313,6 +313,16 @@ export async function mapLimit<T, R>(
 }
 
 /** Resident memory of a process, from /proc (Linux): now, and the kernel's high-water mark. */
+/** Whether a process with this pid exists (one of another user's still counts): a leftover's owner. */
+export function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
 export async function memoryOf(pid: number): Promise<{ rssBytes: number; hwmBytes: number } | undefined> {
   const text = await readFile(`/proc/${pid}/status`, "utf8").catch(() => undefined);
   if (text === undefined) return undefined;

@@ -1,6 +1,6 @@
 import pg from "pg";
 import { redactUrl } from "../src/store/postgres.js";
-import type { Scope } from "./harness.js";
+import { processAlive, type Scope } from "./harness.js";
 
 /**
  * The machine's PostgreSQL, for the benchmarks of several gateways (issue 13): the server on
@@ -67,20 +67,11 @@ async function dropAbandoned(): Promise<void> {
     );
     for (const { datname } of rows) {
       const pid = Number(datname.slice(PREFIX.length).split("_")[0]);
-      if (Number.isInteger(pid) && !alive(pid)) {
+      if (Number.isInteger(pid) && !processAlive(pid)) {
         await client.query(`drop database if exists ${datname} with (force)`);
       }
     }
   });
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "EPERM";
-  }
 }
 
 async function admin<T>(body: (client: pg.Client) => Promise<T>): Promise<T> {

@@ -1,5 +1,6 @@
 import { execFile, execFileSync } from "node:child_process";
 import { promisify } from "node:util";
+import { processAlive } from "../harness.js";
 import type { LinkCount, Traffic } from "./traffic.js";
 
 /**
@@ -66,21 +67,12 @@ export async function lanUnavailable(): Promise<string | undefined> {
   return undefined;
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
-
 /** Namespaces and root-side links left by bench runs that are no longer running. */
 async function removeLeftovers(): Promise<string[]> {
   const removed: string[] = [];
   const dead = (name: string, pattern: RegExp) => {
     const pid = Number(pattern.exec(name)?.[1] ?? Number.NaN);
-    return Number.isInteger(pid) && pid !== process.pid && !alive(pid);
+    return Number.isInteger(pid) && pid !== process.pid && !processAlive(pid);
   };
   for (const line of (await ip("netns", "list")).split("\n")) {
     const name = line.split(" ")[0] ?? "";

@@ -3,7 +3,7 @@ import { connect, createServer, type Server, type Socket } from "node:net";
 
 export interface CuttableProxy {
   port: number;
-  /** Bytes sent through it towards the worker so far. */
+  /** Bytes sent through it towards the server so far. */
   readonly bytesIn: number;
   /** Drops every connection and refuses new ones: the machine behind it looks dead. */
   cut(): void;
@@ -21,10 +21,14 @@ export interface CuttableProxy {
 }
 
 /**
- * A TCP proxy on loopback in front of a worker, so a test can make a machine unreachable without
- * stopping it (a network partition): the worker keeps its jobs, as a real machine would.
+ * A TCP proxy on loopback in front of a server, so a test can make a machine unreachable without
+ * stopping it (a network partition): a worker keeps its jobs, as a real machine would. The chaos
+ * benchmark puts one in front of PostgreSQL, to take one gateway's database connection away.
  */
-export async function startCuttableProxy(targetPort: number): Promise<CuttableProxy> {
+export async function startCuttableProxy(
+  targetPort: number,
+  targetHost = "127.0.0.1",
+): Promise<CuttableProxy> {
   let cut = false;
   let bytesIn = 0;
   const sockets = new Set<Socket>();
@@ -33,7 +37,7 @@ export async function startCuttableProxy(targetPort: number): Promise<CuttablePr
       client.destroy();
       return;
     }
-    const upstream = connect(targetPort, "127.0.0.1");
+    const upstream = connect(targetPort, targetHost);
     for (const s of [client, upstream]) {
       sockets.add(s);
       s.on("close", () => sockets.delete(s));
