@@ -169,42 +169,82 @@ export class JobRunner {
   }
 
   private async accept(id: string, input: JobInput): Promise<{ view: JobView; created: boolean }> {
-    for (const { field, sha256 } of inputBlobs(input)) {
-      if (!(await this.o.blobs.has(sha256))) {
-        throw new InputError("BLOB_MISSING", `upload the ${field} blob ${sha256} before the job`, field);
-      }
+    // Looked up together (a stat each), then named in order: the first missing is the one refused.
+    const blobs = inputBlobs(input);
+    const held = await Promise.all(blobs.map((b) => this.o.blobs.has(b.sha256)));
+    const missing = blobs.find((_, i) => held[i] === undefined);
+    if (missing) {
+      const { field, sha256 } = missing;
+      throw new InputError("BLOB_MISSING", `upload the ${field} blob ${sha256} before the job`, field);
     }
     // Another PUT for this id may have won the race while the blobs were checked.
     const raced = this.existing(id, input);
     if (raced) return { view: raced, created: false };
     this.refuseNewJobs();
 
+    // A job that finds a slot free starts in the write that accepts it: its record goes to disk
+    // `running` at once, rather than `queued` and then `running`, so a freed slot's next job
+    // begins one durable write sooner (issue 14's dispatch latency). Either way the record says
+    // `running` before the engine begins (job-transitions.ts, `starting`).
+    const startNow = this.startsAtOnce(input);
+    const now = this.now().toISOString();
     const record: JobRecord = {
       seq: this.nextSeq++,
       input,
       view: {
         id,
-        status: "queued",
+        status: startNow ? "running" : "queued",
         progress: 0,
         ...(input.speech ? { speech_audio: null } : {}),
-        created_at: this.now().toISOString(),
+        created_at: now,
+        ...(startNow ? { started_at: now } : {}),
         version: 0,
       },
     };
     const job = this.add(record);
+    // The slot is taken before the write, so no other job can claim it meanwhile.
+    if (startNow) this.running.add(id);
     try {
       await this.o.records.save(record);
     } catch (err) {
       this.jobs.delete(id);
+      if (startNow) this.free(id);
       throw err;
     }
     this.transitions.accepted(job);
-    this.queue.push(id);
-    // Started first: marking the inputs used (a file time each) is bookkeeping for the cache's
+    if (!startNow) {
+      this.queue.push(id);
+      this.pump();
+    } else if (this.jobs.get(id) !== job || job.deleting) {
+      // Deleted while its record was written: it never begins.
+      this.free(id);
+    } else if (this.stopping) {
+      // The agent began to stop meanwhile: it ends as the running jobs it stops do.
+      this.transitions.finished(job, failed("machine", STOPPED_WHILE_RUNNING));
+      this.free(id);
+    } else {
+      this.transitions.startedOnAcceptance(job);
+      this.launch(job, undefined);
+    }
+    // After the start: marking the inputs used (a file time each) is bookkeeping for the cache's
     // eviction order, and the job's record already pins them (neededBlobs).
-    this.pump();
     await this.o.blobs.used(inputBlobs(input).map((b) => b.sha256));
     return { view: job.record.view, created: true };
+  }
+
+  /**
+   * Whether a new job takes a slot the moment it is accepted: one is free and nothing waits for
+   * it, and the engine starts the job itself (one that `startsWhenAccepted` holds it `queued` until
+   * its backend has it, unless it must speak the text first).
+   */
+  private startsAtOnce(input: JobInput): boolean {
+    return (
+      !this.stopping &&
+      this.running.size < this.capacity &&
+      this.queue.length === 0 &&
+      this.resuming.length === 0 &&
+      (!this.o.engine.startsWhenAccepted || input.speech !== undefined)
+    );
   }
 
   /**
@@ -405,15 +445,22 @@ export class JobRunner {
       const job = this.jobs.get(id);
       if (!job) continue;
       this.running.add(id);
-      job.abort = new AbortController();
-      const resume = resumeId === undefined ? undefined : job.record.resume;
-      job.run = this.execute(job, job.abort.signal, resume)
-        .catch((err: unknown) => job.log.error({ err }, "job bookkeeping failed"))
-        .finally(() => {
-          this.running.delete(id);
-          this.pump();
-        });
+      this.launch(job, resumeId === undefined ? undefined : job.record.resume);
     }
+  }
+
+  /** Runs a job that holds a slot (in `running`); the slot is freed when its run is over. */
+  private launch(job: Job, resume: ResumeState | undefined): void {
+    const { id } = job.record.view;
+    job.abort = new AbortController();
+    job.run = this.execute(job, job.abort.signal, resume)
+      .catch((err: unknown) => job.log.error({ err }, "job bookkeeping failed"))
+      .finally(() => this.free(id));
+  }
+
+  private free(id: string): void {
+    this.running.delete(id);
+    this.pump();
   }
 
   private async execute(job: Job, signal: AbortSignal, resume?: ResumeState): Promise<void> {

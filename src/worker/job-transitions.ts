@@ -27,7 +27,7 @@ export type Outcome =
   /** The agent stops: the record stays as it is (queued, or running to be resumed) for the next start. */
   | { status: "suspended" };
 
-export function failed(kind: FailureKind, message: string): Outcome {
+export function failed(kind: FailureKind, message: string): Extract<Outcome, { status: "failed" }> {
   return { status: "failed", error: { kind, message } };
 }
 
@@ -94,6 +94,15 @@ export class JobTransitions {
   async starting(job: Job): Promise<void> {
     if (job.cancelRequested || job.record.view.status !== "queued") return;
     await this.update(job, { status: "running", started_at: this.o.now().toISOString() });
+    this.o.journal?.write(job.record.view.id, "started");
+    job.log.info("job started");
+  }
+
+  /**
+   * A job accepted into a free slot: its first record already says `running` (JobRunner.accept),
+   * so it is journaled as started right after `accepted`, and `starting` has nothing left to do.
+   */
+  startedOnAcceptance(job: Job): void {
     this.o.journal?.write(job.record.view.id, "started");
     job.log.info("job started");
   }

@@ -5,6 +5,7 @@ import { Readable } from "node:stream";
 import { setTimeout as delay } from "node:timers/promises";
 import { afterEach, describe, expect, it } from "vitest";
 import { BlobStore } from "../../src/blobs/blob-store.js";
+import type { JobView } from "../../src/protocol/schemas.js";
 import { BlobCache } from "../../src/worker/blob-cache.js";
 import { JobJournal, parseJournal } from "../../src/worker/job-journal.js";
 import { type JobRecord, JobRecords } from "../../src/worker/job-records.js";
@@ -14,19 +15,20 @@ import { GateEngine } from "../helpers/gate-engine.js";
 import { until } from "../helpers/until.js";
 import { silentLogger } from "./harness.js";
 
-/** Job records whose write of a `running` state waits until the test lets it land. */
+/** Job records whose write of a `running` state for one job waits until the test lets it land. */
 class HeldRecords extends JobRecords {
   private letGo: () => void = () => undefined;
   private readonly held = new Promise<void>((resolve) => {
     this.letGo = resolve;
   });
+  holdId: string | undefined;
 
   release(): void {
     this.letGo();
   }
 
   override async save(record: JobRecord): Promise<void> {
-    if (record.view.status === "running") await this.held;
+    if (record.view.status === "running" && record.view.id === this.holdId) await this.held;
     return super.save(record);
   }
 }
@@ -36,6 +38,41 @@ afterEach(async () => {
   for (const fn of cleanups.splice(0).reverse()) await fn();
 });
 
+async function setUp() {
+  const dir = await mkdtemp(join(tmpdir(), "mh-job-start-"));
+  cleanups.push(() => rm(dir, { recursive: true, force: true }));
+  const layout = workerLayout(dir);
+  const store = new BlobStore(layout.blobs);
+  const blobs = new BlobCache({
+    store,
+    maxBytes: 0,
+    pinned: () => new Set(),
+    now: Date.now,
+    logger: silentLogger,
+  });
+  await blobs.init();
+  const blob = await store.put(Readable.from([Buffer.from("media")]));
+  await blobs.init();
+  const engine = new GateEngine(1);
+  const records = new HeldRecords(layout.jobs, silentLogger);
+  const journal = new JobJournal(dir);
+  await journal.open();
+  cleanups.push(() => journal.close());
+  const runner = await JobRunner.start({ engine, blobs, records, layout, logger: silentLogger, journal });
+  cleanups.push(async () => {
+    records.release();
+    await runner.close();
+  });
+  const onDisk = async (id: string) =>
+    (JSON.parse(await readFile(join(layout.jobs, `${id}.json`), "utf8")) as JobRecord).view.status;
+  const onDiskOrNone = (id: string) => onDisk(id).catch(() => undefined);
+  const journaled = async (id: string) =>
+    parseJournal(await readFile(join(dir, "journal.jsonl"), "utf8").catch(() => ""))
+      .filter((l) => l.job_id === id)
+      .map((l) => l.event);
+  return { runner, engine, records, blob, onDisk, onDiskOrNone, journaled };
+}
+
 /**
  * A kill -9 of the agent as a job starts: at the next start a `queued` record runs and a
  * `running` one fails (recoverRecord), so the engine must not begin, nor the journal say so,
@@ -43,49 +80,50 @@ afterEach(async () => {
  * chaos run (test/e2e/chaos.test.ts) counts as a completing attempt run twice.
  */
 describe("a job's start", () => {
-  it("is on disk before the engine begins and before the journal says it started", async () => {
-    const dir = await mkdtemp(join(tmpdir(), "mh-job-start-"));
-    cleanups.push(() => rm(dir, { recursive: true, force: true }));
-    const layout = workerLayout(dir);
-    const store = new BlobStore(layout.blobs);
-    const blobs = new BlobCache({
-      store,
-      maxBytes: 0,
-      pinned: () => new Set(),
-      now: Date.now,
-      logger: silentLogger,
+  it("into a free slot: written `running` once, then the engine begins and the journal says so", async () => {
+    const { runner, engine, records, blob, onDisk, onDiskOrNone, journaled } = await setUp();
+    records.holdId = "a1";
+    let answer: JobView | undefined;
+    const submitted = runner.submit("a1", { audio: blob, video: blob }).then((r) => {
+      answer = r.view;
     });
-    await blobs.init();
-    const blob = await store.put(Readable.from([Buffer.from("media")]));
-    await blobs.init();
-    const engine = new GateEngine(1);
-    const records = new HeldRecords(layout.jobs, silentLogger);
-    const journal = new JobJournal(dir);
-    await journal.open();
-    cleanups.push(() => journal.close());
-    const runner = await JobRunner.start({ engine, blobs, records, layout, logger: silentLogger, journal });
-    cleanups.push(async () => {
-      records.release();
-      await runner.close();
-    });
-
-    await runner.submit("a1", { audio: blob, video: blob });
-    const onDisk = async () =>
-      (JSON.parse(await readFile(join(layout.jobs, "a1.json"), "utf8")) as JobRecord).view.status;
-    const journaled = async () =>
-      parseJournal(await readFile(join(dir, "journal.jsonl"), "utf8").catch(() => "")).map((l) => l.event);
-    await until(async () => (await journaled()).includes("accepted"));
-    // A kill -9 now would find the job queued, and run it at the next start: so nothing may have
-    // run. (Waiting for something not to happen: a moment is all the engine would need.)
+    // Nothing is on disk yet, so a kill -9 now loses a job the gateway was never told of (it puts
+    // the job again): nothing may have run. (Waiting for something not to happen.)
     await delay(500);
-    expect(await onDisk()).toBe("queued");
+    expect(await onDiskOrNone("a1")).toBeUndefined();
     expect(engine.started).toEqual([]);
-    expect(await journaled()).toEqual(["accepted"]);
+    expect(await journaled("a1")).toEqual([]);
+    expect(answer).toBeUndefined();
 
     records.release();
+    await submitted;
+    expect(answer).toMatchObject({ status: "running", version: 0 });
+    expect(answer?.started_at).toBe(answer?.created_at);
+    expect(await onDisk("a1")).toBe("running");
     await until(() => engine.isRunning("a1"));
-    expect(await onDisk()).toBe("running");
-    await until(async () => (await journaled()).includes("started"));
-    expect(await journaled()).toEqual(["accepted", "started"]);
+    await until(async () => (await journaled("a1")).includes("started"));
+    expect(await journaled("a1")).toEqual(["accepted", "started"]);
+  });
+
+  it("from the queue: `queued` on disk until the write that says `running` lands", async () => {
+    const { runner, engine, records, blob, onDisk, journaled } = await setUp();
+    await runner.submit("a1", { audio: blob, video: blob });
+    await until(() => engine.isRunning("a1"));
+    records.holdId = "a2";
+    const { view } = await runner.submit("a2", { audio: blob, video: blob });
+    expect(view.status).toBe("queued");
+    engine.release("a1");
+    await until(() => runner.view("a1").status === "succeeded");
+    // A kill -9 now would find a2 queued, and run it at the next start: so it may not have run.
+    await delay(500);
+    expect(await onDisk("a2")).toBe("queued");
+    expect(engine.started.map((j) => j.id)).toEqual(["a1"]);
+    expect(await journaled("a2")).toEqual(["accepted"]);
+
+    records.release();
+    await until(() => engine.isRunning("a2"));
+    expect(await onDisk("a2")).toBe("running");
+    await until(async () => (await journaled("a2")).includes("started"));
+    expect(await journaled("a2")).toEqual(["accepted", "started"]);
   });
 });
