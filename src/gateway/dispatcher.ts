@@ -246,9 +246,10 @@ export class Dispatcher {
       const view = await this.follow(attempt);
       // The engine is done with it: its slot can take the next task while the result comes home.
       this.releaseSlot(attemptId, machine);
-      // The scheduler's pass runs first: its next job reaches the worker ahead of this result's
-      // download, so the engine idles for less (a result a moment later costs nobody a GPU).
+      // The scheduler's pass runs first, and the job it starts here is accepted before this result
+      // is downloaded, so the engine idles for less (a result a moment later costs nobody a GPU).
       await setImmediate();
+      await machine.startsSettled();
       const result = view.result;
       if (!result) throw new AttemptFailure("machine", "the worker reported success without a result");
       const staged = await this.fetchResult(attemptId, client, result.sha256, signal);
@@ -323,7 +324,7 @@ export class Dispatcher {
   private async follow(attempt: Attempt): Promise<JobView> {
     const { task, id: attemptId, machine, client, signal, log } = attempt;
     const { store } = this.options;
-    let view = await this.withGrace(attempt, () => this.createJob(attempt));
+    let view = await this.withGrace(attempt, () => machine.starting(() => this.createJob(attempt)));
     await this.whileStoreDown(log, () => store.markAttemptRunning(attemptId));
     log.debug({ status: view.status }, "job accepted by worker");
     let logged: { progress: number; message: string | undefined } = { progress: 0, message: undefined };

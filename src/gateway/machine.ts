@@ -50,6 +50,8 @@ export class Machine {
   /** Blobs the worker is believed to hold: the BLOB_MEMORY it was most recently known to have. */
   readonly #blobs = new BoundedMap<string, true>(BLOB_MEMORY);
   readonly #uploads = new Map<string, Promise<void>>();
+  /** Jobs being started on it (inputs and job request under way): see `starting`. */
+  readonly #starting = new Set<Promise<unknown>>();
 
   constructor(spec: MachineEntry, makeClient: (spec: MachineEntry) => WorkerClient, pinned = false) {
     this.#spec = spec;
@@ -342,6 +344,29 @@ export class Machine {
     }
     await pending;
     this.knowBlob(sha256);
+  }
+
+  // ---- starts ----------------------------------------------------------------------------------
+
+  /**
+   * Runs the start of a job here (its inputs' uploads and its request), so that `startsSettled`
+   * can put fetching a finished job's result after it: the GPU is the scarce resource, and on the
+   * worker the download competes with the next job's acceptance (its record's fsync above all).
+   */
+  starting<T>(start: () => Promise<T>): Promise<T> {
+    const run = start();
+    const tracked = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.#starting.add(tracked);
+    void tracked.then(() => this.#starting.delete(tracked));
+    return run;
+  }
+
+  /** Resolves once the starts under way here now have been answered (or failed). */
+  async startsSettled(): Promise<void> {
+    await Promise.all([...this.#starting]);
   }
 
   observeUpload(bytes: number, ms: number): void {

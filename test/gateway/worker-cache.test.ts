@@ -148,19 +148,27 @@ describe("the embedded worker", () => {
 interface Recorder {
   port: number;
   readonly requests: string[];
+  /** Requests as they arrive (`→ PUT /v1/jobs/…`) and as their answers end (`← PUT /v1/jobs/…`). */
+  readonly timeline: string[];
   connections: number;
   close(): Promise<void>;
 }
 
 async function startRecorder(targetPort: number): Promise<Recorder> {
   const requests: string[] = [];
-  const recorder: Recorder = { port: 0, requests, connections: 0, close: async () => undefined };
+  const timeline: string[] = [];
+  const recorder: Recorder = { port: 0, requests, timeline, connections: 0, close: async () => undefined };
   const server: Server = createServer((req, res) => {
     const path = (req.url ?? "").split("?")[0] ?? "";
-    if (!path.startsWith("/v1/health")) requests.push(`${req.method} ${path}`);
+    const line = `${req.method} ${path}`;
+    if (!path.startsWith("/v1/health")) {
+      requests.push(line);
+      timeline.push(`→ ${line}`);
+    }
     const upstream = httpRequest(
       { host: "127.0.0.1", port: targetPort, method: req.method, path: req.url, headers: req.headers },
       (answer) => {
+        if (!path.startsWith("/v1/health")) answer.once("end", () => timeline.push(`← ${line}`));
         res.writeHead(answer.statusCode ?? 502, answer.headers);
         answer.pipe(res);
       },
@@ -225,6 +233,44 @@ describe("starting a task on a worker", () => {
     }
     // Health probes, long-polls and uploads share a few kept-alive connections, not one per request.
     expect(recorder.connections).toBeLessThanOrEqual(4);
+  }, 120_000);
+
+  it("has a freed slot's next job accepted before the last job's result is fetched", async () => {
+    const dir = await tempDir();
+    cleanups.push(() => removeDir(dir));
+    const worker = await startFfmpegWorker(join(dir, "worker"));
+    const recorder = await startRecorder(worker.port);
+    cleanups.push(() => recorder.close());
+    const machines = join(dir, "machines.json");
+    await writeFile(
+      machines,
+      JSON.stringify({
+        machines: [{ name: "gpu", host: "127.0.0.1", port: recorder.port, max_concurrent: 1 }],
+      }),
+    );
+    const gateway = await startTestGateway({ config: machines }, join(dir, "gateway"));
+    cleanups.push(() => gateway.close());
+    await until(() => gateway.fleet.get("gpu")?.state === "up");
+
+    // Queued together on a machine of one slot: each task after the first waits for a slot.
+    const ids = await Promise.all([0, 1, 2].map(() => createTask(gateway.url, inputs.audio, inputs.video)));
+    for (const id of ids) await completedMp4(gateway, id, dir);
+    await until(() => recorder.requests.filter((r) => r.startsWith("DELETE /v1/jobs/")).length === 3);
+
+    // The job ids are the gateway's attempt ids, in the order the worker was given them.
+    const jobs = recorder.requests
+      .filter((r) => r.startsWith("PUT /v1/jobs/"))
+      .map((r) => r.slice("PUT /v1/jobs/".length));
+    expect(jobs).toHaveLength(3);
+    const at = (line: string) => {
+      const i = recorder.timeline.indexOf(line);
+      expect(i, line).toBeGreaterThanOrEqual(0);
+      return i;
+    };
+    for (let i = 1; i < jobs.length; i++) {
+      // The engine idles from the one's end to the next's acceptance; the result can wait.
+      expect(at(`← PUT /v1/jobs/${jobs[i]}`)).toBeLessThan(at(`→ GET /v1/jobs/${jobs[i - 1]}/result`));
+    }
   }, 120_000);
 });
 
