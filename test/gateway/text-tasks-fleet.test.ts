@@ -87,7 +87,12 @@ async function startFleet(options: { manual?: boolean } = {}) {
   }
   const machinesFile = join(dir, "machines.json");
   await writeFile(machinesFile, JSON.stringify({ machines: entries }));
-  const gateway = await startTestGateway({ config: machinesFile }, join(dir, "gateway"));
+  // No machine here goes away, so a loaded CI machine that stalls a probe past the usual 1 s
+  // must not have one declared unreachable and its text tasks moved (seen once, failing a run).
+  const gateway = await startTestGateway(
+    { config: machinesFile, machineGrace: "10000" },
+    join(dir, "gateway"),
+  );
   cleanups.push(() => gateway.close());
   await until(
     async () => {
