@@ -1,8 +1,9 @@
-import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { readFile, rm, writeFile } from "node:fs/promises";
 import { hostname } from "node:os";
 import { join } from "node:path";
 import SQLite from "better-sqlite3";
 import { StartupError } from "./errors.js";
+import { makeDir } from "./make-dir.js";
 
 export interface DataDirLock {
   release(): Promise<void>;
@@ -68,7 +69,12 @@ export async function whileLocked<H extends { close(): Promise<void> }>(
   role: "gateway" | "worker",
   start: () => Promise<H>,
 ): Promise<H> {
-  await mkdir(dataDir, { recursive: true });
+  // Any path may be given (a mount that is not there, a typo): one line naming the flag, not a stack.
+  await makeDir(dataDir).catch((err: unknown) => {
+    throw new StartupError(`${dataDir}: cannot make the data dir (${describe(err)}); check --data-dir`, {
+      cause: err,
+    });
+  });
   const lock = await lockDataDir(dataDir, role);
   try {
     const handle = await start();

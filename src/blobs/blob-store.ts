@@ -1,10 +1,11 @@
 import { createHash, randomUUID } from "node:crypto";
 import { createReadStream, createWriteStream } from "node:fs";
-import { copyFile, link, mkdir, readdir, rename, rm, stat } from "node:fs/promises";
+import { copyFile, link, readdir, rename, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import type { Readable } from "node:stream";
 import { Transform, type TransformCallback } from "node:stream";
 import { pipeline } from "node:stream/promises";
+import { makeDir } from "../make-dir.js";
 
 export interface BlobInfo {
   readonly sha256: string;
@@ -92,8 +93,8 @@ export class BlobStore {
   }
 
   async init(): Promise<void> {
-    await mkdir(this.tmpDir, { recursive: true });
-    await mkdir(this.trashDir, { recursive: true });
+    await makeDir(this.tmpDir);
+    await makeDir(this.trashDir);
     // Ours here belong to a write that never finished (crash, kill -9). Another owner's are a
     // write under way by another gateway on the shared folder (its own start clears its leftovers).
     for (const name of await readdir(this.tmpDir)) {
@@ -225,7 +226,7 @@ export class BlobStore {
       await rename(file, dest);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
-      await mkdir(join(this.root, sha256.slice(0, 2)), { recursive: true });
+      await makeDir(join(this.root, sha256.slice(0, 2)));
       await rename(file, dest);
     }
     return dest;

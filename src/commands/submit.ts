@@ -1,9 +1,10 @@
-import { mkdir, stat } from "node:fs/promises";
+import { stat } from "node:fs/promises";
 import { basename, dirname, extname, join } from "node:path";
 import type { Command } from "commander";
 import { glob, isDynamicPattern } from "tinyglobby";
 import { ApiError } from "../client/api-error.js";
 import type { Client, Task } from "../client/client.js";
+import { makeDir } from "../make-dir.js";
 import {
   type ConnectionFlags,
   connect,
@@ -244,11 +245,11 @@ async function resultPaths(
   const first = inputs[0];
   if (inputs.length === 1 && first && !info?.isDirectory()) {
     const path = out ?? named(first);
-    await mkdir(dirname(path), { recursive: true });
+    await makeDir(dirname(path));
     return [path];
   }
   if (info && !info.isDirectory()) throw new UsageError(m.t("usage.notDir", { path: out ?? "" }));
-  if (out !== undefined) await mkdir(out, { recursive: true });
+  if (out !== undefined) await makeDir(out);
   const paths = inputs.map((input) => join(out ?? "", named(input)));
   for (const [i, path] of paths.entries()) {
     const earlier = paths.indexOf(path);

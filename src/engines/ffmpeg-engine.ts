@@ -1,8 +1,9 @@
 import { randomUUID } from "node:crypto";
-import { mkdir, rm } from "node:fs/promises";
+import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import { EngineError } from "../errors.js";
 import type { Logger } from "../logger.js";
+import { makeDir } from "../make-dir.js";
 import { buildPingPongCycle } from "../media/ping-pong.js";
 import { MediaError, type MediaInfo, probeMedia } from "../media/probe.js";
 import { runFfmpeg } from "../media/run-ffmpeg.js";
@@ -79,7 +80,7 @@ export class FfmpegEngine implements Engine {
     const fps = video.fps || Number(FALLBACK_FRAME_RATE);
     if (!video.frameRate) log?.warn({ video: job.videoPath }, "template frame rate unknown; assuming 25 fps");
 
-    await mkdir(job.workDir, { recursive: true });
+    await makeDir(job.workDir);
     let source = job.videoPath;
     let sourceStream = video.index;
     let loop = false;

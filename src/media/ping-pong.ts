@@ -1,5 +1,6 @@
-import { mkdir, rm, writeFile } from "node:fs/promises";
+import { rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { makeDir } from "../make-dir.js";
 import { probeMedia } from "./probe.js";
 import { runFfmpeg } from "./run-ffmpeg.js";
 import { UNTRUSTED_INPUT_ARGS } from "./untrusted-input.js";
@@ -41,7 +42,7 @@ const REVERSE_MEMORY_BUDGET_BYTES = 256 * 1024 * 1024;
 export async function buildPingPongCycle(template: string, options: PingPongOptions): Promise<string> {
   const { workDir, frameRate, fps, signal } = options;
   const dir = join(workDir, "ping-pong");
-  await mkdir(dir, { recursive: true });
+  await makeDir(dir);
   const chunkFrames = chunkSize(options);
   const common = signal ? { signal } : {};
   const encode = [

@@ -1,10 +1,10 @@
-import { mkdirSync } from "node:fs";
 import { readdir, stat } from "node:fs/promises";
 import { basename, dirname } from "node:path";
 import SQLite from "better-sqlite3";
 import { Kysely, type SqliteDatabase, SqliteDialect, type SqliteStatement } from "kysely";
 import { BoundedMap } from "../bounded-map.js";
 import { StartupError } from "../errors.js";
+import { makeDirSync } from "../make-dir.js";
 import { WithoutRowLocks } from "./dialect.js";
 import { migrateToLatest } from "./migrations.js";
 import type { Database } from "./schema.js";
@@ -15,7 +15,7 @@ import type { Database } from "./schema.js";
  * still survives a process crash (only an OS crash can lose the last commits).
  */
 export async function openSqlite(file: string): Promise<Kysely<Database>> {
-  mkdirSync(dirname(file), { recursive: true });
+  makeDirSync(dirname(file));
   let sqlite: SQLite.Database;
   try {
     sqlite = new SQLite(file);

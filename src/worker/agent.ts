@@ -1,5 +1,5 @@
 import { createHash, timingSafeEqual } from "node:crypto";
-import { statfs as fsStatfs, mkdir } from "node:fs/promises";
+import { statfs as fsStatfs } from "node:fs/promises";
 import { isIPv6 } from "node:net";
 import fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from "fastify";
 import type { Metric } from "prom-client";
@@ -12,6 +12,7 @@ import { frameworkErrors, installErrorHandler } from "../http/error-handler.js";
 import { isLoopbackHost } from "../http/loopback.js";
 import { RequestsInFlight } from "../http/requests-in-flight.js";
 import type { Logger } from "../logger.js";
+import { makeDir } from "../make-dir.js";
 import { logMediaTools } from "../media/media-tools-log.js";
 import { bearer, TOKEN_HEADER } from "../protocol/schemas.js";
 import { BlobCache, defaultCacheMaxBytes, type StatFs } from "./blob-cache.js";
@@ -96,7 +97,7 @@ async function startLocked(options: WorkerOptions): Promise<WorkerHandle> {
   const logger = options.logger.child({ component: "worker", engine: options.engine.name });
   const layout = workerLayout(options.dataDir);
   const statfs = options.statfs ?? fsStatfs;
-  await mkdir(layout.dataDir, { recursive: true });
+  await makeDir(layout.dataDir);
   const cacheMaxBytes = options.cacheMaxBytes ?? (await defaultCacheMaxBytes(layout.dataDir, statfs));
   const blobs: BlobCache = new BlobCache({
     store: new BlobStore(layout.blobs),

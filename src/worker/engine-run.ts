@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
-import { copyFile, link, mkdir, readFile, rename, rm, stat } from "node:fs/promises";
+import { copyFile, link, readFile, rename, rm, stat } from "node:fs/promises";
 import { extname, join } from "node:path";
 import { pipeline } from "node:stream/promises";
 import type { Engine, EngineJob, EngineRunContext, ResumeState } from "../engines/engine.js";
@@ -8,6 +8,7 @@ import type { Speaker, SpeakVoice } from "../engines/speech/speaker.js";
 import { durationSeconds, parseWav, WavError } from "../engines/speech/wav.js";
 import { EngineError, errorMessage } from "../errors.js";
 import type { Logger } from "../logger.js";
+import { makeDir } from "../make-dir.js";
 import { readAudioHeader } from "../media/audio-header.js";
 import { MediaError, probeMedia } from "../media/probe.js";
 import type { BlobCache } from "./blob-cache.js";
@@ -51,7 +52,7 @@ export async function runEngine(
 ): Promise<JobResult> {
   const workDir = deps.layout.workDir(id);
   try {
-    await mkdir(workDir, { recursive: true });
+    await makeDir(workDir);
     let engineCtx = ctx;
     let audioSource: { sha256: string } | { path: string };
     let audioName = input.audio?.name;
@@ -117,7 +118,7 @@ async function speak(
   if (!deps.speaker)
     throw new EngineError("machine", "this worker cannot speak text (it has no text-to-speech)");
   const speechDir = join(workDir, "speech");
-  await mkdir(speechDir, { recursive: true });
+  await makeDir(speechDir);
   let voice: SpeakVoice | undefined;
   if (speech.voice) {
     const { reference } = speech.voice;

@@ -1,10 +1,11 @@
 import { randomUUID } from "node:crypto";
-import { mkdir, open, readdir, readFile, rename, rm } from "node:fs/promises";
+import { open, readdir, readFile, rename, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { type Static, Type } from "@sinclair/typebox";
 import { Value } from "@sinclair/typebox/value";
 import { errorMessage } from "../errors.js";
 import type { Logger } from "../logger.js";
+import { makeDir } from "../make-dir.js";
 import { BlobRef, JobOptions, JobView, SpeechRequest } from "../protocol/schemas.js";
 
 /** What a job was asked to do, with the options already filled in with their defaults. */
@@ -127,7 +128,7 @@ export class JobRecords {
 
   /** Reads every record, dropping leftovers of interrupted writes; unreadable files are skipped. */
   async loadAll(): Promise<JobRecord[]> {
-    await mkdir(this.dir, { recursive: true });
+    await makeDir(this.dir);
     const records: JobRecord[] = [];
     for (const name of await readdir(this.dir)) {
       const path = join(this.dir, name);

@@ -1,6 +1,7 @@
-import { mkdir, readdir, rm, stat } from "node:fs/promises";
+import { readdir, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import type { Logger } from "../logger.js";
+import { makeDir } from "../make-dir.js";
 import type { JobJournal } from "./job-journal.js";
 import { failRecord, type JobRecord, type JobRecords, recoverRecord } from "./job-records.js";
 import type { WorkerLayout } from "./layout.js";
@@ -24,9 +25,7 @@ export interface JobRecoveryOptions {
  */
 export async function recoverJobs(o: JobRecoveryOptions): Promise<JobRecord[]> {
   const { layout } = o;
-  await Promise.all(
-    [layout.work, layout.results, layout.speech].map((dir) => mkdir(dir, { recursive: true })),
-  );
+  await Promise.all([layout.work, layout.results, layout.speech].map((dir) => makeDir(dir)));
   for (const name of await readdir(layout.work)) {
     await rm(join(layout.work, name), { recursive: true, force: true });
   }

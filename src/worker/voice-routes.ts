@@ -1,11 +1,12 @@
 import { randomUUID } from "node:crypto";
-import { mkdir, rm } from "node:fs/promises";
+import { rm } from "node:fs/promises";
 import { extname, join } from "node:path";
 import { Type } from "@sinclair/typebox";
 import type { FastifyInstance } from "fastify";
 import type { Speaker, VoiceReady } from "../engines/speech/speaker.js";
 import { AppError, EngineError, errorMessage, InputError } from "../errors.js";
 import type { TypeBoxTypeProvider } from "../http/typebox-provider.js";
+import { makeDir } from "../make-dir.js";
 import {
   DEFAULT_SPEECH_LANG,
   ErrorBody,
@@ -106,7 +107,7 @@ export function registerVoiceRoutes(root: FastifyInstance, deps: VoiceRouteDeps)
             "reference",
           );
         }
-        await mkdir(workDir, { recursive: true });
+        await makeDir(workDir);
         // The speaker hands the server wav, mp3 and flac as they are, by extension.
         const referencePath = join(workDir, `reference${extensionOf(reference.name)}`);
         await deps.blobs.linkTo(reference.sha256, referencePath);

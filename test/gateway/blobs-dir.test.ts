@@ -1,3 +1,4 @@
+import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { StartupError } from "../../src/errors.js";
@@ -21,4 +22,17 @@ describe("--blobs-dir", () => {
       /^\/dev\/null\/blobs: cannot keep the blobs there \(.*not a directory.*\); check --blobs-dir$/,
     );
   });
+
+  // Where Node's own recursive mkdir spins for ever at 100 % of a core (src/make-dir.ts).
+  it.skipIf(!existsSync("/proc/self"))(
+    "a folder under /proc stops the start too, rather than hanging it",
+    async () => {
+      const blobsDir = `/proc/mh-test-${process.pid}/blobs`;
+      const refused = await startTestGateway({ blobsDir }, join(dir, "data")).catch((e: unknown) => e);
+      expect(refused).toBeInstanceOf(StartupError);
+      expect((refused as Error).message).toBe(
+        `${blobsDir}: cannot keep the blobs there (ENOENT: no such file or directory, mkdir '/proc/mh-test-${process.pid}'); check --blobs-dir`,
+      );
+    },
+  );
 });

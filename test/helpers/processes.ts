@@ -128,12 +128,15 @@ export async function killAll(): Promise<void> {
 export async function run(
   command: string,
   args: string[],
-  options: { env?: NodeJS.ProcessEnv; cwd?: string } = {},
+  options: { env?: NodeJS.ProcessEnv; cwd?: string; timeoutMs?: number } = {},
 ): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  // A command that hangs (a start that never ends) is killed, and answers with no exit code.
   const child = spawn(command, args, {
     cwd: options.cwd ?? process.cwd(),
     env: { ...process.env, ...options.env },
     stdio: ["ignore", "pipe", "pipe"],
+    timeout: options.timeoutMs ?? 300_000,
+    killSignal: "SIGKILL",
   });
   let stdout = "";
   let stderr = "";

@@ -1,4 +1,5 @@
 import { createHash } from "node:crypto";
+import { existsSync } from "node:fs";
 import { mkdir, readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -46,6 +47,35 @@ describe("the data dir", () => {
     await first.kill();
     const second = await startWorkerProcess(["--data-dir", data]);
     expect(second.url).toMatch(/^http:/);
+  });
+
+  it("a data dir that cannot be made exits with one line naming --data-dir, gateway and worker alike", async () => {
+    const file = join(dir, "a-file");
+    await writeFile(file, "");
+    // Under a file; and under /proc, where Node's own recursive mkdir spins for ever (make-dir.ts).
+    const places = [join(file, "data")];
+    if (existsSync("/proc/self")) places.push(`/proc/mh-test-${process.pid}/data`);
+    for (const data of places) {
+      const quick = { cwd: dir, timeoutMs: 30_000 };
+      expectOneLineExit(
+        await run(
+          process.execPath,
+          [CLI, "gateway", "--host", "127.0.0.1", "--port", "0", "--data-dir", data],
+          quick,
+        ),
+        new RegExp(
+          `^multi-heygem: ${data}: cannot make the data dir \\((ENOTDIR|ENOENT)\\); check --data-dir$`,
+        ),
+      );
+      expectOneLineExit(
+        await run(
+          process.execPath,
+          [CLI, "worker", "--host", "127.0.0.1", "--port", "0", "--data-dir", data],
+          quick,
+        ),
+        /cannot make the data dir \((ENOTDIR|ENOENT)\); check --data-dir$/,
+      );
+    }
   });
 
   it("a 0-byte store beside blobs stops the start, and the store is left as it was", async () => {

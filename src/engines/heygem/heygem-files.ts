@@ -1,5 +1,6 @@
-import { copyFile, link, mkdir, readdir, rm, stat } from "node:fs/promises";
+import { copyFile, link, readdir, rm, stat } from "node:fs/promises";
 import { join, posix } from "node:path";
+import { makeDir } from "../../make-dir.js";
 
 /**
  * Puts an input where the container can read it by a bare name: `<data folder>/temp/<name>`
@@ -7,7 +8,7 @@ import { join, posix } from "node:path";
  * link costs nothing on the same file system; across two, the file is copied.
  */
 export async function stageInput(source: string, tempDir: string, name: string): Promise<void> {
-  await mkdir(tempDir, { recursive: true });
+  await makeDir(tempDir);
   const dest = join(tempDir, name);
   await rm(dest, { force: true });
   try {

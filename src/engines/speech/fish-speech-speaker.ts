@@ -1,7 +1,8 @@
-import { mkdir, writeFile } from "node:fs/promises";
+import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { EngineError } from "../../errors.js";
 import type { Logger } from "../../logger.js";
+import { makeDir } from "../../make-dir.js";
 import { FishSpeechApi, FishSpeechTextTooLongError, type PreparedReference } from "./fish-speech-api.js";
 import { blameSpeechFailure } from "./fish-speech-failures.js";
 import { InstanceLock } from "./instance-lock.js";
@@ -90,7 +91,7 @@ export class FishSpeechSpeaker implements Speaker {
     const parts = splitText(job.text, this.maxChars);
     if (parts.length === 0)
       throw new EngineError("input", "the text has nothing to speak (no letter or digit)");
-    await mkdir(this.o.stateDir, { recursive: true });
+    await makeDir(this.o.stateDir);
     const instance = this.pick();
     const log = this.log?.child({ job_id: job.id, instance: instance.config.name });
     await instance.lock.run(ctx.signal, async () => {
@@ -138,7 +139,7 @@ export class FishSpeechSpeaker implements Speaker {
    * speech in the reference: no text could be spoken in such a voice.
    */
   async prepareVoice(voice: SpeakVoice, lang: string, signal: AbortSignal): Promise<VoiceReady> {
-    await mkdir(this.o.stateDir, { recursive: true });
+    await makeDir(this.o.stateDir);
     const instance = await this.pickFor(voice.referenceSha256, lang);
     const log = this.log?.child({ voice_id: voice.id, instance: instance.config.name });
     return instance.lock.run(signal, async () => {

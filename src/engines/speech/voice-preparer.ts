@@ -1,6 +1,7 @@
 import { createHash, randomUUID } from "node:crypto";
-import { copyFile, link, mkdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
+import { copyFile, link, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { extname, join, posix } from "node:path";
+import { makeDir } from "../../make-dir.js";
 import { runFfmpeg } from "../../media/run-ffmpeg.js";
 import type { FishSpeechApi, PreparedReference } from "./fish-speech-api.js";
 import type { SpeakVoice } from "./speaker.js";
@@ -65,7 +66,7 @@ export class VoicePreparer {
     const ext = SERVER_FORMATS.has(format) ? format : "wav";
     const relative = posix.join("origin_audio", `mh-${voice.referenceSha256}.${ext}`);
     const dest = join(this.o.instanceDir, ...relative.split("/"));
-    await mkdir(join(this.o.instanceDir, "origin_audio"), { recursive: true });
+    await makeDir(join(this.o.instanceDir, "origin_audio"));
     if (ext === format) await place(voice.referencePath, dest);
     else {
       await runFfmpeg(["-v", "error", "-y", "-i", voice.referencePath, "-vn", "-c:a", "pcm_s16le", dest], {
