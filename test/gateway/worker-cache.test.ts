@@ -191,21 +191,29 @@ async function startRecorder(targetPort: number): Promise<Recorder> {
   return recorder;
 }
 
+/** A gateway whose one machine, `gpu` (one slot), is a real worker behind a recorder. */
+async function gatewayBehindRecorder() {
+  const dir = await tempDir();
+  cleanups.push(() => removeDir(dir));
+  const worker = await startFfmpegWorker(join(dir, "worker"));
+  const recorder = await startRecorder(worker.port);
+  cleanups.push(() => recorder.close());
+  const machines = join(dir, "machines.json");
+  await writeFile(
+    machines,
+    JSON.stringify({
+      machines: [{ name: "gpu", host: "127.0.0.1", port: recorder.port, max_concurrent: 1 }],
+    }),
+  );
+  const gateway = await startTestGateway({ config: machines }, join(dir, "gateway"));
+  cleanups.push(() => gateway.close());
+  await until(() => gateway.fleet.get("gpu")?.state === "up");
+  return { dir, recorder, gateway };
+}
+
 describe("starting a task on a worker", () => {
   it("sends the task's new audio before its job, asks nothing it knows, and keeps its connections", async () => {
-    const dir = await tempDir();
-    cleanups.push(() => removeDir(dir));
-    const worker = await startFfmpegWorker(join(dir, "worker"));
-    const recorder = await startRecorder(worker.port);
-    cleanups.push(() => recorder.close());
-    const machines = join(dir, "machines.json");
-    await writeFile(
-      machines,
-      JSON.stringify({ machines: [{ name: "gpu", host: "127.0.0.1", port: recorder.port }] }),
-    );
-    const gateway = await startTestGateway({ config: machines }, join(dir, "gateway"));
-    cleanups.push(() => gateway.close());
-    await until(() => gateway.fleet.get("gpu")?.state === "up");
+    const { dir, recorder, gateway } = await gatewayBehindRecorder();
 
     const audios = [inputs.audio];
     for (let i = 0; i < 3; i++) {
@@ -236,21 +244,7 @@ describe("starting a task on a worker", () => {
   }, 120_000);
 
   it("has a freed slot's next job accepted before the last job's result is fetched", async () => {
-    const dir = await tempDir();
-    cleanups.push(() => removeDir(dir));
-    const worker = await startFfmpegWorker(join(dir, "worker"));
-    const recorder = await startRecorder(worker.port);
-    cleanups.push(() => recorder.close());
-    const machines = join(dir, "machines.json");
-    await writeFile(
-      machines,
-      JSON.stringify({
-        machines: [{ name: "gpu", host: "127.0.0.1", port: recorder.port, max_concurrent: 1 }],
-      }),
-    );
-    const gateway = await startTestGateway({ config: machines }, join(dir, "gateway"));
-    cleanups.push(() => gateway.close());
-    await until(() => gateway.fleet.get("gpu")?.state === "up");
+    const { dir, recorder, gateway } = await gatewayBehindRecorder();
 
     // Queued together on a machine of one slot: each task after the first waits for a slot.
     const ids = await Promise.all([0, 1, 2].map(() => createTask(gateway.url, inputs.audio, inputs.video)));
