@@ -2,13 +2,34 @@ import { createHash } from "node:crypto";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { Readable } from "node:stream";
 import { pino } from "pino";
+import { BlobStore } from "../../src/blobs/blob-store.js";
 import type { Logger } from "../../src/logger.js";
 import { bearer, type JobView, type PutJobBody } from "../../src/protocol/schemas.js";
 import { startWorker, type WorkerHandle, type WorkerOptions } from "../../src/worker/agent.js";
+import { BlobCache } from "../../src/worker/blob-cache.js";
+import { workerLayout } from "../../src/worker/layout.js";
 import { GateEngine } from "../helpers/gate-engine.js";
 
 export const silentLogger: Logger = pino({ level: "silent" });
+
+/** A worker's layout in `dir`, and its input cache holding one small blob, for a JobRunner of a test's own. */
+export async function cacheWithOneBlob(dir: string) {
+  const layout = workerLayout(dir);
+  const store = new BlobStore(layout.blobs);
+  const blobs = new BlobCache({
+    store,
+    maxBytes: 0,
+    pinned: () => new Set(),
+    now: Date.now,
+    logger: silentLogger,
+  });
+  await blobs.init();
+  const blob = await store.put(Readable.from([Buffer.from("media")]));
+  await blobs.init();
+  return { layout, blobs, blob };
+}
 
 export function sha256(data: Buffer | string): string {
   return createHash("sha256").update(data).digest("hex");

@@ -10,7 +10,7 @@ import { JobRunner } from "../../src/worker/job-runner.js";
 import { workerLayout } from "../../src/worker/layout.js";
 import { GateEngine } from "../helpers/gate-engine.js";
 import { until } from "../helpers/until.js";
-import { silentLogger } from "./harness.js";
+import { cacheWithOneBlob, silentLogger } from "./harness.js";
 
 const cleanups: (() => Promise<void>)[] = [];
 afterEach(async () => {
@@ -20,18 +20,7 @@ afterEach(async () => {
 async function runnerWithJob(): Promise<{ runner: JobRunner; engine: GateEngine }> {
   const dir = await mkdtemp(join(tmpdir(), "mh-runner-"));
   cleanups.push(() => rm(dir, { recursive: true, force: true }));
-  const layout = workerLayout(dir);
-  const store = new BlobStore(layout.blobs);
-  const blobs = new BlobCache({
-    store,
-    maxBytes: 0,
-    pinned: () => new Set(),
-    now: Date.now,
-    logger: silentLogger,
-  });
-  await blobs.init();
-  const blob = await store.put(Readable.from([Buffer.from("media")]));
-  await blobs.init();
+  const { layout, blobs, blob } = await cacheWithOneBlob(dir);
   const engine = new GateEngine(1);
   const runner = await JobRunner.start({
     engine,

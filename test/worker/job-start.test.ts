@@ -1,19 +1,15 @@
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Readable } from "node:stream";
 import { setTimeout as delay } from "node:timers/promises";
 import { afterEach, describe, expect, it } from "vitest";
-import { BlobStore } from "../../src/blobs/blob-store.js";
 import type { JobView } from "../../src/protocol/schemas.js";
-import { BlobCache } from "../../src/worker/blob-cache.js";
 import { JobJournal, parseJournal } from "../../src/worker/job-journal.js";
 import { type JobRecord, JobRecords } from "../../src/worker/job-records.js";
 import { JobRunner } from "../../src/worker/job-runner.js";
-import { workerLayout } from "../../src/worker/layout.js";
 import { GateEngine } from "../helpers/gate-engine.js";
 import { until } from "../helpers/until.js";
-import { silentLogger } from "./harness.js";
+import { cacheWithOneBlob, silentLogger } from "./harness.js";
 
 /** Job records whose write of a `running` state for one job waits until the test lets it land. */
 class HeldRecords extends JobRecords {
@@ -41,18 +37,7 @@ afterEach(async () => {
 async function setUp() {
   const dir = await mkdtemp(join(tmpdir(), "mh-job-start-"));
   cleanups.push(() => rm(dir, { recursive: true, force: true }));
-  const layout = workerLayout(dir);
-  const store = new BlobStore(layout.blobs);
-  const blobs = new BlobCache({
-    store,
-    maxBytes: 0,
-    pinned: () => new Set(),
-    now: Date.now,
-    logger: silentLogger,
-  });
-  await blobs.init();
-  const blob = await store.put(Readable.from([Buffer.from("media")]));
-  await blobs.init();
+  const { layout, blobs, blob } = await cacheWithOneBlob(dir);
   const engine = new GateEngine(1);
   const records = new HeldRecords(layout.jobs, silentLogger);
   const journal = new JobJournal(dir);
