@@ -3,9 +3,10 @@ import type { FastifyRequest } from "fastify";
 import type { BlobStore, StagedBlob } from "../../blobs/blob-store.js";
 import { InputError, TooLargeError } from "../../errors.js";
 import type { MediaInfo } from "../../media/probe.js";
+import { unlessAborted } from "../../unless-aborted.js";
 import type { MediaInspector } from "../media-inspector.js";
 import { formatBytes, isFileTooLarge, safeName, uploadFault } from "./upload.js";
-import { UploadDeadline, type UploadDeadlineOptions, unlessAborted } from "./upload-deadline.js";
+import { UploadDeadline, type UploadDeadlineOptions } from "./upload-deadline.js";
 
 /** A received POST /avatars form: the video is staged, checked, and not yet in the blob store. */
 export interface AvatarUpload {

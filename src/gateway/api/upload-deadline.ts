@@ -1,5 +1,6 @@
 import type { IncomingMessage } from "node:http";
 import { InputError, UploadTimeoutError } from "../../errors.js";
+import { unlessAborted } from "../../unless-aborted.js";
 import type { Clock, Timer } from "../clock.js";
 
 export interface UploadDeadlineOptions {
@@ -112,28 +113,6 @@ export async function discardBody(request: IncomingMessage, options: UploadDeadl
   } finally {
     deadline.done();
   }
-}
-
-/** `promise`, or the signal's reason as soon as it aborts; a late outcome of `promise` is dropped. */
-export function unlessAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) {
-    promise.catch(() => undefined);
-    return Promise.reject(signal.reason);
-  }
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason);
-    signal.addEventListener("abort", onAbort, { once: true });
-    promise.then(
-      (value) => {
-        signal.removeEventListener("abort", onAbort);
-        resolve(value);
-      },
-      (err: unknown) => {
-        signal.removeEventListener("abort", onAbort);
-        reject(err);
-      },
-    );
-  });
 }
 
 function seconds(ms: number): string {

@@ -12,16 +12,12 @@ import {
   type SpeechSettings,
 } from "../../protocol/schemas.js";
 import type { TaskNeed } from "../../store/task-speech.js";
+import { unlessAborted } from "../../unless-aborted.js";
 import type { AddressPolicy } from "../callbacks/address-policy.js";
 import type { MediaInspector } from "../media-inspector.js";
 import type { Forwarded, Prestager } from "../prestage.js";
 import { parseSpeechForm, SPEECH_FIELDS } from "./speech-form.js";
-import {
-  UploadCutError,
-  UploadDeadline,
-  type UploadDeadlineOptions,
-  unlessAborted,
-} from "./upload-deadline.js";
+import { UploadCutError, UploadDeadline, type UploadDeadlineOptions } from "./upload-deadline.js";
 
 /** A received, validated task form whose files are staged but not yet in the blob store. */
 export interface TaskUpload {

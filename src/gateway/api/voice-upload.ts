@@ -7,10 +7,11 @@ import { FfmpegError, isAbortError } from "../../media/run-ffmpeg.js";
 import { extractSoundTrack } from "../../media/sound-track.js";
 import { DEFAULT_SPEECH_LANG, SPEECH_LANG_PATTERN } from "../../protocol/schemas.js";
 import type { AvatarRow } from "../../store/schema.js";
+import { unlessAborted } from "../../unless-aborted.js";
 import type { MediaInspector } from "../media-inspector.js";
 import { VOICE_REFERENCE_MAX_SECONDS } from "./schemas.js";
 import { formatBytes, isFileTooLarge, safeName, uploadFault } from "./upload.js";
-import { UploadDeadline, type UploadDeadlineOptions, unlessAborted } from "./upload-deadline.js";
+import { UploadDeadline, type UploadDeadlineOptions } from "./upload-deadline.js";
 
 /** A received POST /voices form: the recording is staged, checked, and not yet in the blob store. */
 export interface VoiceUpload {
