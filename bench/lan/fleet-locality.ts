@@ -311,14 +311,15 @@ export const lanFleet: Benchmark = {
         "Bound = max(compute bound, gateway link bound, busiest machine bound), on the machines this run used: " +
           "compute bound = Σ engine seconds ÷ Σ slots; gateway link bound = Σ over machines of the distinct " +
           `templates it ran × ${mb(templateBytes)} MB × 8 ÷ ${MBIT} Mbit/s (every first transfer leaves the gateway ` +
-          "over its one link); busiest machine bound = max over machines of its engine seconds ÷ capacity + its " +
-          "first transfers at the link rate (in series: the dispatcher uploads a task's template inside that task's " +
-          "slot). Engine seconds are the workers' own (journal, started → finished: the sleep of audio × time " +
+          "over its one link); busiest machine bound = max over machines of the larger of its first template's " +
+          "transfer + its engine seconds ÷ capacity (nothing runs there before a template has arrived) and all its " +
+          "first transfers at the link rate (its own link carries them; the gateway sends a waiting task's template " +
+          "ahead while the machine works, so the later ones may overlap its work). Engine seconds are the workers' own (journal, started → finished: the sleep of audio × time " +
           "scale plus the simulate engine's ffmpeg remux), so the bound holds what the machines really had to do; " +
           "'sleep-only compute bound' is the same with the nominal sleeps alone.",
         "'Between jobs' (journals): Σ from a job's end to the next one's start on that machine — the gateway " +
           "noticing the end (its long-poll answers), a placement pass, the next dispatch (audio HEAD/PUT, job " +
-          "request) and, for a template new there, its upload (in the bound). The result comes home after the slot " +
+          "request) and, for a template new there that was not sent ahead in time, its upload. The result comes home after the slot " +
           "is given back, so its fetch is not in it.",
         "Bytes: TCP payload the workers' links carried in (tc counters on the switch's end: frame bytes less 66 " +
           "header bytes per data frame; ACKs apart) from the moment the machines are added to the end, ÷ the minimum: each template " +

@@ -20,16 +20,17 @@ export interface LocalityBound {
   readonly computeSec: number;
   /** Σ first transfers × template size ÷ link rate: all of them leave the gateway over one link. */
   readonly gatewayLinkSec: number;
-  /** max over machines of engine seconds ÷ capacity + its first transfers ÷ link rate. */
+  /** max over machines of max(one transfer + engine seconds ÷ capacity, its first transfers ÷ link rate). */
   readonly machineSec: number;
   readonly machine: string;
   readonly boundSec: number;
 }
 
 /**
- * `templateBytes` each, over links of `mbit`. A machine's first transfers are counted in series
- * with its work because the dispatcher uploads a task's template inside that task's slot (the
- * slot is held from the upload's start); with capacity 1 the machine then does nothing else.
+ * `templateBytes` each, over links of `mbit`. A machine runs nothing before its first template has
+ * arrived, so that transfer is in series with its work; the later ones may cross while it works
+ * (the gateway sends a waiting task's template ahead: template-prefetch.ts), so they count only
+ * as what its own link must carry.
  */
 export function localityBound(
   machines: readonly MachineLoad[],
@@ -43,7 +44,10 @@ export function localityBound(
   let machineSec = 0;
   let machine = "";
   for (const m of machines) {
-    const sec = m.engineSeconds / m.capacity + m.templates * transferSec;
+    const sec = Math.max(
+      (m.templates > 0 ? transferSec : 0) + m.engineSeconds / m.capacity,
+      m.templates * transferSec,
+    );
     if (sec > machineSec) {
       machineSec = sec;
       machine = m.name;

@@ -15,6 +15,8 @@ import {
 import type { AttemptRow, TaskRow } from "../store/schema.js";
 import type { TaskStore } from "../store/task-store.js";
 import type { VoiceStore } from "../store/voice-store.js";
+import { unlessAborted } from "../unless-aborted.js";
+import type { BlobPush } from "./blob-push.js";
 import { type Clock, delay } from "./clock.js";
 import type { Fleet, Machine } from "./fleet.js";
 import { type JobInputBlob, jobRequest } from "./job-request.js";
@@ -42,6 +44,8 @@ export interface DispatcherOptions {
   retryDelayMs: number;
   /** A slot came free: the scheduler should look for work. */
   onSlotFree: () => void;
+  /** The gateway's sends of blobs: a task's big uploads count as a use of its link (blob-push.ts). */
+  push: BlobPush;
   /**
    * The dispatching gateway's epoch (issue 13): a claim made after a newer term began is refused
    * by the store. Undefined for a gateway alone on its store (SQLite).
@@ -367,14 +371,28 @@ export class Dispatcher {
         if (ask && (await client.hasBlob(ref.sha256, signal))) return;
         log.debug({ sha256: ref.sha256, bytes: ref.bytes }, `uploading ${ref.field} to worker`);
         const { clock } = this.options;
-        const started = clock.now();
-        await client.putBlob(ref.sha256, this.options.blobs.path(ref.sha256), ref.bytes, signal);
-        machine.observeUpload(ref.bytes, clock.now() - started);
+        // Counted as a use of the gateway's link: no send ahead starts meanwhile (blob-push.ts).
+        await this.options.push.forTask(ref.bytes, async () => {
+          const started = clock.now();
+          await client.putBlob(ref.sha256, this.options.blobs.path(ref.sha256), ref.bytes, signal);
+          machine.observeUpload(ref.bytes, clock.now() - started);
+        });
       });
     // A task's own audio came with it, so no machine has it yet: sent first, it spares the job's
     // refusal (409 BLOB_MISSING) and the question that would follow, two round trips per task.
     for (const ref of inputs)
       if (ref.field === "audio" && !machine.hasBlob(ref.sha256)) await send(ref, false);
+    // An input on its way there already (a template prefetched while the slot was busy) is
+    // awaited: asked for before it lands, the job would only be refused for it. Should that send
+    // fail, the job's refusal below names what is missing, and it is sent then.
+    for (const ref of inputs) {
+      const underWay = machine.uploadUnderWay(ref.sha256);
+      if (underWay)
+        await unlessAborted(
+          underWay.catch(() => undefined),
+          signal,
+        );
+    }
     for (let tries = 0; ; tries++) {
       let missing: string | undefined;
       try {

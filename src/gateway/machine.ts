@@ -346,6 +346,11 @@ export class Machine {
     this.knowBlob(sha256);
   }
 
+  /** The upload of this blob to this machine under way, if any (a prefetch, say). */
+  uploadUnderWay(sha256: string): Promise<void> | undefined {
+    return this.#uploads.get(sha256);
+  }
+
   // ---- starts ----------------------------------------------------------------------------------
 
   /**

@@ -2,15 +2,17 @@ import type { Logger } from "../logger.js";
 import type { TaskRow } from "../store/schema.js";
 import { TASK_NEEDS, type TaskNeed, taskNeed } from "../store/task-speech.js";
 import type { TaskStore } from "../store/task-store.js";
-import type { Clock } from "./clock.js";
+import type { Clock, Timer } from "./clock.js";
 import type { Fleet, Machine } from "./fleet.js";
 import {
   canTake,
   type PlacementMachine,
   type PlacementPolicy,
   type PlacementTask,
+  type Reservation,
 } from "./placement/policy.js";
 import type { SpeedModel } from "./speed-model.js";
+import type { WaitingTask } from "./template-prefetch.js";
 
 export interface SchedulerOptions {
   clock: Clock;
@@ -24,10 +26,18 @@ export interface SchedulerOptions {
    * false when it has none free (Machine.tryClaim is the one place `max_concurrent` is enforced).
    */
   dispatch: (task: TaskRow, machine: Machine) => Promise<boolean>;
+  /** Told, after each pass, of the tasks the placement keeps for busy slots (template-prefetch.ts). */
+  prefetch?: { readonly ready: boolean; consider(waiting: readonly WaitingTask[]): void };
 }
 
 /** How far down the queue one pass looks, per slot in the fleet. */
 const LOOKAHEAD_PER_SLOT = 4;
+
+/**
+ * A full fleet is looked at for templates to send ahead at most this often: with a backlog, every
+ * task submitted wakes the scheduler, and the look-ahead would otherwise be read once per request.
+ */
+const FULL_FLEET_EVERY_MS = 200;
 
 /**
  * Event-driven placement (design.md, "Scheduling"): a new task, a finished attempt, a machine
@@ -39,6 +49,9 @@ export class Scheduler {
   private running = false;
   private again = false;
   private closed = false;
+  /** When a full fleet was last looked at for templates to send ahead, and the look put off. */
+  private fullLookAt = Number.NEGATIVE_INFINITY;
+  private fullLookLater: Timer | undefined;
 
   constructor(private readonly options: SchedulerOptions) {}
 
@@ -54,6 +67,7 @@ export class Scheduler {
 
   close(): void {
     this.closed = true;
+    this.fullLookLater?.cancel();
   }
 
   private async loop(): Promise<void> {
@@ -72,8 +86,10 @@ export class Scheduler {
   private async pass(): Promise<void> {
     const machines = this.options.fleet.list().filter((m) => m.placeable);
     const free = machines.reduce((n, m) => n + m.freeSlots, 0);
-    if (free === 0) return;
     const slots = machines.reduce((n, m) => n + m.capacity, 0);
+    if (slots === 0) return;
+    // A full fleet places nothing, but may have a template to send ahead to a busy machine.
+    if (free === 0 && !this.fullFleetLookDue()) return;
     const lookahead = Math.max(free, slots * LOOKAHEAD_PER_SLOT);
     // Only tasks some machine here can take: text tasks on a fleet that cannot speak would fill the
     // look-ahead and hide the audio tasks behind them.
@@ -107,6 +123,7 @@ export class Scheduler {
     const failed = await this.options.store.machinesFailed(
       tasks.filter((t) => t.attempts > 0).map((t) => t.id),
     );
+    const reservations: Reservation[] = [];
     const plan = this.options.placement.plan(
       tasks.map((t) => {
         const task: PlacementTask = {
@@ -124,6 +141,7 @@ export class Scheduler {
       }),
       snapshots,
       now,
+      this.options.prefetch ? (r) => reservations.push(r) : undefined,
     );
     for (const { task, machine } of plan) {
       const row = byId.get(task.id);
@@ -131,6 +149,30 @@ export class Scheduler {
       if (!row || !target?.placeable) continue;
       await this.options.dispatch(row, target);
     }
+    const waiting: WaitingTask[] = [];
+    for (const { task, machine } of reservations) {
+      const row = byId.get(task.id);
+      const target = this.options.fleet.get(machine);
+      if (row && target) waiting.push({ task: row, machine: target });
+    }
+    if (waiting.length > 0) this.options.prefetch?.consider(waiting);
+  }
+
+  /** Whether a full fleet is to be looked at now; if not yet, a wake is set for when it is. */
+  private fullFleetLookDue(): boolean {
+    if (this.options.prefetch?.ready !== true) return false;
+    const { clock } = this.options;
+    const due = this.fullLookAt + FULL_FLEET_EVERY_MS;
+    const now = clock.now();
+    if (now >= due) {
+      this.fullLookAt = now;
+      return true;
+    }
+    this.fullLookLater ??= clock.setTimeout(() => {
+      this.fullLookLater = undefined;
+      this.wake();
+    }, due - now);
+    return false;
   }
 
   private snapshot(m: Machine, now: number): PlacementMachine {

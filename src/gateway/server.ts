@@ -39,6 +39,7 @@ import { voiceRoutes } from "./api/voice-routes.js";
 import { installAccessControl } from "./auth/access-control.js";
 import { ApiKeysWatcher } from "./auth/api-keys-watcher.js";
 import { AvatarWarmer } from "./avatar-warmer.js";
+import { BlobPush } from "./blob-push.js";
 import { AddressPolicy } from "./callbacks/address-policy.js";
 import { CallbackSender } from "./callbacks/callback-sender.js";
 import { guardedAgent, type Lookup } from "./callbacks/guarded-agent.js";
@@ -318,13 +319,14 @@ async function startLocked(
     everyMs: sweepInterval(config.retentionMs, config.retentionRowsMs),
   });
   const avatars = new AvatarStore(db, now, () => dataDir.assertWritable());
-  const warmer = new AvatarWarmer({
+  const push = new BlobPush({
     clock,
-    fleet,
     blobs,
-    logger,
     askTimeoutMs: Math.min(config.requestTimeoutMs, 10_000),
+    // The link is free again: a template may go ahead to a busy machine (template-prefetch.ts).
+    onIdle: wake,
   });
+  const warmer = new AvatarWarmer({ clock, fleet, push, logger });
   await app.register(taskRoutes, {
     clock,
     store,
@@ -439,6 +441,7 @@ async function startLocked(
     machineStore,
     logger,
     placement: createPlacement(config.placement),
+    push,
     dispatcher: {
       blobs,
       voices,
@@ -565,7 +568,8 @@ async function startLocked(
         await dispatchDuties.stopPlacing();
         // After a drain that ran out of grace, what is still in flight is cut at once.
         await requests.close(cutOff ? AbortSignal.abort() : undefined);
-        await warmer.close();
+        // Sends ahead (avatar warms, template prefetches) stop: a task sends what it needs itself.
+        await push.close();
         // Ends this gateway's term (if it dispatches) before its session, which holds the lock.
         await coordination.close();
         fleet.close();

@@ -8,7 +8,7 @@ import { createLogger } from "../../src/logger.js";
 import { startWorker, type WorkerHandle } from "../../src/worker/agent.js";
 import { createTask, getTask } from "../helpers/fleet.js";
 import { removeDir, startTestGateway, tempDir } from "../helpers/gateway.js";
-import { makeAudio, probe } from "../helpers/media.js";
+import { makeAudio, makeVideo, probe } from "../helpers/media.js";
 import { parseScrape, sampleValue } from "../helpers/prometheus.js";
 import { makeTaskInputs, type TaskInputs } from "../helpers/task-inputs.js";
 import { until } from "../helpers/until.js";
@@ -57,17 +57,26 @@ afterEach(async () => {
   for (const fn of cleanups.splice(0).reverse()) await fn();
 });
 
-/** An in-process worker agent with the ffmpeg engine on 127.0.0.1, stopped after the test. */
-async function startFfmpegWorker(dataDir: string, options: { cacheMaxBytes?: number } = {}) {
+/**
+ * An in-process worker agent on 127.0.0.1, stopped after the test: the ffmpeg engine, or with
+ * `slow` the simulate engine taking 3 s per second of audio (a job that surely outlasts a request).
+ */
+async function startFfmpegWorker(dataDir: string, options: { cacheMaxBytes?: number; slow?: boolean } = {}) {
   const logger = createLogger({ level: "silent", format: "json" });
-  const engine = createEngine("ffmpeg", { maxConcurrent: 1, logger });
+  const engine = options.slow
+    ? createEngine("simulate", {
+        maxConcurrent: 1,
+        logger,
+        config: { simulate: { speedFactor: 1, timeScale: 3 } },
+      })
+    : createEngine("ffmpeg", { maxConcurrent: 1, logger });
   const worker: WorkerHandle = await startWorker({
     host: "127.0.0.1",
     port: 0,
     dataDir,
     engine,
     logger,
-    ...options,
+    ...(options.cacheMaxBytes === undefined ? {} : { cacheMaxBytes: options.cacheMaxBytes }),
   });
   cleanups.push(async () => {
     await worker.close();
@@ -192,10 +201,10 @@ async function startRecorder(targetPort: number): Promise<Recorder> {
 }
 
 /** A gateway whose one machine, `gpu` (one slot), is a real worker behind a recorder. */
-async function gatewayBehindRecorder() {
+async function gatewayBehindRecorder(options: { slow?: boolean } = {}) {
   const dir = await tempDir();
   cleanups.push(() => removeDir(dir));
-  const worker = await startFfmpegWorker(join(dir, "worker"));
+  const worker = await startFfmpegWorker(join(dir, "worker"), options);
   const recorder = await startRecorder(worker.port);
   cleanups.push(() => recorder.close());
   const machines = join(dir, "machines.json");
@@ -265,6 +274,62 @@ describe("starting a task on a worker", () => {
       // The engine idles from the one's end to the next's acceptance; the result can wait.
       expect(at(`← PUT /v1/jobs/${jobs[i]}`)).toBeLessThan(at(`→ GET /v1/jobs/${jobs[i - 1]}/result`));
     }
+  }, 120_000);
+});
+
+describe("a task that waits for a busy machine", () => {
+  it("has its template sent there while the machine works on the task before it, so its job is taken at once", async () => {
+    const { dir, recorder, gateway } = await gatewayBehindRecorder();
+    const otherVideo = join(dir, "other-template.mp4");
+    await makeVideo(otherVideo, { seconds: 1, width: 160, height: 120 });
+    const otherAudio = join(dir, "other-speech.m4a");
+    await makeAudio(otherAudio, { seconds: 1.4 });
+
+    // Both queued before the machine takes work: the first starts, the second waits for the slot.
+    await gateway.app.inject({ method: "POST", url: "/machines/gpu/drain" });
+    const first = await createTask(gateway.url, inputs.audio, inputs.video);
+    const second = await createTask(gateway.url, otherAudio, otherVideo);
+    await gateway.app.inject({ method: "POST", url: "/machines/gpu/resume" });
+    await completedMp4(gateway, first, dir);
+    await completedMp4(gateway, second, dir);
+    await until(() => recorder.requests.filter((r) => r.startsWith("DELETE /v1/jobs/")).length === 2);
+
+    const jobs = [...new Set(recorder.requests.filter((r) => r.startsWith("PUT /v1/jobs/")))];
+    expect(jobs).toHaveLength(2);
+    const [firstJob, secondJob] = jobs as [string, string];
+    const template = `PUT /v1/blobs/${await sha256Of(otherVideo)}`;
+    // Sent ahead, before the first job's result was home, and so before the second job was asked
+    // for: that job was taken at its first request, never refused for a missing template.
+    const at = (line: string) => recorder.timeline.indexOf(line);
+    expect(at(`→ ${template}`)).toBeGreaterThanOrEqual(0);
+    expect(at(`→ ${template}`)).toBeLessThan(at(`→ ${firstJob.replace("PUT", "GET")}/result`));
+    expect(recorder.requests.filter((r) => r === secondJob)).toHaveLength(1);
+    expect(recorder.requests.filter((r) => r === template)).toHaveLength(1);
+  }, 120_000);
+
+  it("has its template sent when it arrives at a machine already busy", async () => {
+    const { dir, recorder, gateway } = await gatewayBehindRecorder({ slow: true });
+    const otherVideo = join(dir, "other-template.mp4");
+    await makeVideo(otherVideo, { seconds: 1, width: 160, height: 120 });
+    const otherAudio = join(dir, "other-speech.m4a");
+    await makeAudio(otherAudio, { seconds: 1.4 });
+
+    // The first job lasts 3 s a second of audio: the second task comes while it runs, to a full fleet.
+    const first = await createTask(gateway.url, inputs.audio, inputs.video);
+    await until(async () => (await getTask(gateway.url, first)).status === "processing");
+    const second = await createTask(gateway.url, otherAudio, otherVideo);
+    await completedMp4(gateway, first, dir);
+    await completedMp4(gateway, second, dir);
+    await until(() => recorder.requests.filter((r) => r.startsWith("DELETE /v1/jobs/")).length === 2);
+
+    const jobs = [...new Set(recorder.requests.filter((r) => r.startsWith("PUT /v1/jobs/")))];
+    expect(jobs).toHaveLength(2);
+    const [firstJob, secondJob] = jobs as [string, string];
+    const template = `PUT /v1/blobs/${await sha256Of(otherVideo)}`;
+    const at = (line: string) => recorder.timeline.indexOf(line);
+    expect(at(`→ ${template}`)).toBeGreaterThanOrEqual(0);
+    expect(at(`→ ${template}`)).toBeLessThan(at(`→ ${firstJob.replace("PUT", "GET")}/result`));
+    expect(recorder.requests.filter((r) => r === secondJob)).toHaveLength(1);
   }, 120_000);
 });
 

@@ -2,6 +2,7 @@ import { errorMessage } from "../../errors.js";
 import type { Logger } from "../../logger.js";
 import type { MachineStore } from "../../store/machine-store.js";
 import type { TaskChange, TaskStore } from "../../store/task-store.js";
+import type { BlobPush } from "../blob-push.js";
 import type { CallbackSender } from "../callbacks/callback-sender.js";
 import type { Clock } from "../clock.js";
 import { Dispatcher, type DispatcherOptions } from "../dispatcher.js";
@@ -12,6 +13,7 @@ import type { RetentionSweeper } from "../retention-sweeper.js";
 import { Scheduler } from "../scheduler.js";
 import type { SpeedModel } from "../speed-model.js";
 import { TaskDeadline } from "../task-deadline.js";
+import { TemplatePrefetch } from "../template-prefetch.js";
 import type { Duties } from "./coordinator.js";
 import type { FleetView } from "./fleet-view.js";
 
@@ -26,7 +28,7 @@ export interface DispatchDutiesOptions {
   /** What every term's dispatcher is made with, but its term and its wake-up. */
   readonly dispatcher: Omit<
     DispatcherOptions,
-    "term" | "onSlotFree" | "clock" | "store" | "fleet" | "speeds" | "logger"
+    "term" | "onSlotFree" | "clock" | "store" | "fleet" | "speeds" | "logger" | "push"
   >;
   /** `--task-timeout` (0: none). */
   readonly taskTimeoutMs: number;
@@ -35,6 +37,8 @@ export interface DispatchDutiesOptions {
   readonly callbacks: () => CallbackSender;
   /** Published while dispatching on PostgreSQL, for the other gateways' GET /machines. */
   readonly fleetView?: FleetView | undefined;
+  /** Sends templates ahead to the busy machines their tasks wait for (template-prefetch.ts). */
+  readonly push: BlobPush;
 }
 
 interface Term {
@@ -105,8 +109,10 @@ export class DispatchDuties implements Duties {
       speeds: o.speeds,
       logger: o.logger,
       term: epoch,
+      push: o.push,
       onSlotFree: () => this.wake(),
     });
+    const prefetch = new TemplatePrefetch({ clock: o.clock, push: o.push, logger: o.logger });
     const scheduler = new Scheduler({
       clock: o.clock,
       store: o.store,
@@ -115,6 +121,7 @@ export class DispatchDuties implements Duties {
       placement: o.placement,
       logger: o.logger,
       dispatch: (task, machine) => dispatcher.dispatch(task, machine),
+      prefetch,
     });
     const deadline = new TaskDeadline({
       clock: o.clock,

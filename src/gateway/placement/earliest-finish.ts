@@ -4,6 +4,7 @@ import {
   type PlacementMachine,
   type PlacementPolicy,
   type PlacementTask,
+  type Reservation,
 } from "./policy.js";
 
 interface Slot {
@@ -18,11 +19,17 @@ interface Slot {
  * to the slot where it would finish first — counting the machine's measured speed, the upload its
  * video needs unless the machine has it, and when a busy slot frees up. A task whose best slot is
  * still busy waits for it rather than taking a slower free machine, and its reservation keeps later
- * tasks from counting on that slot; later tasks may still use free slots it did not want.
+ * tasks from counting on that slot; later tasks may still use free slots it did not want. Each such
+ * reservation is told to `reserve`.
  */
 export const earliestFinish: PlacementPolicy = {
   name: "earliest-finish",
-  plan(tasks: readonly PlacementTask[], machines: readonly PlacementMachine[], now: number): Placement[] {
+  plan(
+    tasks: readonly PlacementTask[],
+    machines: readonly PlacementMachine[],
+    now: number,
+    reserve?: (reservation: Reservation) => void,
+  ): Placement[] {
     const slots = new Map<string, Slot[]>();
     const blobsPlaced = new Map<string, Set<string>>();
     for (const m of machines) {
@@ -38,8 +45,11 @@ export const earliestFinish: PlacementPolicy = {
     }
     let openLeft = machines.reduce((n, m) => n + m.freeSlots, 0);
     const placements: Placement[] = [];
+    // Machines told of a reservation: once the free slots are filled, planning goes on only until
+    // each machine has its next task (what a prefetch needs), not down the whole look-ahead.
+    const reservedOn = new Set<string>();
     for (const task of tasks) {
-      if (openLeft === 0) break;
+      if (openLeft === 0 && (!reserve || reservedOn.size === machines.length)) break;
       let best: { machine: PlacementMachine; slot: Slot; finish: number } | undefined;
       for (const m of machines) {
         if (!canTake(m, task)) continue;
@@ -58,6 +68,9 @@ export const earliestFinish: PlacementPolicy = {
       if (best.slot.open) {
         placements.push({ task, machine: best.machine.name });
         openLeft--;
+      } else if (reserve) {
+        reserve({ task, machine: best.machine.name, at: best.slot.freeAt });
+        reservedOn.add(best.machine.name);
       }
       best.slot.freeAt = best.finish;
       best.slot.open = false;

@@ -49,12 +49,25 @@ export interface Placement {
   readonly machine: string;
 }
 
+/** A task the plan keeps for a busy slot: it is to start there when that slot frees. */
+export interface Reservation extends Placement {
+  /** When the slot is expected to be free (ms, the clock of `now`). */
+  readonly at: number;
+}
+
 export interface PlacementPolicy {
   readonly name: PlacementName;
   /**
    * Given pending tasks in the order they should be served (priority, then age) and the machines
    * that accept work, returns the tasks to start now and where. Never more per machine than its
-   * free slots, and never a task on a machine that cannot take it (`canTake`).
+   * free slots, and never a task on a machine that cannot take it (`canTake`). A policy that plans
+   * ahead tells `reserve` of each task it keeps for a busy slot, in service order, so that its
+   * template can travel there while that slot still works (template-prefetch.ts).
    */
-  plan(tasks: readonly PlacementTask[], machines: readonly PlacementMachine[], now: number): Placement[];
+  plan(
+    tasks: readonly PlacementTask[],
+    machines: readonly PlacementMachine[],
+    now: number,
+    reserve?: (reservation: Reservation) => void,
+  ): Placement[];
 }

@@ -1,7 +1,12 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { createPlacement, PLACEMENT_NAMES } from "../../../src/gateway/placement/index.js";
-import type { PlacementMachine, PlacementTask } from "../../../src/gateway/placement/policy.js";
+import {
+  canTake,
+  type PlacementMachine,
+  type PlacementTask,
+  type Reservation,
+} from "../../../src/gateway/placement/policy.js";
 import { needMet, TASK_NEEDS, type TaskNeed } from "../../../src/store/task-speech.js";
 
 const NOW = 1_000_000;
@@ -167,6 +172,49 @@ describe("earliest-finish", () => {
     // The long task waits for "fast"; the short one finishes sooner on "slow" than after it.
     const plan = policy.plan([task("long", 100), task("short", 1)], [fastBusy, slowFree], NOW);
     expect(plan).toEqual([{ task: task("short", 1), machine: "slow" }]);
+  });
+
+  it("tells of a task it keeps for a busy machine, and when that machine's slot frees", () => {
+    const fastBusy = machine("fast", { freeSlots: 0, busyUntil: [NOW + 2000], speed: 1 });
+    const slowFree = machine("slow", { speed: 10 });
+    const reserved: Reservation[] = [];
+    const plan = policy.plan([task("t", 60)], [fastBusy, slowFree], NOW, (r) => reserved.push(r));
+    expect(plan).toEqual([]);
+    expect(reserved).toEqual([{ task: task("t", 60), machine: "fast", at: NOW + 2000 }]);
+  });
+
+  it("plans on past the free slots until each machine has its next task, and no further", () => {
+    const free = machine("free", { speed: 1, blobs: ["v"] });
+    const busy = machine("busy", { freeSlots: 0, busyUntil: [NOW + 1000], speed: 1, blobs: ["v"] });
+    const tasks = [task("t0", 10), task("t1", 10), task("t2", 10), task("t3", 10)];
+    const reserved: Reservation[] = [];
+    const plan = policy.plan(tasks, [free, busy], NOW, (r) => reserved.push(r));
+    expect(plan).toEqual([{ task: task("t0", 10), machine: "free" }]);
+    // t0 holds "free" until NOW + 10 s; "busy" frees at NOW + 1 s and then runs t1 until NOW + 11 s.
+    expect(reserved).toEqual([
+      { task: task("t1", 10), machine: "busy", at: NOW + 1000 },
+      { task: task("t2", 10), machine: "free", at: NOW + 10_000 },
+    ]);
+  });
+
+  it("never both starts and keeps a task, and keeps one only where it may go", () => {
+    fc.assert(
+      fc.property(fleetArb, tasksArb, (machines, tasks) => {
+        const reserved: Reservation[] = [];
+        const plan = policy.plan(tasks, machines, NOW, (r) => reserved.push(r));
+        const started = new Set(plan.map((p) => p.task.id));
+        const kept = reserved.map((r) => r.task.id);
+        expect(new Set(kept).size).toBe(kept.length);
+        for (const r of reserved) {
+          expect(started.has(r.task.id)).toBe(false);
+          const m = machines.find((x) => x.name === r.machine);
+          expect(m && canTake(m, r.task)).toBe(true);
+          expect(r.at).toBeGreaterThan(NOW);
+        }
+        // Telling `reserve` changes nothing of what starts now.
+        expect(plan).toEqual(policy.plan(tasks, machines, NOW));
+      }),
+    );
   });
 });
 

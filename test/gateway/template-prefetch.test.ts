@@ -1,0 +1,148 @@
+import { Readable } from "node:stream";
+import { afterEach, describe, expect, it } from "vitest";
+import { BlobStore } from "../../src/blobs/blob-store.js";
+import { BlobPush } from "../../src/gateway/blob-push.js";
+import { Machine } from "../../src/gateway/machine.js";
+import { TemplatePrefetch } from "../../src/gateway/template-prefetch.js";
+import { createLogger } from "../../src/logger.js";
+import { WorkerClient } from "../../src/protocol/worker-client.js";
+import type { TaskRow } from "../../src/store/schema.js";
+import { FakeClock } from "../helpers/fake-clock.js";
+import { removeDir, tempDir } from "../helpers/gateway.js";
+import { healthyWorker, type ScriptedAnswer, startScriptedServer } from "../helpers/scripted-server.js";
+import { until } from "../helpers/until.js";
+
+const cleanups: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const fn of cleanups.splice(0).reverse()) await fn();
+});
+
+/**
+ * A prefetch over a real HTTP worker stand-in (scripted answers) with a real blob store: what it
+ * sends, and when it holds back.
+ */
+async function setUp(answer: (method: string, path: string) => ScriptedAnswer, capacity = 1) {
+  const dir = await tempDir();
+  cleanups.push(() => removeDir(dir));
+  const blobs = new BlobStore(dir);
+  await blobs.init();
+  const templates: { sha256: string; bytes: number }[] = [];
+  for (const n of [1, 2]) {
+    const staged = await blobs.stage(Readable.from([Buffer.alloc(4096, n)]));
+    await staged.commit();
+    templates.push({ sha256: staged.sha256, bytes: staged.bytes });
+  }
+  const worker = await startScriptedServer(answer);
+  cleanups.push(() => worker.close());
+  const machine = new Machine(
+    {
+      name: "gpu",
+      host: "127.0.0.1",
+      port: Number(new URL(worker.url).port),
+      max_concurrent: capacity,
+      enabled: true,
+    },
+    () => new WorkerClient({ baseUrl: worker.url, requestTimeoutMs: 5000 }),
+  );
+  machine.probeSucceeded(healthyWorker({ max_concurrent: capacity }), 0);
+  machine.setHealth("up", undefined);
+  const clock = new FakeClock();
+  let idle = 0;
+  const push = new BlobPush({ clock, blobs, askTimeoutMs: 5000, onIdle: () => idle++ });
+  cleanups.push(() => push.close());
+  const prefetch = new TemplatePrefetch({
+    clock,
+    push,
+    logger: createLogger({ level: "silent", format: "json" }),
+  });
+  const task = (id: string, template: { sha256: string; bytes: number }) =>
+    ({ id, video_sha256: template.sha256, video_bytes: template.bytes }) as TaskRow;
+  return { worker, machine, clock, push, prefetch, templates, task, idles: () => idle };
+}
+
+const sends = (requests: string[]) => requests.filter((r) => r.startsWith("PUT /v1/blobs/"));
+
+describe("sending a waiting task's template ahead", () => {
+  it("sends it to the busy machine once, and the machine is then known to hold it", async () => {
+    let stored: { sha256: string; bytes: number } | undefined;
+    const s = await setUp((method) => (method === "HEAD" ? { status: 404 } : { status: 201, body: stored }));
+    const [first] = s.templates as [{ sha256: string; bytes: number }];
+    stored = first;
+    const waiting = [{ task: s.task("t1", first), machine: s.machine }];
+    s.prefetch.consider(waiting);
+    await until(() => s.machine.hasBlob(first.sha256) && s.push.idle);
+    expect(s.worker.requests).toEqual([`HEAD /v1/blobs/${first.sha256}`, `PUT /v1/blobs/${first.sha256}`]);
+    // Known there now: the next pass sends nothing.
+    s.prefetch.consider(waiting);
+    expect(s.push.idle).toBe(true);
+    expect(s.worker.requests).toHaveLength(2);
+  });
+
+  it("does not try a failed send again until 30 s later", async () => {
+    const s = await setUp((method) =>
+      method === "HEAD"
+        ? { status: 404 }
+        : { status: 507, body: { error: { code: "DISK_FULL", message: "no room" } } },
+    );
+    const [first] = s.templates as [{ sha256: string; bytes: number }];
+    const waiting = [{ task: s.task("t1", first), machine: s.machine }];
+    s.prefetch.consider(waiting);
+    // Once the send is over (the failure is then on record: its handler runs within the same tick).
+    await until(() => sends(s.worker.requests).length === 1 && !s.machine.uploadUnderWay(first.sha256));
+    s.prefetch.consider(waiting);
+    s.clock.advance(29_000);
+    s.prefetch.consider(waiting);
+    expect(s.push.idle).toBe(true);
+    expect(sends(s.worker.requests)).toHaveLength(1);
+    s.clock.advance(1_001);
+    s.prefetch.consider(waiting);
+    await until(() => sends(s.worker.requests).length === 2);
+  });
+
+  it("holds back while a task's big upload uses the link, and is woken when it ends", async () => {
+    const s = await setUp((method) => (method === "HEAD" ? { status: 200 } : { status: 500 }));
+    const [first] = s.templates as [{ sha256: string; bytes: number }];
+    let release: () => void = () => undefined;
+    const upload = s.push.forTask(5_000_000, () => new Promise<void>((resolve) => (release = resolve)));
+    expect(s.push.idle).toBe(false);
+    s.prefetch.consider([{ task: s.task("t1", first), machine: s.machine }]);
+    expect(s.worker.requests).toEqual([]);
+    // A small upload (an audio) is no use of the link worth waiting for.
+    await s.push.forTask(10_000, async () => expect(s.push.idle).toBe(false));
+    expect(s.idles()).toBe(0);
+    release();
+    await upload;
+    expect(s.push.idle).toBe(true);
+    expect(s.idles()).toBe(1);
+    s.prefetch.consider([{ task: s.task("t1", first), machine: s.machine }]);
+    // Asked first: the machine said it holds it, so nothing crosses.
+    await until(() => s.worker.requests.length === 1 && s.push.idle);
+    expect(s.worker.requests).toEqual([`HEAD /v1/blobs/${first.sha256}`]);
+    expect(s.machine.hasBlob(first.sha256)).toBe(true);
+  });
+
+  it("looks only at each machine's next task per slot, and skips templates it holds", async () => {
+    const s = await setUp((method) => (method === "HEAD" ? { status: 200 } : { status: 500 }));
+    const [first, second] = s.templates as [
+      { sha256: string; bytes: number },
+      { sha256: string; bytes: number },
+    ];
+    s.machine.knowBlob(first.sha256);
+    // One slot: its next task has its template; the one after may well start elsewhere.
+    s.prefetch.consider([
+      { task: s.task("t1", first), machine: s.machine },
+      { task: s.task("t2", second), machine: s.machine },
+    ]);
+    expect(s.push.idle).toBe(true);
+    expect(s.worker.requests).toEqual([]);
+  });
+
+  it("sends nothing to a machine that takes no work", async () => {
+    const s = await setUp(() => ({ status: 500 }));
+    const [first] = s.templates as [{ sha256: string; bytes: number }];
+    s.machine.setDraining(true);
+    s.prefetch.consider([{ task: s.task("t1", first), machine: s.machine }]);
+    expect(s.push.idle).toBe(true);
+    expect(s.worker.requests).toEqual([]);
+  });
+});
