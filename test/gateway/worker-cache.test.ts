@@ -278,58 +278,59 @@ describe("starting a task on a worker", () => {
 });
 
 describe("a task that waits for a busy machine", () => {
-  it("has its template sent there while the machine works on the task before it, so its job is taken at once", async () => {
-    const { dir, recorder, gateway } = await gatewayBehindRecorder();
-    const otherVideo = join(dir, "other-template.mp4");
-    await makeVideo(otherVideo, { seconds: 1, width: 160, height: 120 });
-    const otherAudio = join(dir, "other-speech.m4a");
-    await makeAudio(otherAudio, { seconds: 1.4 });
+  /** A second task's own template and audio, which the machine has never seen. */
+  async function otherInputs(dir: string) {
+    const video = join(dir, "other-template.mp4");
+    await makeVideo(video, { seconds: 1, width: 160, height: 120 });
+    const audio = join(dir, "other-speech.m4a");
+    await makeAudio(audio, { seconds: 1.4 });
+    return { video, audio };
+  }
 
-    // Both queued before the machine takes work: the first starts, the second waits for the slot.
-    await gateway.app.inject({ method: "POST", url: "/machines/gpu/drain" });
-    const first = await createTask(gateway.url, inputs.audio, inputs.video);
-    const second = await createTask(gateway.url, otherAudio, otherVideo);
-    await gateway.app.inject({ method: "POST", url: "/machines/gpu/resume" });
-    await completedMp4(gateway, first, dir);
-    await completedMp4(gateway, second, dir);
+  /**
+   * Once both tasks are done: the second one's template was sent ahead, before the first job's
+   * result was home, and so before the second job was asked for, which was taken at its first
+   * request, never refused for a missing template. Sent once.
+   */
+  async function expectSentAhead(
+    { dir, recorder, gateway }: Awaited<ReturnType<typeof gatewayBehindRecorder>>,
+    ids: readonly [string, string],
+    otherVideo: string,
+  ) {
+    for (const id of ids) await completedMp4(gateway, id, dir);
     await until(() => recorder.requests.filter((r) => r.startsWith("DELETE /v1/jobs/")).length === 2);
-
     const jobs = [...new Set(recorder.requests.filter((r) => r.startsWith("PUT /v1/jobs/")))];
     expect(jobs).toHaveLength(2);
     const [firstJob, secondJob] = jobs as [string, string];
     const template = `PUT /v1/blobs/${await sha256Of(otherVideo)}`;
-    // Sent ahead, before the first job's result was home, and so before the second job was asked
-    // for: that job was taken at its first request, never refused for a missing template.
     const at = (line: string) => recorder.timeline.indexOf(line);
     expect(at(`→ ${template}`)).toBeGreaterThanOrEqual(0);
     expect(at(`→ ${template}`)).toBeLessThan(at(`→ ${firstJob.replace("PUT", "GET")}/result`));
     expect(recorder.requests.filter((r) => r === secondJob)).toHaveLength(1);
     expect(recorder.requests.filter((r) => r === template)).toHaveLength(1);
+  }
+
+  it("has its template sent there while the machine works on the task before it, so its job is taken at once", async () => {
+    const setup = await gatewayBehindRecorder();
+    const { gateway } = setup;
+    const other = await otherInputs(setup.dir);
+    // Both queued before the machine takes work: the first starts, the second waits for the slot.
+    await gateway.app.inject({ method: "POST", url: "/machines/gpu/drain" });
+    const first = await createTask(gateway.url, inputs.audio, inputs.video);
+    const second = await createTask(gateway.url, other.audio, other.video);
+    await gateway.app.inject({ method: "POST", url: "/machines/gpu/resume" });
+    await expectSentAhead(setup, [first, second], other.video);
   }, 120_000);
 
   it("has its template sent when it arrives at a machine already busy", async () => {
-    const { dir, recorder, gateway } = await gatewayBehindRecorder({ slow: true });
-    const otherVideo = join(dir, "other-template.mp4");
-    await makeVideo(otherVideo, { seconds: 1, width: 160, height: 120 });
-    const otherAudio = join(dir, "other-speech.m4a");
-    await makeAudio(otherAudio, { seconds: 1.4 });
-
+    const setup = await gatewayBehindRecorder({ slow: true });
+    const { gateway } = setup;
+    const other = await otherInputs(setup.dir);
     // The first job lasts 3 s a second of audio: the second task comes while it runs, to a full fleet.
     const first = await createTask(gateway.url, inputs.audio, inputs.video);
     await until(async () => (await getTask(gateway.url, first)).status === "processing");
-    const second = await createTask(gateway.url, otherAudio, otherVideo);
-    await completedMp4(gateway, first, dir);
-    await completedMp4(gateway, second, dir);
-    await until(() => recorder.requests.filter((r) => r.startsWith("DELETE /v1/jobs/")).length === 2);
-
-    const jobs = [...new Set(recorder.requests.filter((r) => r.startsWith("PUT /v1/jobs/")))];
-    expect(jobs).toHaveLength(2);
-    const [firstJob, secondJob] = jobs as [string, string];
-    const template = `PUT /v1/blobs/${await sha256Of(otherVideo)}`;
-    const at = (line: string) => recorder.timeline.indexOf(line);
-    expect(at(`→ ${template}`)).toBeGreaterThanOrEqual(0);
-    expect(at(`→ ${template}`)).toBeLessThan(at(`→ ${firstJob.replace("PUT", "GET")}/result`));
-    expect(recorder.requests.filter((r) => r === secondJob)).toHaveLength(1);
+    const second = await createTask(gateway.url, other.audio, other.video);
+    await expectSentAhead(setup, [first, second], other.video);
   }, 120_000);
 });
 
