@@ -14,11 +14,14 @@ import { GateEngine } from "../helpers/gate-engine.js";
 
 export const silentLogger: Logger = pino({ level: "silent" });
 
-/** A worker's layout in `dir`, and its input cache holding one small blob, for a JobRunner of a test's own. */
-export async function cacheWithOneBlob(dir: string) {
+/**
+ * A worker's layout in `dir`, and its input cache holding one small blob, for a JobRunner of a
+ * test's own; `Cache` is BlobCache or a subclass that holds one of its steps back.
+ */
+export async function cacheWithOneBlob(dir: string, Cache: typeof BlobCache = BlobCache) {
   const layout = workerLayout(dir);
   const store = new BlobStore(layout.blobs);
-  const blobs = new BlobCache({
+  const blobs = new Cache({
     store,
     maxBytes: 0,
     pinned: () => new Set(),

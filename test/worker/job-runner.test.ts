@@ -1,13 +1,10 @@
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Readable } from "node:stream";
 import { afterEach, describe, expect, it } from "vitest";
-import { BlobStore } from "../../src/blobs/blob-store.js";
 import { BlobCache } from "../../src/worker/blob-cache.js";
 import { JobRecords } from "../../src/worker/job-records.js";
 import { JobRunner } from "../../src/worker/job-runner.js";
-import { workerLayout } from "../../src/worker/layout.js";
 import { GateEngine } from "../helpers/gate-engine.js";
 import { until } from "../helpers/until.js";
 import { cacheWithOneBlob, silentLogger } from "./harness.js";
@@ -75,8 +72,6 @@ describe("job runner start", () => {
   it("starts a job without waiting for its inputs to be marked used in the cache", async () => {
     const dir = await mkdtemp(join(tmpdir(), "mh-runner-"));
     cleanups.push(() => rm(dir, { recursive: true, force: true }));
-    const layout = workerLayout(dir);
-    const store = new BlobStore(layout.blobs);
     // Marking inputs used only orders the cache's eviction (a file time each): held here, the job
     // must start all the same, and the PUT answers once it is done.
     let releaseUsed = () => {};
@@ -89,16 +84,7 @@ describe("job runner start", () => {
         await super.used(sha256s);
       }
     }
-    const blobs = new SlowToMark({
-      store,
-      maxBytes: 0,
-      pinned: () => new Set(),
-      now: Date.now,
-      logger: silentLogger,
-    });
-    await blobs.init();
-    const blob = await store.put(Readable.from([Buffer.from("media")]));
-    await blobs.init();
+    const { layout, blobs, blob } = await cacheWithOneBlob(dir, SlowToMark);
     const engine = new GateEngine(1);
     const runner = await JobRunner.start({
       engine,
