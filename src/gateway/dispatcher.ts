@@ -316,11 +316,14 @@ export class Dispatcher {
           ? `gave up after ${current?.attempts ?? 0} attempts; last: ${failure.message}`
           : failure.message;
       log.warn({ kind: failure.kind, retry }, `attempt failed: ${failure.message}`);
-      await this.whileStoreDown(log, () =>
+      const after = await this.whileStoreDown(log, () =>
         store.failAttempt(task.id, attemptId, { kind: failure.kind, message, retry }),
       );
       // Whatever the worker still holds for this attempt is of no use now.
       await client.cancelJob(attemptId).catch(() => undefined);
+      // A result that failed on its way home had given its slot back already, and that release
+      // woke the placement when the task was not pending yet: nothing else may come to wake it.
+      if (after?.status === "pending") this.options.onSlotFree();
     }
   }
 
