@@ -1,5 +1,5 @@
 import { createHash, randomUUID } from "node:crypto";
-import { createReadStream, createWriteStream } from "node:fs";
+import { close, createReadStream, createWriteStream, open, write, writev } from "node:fs";
 import { copyFile, link, readdir, rename, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import type { Readable } from "node:stream";
@@ -43,6 +43,8 @@ export interface StageOptions {
   expectedSha256?: string;
   onMismatch?: (actual: string) => Error;
   signal?: AbortSignal;
+  /** Told each time more is written to the temp file at `path`: for a reader that follows it. */
+  onData?: (path: string) => void;
 }
 
 const SHA256_HEX = /^[0-9a-f]{64}$/;
@@ -143,7 +145,8 @@ export class BlobStore {
         done(null, chunk);
       },
     });
-    const out = createWriteStream(tmp);
+    const onData = options.onData;
+    const out = createWriteStream(tmp, onData ? { fs: notifyingWrites(() => onData(tmp)) } : {});
     try {
       // A stream destroyed before it is read (busboy's part of a form cut short) would leave the
       // pipeline waiting forever, holding the temp file open (issue 9).
@@ -336,4 +339,39 @@ function prematureClose(): Error {
   return Object.assign(new Error("the stream ended before it was read"), {
     code: "ERR_STREAM_PREMATURE_CLOSE",
   });
+}
+
+/**
+ * The file system calls of a write stream (its documented `fs` option), telling `written` after
+ * each write has landed: a reader of the same file may read that far now.
+ */
+function notifyingWrites(written: () => void) {
+  return {
+    open,
+    close,
+    write: (
+      fd: number,
+      buffer: NodeJS.ArrayBufferView,
+      offset: number,
+      length: number,
+      position: number | null,
+      callback: (err: NodeJS.ErrnoException | null, bytes: number, buffer: NodeJS.ArrayBufferView) => void,
+    ) => {
+      write(fd, buffer, offset, length, position, (err, bytes, buf) => {
+        callback(err, bytes, buf);
+        if (!err) written();
+      });
+    },
+    writev: (
+      fd: number,
+      buffers: NodeJS.ArrayBufferView[],
+      position: number | null,
+      callback: (err: NodeJS.ErrnoException | null, bytes: number, buffers: NodeJS.ArrayBufferView[]) => void,
+    ) => {
+      writev(fd, buffers, position, (err, bytes, bufs) => {
+        callback(err, bytes, bufs);
+        if (!err) written();
+      });
+    },
+  };
 }

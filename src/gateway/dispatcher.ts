@@ -21,6 +21,7 @@ import { type Clock, delay } from "./clock.js";
 import type { Fleet, Machine } from "./fleet.js";
 import { type JobInputBlob, jobRequest } from "./job-request.js";
 import type { MediaInspector } from "./media-inspector.js";
+import type { ArrivingResult, ResultRelay } from "./result-relay.js";
 import type { SpeedModel } from "./speed-model.js";
 import { fetchSpokenAudio, type SpokenAudio } from "./spoken-audio.js";
 
@@ -46,6 +47,8 @@ export interface DispatcherOptions {
   onSlotFree: () => void;
   /** The gateway's sends of blobs: a task's big uploads count as a use of its link (blob-push.ts). */
   push: BlobPush;
+  /** A POST /tasks/sync waiting on a task reads its result as it comes home (result-relay.ts). */
+  relay: ResultRelay;
   /**
    * The dispatching gateway's epoch (issue 13): a claim made after a newer term began is refused
    * by the store. Undefined for a gateway alone on its store (SQLite).
@@ -246,6 +249,7 @@ export class Dispatcher {
   private async run(attempt: Attempt): Promise<void> {
     const { task, id: attemptId, machine, client, signal, log } = attempt;
     const { store } = this.options;
+    let arriving: ArrivingResult | undefined;
     try {
       const view = await this.follow(attempt);
       // The engine is done with it: its slot can take the next task while the result comes home.
@@ -256,7 +260,9 @@ export class Dispatcher {
       await machine.startsSettled();
       const result = view.result;
       if (!result) throw new AttemptFailure("machine", "the worker reported success without a result");
-      const staged = await this.fetchResult(attemptId, client, result.sha256, signal);
+      arriving = this.options.relay.arriving(task.id, result.bytes, this.options.blobs.path(result.sha256));
+      const staged = await this.fetchResult(attemptId, client, result.sha256, signal, arriving);
+      arriving?.staged(staged.bytes);
       const stored = { sha256: staged.sha256, bytes: staged.bytes };
       let spoken: SpokenAudio | undefined;
       try {
@@ -273,17 +279,20 @@ export class Dispatcher {
         ),
       );
       if (done) {
+        arriving?.completed();
         const seconds = spoken?.audio.duration ?? task.audio_duration;
         if (runSeconds !== undefined && seconds > 0) {
           this.options.speeds.observe(machine.name, runSeconds / seconds);
         }
         log.info({ bytes: stored.bytes, run_seconds: runSeconds }, "task completed");
       } else {
+        arriving?.failed(new Error("the attempt is no longer current"));
         log.warn("attempt is no longer current; its result is ignored");
       }
       // The result is safe here now; free the worker's disk.
       await client.cancelJob(attemptId).catch(() => undefined);
     } catch (err) {
+      arriving?.failed(new Error(`the result was not kept: ${errorMessage(err)}`));
       if (this.shutdown.signal.aborted) return;
       if (err instanceof JobDeclined && !signal.aborted) {
         this.options.fleet.reportAgentDraining(machine);
@@ -432,11 +441,18 @@ export class Dispatcher {
     );
   }
 
-  private async fetchResult(attemptId: string, client: WorkerClient, sha256: string, signal: AbortSignal) {
+  private async fetchResult(
+    attemptId: string,
+    client: WorkerClient,
+    sha256: string,
+    signal: AbortSignal,
+    arriving: ArrivingResult | undefined,
+  ) {
     const body = await client.result(attemptId, signal);
     return this.options.blobs.stage(body, {
       expectedSha256: sha256,
       signal,
+      ...(arriving ? { onData: (path: string) => arriving.arrived(path) } : {}),
       onMismatch: (actual) =>
         new AttemptFailure("machine", `result arrived damaged (sha256 ${actual}, expected ${sha256})`),
     });

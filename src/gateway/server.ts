@@ -60,6 +60,7 @@ import { createPlacement } from "./placement/index.js";
 import { Prestager } from "./prestage.js";
 import { QueueLimit } from "./queue-limit.js";
 import { checkReadiness } from "./readiness.js";
+import { ResultRelay } from "./result-relay.js";
 import { RetentionSweeper, sweepInterval } from "./retention-sweeper.js";
 import { SpeedModel } from "./speed-model.js";
 import { TaskLifecycle } from "./task-lifecycle.js";
@@ -327,9 +328,12 @@ async function startLocked(
     onIdle: wake,
   });
   const warmer = new AvatarWarmer({ clock, fleet, push, logger });
+  // From the dispatcher to a POST /tasks/sync of this process: the result as it comes home.
+  const relay = new ResultRelay();
   await app.register(taskRoutes, {
     clock,
     store,
+    relay,
     avatars,
     blobs,
     inspector,
@@ -444,6 +448,7 @@ async function startLocked(
     push,
     dispatcher: {
       blobs,
+      relay,
       voices,
       inspector,
       maxAttempts: config.maxAttempts,
@@ -566,6 +571,7 @@ async function startLocked(
         watcher?.close();
         apiKeys?.close();
         await dispatchDuties.stopPlacing();
+        relay.close();
         // After a drain that ran out of grace, what is still in flight is cut at once.
         await requests.close(cutOff ? AbortSignal.abort() : undefined);
         // Sends ahead (avatar warms, template prefetches) stop: a task sends what it needs itself.

@@ -98,7 +98,8 @@ export function parseRange(
   return { start, end };
 }
 
-function contentDisposition(name: string): string {
+/** `attachment` under `name`, which may hold any character (RFC 6266 with RFC 8187's filename*). */
+export function contentDisposition(name: string): string {
   const ascii = name.replace(/[^\x20-\x7e]|["\\]/g, "_");
   return `attachment; filename="${ascii}"; filename*=UTF-8''${encodeURIComponent(name)}`;
 }

@@ -4,7 +4,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { BlobStore } from "../../blobs/blob-store.js";
 import { errorBody, httpStatus } from "../../error-codes.js";
 import { AppError, ConflictError, InputError, NotFoundError } from "../../errors.js";
-import { sendFile } from "../../http/send-file.js";
+import { contentDisposition, sendFile } from "../../http/send-file.js";
 import type { TypeBoxTypeProvider } from "../../http/typebox-provider.js";
 import { linkSignals } from "../../linked-signal.js";
 import { forLog } from "../../logger.js";
@@ -27,6 +27,7 @@ import type { DataDirHealth } from "../data-dir-health.js";
 import type { MediaInspector } from "../media-inspector.js";
 import type { Prestager } from "../prestage.js";
 import type { QueueLimit } from "../queue-limit.js";
+import type { ArrivingResult, ResultRelay } from "../result-relay.js";
 import type { TaskLifecycle } from "../task-lifecycle.js";
 import { waitForFinal } from "../task-waiter.js";
 import { assertFiniteQuery } from "./finite-query.js";
@@ -69,6 +70,8 @@ export interface TaskRoutesOptions {
   /** Idle and whole-upload timeouts. */
   upload: UploadDeadlineOptions;
   syncTimeoutMs: number;
+  /** A sync request's result, as it comes home from the machine (result-relay.ts). */
+  relay: ResultRelay;
   /** Where a callback_url may point. */
   callbackPolicy: AddressPolicy;
   /** Sends a template video ahead to a machine while the client still uploads it. */
@@ -233,7 +236,10 @@ export async function taskRoutes(app: FastifyInstance, options: TaskRoutesOption
         summary: "Create a task and answer with the MP4 when it is done",
         description:
           "Waits as long as the task takes (up to the gateway's sync timeout). The task id is in the " +
-          "X-Task-Id header; if the connection drops, the task still completes and can be fetched by id.",
+          "X-Task-Id header; if the connection drops, the task still completes and can be fetched by id. " +
+          "The MP4 is sent chunked as it comes home from the machine; its end is sent only once the task " +
+          "is completed with it, so a body cut short (no last chunk) means this copy was not kept: the " +
+          "task goes on, fetch it by id. HTTP/1.0 clients get it with a Content-Length once completed.",
         tags: ["tasks"],
         consumes: ["multipart/form-data"],
         produces: ["video/mp4", "application/json"],
@@ -260,17 +266,46 @@ export async function taskRoutes(app: FastifyInstance, options: TaskRoutesOption
       const gone = new AbortController();
       // A client that hangs up stops our waiting, never the task itself.
       reply.raw.on("close", () => gone.abort());
-      const waiting = linkSignals([gone.signal, options.shutdown]);
+      // The result starts coming home: the wait is over, the client reads it as it arrives.
+      const arrives = new AbortController();
+      let arriving: ArrivingResult | undefined;
+      // HTTP/1.0 has no chunks: a body cut short could not be told from a whole one there.
+      const chunked = request.raw.httpVersionMajor > 1 || request.raw.httpVersionMinor > 0;
+      const stopExpecting = chunked
+        ? options.relay.expect(task.id, (result) => {
+            arriving = result;
+            arrives.abort();
+          })
+        : () => undefined;
+      const waiting = linkSignals([gone.signal, options.shutdown, arrives.signal]);
       const final = await waitForFinal(
         options.clock,
         store,
         task.id,
         options.syncTimeoutMs,
         waiting.signal,
-      ).finally(waiting.dispose);
+      ).finally(() => {
+        waiting.dispose();
+        stopExpecting();
+      });
       if (gone.signal.aborted) {
         request.log.info({ task_id: task.id }, "sync client went away; the task goes on");
         return reply;
+      }
+      if (arriving && (final?.status === "processing" || final?.status === "completed")) {
+        request.log.info(
+          { task_id: task.id, bytes: arriving.bytes },
+          "sync: sending the result as it comes home",
+        );
+        // Typed as the stored file's reply (200: binary), which a stream is too.
+        const untyped: FastifyReply = reply;
+        // Chunked, with no Content-Length: a body cut short then lacks its last chunk, which every
+        // HTTP client reports as an error. A short body under a Content-Length is not: requests
+        // over urllib3 1.x (Debian 12's) hands it over as the whole file.
+        return untyped
+          .type("video/mp4")
+          .header("content-disposition", contentDisposition(`${task.id}.mp4`))
+          .send(arriving.read());
       }
       if (options.shutdown.aborted && !(final && FINAL_TASK_STATUSES.has(final.status))) {
         return reply.code(httpStatus("SHUTTING_DOWN")).send({
