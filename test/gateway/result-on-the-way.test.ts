@@ -2,16 +2,18 @@ import { writeFile } from "node:fs/promises";
 import { createServer, request as httpRequest, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
-import { afterEach, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { createEngine } from "../../src/engines/registry.js";
 import { createLogger } from "../../src/logger.js";
 import { startWorker } from "../../src/worker/agent.js";
+import { cleanupsAfterEach } from "../helpers/cleanups.js";
 import { getTask } from "../helpers/fleet.js";
 import { removeDir, startTestGateway, taskForm, tempDir } from "../helpers/gateway.js";
 import { probe } from "../helpers/media.js";
 import { run } from "../helpers/processes.js";
 import { python, requirePython } from "../helpers/python.js";
-import { makeTaskInputs, type TaskInputs } from "../helpers/task-inputs.js";
+import { rawRequest } from "../helpers/raw-http.js";
+import { taskInputsOfThisFile } from "../helpers/task-inputs.js";
 import { until } from "../helpers/until.js";
 
 const EXAMPLES = new URL("../../examples/", import.meta.url).pathname;
@@ -23,18 +25,9 @@ const EXAMPLES = new URL("../../examples/", import.meta.url).pathname;
  * check on arrival cuts the client's answer short.
  */
 
-let fixtures: string;
-let inputs: TaskInputs;
-beforeAll(async () => {
-  fixtures = await tempDir();
-  inputs = await makeTaskInputs(fixtures);
-  return () => removeDir(fixtures);
-});
+const inputs = taskInputsOfThisFile();
 
-const cleanups: (() => Promise<void>)[] = [];
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-});
+const cleanups = cleanupsAfterEach();
 
 /** A gate a test opens: what waits on `passed` goes on once `open()` was called. */
 function gate() {
@@ -270,6 +263,26 @@ describe("POST /tasks/sync while the result comes home", () => {
     },
     60_000,
   );
+
+  it("answers an HTTP/1.0 client (no chunks) once the task is completed, with a Content-Length", async () => {
+    const { proxy, gateway } = await gatewayBehindProxy();
+    proxy.halfway.open();
+    const form = new Request("http://form.invalid/", {
+      method: "POST",
+      body: await taskForm({ audio: { path: inputs.audio }, video: { path: inputs.video } }),
+    });
+    const body = Buffer.from(await form.arrayBuffer());
+    const head =
+      "POST /tasks/sync HTTP/1.0\r\nHost: 127.0.0.1\r\n" +
+      `Content-Type: ${form.headers.get("content-type")}\r\nContent-Length: ${body.length}\r\n\r\n`;
+    const answer = await rawRequest(gateway.url, head, body, { timeoutMs: 30_000 });
+    expect(answer.status).toBe(200);
+    const headers = answer.text.slice(0, answer.text.indexOf("\r\n\r\n")).toLowerCase();
+    expect(headers).not.toContain("transfer-encoding");
+    expect(headers).toContain(`content-length: ${proxy.results[0]?.total}`);
+    const taskId = /x-task-id: ([0-9a-f-]+)/.exec(headers)?.[1] ?? "";
+    expect((await getTask(gateway.url, taskId)).status).toBe("completed");
+  }, 60_000);
 
   it("is cut when the gateway closes meanwhile, and the close does not wait for the machine", async () => {
     const { proxy, gateway } = await gatewayBehindProxy();

@@ -2,15 +2,16 @@ import { readdir, stat, writeFile } from "node:fs/promises";
 import { createServer, request as httpRequest, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
-import { afterEach, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { createEngine } from "../../src/engines/registry.js";
 import { createLogger } from "../../src/logger.js";
 import { startWorker, type WorkerHandle } from "../../src/worker/agent.js";
+import { cleanupsAfterEach } from "../helpers/cleanups.js";
 import { createTask, getTask } from "../helpers/fleet.js";
 import { removeDir, startTestGateway, tempDir } from "../helpers/gateway.js";
 import { makeAudio, makeVideo, probe } from "../helpers/media.js";
 import { parseScrape, sampleValue } from "../helpers/prometheus.js";
-import { makeTaskInputs, type TaskInputs } from "../helpers/task-inputs.js";
+import { taskInputsOfThisFile } from "../helpers/task-inputs.js";
 import { until } from "../helpers/until.js";
 
 type Gateway = Awaited<ReturnType<typeof startTestGateway>>;
@@ -44,18 +45,9 @@ async function completedMp4(gateway: Gateway, id: string, dir: string): Promise<
   expect(media.durationSec).toBeGreaterThan(0.5);
 }
 
-let fixtures: string;
-let inputs: TaskInputs;
-beforeAll(async () => {
-  fixtures = await tempDir();
-  inputs = await makeTaskInputs(fixtures);
-  return () => removeDir(fixtures);
-});
+const inputs = taskInputsOfThisFile();
 
-const cleanups: (() => Promise<void>)[] = [];
-afterEach(async () => {
-  for (const fn of cleanups.splice(0).reverse()) await fn();
-});
+const cleanups = cleanupsAfterEach();
 
 /**
  * An in-process worker agent on 127.0.0.1, stopped after the test: the ffmpeg engine, or with

@@ -1,5 +1,6 @@
 import { join } from "node:path";
-import { taskForm } from "./gateway.js";
+import { beforeAll } from "vitest";
+import { removeDir, taskForm, tempDir } from "./gateway.js";
 import { makeAudio, makeVideo } from "./media.js";
 
 export interface TaskInputs {
@@ -12,6 +13,20 @@ export async function makeTaskInputs(dir: string): Promise<TaskInputs> {
   const inputs = { audio: join(dir, "speech.m4a"), video: join(dir, "person.mp4") };
   await makeAudio(inputs.audio, { seconds: 1 });
   await makeVideo(inputs.video, { seconds: 1 });
+  return inputs;
+}
+
+/**
+ * The test file's inputs, made once before its tests and removed after them; their paths are
+ * there once the tests run (empty while the file is collected).
+ */
+export function taskInputsOfThisFile(): TaskInputs {
+  const inputs: TaskInputs = { audio: "", video: "" };
+  beforeAll(async () => {
+    const dir = await tempDir();
+    Object.assign(inputs, await makeTaskInputs(dir));
+    return () => removeDir(dir);
+  });
   return inputs;
 }
 
