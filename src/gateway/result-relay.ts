@@ -30,7 +30,7 @@ export class ArrivingResult {
     /** Where the result is kept once stored: read from there if the temp file is gone already. */
     private readonly storedPath: string,
     /** Told once, when it is completed or failed. */
-    private readonly onSettled: () => void = () => undefined,
+    private readonly onSettled: () => void,
   ) {
     this.changes.setMaxListeners(0);
   }
