@@ -2,7 +2,7 @@ import type { MachineEntry } from "../config/machines-file.js";
 import { errorMessage } from "../errors.js";
 import { linkSignals } from "../linked-signal.js";
 import type { Logger } from "../logger.js";
-import { WorkerClient } from "../protocol/worker-client.js";
+import { WorkerClient, WorkerUnreachableError } from "../protocol/worker-client.js";
 import type { Clock, Timer } from "./clock.js";
 import { Machine } from "./machine.js";
 
@@ -37,8 +37,8 @@ const MAX_PROBE_BACKOFF_MS = 8_000;
 /**
  * The machines of machines.json (and the embedded worker), their health and their circuit
  * breakers. Probes run on one timer; each machine is probed at most once at a time, and a machine
- * whose circuit is open is probed with exponential backoff (capped, so a machine that comes back
- * gets work again within seconds and without a restart).
+ * whose circuit is open and that does not answer at all is probed with exponential backoff (capped,
+ * so a machine that comes back gets work again within seconds and without a restart).
  */
 export class Fleet {
   private readonly machines = new Map<string, Machine>();
@@ -197,7 +197,12 @@ export class Fleet {
       if (this.abort.signal.aborted || client !== machine.client) return;
       const reason = errorMessage(err);
       const failures = machine.probeFailed(reason, started);
-      const over = failures - this.options.failureThreshold;
+      // Backing off spares probes that cost their wait (no answer until the timeout, no route to
+      // the host). One the host answered at once (the port refused, an error status) cost nothing,
+      // and a worker that restarts listens again within seconds: it is asked every interval, so its
+      // slots take work as soon as it is back, not up to the backoff's cap later.
+      const answered = err instanceof WorkerUnreachableError ? err.refused : !deadline.signal.aborted;
+      const over = answered ? -1 : failures - this.options.failureThreshold;
       const backoff =
         over < 0 ? 0 : Math.min(MAX_PROBE_BACKOFF_MS, this.options.healthIntervalMs * 2 ** over);
       machine.probeAgainAt(clock.now() + Math.max(this.options.healthIntervalMs, backoff));

@@ -96,6 +96,11 @@ export class Machine {
     return this.#consecutiveFailures;
   }
 
+  /** A health probe of it is under way. */
+  get probing(): boolean {
+    return this.#probing;
+  }
+
   /** Start of the current outage (first failed contact since the last success). */
   get unreachableSince(): number | undefined {
     return this.#unreachableSince;

@@ -11,7 +11,13 @@ export function describeNetworkError(err: unknown): string {
   }
   if (!(err instanceof Error)) return String(err);
   const cause = err.cause instanceof Error ? err.cause : undefined;
-  return codeOf(cause) ?? codeOf(err) ?? cause?.message ?? err.message;
+  return networkErrorCode(err) ?? cause?.message ?? err.message;
+}
+
+/** Node's code for a request that got no answer (`ECONNREFUSED`…), from the error or its cause. */
+export function networkErrorCode(err: unknown): string | undefined {
+  if (!(err instanceof Error)) return undefined;
+  return codeOf(err.cause instanceof Error ? err.cause : undefined) ?? codeOf(err);
 }
 
 function codeOf(err: Error | undefined): string | undefined {

@@ -3,7 +3,7 @@ import type { Readable } from "node:stream";
 import { Agent, type Dispatcher, request } from "undici";
 import { type ErrorCode, failureKindOf } from "../error-codes.js";
 import { excerpt, type FailureKind, ProtocolError } from "../errors.js";
-import { describeNetworkError } from "../http/network-error.js";
+import { describeNetworkError, networkErrorCode } from "../http/network-error.js";
 import { ReplySchema } from "../http/reply-schema.js";
 import {
   bearer,
@@ -47,7 +47,14 @@ export function isWorkerError(err: unknown, expected: { readonly code: ErrorCode
 export class WorkerUnreachableError extends Error {
   readonly code = "WORKER_UNREACHABLE" satisfies ErrorCode;
 
-  constructor(message: string) {
+  constructor(
+    message: string,
+    /**
+     * The machine's host refused the connection at once: it is up, and nothing listens on the
+     * port (the agent stopped, or restarts). Asking again costs nothing (fleet.ts probes it so).
+     */
+    readonly refused = false,
+  ) {
     super(message);
     this.name = "WorkerUnreachableError";
   }
@@ -250,7 +257,10 @@ export class WorkerClient {
       });
     } catch (err) {
       if (opts.signal?.aborted) throw err;
-      throw new WorkerUnreachableError(`${method} ${this.baseUrl}${path}: ${describeNetworkError(err)}`);
+      throw new WorkerUnreachableError(
+        `${method} ${this.baseUrl}${path}: ${describeNetworkError(err)}`,
+        networkErrorCode(err) === "ECONNREFUSED",
+      );
     }
     if (res.statusCode >= 400 && !(opts.allow404 && res.statusCode === 404)) {
       throw refusal(res.statusCode, await res.body.text().catch(() => ""));

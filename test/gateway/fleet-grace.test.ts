@@ -1,21 +1,10 @@
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { Fleet, type Machine } from "../../src/gateway/fleet.js";
-import { createLogger } from "../../src/logger.js";
-import { type Health, PROTOCOL_VERSION } from "../../src/protocol/schemas.js";
+import type { Fleet, Machine } from "../../src/gateway/fleet.js";
 import { FakeClock } from "../helpers/fake-clock.js";
+import { fakeClockFleet, idleHealth } from "../helpers/fake-clock-fleet.js";
 import { until } from "../helpers/until.js";
-
-const HEALTH: Health = {
-  protocol: PROTOCOL_VERSION,
-  engine: "ffmpeg",
-  version: "test",
-  max_concurrent: 1,
-  running: [],
-  queued: [],
-  free_disk_bytes: 1,
-};
 
 const INTERVAL_MS = 1000;
 const GRACE_MS = 5000;
@@ -36,24 +25,16 @@ describe("fleet grace period (fake clock)", () => {
     failing = false;
     server = createServer((_req, res) => {
       if (failing) res.writeHead(503).end();
-      else res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(HEALTH));
+      else res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(idleHealth()));
     });
     await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
     clock = new FakeClock();
     lost = [];
-    fleet = new Fleet({
+    fleet = fakeClockFleet(
       clock,
-      token: undefined,
-      healthIntervalMs: INTERVAL_MS,
-      probeTimeoutMs: 5000,
-      requestTimeoutMs: 5000,
-      failureThreshold: 2,
-      graceMs: GRACE_MS,
-      logger: createLogger({ level: "silent", format: "json" }),
-      onChange: () => undefined,
-      onLost: (m) => lost.push({ machine: m.name, at: clock.now() }),
-      liveJobs: (m) => m.running,
-    });
+      { healthIntervalMs: INTERVAL_MS, probeTimeoutMs: 5000, graceMs: GRACE_MS },
+      (m) => lost.push({ machine: m.name, at: clock.now() }),
+    );
   });
 
   afterEach(async () => {
