@@ -8,6 +8,7 @@ import { createEngine } from "../engines/registry.js";
 import { createSpeaker } from "../engines/speech/speakers.js";
 import { AppError, errorMessage, StartupError } from "../errors.js";
 import { frameworkErrors, installErrorHandler } from "../http/error-handler.js";
+import { lazyRequestLogger } from "../http/lazy-request-logger.js";
 import { RequestsInFlight } from "../http/requests-in-flight.js";
 import type { Logger } from "../logger.js";
 import { logMediaTools } from "../media/media-tools-log.js";
@@ -256,10 +257,10 @@ async function startLocked(
     // steps. Changes and failures are logged in onResponse below, reads are not.
     logController: new LogController({ disableRequestLogging: true }),
     // Request log lines about a task carry its task_id too, like every other line about it.
-    childLoggerFactory: (parent, bindings, opts, raw) => {
-      const taskId = TASK_URL.exec(raw.url ?? "")?.[1];
-      return parent.child(taskId ? { ...bindings, task_id: taskId } : bindings, opts);
-    },
+    childLoggerFactory: lazyRequestLogger((url) => {
+      const taskId = TASK_URL.exec(url)?.[1];
+      return taskId ? { task_id: taskId } : undefined;
+    }),
   });
   installErrorHandler(app);
   // Requests in flight, for the drain: each counts until its response has gone (or its client has).

@@ -9,6 +9,7 @@ import type { Engine } from "../engines/engine.js";
 import type { Speaker } from "../engines/speech/speaker.js";
 import { AppError } from "../errors.js";
 import { frameworkErrors, installErrorHandler } from "../http/error-handler.js";
+import { lazyRequestLogger } from "../http/lazy-request-logger.js";
 import { isLoopbackHost } from "../http/loopback.js";
 import { RequestsInFlight } from "../http/requests-in-flight.js";
 import type { Logger } from "../logger.js";
@@ -139,6 +140,7 @@ async function startLocked(options: WorkerOptions): Promise<WorkerHandle> {
   const app = fastify({
     loggerInstance: appLogger,
     logController: new LogController({ disableRequestLogging: true }),
+    childLoggerFactory: lazyRequestLogger(),
     frameworkErrors,
   });
   installErrorHandler(app);
