@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
-import { copyFile, rename, rm } from "node:fs/promises";
+import { copyFile, rename } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
+import { removeFile } from "../remove-file.js";
 
 /**
  * Moves a finished file to `to` so that `to` appears in one step, whole or not at all, as the
@@ -20,6 +21,6 @@ export async function moveIntoPlace(from: string, to: string): Promise<void> {
     await copyFile(from, staged);
     await rename(staged, to);
   } finally {
-    await rm(staged, { force: true });
+    await removeFile(staged);
   }
 }

@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import { open, readdir, readFile, rename, rm } from "node:fs/promises";
+import { open, readdir, readFile, rename } from "node:fs/promises";
 import { join } from "node:path";
 import { type Static, Type } from "@sinclair/typebox";
 import { Value } from "@sinclair/typebox/value";
@@ -7,6 +7,7 @@ import { errorMessage } from "../errors.js";
 import type { Logger } from "../logger.js";
 import { makeDir } from "../make-dir.js";
 import { BlobRef, JobOptions, JobView, SpeechRequest } from "../protocol/schemas.js";
+import { removeFile } from "../remove-file.js";
 
 /** What a job was asked to do, with the options already filled in with their defaults. */
 export const JobInput = Type.Object({
@@ -133,7 +134,7 @@ export class JobRecords {
     for (const name of await readdir(this.dir)) {
       const path = join(this.dir, name);
       if (name.endsWith(".tmp")) {
-        await rm(path, { force: true });
+        await removeFile(path);
         continue;
       }
       if (!name.endsWith(".json")) continue;
@@ -182,7 +183,7 @@ export class JobRecords {
   /** Deletes the record once writes already asked for have landed, so none can bring it back. */
   async remove(id: string): Promise<void> {
     await this.settle(id);
-    await rm(join(this.dir, `${id}.json`), { force: true });
+    await removeFile(join(this.dir, `${id}.json`));
   }
 
   /** Waits for every write asked for so far. */
@@ -212,7 +213,7 @@ export class JobRecords {
       }
       await rename(tmp, final);
     } catch (err) {
-      await rm(tmp, { force: true });
+      await removeFile(tmp);
       throw err;
     }
   }

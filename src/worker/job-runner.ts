@@ -1,4 +1,3 @@
-import { rm } from "node:fs/promises";
 import { AgentStoppingError, type Engine, type ResumeState } from "../engines/engine.js";
 import type { Speaker } from "../engines/speech/speaker.js";
 import { AppError, ConflictError, EngineError, errorMessage, InputError, NotFoundError } from "../errors.js";
@@ -10,6 +9,7 @@ import {
   type JobView,
   type PutJobBody,
 } from "../protocol/schemas.js";
+import { removeFile } from "../remove-file.js";
 import type { BlobCache } from "./blob-cache.js";
 import { runEngine } from "./engine-run.js";
 import type { JobJournal } from "./job-journal.js";
@@ -532,8 +532,8 @@ export class JobRunner {
     }
     // Files first: once the API says 404, nothing of the job is left on disk.
     await this.o.records.remove(id);
-    await rm(this.o.layout.resultPath(id), { force: true });
-    await rm(this.o.layout.speechPath(id), { force: true });
+    await removeFile(this.o.layout.resultPath(id));
+    await removeFile(this.o.layout.speechPath(id));
     this.jobs.delete(id);
     this.transitions.deleted(job);
     this.notifyCollected();
