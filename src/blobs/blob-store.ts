@@ -1,11 +1,12 @@
 import { createHash, randomUUID } from "node:crypto";
 import { close, createReadStream, createWriteStream, open, write, writev } from "node:fs";
-import { copyFile, link, readdir, rename, rm, stat } from "node:fs/promises";
+import { copyFile, link, readdir, rename, stat } from "node:fs/promises";
 import { join } from "node:path";
 import type { Readable } from "node:stream";
 import { Transform, type TransformCallback } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { makeDir } from "../make-dir.js";
+import { removeFile } from "../remove-file.js";
 
 export interface BlobInfo {
   readonly sha256: string;
@@ -101,7 +102,7 @@ export class BlobStore {
     // write under way by another gateway on the shared folder (its own start clears its leftovers).
     for (const name of await readdir(this.tmpDir)) {
       const owner = OWNED_TEMP.exec(name)?.[1];
-      if (owner === undefined || owner === this.owner) await rm(join(this.tmpDir, name), { force: true });
+      if (owner === undefined || owner === this.owner) await removeFile(join(this.tmpDir, name));
     }
     // A crash between moving a blob aside and deciding its fate: a task may have come to need it
     // meanwhile, so it goes back; the orphan sweep deletes it later if nothing does. (Another
@@ -110,7 +111,7 @@ export class BlobStore {
       const sha256 = name.split(".")[0] ?? "";
       const trash = join(this.trashDir, name);
       if (SHA256_HEX.test(sha256)) await this.putBack(sha256, trash);
-      else await rm(trash, { force: true });
+      else await removeFile(trash);
     }
   }
 
@@ -157,12 +158,12 @@ export class BlobStore {
       // would recreate what rm just removed.
       out.on("error", () => undefined).destroy();
       if (!out.closed) await new Promise<void>((resolve) => out.once("close", () => resolve()));
-      await rm(tmp, { force: true });
+      await removeFile(tmp);
       throw err;
     }
     const sha256 = hash.digest("hex");
     if (options.expectedSha256 !== undefined && options.expectedSha256 !== sha256) {
-      await rm(tmp, { force: true });
+      await removeFile(tmp);
       throw (
         options.onMismatch?.(sha256) ??
         new Error(`content hashes to ${sha256}, not ${options.expectedSha256}`)
@@ -186,7 +187,7 @@ export class BlobStore {
         if (kept && !(await this.has(sha256))) await this.linkInto(tmp, sha256);
       },
       discard: async () => {
-        if (!settled || kept) await rm(tmp, { force: true });
+        if (!settled || kept) await removeFile(tmp);
         settled = true;
         kept = false;
       },
@@ -205,18 +206,32 @@ export class BlobStore {
       await produce(out);
       return await this.stage(createReadStream(out), options);
     } finally {
-      await rm(out, { force: true });
+      await removeFile(out);
     }
   }
 
-  /** Puts a second link of `file` into place under its hash; `file` stays. */
+  /**
+   * Puts a second link of `file` into place under its hash; `file` stays. A blob already there is
+   * the same content, and stays as it is: a template sent again with each task costs one syscall,
+   * not a link, a rename and an unlink. (A deleter that moves it aside meanwhile is `commitWhile`'s
+   * to answer, as for any blob in place.)
+   */
   private async linkInto(file: string, sha256: string): Promise<void> {
-    const second = `${file}.link`;
-    await link(file, second);
-    await this.moveInto(second, sha256);
-    // rename() between two links of one file does nothing and leaves the source: a deleter may
-    // have put this very file back meanwhile (putBack links it).
-    await rm(second, { force: true });
+    const dest = this.path(sha256);
+    const linked = () =>
+      link(file, dest).then(
+        () => true,
+        (err: unknown) => {
+          const code = (err as NodeJS.ErrnoException).code;
+          if (code === "EEXIST") return true;
+          if (code === "ENOENT") return false;
+          throw err;
+        },
+      );
+    // The fan-out folder usually exists: made only when the link says it is missing.
+    if (await linked()) return;
+    await makeDir(join(this.root, sha256.slice(0, 2)));
+    if (!(await linked())) throw Object.assign(new Error(`${file} is gone`), { code: "ENOENT" });
   }
 
   /** Renames a complete file into place under its hash. */
@@ -284,7 +299,7 @@ export class BlobStore {
       return 0;
     }
     const { size } = await stat(trash);
-    await rm(trash, { force: true });
+    await removeFile(trash);
     return size;
   }
 
@@ -297,7 +312,7 @@ export class BlobStore {
       if (code === "ENOENT") await this.moveInto(trash, sha256);
       else if (code !== "EEXIST") throw err;
     }
-    await rm(trash, { force: true });
+    await removeFile(trash);
   }
 
   /** Every blob in place, folder by folder (memory stays flat with the store's size). */
@@ -322,7 +337,7 @@ export class BlobStore {
 
   /** Places a blob at `dest` without copying when both are on one file system. */
   async linkTo(sha256: string, dest: string): Promise<void> {
-    await rm(dest, { force: true });
+    await removeFile(dest);
     try {
       await link(this.path(sha256), dest);
     } catch {
@@ -331,7 +346,7 @@ export class BlobStore {
   }
 
   async remove(sha256: string): Promise<void> {
-    await rm(this.path(sha256), { force: true });
+    await removeFile(this.path(sha256));
   }
 }
 
