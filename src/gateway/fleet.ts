@@ -2,7 +2,7 @@ import type { MachineEntry } from "../config/machines-file.js";
 import { errorMessage } from "../errors.js";
 import { linkSignals } from "../linked-signal.js";
 import type { Logger } from "../logger.js";
-import { WorkerClient, WorkerUnreachableError } from "../protocol/worker-client.js";
+import { WorkerClient, WorkerHttpError, WorkerUnreachableError } from "../protocol/worker-client.js";
 import type { Clock, Timer } from "./clock.js";
 import { Machine } from "./machine.js";
 
@@ -197,12 +197,17 @@ export class Fleet {
       if (this.abort.signal.aborted || client !== machine.client) return;
       const reason = errorMessage(err);
       const failures = machine.probeFailed(reason, started);
-      // Backing off spares probes that cost their wait (no answer until the timeout, no route to
-      // the host). One the host answered at once (the port refused, an error status) cost nothing,
-      // and a worker that restarts listens again within seconds: it is asked every interval, so its
-      // slots take work as soon as it is back, not up to the backoff's cap later.
-      const answered = err instanceof WorkerUnreachableError ? err.refused : !deadline.signal.aborted;
-      const over = answered ? -1 : failures - this.options.failureThreshold;
+      // A worker that restarts is refused at its port (or answered 5xx by a proxy in front of it)
+      // for a few seconds, and such a probe costs nothing: it is asked every interval, so its slots
+      // take work as soon as it listens, not up to the backoff's cap later. Backing off is for
+      // probes that cost their wait (no answer until the timeout, no route to the host) and for a
+      // refusal that lasts until someone changes a setting (a 4xx: a token that does not match,
+      // another service on the port), which a refusal a second would only repeat in its log.
+      const restarting =
+        err instanceof WorkerUnreachableError
+          ? err.refused
+          : err instanceof WorkerHttpError && err.status >= 500;
+      const over = restarting ? -1 : failures - this.options.failureThreshold;
       const backoff =
         over < 0 ? 0 : Math.min(MAX_PROBE_BACKOFF_MS, this.options.healthIntervalMs * 2 ** over);
       machine.probeAgainAt(clock.now() + Math.max(this.options.healthIntervalMs, backoff));

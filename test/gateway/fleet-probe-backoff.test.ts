@@ -9,14 +9,15 @@ import { until } from "../helpers/until.js";
 const INTERVAL_MS = 1000;
 const PROBE_TIMEOUT_MS = 500;
 const STEP_MS = 100;
+const UNAUTHORIZED = JSON.stringify({ error: "TOKEN_MISMATCH", message: "the worker token does not match" });
 
-type Mode = "ok" | "503" | "silent";
+type Mode = "ok" | "503" | "401" | "silent";
 
 /**
  * How often a machine that is down is probed, on a fake clock against a real HTTP server: one
- * whose host answers at once (the port refused while its agent restarts, or an error status) is
- * asked every interval, so it gets work as soon as it is back; one that does not answer at all
- * costs each probe its timeout, and is asked less and less often, up to 8 s apart.
+ * that looks like a worker restarting (its port refused, or 5xx) is asked every interval, so it
+ * gets work as soon as it is back; one that does not answer at all (each probe costs its timeout)
+ * or refuses the gateway (4xx: a setting to change) is asked less and less often, up to 8 s apart.
  */
 describe("probing a machine that is down (fake clock)", () => {
   let server: Server;
@@ -30,6 +31,7 @@ describe("probing a machine that is down (fake clock)", () => {
       if (mode === "ok")
         res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(idleHealth()));
       else if (mode === "503") res.writeHead(503).end();
+      else if (mode === "401") res.writeHead(401, { "content-type": "application/json" }).end(UNAUTHORIZED);
       // "silent": the request is read and never answered; the probe's timeout ends it.
     });
     await new Promise<void>((resolve) => server.listen(port, "127.0.0.1", resolve));
@@ -107,7 +109,7 @@ describe("probing a machine that is down (fake clock)", () => {
     await until(() => machine.state === "up", 10_000, { what: "the machine up again" });
   });
 
-  it("a machine that answers with an error status is asked every interval", async () => {
+  it("a machine that answers 5xx (a proxy in front of a restarting agent) is asked every interval", async () => {
     const machine = await upMachine();
     mode = "503";
     const starts = await failedProbes(machine, 6);
@@ -125,5 +127,16 @@ describe("probing a machine that is down (fake clock)", () => {
     // delay of one interval while under the threshold, then doubling from one interval, capped.
     const delays = [1000, 1000, 2000, 4000, 8000, 8000, 8000];
     expect(gaps).toEqual(delays.map((d) => Math.ceil((PROBE_TIMEOUT_MS + d) / INTERVAL_MS) * INTERVAL_MS));
+  });
+
+  it("a machine that refuses the gateway (401) is asked less and less often, up to 8 s apart", async () => {
+    const machine = await upMachine();
+    mode = "401";
+    const starts = await failedProbes(machine, 8);
+    expect(machine.state).toBe("down");
+    expect(machine.lastError).toContain("the worker token does not match");
+    const gaps = starts.slice(1).map((t, i) => t - (starts[i] as number));
+    // It fails at once, so each next probe is due exactly its delay later, on a tick.
+    expect(gaps).toEqual([1000, 1000, 2000, 4000, 8000, 8000, 8000]);
   });
 });
