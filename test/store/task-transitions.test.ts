@@ -67,6 +67,11 @@ interface ModelTask {
   readonly attempts: Array<{ id: string; status: AttemptStatus }>;
   statusChanges: number;
   progressSteps: number;
+  /**
+   * The current attempt has logged a progress step. Every step here says "working", and the same
+   * progress is a step again only with a new message (issue 12): the first one of an attempt is.
+   */
+  stepped: boolean;
 }
 
 /** The attempt an operation speaks for: the current one, or one the task has moved past. */
@@ -88,7 +93,13 @@ function step(model: ModelTask[], op: TaskOp): boolean {
       if (t.status !== "pending") return false;
       const id = `${t.id}-a${t.attempts.length + 1}`;
       t.attempts.push({ id, status: "dispatching" });
-      Object.assign(t, { status: "processing", current: id, progress: 0, tries: t.tries + 1 });
+      Object.assign(t, {
+        status: "processing",
+        current: id,
+        progress: 0,
+        tries: t.tries + 1,
+        stepped: false,
+      });
       t.statusChanges++;
       return true;
     }
@@ -133,8 +144,11 @@ function step(model: ModelTask[], op: TaskOp): boolean {
     }
     case "progress": {
       if (t.status !== "processing" || attemptFor(t, op.stale) !== t.current) return false;
-      if (op.step && op.value === t.progress) return false;
-      if (op.step) t.progressSteps++;
+      if (op.step && op.value === t.progress && t.stepped) return false;
+      if (op.step) {
+        t.progressSteps++;
+        t.stepped = true;
+      }
       t.progress = op.value;
       return false;
     }
@@ -241,6 +255,7 @@ describeStores("task status transitions (model-based)", (backend) => {
               tries: 0,
               statusChanges: 0,
               progressSteps: 0,
+              stepped: false,
             });
           }
           for (const op of ops) {
