@@ -1,9 +1,10 @@
-import { readFile, rm, writeFile } from "node:fs/promises";
+import { readFile, writeFile } from "node:fs/promises";
 import { hostname } from "node:os";
 import { join } from "node:path";
 import SQLite from "better-sqlite3";
 import { StartupError } from "./errors.js";
 import { makeDir } from "./make-dir.js";
+import { removeFile } from "./remove-file.js";
 
 export interface DataDirLock {
   release(): Promise<void>;
@@ -49,7 +50,7 @@ export async function lockDataDir(dataDir: string, role: "gateway" | "worker"): 
     async release() {
       if (released) return;
       released = true;
-      await rm(owner, { force: true });
+      await removeFile(owner);
       db.close();
     },
   };

@@ -217,35 +217,32 @@ export class BlobStore {
    * to answer, as for any blob in place.)
    */
   private async linkInto(file: string, sha256: string): Promise<void> {
-    const dest = this.path(sha256);
-    const linked = () =>
-      link(file, dest).then(
-        () => true,
-        (err: unknown) => {
-          const code = (err as NodeJS.ErrnoException).code;
-          if (code === "EEXIST") return true;
-          if (code === "ENOENT") return false;
-          throw err;
-        },
-      );
-    // The fan-out folder usually exists: made only when the link says it is missing.
-    if (await linked()) return;
-    await makeDir(join(this.root, sha256.slice(0, 2)));
-    if (!(await linked())) throw Object.assign(new Error(`${file} is gone`), { code: "ENOENT" });
+    await this.intoFanOut(sha256, (dest) =>
+      link(file, dest).catch((err: unknown) => {
+        if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+      }),
+    );
   }
 
   /** Renames a complete file into place under its hash. */
   private async moveInto(file: string, sha256: string): Promise<string> {
-    const dest = this.path(sha256);
     // Same content under the same name: replacing an existing copy is harmless and atomic.
-    // The fan-out folder usually exists, so try first and make it only when missing: one
-    // syscall per commit on the intake's hot path instead of two.
+    return this.intoFanOut(sha256, (dest) => rename(file, dest));
+  }
+
+  /**
+   * Runs `place` with the blob's path. The fan-out folder usually exists, so it is made only when
+   * `place` finds it missing (ENOENT), and `place` runs again: one syscall per commit on the
+   * intake's hot path instead of two.
+   */
+  private async intoFanOut(sha256: string, place: (dest: string) => Promise<void>): Promise<string> {
+    const dest = this.path(sha256);
     try {
-      await rename(file, dest);
+      await place(dest);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
       await makeDir(join(this.root, sha256.slice(0, 2)));
-      await rename(file, dest);
+      await place(dest);
     }
     return dest;
   }

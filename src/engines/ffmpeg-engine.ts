@@ -1,5 +1,4 @@
 import { randomUUID } from "node:crypto";
-import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import { EngineError } from "../errors.js";
 import type { Logger } from "../logger.js";
@@ -8,6 +7,7 @@ import { buildPingPongCycle } from "../media/ping-pong.js";
 import { MediaError, type MediaInfo, probeMedia } from "../media/probe.js";
 import { runFfmpeg } from "../media/run-ffmpeg.js";
 import { UNTRUSTED_INPUT_ARGS } from "../media/untrusted-input.js";
+import { removeFile } from "../remove-file.js";
 import { type Engine, type EngineJob, type EngineRunContext, engineCapacity } from "./engine.js";
 import { blameFfmpegFailure } from "./engine-failure.js";
 import { moveIntoPlace } from "./move-into-place.js";
@@ -130,7 +130,7 @@ export class FfmpegEngine implements Engine {
       );
       await moveIntoPlace(partial, job.outputPath);
     } finally {
-      await rm(partial, { force: true });
+      await removeFile(partial);
     }
     progress(100, "done");
   }

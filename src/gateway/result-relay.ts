@@ -137,9 +137,10 @@ class FollowingReader extends Readable {
       const file = this.position < limit ? await this.openFile(now) : undefined;
       if (file) {
         const want = Math.min(READ_BYTES, limit - this.position);
-        const { bytesRead, buffer } = await file.read(Buffer.alloc(want), 0, want, this.position);
+        const { bytesRead, buffer } = await file.read(Buffer.allocUnsafe(want), 0, want, this.position);
         if (this.destroyed) return;
         if (bytesRead > 0) {
+          // Only the bytes read go out: the rest of the unzeroed buffer is never seen.
           this.position += bytesRead;
           this.push(buffer.subarray(0, bytesRead));
           return;

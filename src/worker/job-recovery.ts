@@ -2,6 +2,7 @@ import { readdir, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import type { Logger } from "../logger.js";
 import { makeDir } from "../make-dir.js";
+import { removeFile } from "../remove-file.js";
 import type { JobJournal } from "./job-journal.js";
 import { failRecord, type JobRecord, type JobRecords, recoverRecord } from "./job-records.js";
 import type { WorkerLayout } from "./layout.js";
@@ -51,10 +52,10 @@ export async function recoverJobs(o: JobRecoveryOptions): Promise<JobRecord[]> {
   const known = new Set(recovered.map((r) => r.view.id));
   for (const name of await readdir(layout.results)) {
     const id = name.replace(/\.mp4$/, "");
-    if (!known.has(id)) await rm(join(layout.results, name), { force: true });
+    if (!known.has(id)) await removeFile(join(layout.results, name));
   }
   for (const name of await readdir(layout.speech)) {
-    if (!known.has(name.replace(/\.wav$/, ""))) await rm(join(layout.speech, name), { force: true });
+    if (!known.has(name.replace(/\.wav$/, ""))) await removeFile(join(layout.speech, name));
   }
   return recovered;
 }

@@ -2,8 +2,9 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import type { MachineEntry } from "../../src/config/machines-file.js";
 import { Machine } from "../../src/gateway/machine.js";
-import { type Health, PROTOCOL_VERSION } from "../../src/protocol/schemas.js";
+import type { Health } from "../../src/protocol/schemas.js";
 import { WorkerClient } from "../../src/protocol/worker-client.js";
+import { idleHealth } from "../helpers/fake-clock-fleet.js";
 
 function entry(over: Partial<MachineEntry> = {}): MachineEntry {
   return { name: "gpu-1", host: "10.0.0.1", port: 8000, max_concurrent: 2, enabled: true, ...over };
@@ -19,15 +20,7 @@ function machine(spec: MachineEntry = entry()): Machine {
 
 const attempt = (taskId = "t") => ({ taskId, audioDuration: 1, startedAt: 0 });
 
-const HEALTH: Health = {
-  protocol: PROTOCOL_VERSION,
-  engine: "ffmpeg",
-  version: "test",
-  max_concurrent: 2,
-  running: [],
-  queued: [],
-  free_disk_bytes: 1,
-};
+const HEALTH: Health = idleHealth(2);
 
 describe("Machine slots", () => {
   it("runs at the agent's capacity when it reports fewer slots than machines.json, and says so", () => {

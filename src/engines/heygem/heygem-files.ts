@@ -1,6 +1,7 @@
 import { copyFile, link, readdir, rm, stat } from "node:fs/promises";
 import { join, posix } from "node:path";
 import { makeDir } from "../../make-dir.js";
+import { removeFile } from "../../remove-file.js";
 
 /**
  * Puts an input where the container can read it by a bare name: `<data folder>/temp/<name>`
@@ -10,7 +11,7 @@ import { makeDir } from "../../make-dir.js";
 export async function stageInput(source: string, tempDir: string, name: string): Promise<void> {
   await makeDir(tempDir);
   const dest = join(tempDir, name);
-  await rm(dest, { force: true });
+  await removeFile(dest);
   try {
     await link(source, dest);
     return;

@@ -1,8 +1,9 @@
 import { createHash, randomUUID } from "node:crypto";
-import { copyFile, link, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
+import { copyFile, link, readFile, rename, stat, writeFile } from "node:fs/promises";
 import { extname, join, posix } from "node:path";
 import { makeDir } from "../../make-dir.js";
 import { runFfmpeg } from "../../media/run-ffmpeg.js";
+import { removeFile } from "../../remove-file.js";
 import type { FishSpeechApi, PreparedReference } from "./fish-speech-api.js";
 import type { SpeakVoice } from "./speaker.js";
 
@@ -164,7 +165,7 @@ function hostPath(instanceDir: string, url: string): string | undefined {
 }
 
 async function place(source: string, dest: string): Promise<void> {
-  await rm(dest, { force: true });
+  await removeFile(dest);
   try {
     await link(source, dest);
   } catch {

@@ -1,8 +1,9 @@
 import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
-import { open, rename, rm } from "node:fs/promises";
+import { open, rename } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { ConfigError } from "../../errors.js";
+import { removeFile } from "../../remove-file.js";
 import {
   type ApiKeysFile,
   generateKey,
@@ -73,7 +74,7 @@ async function writeKeysFile(file: string, content: ApiKeysFile): Promise<void> 
     await rename(temp, file);
   } catch (err) {
     await handle.close().catch(() => undefined);
-    await rm(temp, { force: true });
+    await removeFile(temp);
     throw err;
   }
 }
