@@ -1,5 +1,5 @@
-import { stat } from "node:fs/promises";
-import { type IAudioMetadata, parseFile } from "music-metadata";
+import { readFile, stat } from "node:fs/promises";
+import { type IAudioMetadata, type IOptions, parseBuffer, parseFile } from "music-metadata";
 import type { MediaInfo } from "./probe.js";
 
 /**
@@ -7,6 +7,16 @@ import type { MediaInfo } from "./probe.js";
  * into memory, so its memory is bounded by the file, and a large upload is slow to arrive anyway.
  */
 const MAX_BYTES = 16 * 1024 * 1024;
+
+/**
+ * Files up to this size are read in one go and parsed in memory. The file parser reads token by
+ * token, each read a round trip to libuv's thread pool: about 50 for a minute of M4A (ffmpeg puts
+ * its index after the audio), and on a busy worker each waits behind the pool's other work (record
+ * fsyncs, blob links), which made the check before a job's engine starts take 94 ms (issue 14).
+ */
+const READ_WHOLE_BYTES = 1024 * 1024;
+
+const PARSE_OPTIONS: IOptions = { duration: false, skipCovers: true, skipPostHeaders: true };
 
 interface Known {
   /** ffprobe's name for the container, so facts read either way look alike. */
@@ -36,7 +46,8 @@ function known(container: string): Known | undefined {
 
 /**
  * Measures a common audio file (WAV, MP3, M4A, FLAC, Ogg Vorbis/Opus) from its headers, in
- * process: about 1 ms, where one ffprobe run costs 12–80 ms depending on the build (issue 8).
+ * process: about 1 ms, where one ffprobe run costs 12–180 ms depending on the build (issue 8; a
+ * Debian build links 215 libraries, and loading them took 110 ms of CPU per start on a test VM).
  * Answers `undefined` for anything else or anything odd (another codec, a video track, no
  * duration, a parse error): ffprobe then judges the file. Durations come from the headers, as
  * ffprobe's do; for M4A they include the encoder's priming samples (a few tens of ms).
@@ -44,8 +55,12 @@ function known(container: string): Known | undefined {
 export async function readAudioHeader(path: string): Promise<MediaInfo | undefined> {
   let metadata: IAudioMetadata;
   try {
-    if ((await stat(path)).size > MAX_BYTES) return undefined;
-    metadata = await parseFile(path, { duration: false, skipCovers: true, skipPostHeaders: true });
+    const { size } = await stat(path);
+    if (size > MAX_BYTES) return undefined;
+    metadata =
+      size <= READ_WHOLE_BYTES
+        ? await parseBuffer(await readFile(path), { size }, PARSE_OPTIONS)
+        : await parseFile(path, PARSE_OPTIONS);
   } catch {
     return undefined;
   }

@@ -1,4 +1,4 @@
-import { mkdtemp, rm, truncate } from "node:fs/promises";
+import { mkdtemp, rm, stat, truncate } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -38,6 +38,21 @@ describe("readAudioHeader", () => {
     // M4A headers count the encoder's priming samples (1024 at 16 kHz: 64 ms); the rest agree closely.
     expect(Math.abs((header?.durationSec ?? 0) - probed.durationSec)).toBeLessThan(0.1);
     expect(Math.abs((header?.durationSec ?? 0) - 2.5)).toBeLessThan(0.1);
+  });
+
+  it.each([
+    // 16 kHz mono s16 is 32 kB/s; AAC at 16 kHz 4–6 kB/s, depending on the ffmpeg build.
+    ["a.wav", 40],
+    ["a.m4a", 600],
+  ])("measures %s over 1 MiB too, read from the file rather than held in memory", async (name, seconds) => {
+    const path = join(dir, name);
+    await makeAudio(path, { seconds, sampleRate: 16_000 });
+    expect((await stat(path)).size).toBeGreaterThan(1024 * 1024);
+    const header = await readAudioHeader(path);
+    const probed = await probeMedia(path);
+    expect(header?.audio?.sampleRate).toBe(16_000);
+    expect(Math.abs((header?.durationSec ?? 0) - probed.durationSec)).toBeLessThan(0.1);
+    expect(Math.abs((header?.durationSec ?? 0) - seconds)).toBeLessThan(0.1);
   });
 
   it("leaves the temp file's name out of it: content decides, not the extension", async () => {
