@@ -6,6 +6,7 @@ import type { Readable } from "node:stream";
 import { Transform, type TransformCallback } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { makeDir } from "../make-dir.js";
+import { READ_CHUNK_BYTES } from "../read-chunk.js";
 import { removeFile } from "../remove-file.js";
 
 export interface BlobInfo {
@@ -204,7 +205,7 @@ export class BlobStore {
     const out = join(this.tmpDir, `${this.tempPrefix}${randomUUID()}.out`);
     try {
       await produce(out);
-      return await this.stage(createReadStream(out), options);
+      return await this.stage(createReadStream(out, { highWaterMark: READ_CHUNK_BYTES }), options);
     } finally {
       await removeFile(out);
     }

@@ -2,6 +2,7 @@ import { open } from "node:fs/promises";
 import type { FastifyReply, FastifyRequest } from "fastify";
 import { errorBody, httpStatus } from "../error-codes.js";
 import { NotFoundError } from "../errors.js";
+import { READ_CHUNK_BYTES } from "../read-chunk.js";
 
 export interface SendFileOptions {
   contentType: string;
@@ -66,7 +67,9 @@ export async function sendFile(
       return reply.send();
     }
     // The stream owns the handle from here and closes it when done or destroyed (client gone).
-    return reply.send(file.createReadStream({ start, end, autoClose: true }));
+    return reply.send(
+      file.createReadStream({ start, end, autoClose: true, highWaterMark: READ_CHUNK_BYTES }),
+    );
   } catch (err) {
     await file.close().catch(() => undefined);
     throw err;

@@ -11,6 +11,7 @@ import type { Logger } from "../logger.js";
 import { makeDir } from "../make-dir.js";
 import { readAudioHeader } from "../media/audio-header.js";
 import { MediaError, probeMedia } from "../media/probe.js";
+import { READ_CHUNK_BYTES } from "../read-chunk.js";
 import type { BlobCache } from "./blob-cache.js";
 import type { JobInput } from "./job-records.js";
 import type { WorkerLayout } from "./layout.js";
@@ -177,13 +178,6 @@ async function exists(path: string): Promise<boolean> {
   }
 }
 
-/**
- * Read size for hashing a result: each read is a round trip to libuv's thread pool, which a busy
- * worker shares with record fsyncs and blob links, and the default 64 KiB made a 2 MB result 30 of
- * them (hundreds for a HeyGem render) between the engine's end and the job's (issue 14).
- */
-const HASH_CHUNK_BYTES = 1024 * 1024;
-
 async function keepResult(outputPath: string, dest: string): Promise<JobResult> {
   try {
     await rename(outputPath, dest);
@@ -192,7 +186,7 @@ async function keepResult(outputPath: string, dest: string): Promise<JobResult> 
     throw new EngineError("machine", "the engine reported success but left no result file");
   }
   const hash = createHash("sha256");
-  await pipeline(createReadStream(dest, { highWaterMark: HASH_CHUNK_BYTES }), hash);
+  await pipeline(createReadStream(dest, { highWaterMark: READ_CHUNK_BYTES }), hash);
   return { sha256: hash.digest("hex"), bytes: (await stat(dest)).size };
 }
 
