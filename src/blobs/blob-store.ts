@@ -1,10 +1,11 @@
 import { createHash, randomUUID } from "node:crypto";
 import { close, createReadStream, createWriteStream, open, write, writev } from "node:fs";
-import { copyFile, link, readdir, rename, stat } from "node:fs/promises";
+import { link, readdir, rename, stat } from "node:fs/promises";
 import { join } from "node:path";
 import type { Readable } from "node:stream";
 import { Transform, type TransformCallback } from "node:stream";
 import { pipeline } from "node:stream/promises";
+import { linkOrCopy } from "../link-or-copy.js";
 import { makeDir } from "../make-dir.js";
 import { READ_CHUNK_BYTES } from "../read-chunk.js";
 import { removeFile } from "../remove-file.js";
@@ -335,12 +336,7 @@ export class BlobStore {
 
   /** Places a blob at `dest` without copying when both are on one file system. */
   async linkTo(sha256: string, dest: string): Promise<void> {
-    await removeFile(dest);
-    try {
-      await link(this.path(sha256), dest);
-    } catch {
-      await copyFile(this.path(sha256), dest);
-    }
+    await linkOrCopy(this.path(sha256), dest);
   }
 
   async remove(sha256: string): Promise<void> {

@@ -1,12 +1,13 @@
 import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
-import { copyFile, link, readFile, rename, rm, stat } from "node:fs/promises";
+import { readFile, rename, rm, stat } from "node:fs/promises";
 import { extname, join } from "node:path";
 import { pipeline } from "node:stream/promises";
 import type { Engine, EngineJob, EngineRunContext, ResumeState } from "../engines/engine.js";
 import type { Speaker, SpeakVoice } from "../engines/speech/speaker.js";
 import { durationSeconds, parseWav, WavError } from "../engines/speech/wav.js";
 import { EngineError, errorMessage } from "../errors.js";
+import { linkOrCopy } from "../link-or-copy.js";
 import type { Logger } from "../logger.js";
 import { makeDir } from "../make-dir.js";
 import { readAudioHeader } from "../media/audio-header.js";
@@ -159,14 +160,6 @@ async function speak(
   if (!(seconds > 0)) throw new EngineError("machine", `${deps.speaker.name} produced no audio for the text`);
   ctx.onProgress(SPEECH_SHARE, `speech: ${seconds.toFixed(1)} s spoken`);
   return keepResult(outputPath, deps.layout.speechPath(id));
-}
-
-async function linkOrCopy(source: string, dest: string): Promise<void> {
-  try {
-    await link(source, dest);
-  } catch {
-    await copyFile(source, dest);
-  }
 }
 
 async function exists(path: string): Promise<boolean> {

@@ -1,7 +1,7 @@
-import { copyFile, link, readdir, rm, stat } from "node:fs/promises";
+import { readdir, rm, stat } from "node:fs/promises";
 import { join, posix } from "node:path";
+import { linkOrCopy } from "../../link-or-copy.js";
 import { makeDir } from "../../make-dir.js";
-import { removeFile } from "../../remove-file.js";
 
 /**
  * Puts an input where the container can read it by a bare name: `<data folder>/temp/<name>`
@@ -10,17 +10,7 @@ import { removeFile } from "../../remove-file.js";
  */
 export async function stageInput(source: string, tempDir: string, name: string): Promise<void> {
   await makeDir(tempDir);
-  const dest = join(tempDir, name);
-  await removeFile(dest);
-  try {
-    await link(source, dest);
-    return;
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    // EXDEV: another file system; EPERM/ENOTSUP: one without hard links (some network shares).
-    if (code !== "EXDEV" && code !== "EPERM" && code !== "ENOTSUP") throw err;
-  }
-  await copyFile(source, dest);
+  await linkOrCopy(source, join(tempDir, name));
 }
 
 /**

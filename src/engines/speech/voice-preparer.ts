@@ -1,9 +1,9 @@
 import { createHash, randomUUID } from "node:crypto";
-import { copyFile, link, readFile, rename, stat, writeFile } from "node:fs/promises";
+import { readFile, rename, stat, writeFile } from "node:fs/promises";
 import { extname, join, posix } from "node:path";
+import { linkOrCopy } from "../../link-or-copy.js";
 import { makeDir } from "../../make-dir.js";
 import { runFfmpeg } from "../../media/run-ffmpeg.js";
-import { removeFile } from "../../remove-file.js";
 import type { FishSpeechApi, PreparedReference } from "./fish-speech-api.js";
 import type { SpeakVoice } from "./speaker.js";
 
@@ -68,7 +68,7 @@ export class VoicePreparer {
     const relative = posix.join("origin_audio", `mh-${voice.referenceSha256}.${ext}`);
     const dest = join(this.o.instanceDir, ...relative.split("/"));
     await makeDir(join(this.o.instanceDir, "origin_audio"));
-    if (ext === format) await place(voice.referencePath, dest);
+    if (ext === format) await linkOrCopy(voice.referencePath, dest);
     else {
       await runFfmpeg(["-v", "error", "-y", "-i", voice.referencePath, "-vn", "-c:a", "pcm_s16le", dest], {
         signal,
@@ -162,13 +162,4 @@ function hostPath(instanceDir: string, url: string): string | undefined {
   const normal = posix.normalize(relative.replace(/\\/g, "/"));
   if (normal.startsWith("..")) return undefined;
   return join(instanceDir, ...normal.split("/"));
-}
-
-async function place(source: string, dest: string): Promise<void> {
-  await removeFile(dest);
-  try {
-    await link(source, dest);
-  } catch {
-    await copyFile(source, dest);
-  }
 }
