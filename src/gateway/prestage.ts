@@ -13,6 +13,18 @@ export interface Forwarded {
   readonly sha256: string;
   /** The machine did not hold this content before (so a refused task should take it back). */
   readonly created: boolean;
+  /**
+   * The task this upload came with was created (and the machine is known to hold the copy) or
+   * refused (and the copy taken back): until then the same template is not forwarded again.
+   */
+  settle(): void;
+}
+
+/** A copy of a file sent ahead to a machine. */
+interface OnItsWay {
+  readonly machine: Machine;
+  /** Resolves once the machine has it (or undefined when the send failed or stopped). */
+  readonly landed: Promise<Forwarded | undefined>;
 }
 
 /** Below this much buffered-but-unsent data the client never waits on the machine. */
@@ -31,12 +43,16 @@ const PREFIXES_KEPT = 10_000;
  *
  * The same avatar video comes back thousands of times, and its hash is known only once it has all
  * arrived. So the decision waits for the first megabyte: a file that starts like a template a
- * machine already holds (or one being sent right now) is not sent again.
+ * machine already holds (or one sent for a task not yet created) is not sent again.
  */
 export class Prestager {
   /** sha256 of a file's first megabyte → sha256 of the whole file, for files forwarded before. */
   private readonly prefixes = new BoundedMap<string, string>(PREFIXES_KEPT);
-  private readonly inFlight = new Set<string>();
+  /**
+   * Files on their way to a machine, or there already but not yet known to be (their task not yet
+   * created), by prefix: a second upload of the same template meanwhile is not sent again.
+   */
+  private readonly inFlight = new Map<string, OnItsWay>();
 
   constructor(
     private readonly options: {
@@ -81,21 +97,41 @@ export class Prestager {
         stop("a machine already holds this template");
         return undefined;
       }
-      if (this.inFlight.has(prefix)) {
+      const underWay = this.inFlight.get(prefix);
+      if (underWay) {
         stop("this template is on its way to a machine already");
-        return undefined;
+        // This task counts on that copy as the one that brought it does (its creation waits for
+        // it to land), so the dispatcher does not send the template there a second time.
+        this.options.logger.info(
+          { machine: underWay.machine.name },
+          "template on its way to the machine for another task: this task waits for that copy",
+        );
+        return underWay.landed.then(
+          (theirs) => theirs && { ...theirs, created: false, settle: () => undefined },
+        );
       }
       const machine = this.pick(need);
       if (!machine || abort.signal.aborted) {
         stop("no machine is free");
         return undefined;
       }
-      this.inFlight.add(prefix);
-      return this.send(machine, sink, abort, stop).then((forwarded) => {
-        this.inFlight.delete(prefix);
-        if (forwarded) this.prefixes.set(prefix, forwarded.sha256);
-        return forwarded;
-      });
+      const entry: OnItsWay = {
+        machine,
+        landed: this.send(machine, sink, abort, stop).then((stored) => {
+          if (!stored) {
+            this.inFlight.delete(prefix);
+            return undefined;
+          }
+          this.prefixes.set(prefix, stored.sha256);
+          const settle = () => {
+            // Only its own entry: a later upload of the same template may hold the prefix by then.
+            if (this.inFlight.get(prefix) === entry) this.inFlight.delete(prefix);
+          };
+          return { machine, ...stored, settle };
+        }),
+      };
+      this.inFlight.set(prefix, entry);
+      return entry.landed;
     });
   }
 
@@ -104,7 +140,7 @@ export class Prestager {
     sink: PassThrough,
     abort: AbortController,
     stop: (why: string) => void,
-  ): Promise<Forwarded | undefined> {
+  ): Promise<{ sha256: string; created: boolean } | undefined> {
     const { clock } = this.options;
     let stalledSince: number | undefined;
     const watch = clock.setInterval(() => {
@@ -114,8 +150,7 @@ export class Prestager {
         stop("the machine takes the upload too slowly");
     }, CHECK_EVERY_MS);
     try {
-      const stored = await machine.client.postBlob(sink, abort.signal);
-      return { machine, ...stored };
+      return await machine.client.postBlob(sink, abort.signal);
     } catch (err) {
       const reason = errorMessage(abort.signal.aborted ? abort.signal.reason : err);
       this.options.logger.info({ machine: machine.name, reason }, "upload not forwarded");

@@ -1,5 +1,7 @@
-import { stat, writeFile } from "node:fs/promises";
+import { createHash } from "node:crypto";
+import { readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import pino from "pino";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { BlobStore } from "../../src/blobs/blob-store.js";
 import type { WorkerHandle } from "../../src/worker/agent.js";
@@ -7,6 +9,7 @@ import { type CuttableProxy, startCuttableProxy } from "../helpers/cuttable-prox
 import { GateEngine } from "../helpers/gate-engine.js";
 import { removeDir, startLocalWorker, startTestGateway, taskForm, tempDir } from "../helpers/gateway.js";
 import { makeAudio, makeNoisyVideo } from "../helpers/media.js";
+import { filePart } from "../helpers/raw-http.js";
 import { until } from "../helpers/until.js";
 
 type Gateway = Awaited<ReturnType<typeof startTestGateway>>;
@@ -22,6 +25,8 @@ describe("forwarding uploads ahead", () => {
   let audio: string;
 
   let fixtures: string;
+  /** What the gateway logged, one JSON line each. */
+  let logs: string[];
 
   beforeAll(async () => {
     fixtures = await tempDir();
@@ -46,7 +51,9 @@ describe("forwarding uploads ahead", () => {
       machines,
       JSON.stringify({ machines: [{ name: "gpu", host: "127.0.0.1", port: proxy.port }] }),
     );
-    gateway = await startTestGateway({ config: machines }, join(dir, "gateway"));
+    logs = [];
+    const logger = pino({ level: "info" }, { write: (line: string) => logs.push(line) });
+    gateway = await startTestGateway({ config: machines }, join(dir, "gateway"), { logger });
     await until(() => gateway.fleet.get("gpu")?.state === "up");
   });
 
@@ -130,6 +137,130 @@ describe("forwarding uploads ahead", () => {
     // Two more tasks: their job requests and probes, not another copy of the video.
     expect(proxy.bytesIn - before).toBeLessThan(size / 2);
     expect(audioSize).toBeGreaterThan(0);
+  });
+
+  it("a second upload of a template that reached the machine for a task not yet created is not sent again", async () => {
+    const size = (await stat(video)).size;
+    const audioSize = (await stat(audio)).size;
+    const sha = createHash("sha256")
+      .update(await readFile(video))
+      .digest("hex");
+    const cache = new BlobStore(join(dir, "worker", "blobs"));
+    const before = proxy.bytesIn;
+    // The first client sends both files whole, then holds its closing boundary back until the
+    // forwarded copy is in the machine's cache: its task is not created before the second arrives.
+    const boundary = "mh-held-boundary";
+    const files = Buffer.concat([
+      filePart(boundary, "audio", "a.wav", await readFile(audio)),
+      filePart(boundary, "video", "v.mp4", await readFile(video)),
+      // The delimiter that ends the video part, so the copy can end too; its closing "--" waits.
+      Buffer.from(`--${boundary}`),
+    ]);
+    let step = 0;
+    let copyLanded: () => void = () => undefined;
+    const landed = new Promise<void>((resolve) => {
+      copyLanded = resolve;
+    });
+    const secondDone = landed.then(async () => {
+      const res = await fetch(`${gateway.url}/tasks`, {
+        method: "POST",
+        body: await taskForm({ audio: { path: audio }, video: { path: video } }),
+      });
+      expect(res.status).toBe(200);
+      return res.json();
+    });
+    const body = new ReadableStream<Uint8Array>({
+      async pull(controller) {
+        if (step === 0) controller.enqueue(files);
+        else if (step === 1) {
+          await until(async () => (await cache.has(sha)) !== undefined, 10_000, { what: "the copy" });
+          copyLanded();
+          await secondDone;
+          controller.enqueue(Buffer.from("--\r\n"));
+        } else controller.close();
+        step++;
+      },
+    });
+    const first = await fetch(`${gateway.url}/tasks`, {
+      method: "POST",
+      body,
+      headers: { "content-type": `multipart/form-data; boundary=${boundary}` },
+      duplex: "half",
+    } as RequestInit);
+    expect(first.status).toBe(200);
+    const ids = [
+      ((await first.json()) as { task_id: string }).task_id,
+      ((await secondDone) as { task_id: string }).task_id,
+    ];
+    for (let done = 0; done < ids.length; done++) engine.release(await until(() => engine.running[0]));
+    for (const id of ids) await until(async () => (await gateway.store.getTask(id))?.status === "completed");
+    // The video once (forwarded for the first task, found there for both), and the audio once:
+    // the tasks share it. A second copy of the video would not fit.
+    const sent = proxy.bytesIn - before;
+    expect(sent).toBeGreaterThan(size + audioSize);
+    expect(sent).toBeLessThan(size + audioSize + Math.min(size / 2, 64 * 1024));
+  });
+
+  it("a second upload of a template on its way to the machine waits for that copy instead of sending its own", async () => {
+    const bytes = await readFile(video);
+    const size = bytes.length;
+    const audioSize = (await stat(audio)).size;
+    const before = proxy.bytesIn;
+    // The first client sends its audio and half its video, then holds the rest back: the copy
+    // ahead is half-way to the machine while the second upload arrives and ends.
+    const boundary = "mh-half-boundary";
+    const head = Buffer.concat([
+      filePart(boundary, "audio", "a.wav", await readFile(audio)),
+      filePart(boundary, "video", "v.mp4", bytes),
+    ]);
+    const cut = head.length - size / 2;
+    let resume: () => void = () => undefined;
+    const resumed = new Promise<void>((resolve) => {
+      resume = resolve;
+    });
+    let step = 0;
+    const body = new ReadableStream<Uint8Array>({
+      async pull(controller) {
+        if (step === 0) controller.enqueue(head.subarray(0, cut));
+        else if (step === 1) {
+          await resumed;
+          controller.enqueue(Buffer.concat([head.subarray(cut), Buffer.from(`--${boundary}--\r\n`)]));
+        } else controller.close();
+        step++;
+      },
+    });
+    const first = fetch(`${gateway.url}/tasks`, {
+      method: "POST",
+      body,
+      headers: { "content-type": `multipart/form-data; boundary=${boundary}` },
+      duplex: "half",
+    } as RequestInit);
+    // All the video sent so far is at the machine (bar what the form parser holds back).
+    await until(() => proxy.bytesIn - before > size / 2 - 64 * 1024, 10_000, { what: "half the copy ahead" });
+    const held = proxy.bytesIn;
+    const second = fetch(`${gateway.url}/tasks`, {
+      method: "POST",
+      body: await taskForm({ audio: { path: audio }, video: { path: video } }),
+    });
+    // Until the second upload has joined the copy under way (or, were it not to, until its task
+    // went to the machine and the template began to cross again), the first stays half-sent.
+    await until(
+      () =>
+        logs.some((l) => l.includes("this task waits for that copy")) || proxy.bytesIn - held > 1024 * 1024,
+      10_000,
+      { what: "the second upload to join the copy ahead or send its own" },
+    );
+    resume();
+    const answers = await Promise.all([first, second]);
+    expect(answers.map((r) => r.status)).toEqual([200, 200]);
+    const ids = await Promise.all(
+      answers.map(async (r) => ((await r.json()) as { task_id: string }).task_id),
+    );
+    for (let done = 0; done < ids.length; done++) engine.release(await until(() => engine.running[0]));
+    for (const id of ids) await until(async () => (await gateway.store.getTask(id))?.status === "completed");
+    const sent = proxy.bytesIn - before;
+    expect(sent).toBeGreaterThan(size + audioSize);
+    expect(sent).toBeLessThan(size + audioSize + Math.min(size / 2, 64 * 1024));
   });
 
   it("a refused task takes its forwarded video back out of the machine's cache", async () => {

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { type GatewayFlags, resolveGatewayConfig } from "../../src/config/gateway-config.js";
 import type { Engine } from "../../src/engines/engine.js";
 import { type GatewayHandle, type GatewayOptions, startGateway } from "../../src/gateway/server.js";
-import { createLogger } from "../../src/logger.js";
+import { createLogger, type Logger } from "../../src/logger.js";
 import { startWorker, type WorkerHandle } from "../../src/worker/agent.js";
 
 /** Flags that make a test gateway quick to notice things; tests may override any. */
@@ -44,7 +44,7 @@ async function storeFor(dir: string): Promise<string> {
 export async function startTestGateway(
   flags: GatewayFlags = {},
   dataDir?: string,
-  options: GatewayOptions = {},
+  options: GatewayOptions & { logger?: Logger } = {},
 ): Promise<GatewayHandle & { dataDir: string }> {
   const dir = dataDir ?? (await tempDir());
   const store = TEST_STORE === "postgres" && flags.store === undefined ? { store: await storeFor(dir) } : {};
@@ -54,7 +54,7 @@ export async function startTestGateway(
   );
   const handle = await startGateway(
     config,
-    createLogger({ level: process.env.TEST_LOG_LEVEL ?? "silent", format: "json" }),
+    options.logger ?? createLogger({ level: process.env.TEST_LOG_LEVEL ?? "silent", format: "json" }),
     options,
   );
   return Object.assign(handle, { dataDir: dir });

@@ -263,11 +263,19 @@ export async function receiveTaskUpload(
       video: { sha256: source.sha256, name: source.name, bytes: source.bytes },
       avatarId: source.avatarId,
       commitWhile: async (record) => {
+        // The task exists only once its video's copy ahead has landed (or failed): a task the
+        // dispatcher saw before would find the machine without it, and send it a second time.
+        const forwarded = await video?.forwarding;
+        if (request.raw.socket?.destroyed) throw new UploadCutError();
+        const held = forwarded?.sha256 === video?.blob.sha256 ? forwarded : undefined;
         // An avatar's video is in the store already, held there by the avatar's row; the task's
         // transaction checks that row still exists (TaskStore.createTask).
-        const recorded = await options.blobs.commitWhile(staging, record);
-        const forwarded = await video?.forwarding;
-        if (forwarded?.sha256 === video?.blob.sha256) forwarded?.machine.knowBlob(forwarded.sha256);
+        const recorded = await options.blobs.commitWhile(staging, async () => {
+          const row = await record();
+          held?.machine.knowBlob(held.sha256);
+          return row;
+        });
+        forwarded?.settle();
         return recorded;
       },
       discard: discardAll,
@@ -314,6 +322,8 @@ const MULTIPART_FAULT = /boundary|needle|terminated early|end of multipart|conte
 async function undoForward(forwarding: Promise<Forwarded | undefined> | undefined): Promise<void> {
   const forwarded = await forwarding;
   if (forwarded?.created) await forwarded.machine.client.deleteBlob(forwarded.sha256).catch(() => undefined);
+  // Only once the copy is gone, so no upload of the same template meanwhile counts on it.
+  forwarded?.settle();
 }
 
 function parseTextFields(text: Map<string, string>, callbackPolicy: AddressPolicy) {
