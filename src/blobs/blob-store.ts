@@ -7,7 +7,7 @@ import { Transform, type TransformCallback } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { linkOrCopy } from "../link-or-copy.js";
 import { makeDir } from "../make-dir.js";
-import { READ_CHUNK_BYTES } from "../read-chunk.js";
+import { readChunkFor } from "../read-chunk.js";
 import { removeFile } from "../remove-file.js";
 
 export interface BlobInfo {
@@ -206,7 +206,8 @@ export class BlobStore {
     const out = join(this.tmpDir, `${this.tempPrefix}${randomUUID()}.out`);
     try {
       await produce(out);
-      return await this.stage(createReadStream(out, { highWaterMark: READ_CHUNK_BYTES }), options);
+      const { size } = await stat(out);
+      return await this.stage(createReadStream(out, { highWaterMark: readChunkFor(size) }), options);
     } finally {
       await removeFile(out);
     }

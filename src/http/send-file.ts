@@ -2,7 +2,7 @@ import { open } from "node:fs/promises";
 import type { FastifyReply, FastifyRequest } from "fastify";
 import { errorBody, httpStatus } from "../error-codes.js";
 import { NotFoundError } from "../errors.js";
-import { READ_CHUNK_BYTES } from "../read-chunk.js";
+import { readChunkFor } from "../read-chunk.js";
 
 export interface SendFileOptions {
   contentType: string;
@@ -68,7 +68,7 @@ export async function sendFile(
     }
     // The stream owns the handle from here and closes it when done or destroyed (client gone).
     return reply.send(
-      file.createReadStream({ start, end, autoClose: true, highWaterMark: READ_CHUNK_BYTES }),
+      file.createReadStream({ start, end, autoClose: true, highWaterMark: readChunkFor(end - start + 1) }),
     );
   } catch (err) {
     await file.close().catch(() => undefined);

@@ -5,7 +5,7 @@ import { type ErrorCode, failureKindOf } from "../error-codes.js";
 import { excerpt, type FailureKind, ProtocolError } from "../errors.js";
 import { describeNetworkError, networkErrorCode } from "../http/network-error.js";
 import { ReplySchema } from "../http/reply-schema.js";
-import { READ_CHUNK_BYTES } from "../read-chunk.js";
+import { readChunkFor } from "../read-chunk.js";
 import {
   bearer,
   ErrorBody,
@@ -115,7 +115,7 @@ export class WorkerClient {
   async putBlob(sha256: string, path: string, bytes: number, signal?: AbortSignal): Promise<void> {
     const answer = await this.answer("PUT", `/v1/blobs/${sha256}`, {
       signal,
-      body: createReadStream(path, { highWaterMark: READ_CHUNK_BYTES }),
+      body: createReadStream(path, { highWaterMark: readChunkFor(bytes) }),
       headers: { "content-type": "application/octet-stream", "content-length": String(bytes) },
       // A big template over a slow link takes as long as it takes; only a stalled body times out.
       noTimeout: true,

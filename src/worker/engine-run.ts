@@ -12,7 +12,7 @@ import type { Logger } from "../logger.js";
 import { makeDir } from "../make-dir.js";
 import { readAudioHeader } from "../media/audio-header.js";
 import { MediaError, probeMedia } from "../media/probe.js";
-import { READ_CHUNK_BYTES } from "../read-chunk.js";
+import { readChunkFor } from "../read-chunk.js";
 import type { BlobCache } from "./blob-cache.js";
 import type { JobInput } from "./job-records.js";
 import type { WorkerLayout } from "./layout.js";
@@ -178,9 +178,10 @@ async function keepResult(outputPath: string, dest: string): Promise<JobResult> 
     if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
     throw new EngineError("machine", "the engine reported success but left no result file");
   }
+  const { size } = await stat(dest);
   const hash = createHash("sha256");
-  await pipeline(createReadStream(dest, { highWaterMark: READ_CHUNK_BYTES }), hash);
-  return { sha256: hash.digest("hex"), bytes: (await stat(dest)).size };
+  await pipeline(createReadStream(dest, { highWaterMark: readChunkFor(size) }), hash);
+  return { sha256: hash.digest("hex"), bytes: size };
 }
 
 /**
