@@ -4,7 +4,7 @@ import { BoundedMap } from "../bounded-map.js";
 import { errorMessage } from "../errors.js";
 import type { Logger } from "../logger.js";
 import { needMet, type TaskNeed } from "../store/task-speech.js";
-import type { Clock } from "./clock.js";
+import type { Clock, Timer } from "./clock.js";
 import type { Fleet, Machine } from "./fleet.js";
 import type { SpeedModel } from "./speed-model.js";
 
@@ -99,16 +99,11 @@ export class Prestager {
       }
       const underWay = this.inFlight.get(prefix);
       if (underWay) {
-        stop("this template is on its way to a machine already");
-        // This task counts on that copy as the one that brought it does (its creation waits for
-        // it to land), so the dispatcher does not send the template there a second time.
-        this.options.logger.info(
-          { machine: underWay.machine.name },
-          "template on its way to the machine for another task: this task waits for that copy",
-        );
-        return underWay.landed.then(
-          (theirs) => theirs && { ...theirs, created: false, settle: () => undefined },
-        );
+        // Nothing of this upload goes to the machine; the rest is only counted, to its end.
+        head.unpipe(sink);
+        sink.destroy();
+        head.resume();
+        return this.join(underWay, head, abort.signal);
       }
       const machine = this.pick(need);
       if (!machine || abort.signal.aborted) {
@@ -132,6 +127,42 @@ export class Prestager {
       };
       this.inFlight.set(prefix, entry);
       return entry.landed;
+    });
+  }
+
+  /**
+   * This task counts on a copy that another upload is sending, as that upload's own task does (its
+   * creation waits for the copy to land), so the dispatcher does not send the template there a
+   * second time. But not for longer, once this upload has ended, than the gateway would take to
+   * send the file itself: a first client on a slow line must not hold a second one up.
+   */
+  private join(underWay: OnItsWay, head: PrefixHasher, signal: AbortSignal): Promise<Forwarded | undefined> {
+    const { clock, logger } = this.options;
+    const machine = underWay.machine;
+    logger.info(
+      { machine: machine.name },
+      "template on its way to the machine for another task: this task waits for that copy",
+    );
+    return new Promise((resolve) => {
+      let giveUp: Timer | undefined;
+      const done = (forwarded: Forwarded | undefined) => {
+        giveUp?.cancel();
+        resolve(forwarded);
+      };
+      void underWay.landed.then((theirs) =>
+        done(theirs && { ...theirs, created: false, settle: () => undefined }),
+      );
+      signal.addEventListener("abort", () => done(undefined), { once: true });
+      head.once("end", () => {
+        const ms = Math.ceil(head.total / machine.uploadBytesPerMs);
+        giveUp = clock.setTimeout(() => {
+          logger.info(
+            { machine: machine.name, waited_ms: ms },
+            "the copy on its way is slow: this task goes on without it",
+          );
+          done(undefined);
+        }, ms);
+      });
     });
   }
 
@@ -179,8 +210,10 @@ export class Prestager {
   }
 }
 
-/** Passes bytes through, and emits `prefix` with the sha256 of the first `bytes` of them (or all). */
+/** Passes bytes through, counts them, and emits `prefix` with the sha256 of the first `bytes` of them (or all). */
 class PrefixHasher extends Transform {
+  /** Bytes passed through so far. */
+  total = 0;
   private readonly hash = createHash("sha256");
   private seen = 0;
   private done = false;
@@ -190,6 +223,7 @@ class PrefixHasher extends Transform {
   }
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, callback: TransformCallback): void {
+    this.total += chunk.length;
     if (!this.done) {
       const take = Math.min(chunk.length, this.bytes - this.seen);
       this.hash.update(take === chunk.length ? chunk : chunk.subarray(0, take));

@@ -263,6 +263,56 @@ describe("forwarding uploads ahead", () => {
     expect(sent).toBeLessThan(size + audioSize + Math.min(size / 2, 64 * 1024));
   });
 
+  it("a second upload does not wait for a first client that stopped sending: it goes on once it could have sent the file itself", async () => {
+    const bytes = await readFile(video);
+    const size = bytes.length;
+    const before = proxy.bytesIn;
+    const boundary = "mh-stalled-boundary";
+    const head = Buffer.concat([
+      filePart(boundary, "audio", "a.wav", await readFile(audio)),
+      filePart(boundary, "video", "v.mp4", bytes),
+    ]);
+    const cut = head.length - size / 2;
+    let resume: () => void = () => undefined;
+    const resumed = new Promise<void>((resolve) => {
+      resume = resolve;
+    });
+    let step = 0;
+    const body = new ReadableStream<Uint8Array>({
+      async pull(controller) {
+        if (step === 0) controller.enqueue(head.subarray(0, cut));
+        else if (step === 1) {
+          await resumed;
+          controller.enqueue(Buffer.concat([head.subarray(cut), Buffer.from(`--${boundary}--\r\n`)]));
+        } else controller.close();
+        step++;
+      },
+    });
+    const first = fetch(`${gateway.url}/tasks`, {
+      method: "POST",
+      body,
+      headers: { "content-type": `multipart/form-data; boundary=${boundary}` },
+      duplex: "half",
+    } as RequestInit);
+    await until(() => proxy.bytesIn - before > size / 2 - 64 * 1024, 10_000, { what: "half the copy ahead" });
+    // The first client sends nothing more until the second task has run to its end.
+    const second = await fetch(`${gateway.url}/tasks`, {
+      method: "POST",
+      body: await taskForm({ audio: { path: audio }, video: { path: video } }),
+    });
+    expect(second.status).toBe(200);
+    const { task_id } = (await second.json()) as { task_id: string };
+    engine.release(await until(() => engine.running[0]));
+    await until(async () => (await gateway.store.getTask(task_id))?.status === "completed");
+    expect(logs.some((l) => l.includes("the copy on its way is slow"))).toBe(true);
+    resume();
+    const answer = await first;
+    expect(answer.status).toBe(200);
+    const other = ((await answer.json()) as { task_id: string }).task_id;
+    engine.release(await until(() => engine.running[0]));
+    await until(async () => (await gateway.store.getTask(other))?.status === "completed");
+  });
+
   it("a refused task takes its forwarded video back out of the machine's cache", async () => {
     const res = await fetch(`${gateway.url}/tasks`, {
       method: "POST",
