@@ -153,7 +153,7 @@ export class Prestager {
         done(theirs && { ...theirs, created: false, settle: () => undefined }),
       );
       signal.addEventListener("abort", () => done(undefined), { once: true });
-      head.once("end", () => {
+      const afterOwnEnd = () => {
         const ms = Math.ceil(head.total / machine.uploadBytesPerMs);
         giveUp = clock.setTimeout(() => {
           logger.info(
@@ -162,7 +162,10 @@ export class Prestager {
           );
           done(undefined);
         }, ms);
-      });
+      };
+      // A file under a megabyte is known by its whole content, so it may have ended already.
+      if (head.readableEnded) afterOwnEnd();
+      else head.once("end", afterOwnEnd);
     });
   }
 
