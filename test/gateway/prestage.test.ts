@@ -147,51 +147,20 @@ describe("forwarding uploads ahead", () => {
       .digest("hex");
     const cache = new BlobStore(join(dir, "worker", "blobs"));
     const before = proxy.bytesIn;
-    // The first client sends both files whole, then holds its closing boundary back until the
+    // The first client sends both files whole, then holds its closing "--\r\n" back until the
     // forwarded copy is in the machine's cache: its task is not created before the second arrives.
-    const boundary = "mh-held-boundary";
-    const files = Buffer.concat([
-      filePart(boundary, "audio", "a.wav", await readFile(audio)),
-      filePart(boundary, "video", "v.mp4", await readFile(video)),
-      // The delimiter that ends the video part, so the copy can end too; its closing "--" waits.
-      Buffer.from(`--${boundary}`),
-    ]);
-    let step = 0;
-    let copyLanded: () => void = () => undefined;
-    const landed = new Promise<void>((resolve) => {
-      copyLanded = resolve;
-    });
-    const secondDone = landed.then(async () => {
-      const res = await fetch(`${gateway.url}/tasks`, {
-        method: "POST",
-        body: await taskForm({ audio: { path: audio }, video: { path: video } }),
-      });
-      expect(res.status).toBe(200);
-      return res.json();
-    });
-    const body = new ReadableStream<Uint8Array>({
-      async pull(controller) {
-        if (step === 0) controller.enqueue(files);
-        else if (step === 1) {
-          await until(async () => (await cache.has(sha)) !== undefined, 10_000, { what: "the copy" });
-          copyLanded();
-          await secondDone;
-          controller.enqueue(Buffer.from("--\r\n"));
-        } else controller.close();
-        step++;
-      },
-    });
-    const first = await fetch(`${gateway.url}/tasks`, {
+    const first = await heldTaskUpload(gateway.url, audio, video, 4);
+    await until(async () => (await cache.has(sha)) !== undefined, 10_000, { what: "the copy" });
+    const second = await fetch(`${gateway.url}/tasks`, {
       method: "POST",
-      body,
-      headers: { "content-type": `multipart/form-data; boundary=${boundary}` },
-      duplex: "half",
-    } as RequestInit);
-    expect(first.status).toBe(200);
-    const ids = [
-      ((await first.json()) as { task_id: string }).task_id,
-      ((await secondDone) as { task_id: string }).task_id,
-    ];
+      body: await taskForm({ audio: { path: audio }, video: { path: video } }),
+    });
+    expect(second.status).toBe(200);
+    const secondId = ((await second.json()) as { task_id: string }).task_id;
+    first.resume();
+    const firstAnswer = await first.answer;
+    expect(firstAnswer.status).toBe(200);
+    const ids = [((await firstAnswer.json()) as { task_id: string }).task_id, secondId];
     for (let done = 0; done < ids.length; done++) engine.release(await until(() => engine.running[0]));
     for (const id of ids) await until(async () => (await gateway.store.getTask(id))?.status === "completed");
     // The video once (forwarded for the first task, found there for both), and the audio once:
@@ -202,39 +171,12 @@ describe("forwarding uploads ahead", () => {
   });
 
   it("a second upload of a template on its way to the machine waits for that copy instead of sending its own", async () => {
-    const bytes = await readFile(video);
-    const size = bytes.length;
+    const size = (await stat(video)).size;
     const audioSize = (await stat(audio)).size;
     const before = proxy.bytesIn;
     // The first client sends its audio and half its video, then holds the rest back: the copy
     // ahead is half-way to the machine while the second upload arrives and ends.
-    const boundary = "mh-half-boundary";
-    const head = Buffer.concat([
-      filePart(boundary, "audio", "a.wav", await readFile(audio)),
-      filePart(boundary, "video", "v.mp4", bytes),
-    ]);
-    const cut = head.length - size / 2;
-    let resume: () => void = () => undefined;
-    const resumed = new Promise<void>((resolve) => {
-      resume = resolve;
-    });
-    let step = 0;
-    const body = new ReadableStream<Uint8Array>({
-      async pull(controller) {
-        if (step === 0) controller.enqueue(head.subarray(0, cut));
-        else if (step === 1) {
-          await resumed;
-          controller.enqueue(Buffer.concat([head.subarray(cut), Buffer.from(`--${boundary}--\r\n`)]));
-        } else controller.close();
-        step++;
-      },
-    });
-    const first = fetch(`${gateway.url}/tasks`, {
-      method: "POST",
-      body,
-      headers: { "content-type": `multipart/form-data; boundary=${boundary}` },
-      duplex: "half",
-    } as RequestInit);
+    const { answer: first, resume } = await heldTaskUpload(gateway.url, audio, video, size / 2);
     // All the video sent so far is at the machine (bar what the form parser holds back).
     await until(() => proxy.bytesIn - before > size / 2 - 64 * 1024, 10_000, { what: "half the copy ahead" });
     const held = proxy.bytesIn;
@@ -264,36 +206,9 @@ describe("forwarding uploads ahead", () => {
   });
 
   it("a second upload does not wait for a first client that stopped sending: it goes on once it could have sent the file itself", async () => {
-    const bytes = await readFile(video);
-    const size = bytes.length;
+    const size = (await stat(video)).size;
     const before = proxy.bytesIn;
-    const boundary = "mh-stalled-boundary";
-    const head = Buffer.concat([
-      filePart(boundary, "audio", "a.wav", await readFile(audio)),
-      filePart(boundary, "video", "v.mp4", bytes),
-    ]);
-    const cut = head.length - size / 2;
-    let resume: () => void = () => undefined;
-    const resumed = new Promise<void>((resolve) => {
-      resume = resolve;
-    });
-    let step = 0;
-    const body = new ReadableStream<Uint8Array>({
-      async pull(controller) {
-        if (step === 0) controller.enqueue(head.subarray(0, cut));
-        else if (step === 1) {
-          await resumed;
-          controller.enqueue(Buffer.concat([head.subarray(cut), Buffer.from(`--${boundary}--\r\n`)]));
-        } else controller.close();
-        step++;
-      },
-    });
-    const first = fetch(`${gateway.url}/tasks`, {
-      method: "POST",
-      body,
-      headers: { "content-type": `multipart/form-data; boundary=${boundary}` },
-      duplex: "half",
-    } as RequestInit);
+    const { answer: first, resume } = await heldTaskUpload(gateway.url, audio, video, size / 2);
     await until(() => proxy.bytesIn - before > size / 2 - 64 * 1024, 10_000, { what: "half the copy ahead" });
     // The first client sends nothing more until the second task has run to its end.
     const second = await fetch(`${gateway.url}/tasks`, {
@@ -330,3 +245,44 @@ describe("forwarding uploads ahead", () => {
     expect(await cache.has(sha)).toBeUndefined();
   });
 });
+
+/**
+ * POSTs the audio and the video as one form whose last `held` bytes wait until `resume()`: a first
+ * client still uploading while the test sends a second.
+ */
+async function heldTaskUpload(
+  url: string,
+  audio: string,
+  video: string,
+  held: number,
+): Promise<{ answer: Promise<Response>; resume: () => void }> {
+  const boundary = "mh-held-boundary";
+  const form = Buffer.concat([
+    filePart(boundary, "audio", "a.wav", await readFile(audio)),
+    filePart(boundary, "video", "v.mp4", await readFile(video)),
+    Buffer.from(`--${boundary}--\r\n`),
+  ]);
+  const cut = form.length - held;
+  let resume: () => void = () => undefined;
+  const resumed = new Promise<void>((resolve) => {
+    resume = resolve;
+  });
+  let step = 0;
+  const body = new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      if (step === 0) controller.enqueue(form.subarray(0, cut));
+      else if (step === 1) {
+        await resumed;
+        controller.enqueue(form.subarray(cut));
+      } else controller.close();
+      step++;
+    },
+  });
+  const answer = fetch(`${url}/tasks`, {
+    method: "POST",
+    body,
+    headers: { "content-type": `multipart/form-data; boundary=${boundary}` },
+    duplex: "half",
+  } as RequestInit);
+  return { answer, resume };
+}
