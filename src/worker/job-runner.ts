@@ -204,27 +204,40 @@ export class JobRunner {
     const job = this.add(record);
     // The slot is taken before the write, so no other job can claim it meanwhile.
     if (startNow) this.running.add(id);
+    // The job is visible (health, GET) from here, so a DELETE can come while its record is
+    // written: it waits for this acceptance to be decided (deleteJob), which keeps the journal in
+    // order (accepted before deleted) and never lets a deleted job begin.
+    let decided!: () => void;
+    job.accepting = new Promise<void>((resolve) => {
+      decided = resolve;
+    });
     try {
-      await this.o.records.save(record);
-    } catch (err) {
-      this.jobs.delete(id);
-      if (startNow) this.free(id);
-      throw err;
-    }
-    this.transitions.accepted(job);
-    if (!startNow) {
-      this.queue.push(id);
-      this.pump();
-    } else if (this.jobs.get(id) !== job || job.deleting) {
-      // Deleted while its record was written: it never begins.
-      this.free(id);
-    } else if (this.stopping) {
-      // The agent began to stop meanwhile: it ends as the running jobs it stops do.
-      this.transitions.finished(job, failed("machine", STOPPED_WHILE_RUNNING));
-      this.free(id);
-    } else {
-      this.transitions.startedOnAcceptance(job);
-      this.launch(job, undefined);
+      try {
+        await this.o.records.save(record);
+      } catch (err) {
+        this.jobs.delete(id);
+        if (startNow) this.free(id);
+        throw err;
+      }
+      this.transitions.accepted(job);
+      if (this.jobs.get(id) !== job || job.deleting) {
+        // Deleted while its record was written: it never begins, so it ends as a queued job does.
+        this.transitions.cancelledInQueue(job);
+        if (startNow) this.free(id);
+      } else if (!startNow) {
+        this.queue.push(id);
+        this.pump();
+      } else if (this.stopping) {
+        // The agent began to stop meanwhile: it ends as the running jobs it stops do.
+        this.transitions.finished(job, failed("machine", STOPPED_WHILE_RUNNING));
+        this.free(id);
+      } else {
+        this.transitions.startedOnAcceptance(job);
+        this.launch(job, undefined);
+      }
+    } finally {
+      job.accepting = undefined;
+      decided();
     }
     // After the start: marking the inputs used (a file time each) is bookkeeping for the cache's
     // eviction order, and the job's record already pins them (neededBlobs).
@@ -519,6 +532,7 @@ export class JobRunner {
   }
 
   private async deleteJob(job: Job): Promise<JobView> {
+    await job.accepting;
     const { id, status } = job.record.view;
     const at = this.queue.indexOf(id);
     if (status === "queued" && at >= 0) {

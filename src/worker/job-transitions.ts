@@ -16,6 +16,8 @@ export interface Job {
   /** Settles when the engine run (and the bookkeeping after it) is over. */
   run?: Promise<void>;
   cancelRequested?: boolean;
+  /** Set while the job's first record is written; settles once it is accepted or refused. */
+  accepting?: Promise<void> | undefined;
   deleting?: Promise<JobView> | undefined;
 }
 
@@ -141,6 +143,7 @@ export class JobTransitions {
   /** Cancelled while it waited in the queue: it never ran, so nothing else is to be undone. */
   cancelledInQueue(job: Job): void {
     this.update(job, { status: "cancelled", finished_at: this.o.now().toISOString() });
+    this.o.journal?.write(job.record.view.id, "finished", "cancelled");
     this.o.onFinished?.(job.record.view);
   }
 

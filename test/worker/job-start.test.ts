@@ -11,20 +11,21 @@ import { GateEngine } from "../helpers/gate-engine.js";
 import { until } from "../helpers/until.js";
 import { cacheWithOneBlob, silentLogger } from "./harness.js";
 
-/** Job records whose write of a `running` state for one job waits until the test lets it land. */
+/** Job records whose write of a state (`running` unless told) for one job waits until the test lets it land. */
 class HeldRecords extends JobRecords {
   private letGo: () => void = () => undefined;
   private readonly held = new Promise<void>((resolve) => {
     this.letGo = resolve;
   });
   holdId: string | undefined;
+  holdStatus: JobView["status"] = "running";
 
   release(): void {
     this.letGo();
   }
 
   override async save(record: JobRecord): Promise<void> {
-    if (record.view.status === "running" && record.view.id === this.holdId) await this.held;
+    if (record.view.status === this.holdStatus && record.view.id === this.holdId) await this.held;
     return super.save(record);
   }
 }
@@ -110,5 +111,36 @@ describe("a job's start", () => {
     expect(await onDisk("a2")).toBe("running");
     await until(async () => (await journaled("a2")).includes("started"));
     expect(await journaled("a2")).toEqual(["accepted", "started"]);
+  });
+
+  /**
+   * A job is visible (health, GET) while its first record is written, so the gateway's cancel can
+   * reach it then: the delete waits for the acceptance, the job never begins, and the journal
+   * reads in order, which audits of `max_concurrent` depend on (peakConcurrency).
+   */
+  it.each([
+    ["into a free slot", "running"],
+    ["into the queue", "queued"],
+  ] as const)("deleted while its first record is written, %s: it never begins", async (_, holdStatus) => {
+    const { runner, engine, records, blob, onDiskOrNone, journaled } = await setUp();
+    if (holdStatus === "queued") {
+      await runner.submit("a0", { audio: blob, video: blob });
+      await until(() => engine.isRunning("a0"));
+    }
+    records.holdId = "a1";
+    records.holdStatus = holdStatus;
+    const submitted = runner.submit("a1", { audio: blob, video: blob });
+    await until(() => runner.view("a1").status === holdStatus);
+    const deleted = runner.delete("a1");
+    records.release();
+    expect((await submitted).view.status).toBe("cancelled");
+    expect((await deleted).status).toBe("cancelled");
+    expect(await onDiskOrNone("a1")).toBeUndefined();
+    expect(await journaled("a1")).toEqual(["accepted", "finished", "deleted"]);
+    if (holdStatus === "queued") engine.release("a0");
+    // Its slot is free again: the next job starts.
+    await runner.submit("a2", { audio: blob, video: blob });
+    await until(() => engine.isRunning("a2"));
+    expect(engine.started.map((j) => j.id)).not.toContain("a1");
   });
 });
