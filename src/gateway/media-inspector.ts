@@ -1,6 +1,7 @@
 import { InputError } from "../errors.js";
 import { readAudioHeader } from "../media/audio-header.js";
 import { MediaError, type MediaInfo, probeMedia } from "../media/probe.js";
+import { readVideoHeader } from "../media/video-header.js";
 import type { MediaFactsStore } from "../store/media-facts-store.js";
 
 export type UploadKind = "audio" | "video";
@@ -10,23 +11,29 @@ export interface UploadedFile {
   readonly sha256: string;
 }
 
+/** The in-process reading of an upload's headers; `undefined` leaves the file to ffprobe. */
+export function readHeader(path: string, kind: UploadKind): Promise<MediaInfo | undefined> {
+  return kind === "audio" ? readAudioHeader(path) : readVideoHeader(path);
+}
+
 /**
  * Decides whether an upload is usable media and what it is. Facts are kept by content hash, so a
- * template reused for the thousandth time is not read again; common audio files are read from
- * their headers in process; ffprobe judges the rest. Intake speed then no longer depends on
- * which ffprobe is installed (issue 8: Debian's costs ~80 ms a run, the static build ~12 ms).
+ * template reused for the thousandth time is not read again; common audio files and H.264 MP4/MOV
+ * templates are read from their headers in process; ffprobe judges the rest. Intake speed then no
+ * longer depends on which ffprobe is installed (issue 8: Debian's costs ~80–200 ms a run, the
+ * static build ~12 ms), and a new template's task is created sooner after its upload (issue 14).
  */
 export class MediaInspector {
   private readonly probe: typeof probeMedia;
-  private readonly readHeader: typeof readAudioHeader;
+  private readonly readHeader: typeof readHeader;
 
   constructor(
     private readonly facts: MediaFactsStore,
     /** The two ways of measuring; tests count their calls. */
-    measures: { probe?: typeof probeMedia; readHeader?: typeof readAudioHeader } = {},
+    measures: { probe?: typeof probeMedia; readHeader?: typeof readHeader } = {},
   ) {
     this.probe = measures.probe ?? probeMedia;
-    this.readHeader = measures.readHeader ?? readAudioHeader;
+    this.readHeader = measures.readHeader ?? readHeader;
   }
 
   async inspect(file: UploadedFile, kind: UploadKind): Promise<MediaInfo> {
@@ -36,7 +43,7 @@ export class MediaInspector {
   }
 
   private async measure(file: UploadedFile, kind: UploadKind): Promise<MediaInfo> {
-    const header = kind === "audio" ? await this.readHeader(file.path) : undefined;
+    const header = await this.readHeader(file.path, kind);
     if (header) {
       await this.facts.put(file.sha256, header, "header");
       return header;

@@ -2,8 +2,7 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { MediaInspector } from "../../src/gateway/media-inspector.js";
-import { readAudioHeader } from "../../src/media/audio-header.js";
+import { MediaInspector, readHeader } from "../../src/gateway/media-inspector.js";
 import { probeMedia } from "../../src/media/probe.js";
 import { openSqlite } from "../../src/store/database.js";
 import { MediaFactsStore } from "../../src/store/media-facts-store.js";
@@ -26,30 +25,34 @@ async function counted() {
       calls.probe += 1;
       return probeMedia(path, options);
     },
-    readHeader: (path) => {
+    readHeader: (path, kind) => {
       calls.header += 1;
-      return readAudioHeader(path);
+      return readHeader(path, kind);
     },
   });
   return { db, calls, inspector };
 }
 
 describe("MediaInspector", () => {
-  it("probes a template once per content, even across a restart", async () => {
-    const video = join(dir, "template.mp4");
+  it.each([
+    ["an H.264 MP4 from its header", "template.mp4", { probe: 0, header: 1 }],
+    // Matroska is not read in process: the header reading declines it, then ffprobe runs.
+    ["a Matroska template with ffprobe", "template.mkv", { probe: 1, header: 1 }],
+  ])("measures %s once per content, even across a restart", async (_what, name, once) => {
+    const video = join(dir, name);
     await makeVideo(video, { seconds: 1, width: 64, height: 64 });
     const file = { path: video, sha256: "a".repeat(64) };
 
     const first = await counted();
     const media = await first.inspector.inspect(file, "video");
-    expect(media.video).toMatchObject({ width: 64, height: 64 });
+    expect(media.video).toMatchObject({ codec: "h264", width: 64, height: 64, fps: 25 });
     for (let i = 0; i < 5; i++) expect(await first.inspector.inspect(file, "video")).toEqual(media);
-    expect(first.calls.probe).toBe(1);
+    expect(first.calls).toEqual(once);
     await first.db.destroy();
 
     const second = await counted();
     expect(await second.inspector.inspect(file, "video")).toEqual(media);
-    expect(second.calls.probe).toBe(0);
+    expect(second.calls).toEqual({ probe: 0, header: 0 });
     await second.db.destroy();
   });
 
