@@ -5,6 +5,7 @@ import { InputError, TooLargeError } from "../../errors.js";
 import type { MediaInfo } from "../../media/probe.js";
 import { unlessAborted } from "../../unless-aborted.js";
 import type { MediaInspector } from "../media-inspector.js";
+import { inLargerChunks } from "./chunk-batcher.js";
 import { formatBytes, isFileTooLarge, safeName, uploadFault } from "./upload.js";
 import { UploadDeadline, type UploadDeadlineOptions } from "./upload-deadline.js";
 
@@ -61,7 +62,7 @@ export async function receiveAvatarUpload(
           part.file.resume();
           throw new InputError("DUPLICATE_FIELD", "more than one video file", part.fieldname);
         }
-        const blob = await options.blobs.stage(part.file, {
+        const blob = await options.blobs.stage(inLargerChunks(part.file), {
           signal: deadline.signal,
           maxBytes: options.maxBytes,
           onTooLarge: () =>

@@ -16,6 +16,7 @@ import { unlessAborted } from "../../unless-aborted.js";
 import type { AddressPolicy } from "../callbacks/address-policy.js";
 import type { MediaInspector } from "../media-inspector.js";
 import type { Forwarded, Prestager } from "../prestage.js";
+import { inLargerChunks } from "./chunk-batcher.js";
 import { parseSpeechForm, SPEECH_FIELDS } from "./speech-form.js";
 import { UploadCutError, UploadDeadline, type UploadDeadlineOptions } from "./upload-deadline.js";
 
@@ -188,10 +189,11 @@ export async function receiveTaskUpload(
           : text.get("voice_id")?.trim()
             ? "voice_clone"
             : "tts";
-        const forwarding = kind === "video" ? options.prestage?.forward(part.file, need) : undefined;
+        const source = inLargerChunks(part.file);
+        const forwarding = kind === "video" ? options.prestage?.forward(source, need) : undefined;
         let blob: StagedBlob;
         try {
-          blob = await options.blobs.stage(part.file, {
+          blob = await options.blobs.stage(source, {
             signal: deadline.signal,
             maxBytes: options.maxBytes,
             onTooLarge: () =>

@@ -9,6 +9,7 @@ import { DEFAULT_SPEECH_LANG, SPEECH_LANG_PATTERN } from "../../protocol/schemas
 import type { AvatarRow } from "../../store/schema.js";
 import { unlessAborted } from "../../unless-aborted.js";
 import type { MediaInspector } from "../media-inspector.js";
+import { inLargerChunks } from "./chunk-batcher.js";
 import { VOICE_REFERENCE_MAX_SECONDS } from "./schemas.js";
 import { formatBytes, isFileTooLarge, safeName, uploadFault } from "./upload.js";
 import { UploadDeadline, type UploadDeadlineOptions } from "./upload-deadline.js";
@@ -85,7 +86,7 @@ export async function receiveVoiceUpload(
           part.file.resume();
           throw audioAndAvatar();
         }
-        const blob = await options.blobs.stage(part.file, {
+        const blob = await options.blobs.stage(inLargerChunks(part.file), {
           signal: deadline.signal,
           maxBytes: options.maxBytes,
           onTooLarge: () =>
