@@ -11,16 +11,23 @@ export interface VideoFixture {
   seconds: number;
   width?: number;
   height?: number;
-  fps?: number;
+  /** Frames per second, or an exact rate ("30000/1001"). */
+  fps?: number | string;
   withAudio?: boolean;
+  /** Output options for the tone in place of `-c:a aac` (implies withAudio). */
+  audioArgs?: string[];
+  /** More output options, after the defaults (a later option wins: `-pix_fmt`, `-preset`, `-f`). */
+  extraArgs?: string[];
 }
 
 /** An H.264 MP4 of ffmpeg's moving test pattern, optionally with a 1 kHz tone. */
 export async function makeVideo(path: string, options: VideoFixture): Promise<void> {
-  const { seconds, width = 320, height = 240, fps = 25, withAudio = false } = options;
+  const { seconds, width = 320, height = 240, fps = 25, audioArgs, extraArgs = [] } = options;
+  const withAudio = options.withAudio === true || audioArgs !== undefined;
   await runFfmpeg([
     "-v",
     "error",
+    "-y",
     "-f",
     "lavfi",
     "-i",
@@ -32,7 +39,8 @@ export async function makeVideo(path: string, options: VideoFixture): Promise<vo
     "ultrafast",
     "-pix_fmt",
     "yuv420p",
-    ...(withAudio ? ["-c:a", "aac"] : []),
+    ...(withAudio ? (audioArgs ?? ["-c:a", "aac"]) : []),
+    ...extraArgs,
     path,
   ]);
 }

@@ -3,7 +3,6 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type MediaInfo, probeMedia } from "../../src/media/probe.js";
-import { runFfmpeg } from "../../src/media/run-ffmpeg.js";
 import { readVideoHeader } from "../../src/media/video-header.js";
 import { makeNoisyVideo, makeNotMedia, makeVideo, topLevelBoxes } from "../helpers/media.js";
 
@@ -16,10 +15,11 @@ afterAll(async () => {
 });
 
 interface Clip {
-  size?: string;
-  rate?: string;
+  width?: number;
+  height?: number;
+  fps?: string;
   seconds?: number;
-  /** Output options after the inputs (codecs, pixel format, container flags). */
+  /** Output options after the defaults (codecs, pixel format, container flags). */
   out?: string[];
   /** A tone as the second input, with these options for it. */
   sound?: string[];
@@ -28,26 +28,14 @@ interface Clip {
 /** A short clip of ffmpeg's test pattern, made by the ffmpeg under test. */
 async function clip(name: string, c: Clip = {}): Promise<string> {
   const path = join(dir, name);
-  const { size = "96x64", rate = "25", seconds = 2 } = c;
-  await runFfmpeg([
-    "-v",
-    "error",
-    "-y",
-    "-f",
-    "lavfi",
-    "-i",
-    `testsrc=size=${size}:rate=${rate}:duration=${seconds}`,
-    ...(c.sound ? ["-f", "lavfi", "-i", `sine=frequency=1000:duration=${seconds}`] : []),
-    "-c:v",
-    "libx264",
-    "-preset",
-    "ultrafast",
-    "-pix_fmt",
-    "yuv420p",
-    ...(c.sound ?? []),
-    ...(c.out ?? []),
-    path,
-  ]);
+  await makeVideo(path, {
+    seconds: c.seconds ?? 2,
+    width: c.width ?? 96,
+    height: c.height ?? 64,
+    fps: c.fps ?? 25,
+    ...(c.sound ? { audioArgs: c.sound } : {}),
+    ...(c.out ? { extraArgs: c.out } : {}),
+  });
   return path;
 }
 
@@ -76,14 +64,14 @@ describe("readVideoHeader", () => {
     ["an H.264 MP4 with its index at the end", "plain.mp4", {}],
     ["one with AAC sound", "sound.mp4", { sound: ["-c:a", "aac"] }],
     ["stereo sound at 48 kHz", "stereo.mp4", { sound: ["-c:a", "aac", "-ac", "2", "-ar", "48000"] }],
-    ["an NTSC frame rate", "ntsc.mp4", { rate: "30000/1001", seconds: 3 }],
+    ["an NTSC frame rate", "ntsc.mp4", { fps: "30000/1001", seconds: 3 }],
     // Pictures out of order: the edit list starts past the reorder delay.
     ["B-frames", "bframes.mp4", { out: ["-preset", "medium", "-bf", "3"], sound: ["-c:a", "aac"] }],
     ["full-range pictures", "full.mp4", { out: ["-pix_fmt", "yuvj420p"] }],
     ["4:2:2 pictures", "422.mp4", { out: ["-pix_fmt", "yuv422p"] }],
     // Field coding: the SPS counts the height in field pairs.
-    ["interlaced pictures", "fields.mp4", { size: "96x72", out: ["-x264-params", "interlaced=1"] }],
-    ["a size that is not whole macroblocks", "crop.mp4", { size: "98x66" }],
+    ["interlaced pictures", "fields.mp4", { width: 96, height: 72, out: ["-x264-params", "interlaced=1"] }],
+    ["a size that is not whole macroblocks", "crop.mp4", { width: 98, height: 66 }],
     ["its index first", "faststart.mp4", { out: ["-movflags", "+faststart"] }],
     ["a QuickTime MOV with sound", "clip.mov", { sound: ["-c:a", "aac"], out: ["-f", "mov"] }],
   ])("measures %s in process, as ffprobe does", async (_what, name, c) => {
