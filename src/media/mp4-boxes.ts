@@ -75,15 +75,15 @@ const MAX_TOP_LEVEL_BOXES = 64;
 
 /**
  * Finds a file's `moov` box by stepping over the top-level boxes (a read of 16 bytes each: a
- * 100 MB template with its index at the end costs four reads, not a scan), and reads it whole if
- * it is at most `maxBytes`. Answers `undefined` for a file that does not begin with `ftyp` (not
- * an MP4/MOV this reader knows), has no `moov`, or a larger one.
+ * 100 MB template with its index at the end costs four reads, not a scan), and answers its
+ * payload if that is at most `maxBytes`. Answers `undefined` for a file that does not begin with
+ * `ftyp` (not an MP4/MOV this reader knows), has no `moov`, or a larger one.
  */
 export async function readMoov(
   file: FileHandle,
   fileSize: number,
   maxBytes: number,
-): Promise<{ buf: Buffer; moov: Box } | undefined> {
+): Promise<Buffer | undefined> {
   const head = Buffer.alloc(16);
   let at = 0;
   for (let n = 0; n < MAX_TOP_LEVEL_BOXES && at < fileSize; n++) {
@@ -96,7 +96,7 @@ export async function readMoov(
       const buf = Buffer.alloc(length);
       const read = await file.read(buf, 0, length, at + box.start);
       if (read.bytesRead !== length) return undefined;
-      return { buf, moov: { type: "moov", start: 0, end: length } };
+      return buf;
     }
     at += box.end;
   }

@@ -28,15 +28,15 @@ const INT_MAX = 2n ** 31n - 1n;
  * index from the track's place in `moov`.
  * Anything this reader cannot read exactly answers `undefined`, and ffprobe judges the file:
  * another codec or container, a fragmented file, several sample descriptions, 10-bit or 4:4:4 or
- * monochrome pictures, cropping at the left or top, AAC other than plain LC above 24 kHz,
+ * monochrome pictures, cropping at the left or top, AAC whose rate a decoder may double (SBR),
  * anything malformed.
  */
 export async function readVideoHeader(path: string): Promise<MediaInfo | undefined> {
   try {
     const file = await open(path, "r");
     try {
-      const found = await readMoov(file, (await file.stat()).size, MAX_MOOV_BYTES);
-      return found && readMovie(found.buf, found.moov);
+      const moov = await readMoov(file, (await file.stat()).size, MAX_MOOV_BYTES);
+      return moov && readMovie(moov);
     } finally {
       await file.close();
     }
@@ -46,7 +46,9 @@ export async function readVideoHeader(path: string): Promise<MediaInfo | undefin
   }
 }
 
-function readMovie(buf: Buffer, moov: Box): MediaInfo | undefined {
+/** `buf`: the payload of `moov`. */
+function readMovie(buf: Buffer): MediaInfo | undefined {
+  const moov: Box = { type: "moov", start: 0, end: buf.length };
   const mvhd = child(buf, moov, "mvhd");
   if (!mvhd || child(buf, moov, "mvex")) return undefined;
   const movie = timing(buf, mvhd);
@@ -59,10 +61,13 @@ function readMovie(buf: Buffer, moov: Box): MediaInfo | undefined {
     const handler = handlerOf(buf, trak);
     // One picture track and at most one sound track: a timecode, text or second track has
     // durations and roles of its own that only ffprobe weighs.
-    if (handler === "vide" && !video) video = readVideoTrack(buf, trak, index, movie.timescale);
-    else if (handler === "soun" && !audio) audio = readAudioTrack(buf, trak, index, movie.timescale);
-    else return undefined;
-    if (!(handler === "vide" ? video : audio)) return undefined;
+    if (handler === "vide" && !video) {
+      video = readVideoTrack(buf, trak, index, movie.timescale);
+      if (!video) return undefined;
+    } else if (handler === "soun" && !audio) {
+      audio = readAudioTrack(buf, trak, index, movie.timescale);
+      if (!audio) return undefined;
+    } else return undefined;
     index++;
   }
   if (!video) return undefined;
@@ -83,20 +88,14 @@ function readMovie(buf: Buffer, moov: Box): MediaInfo | undefined {
 function presented(buf: Buffer, trak: Box, movieScale: number, samples: number): number | undefined {
   const elst = descend(buf, trak, ["edts", "elst"]);
   if (!elst) return samples;
-  const version = fullBox(buf, elst, 4);
+  // Version 1 has 64-bit times: the edit is 20 bytes, else 12.
+  const wide = fullBox(buf, elst, 4) === 1;
   if (buf.readUInt32BE(elst.start + 4) !== 1) return undefined;
+  fullBox(buf, elst, 4 + (wide ? 20 : 12));
   const at = elst.start + 8;
-  if (version === 1) {
-    fullBox(buf, elst, 4 + 20);
-    const segment = Number(buf.readBigUInt64BE(at));
-    const mediaTime = buf.readBigInt64BE(at + 8);
-    const rate = buf.readUInt32BE(at + 16);
-    return segment > 0 && mediaTime >= 0n && rate === 0x10000 ? segment / movieScale : undefined;
-  }
-  fullBox(buf, elst, 4 + 12);
-  const segment = buf.readUInt32BE(at);
-  const mediaTime = buf.readInt32BE(at + 4);
-  const rate = buf.readUInt32BE(at + 8);
+  const segment = wide ? Number(buf.readBigUInt64BE(at)) : buf.readUInt32BE(at);
+  const mediaTime = wide ? Number(buf.readBigInt64BE(at + 8)) : buf.readInt32BE(at + 4);
+  const rate = buf.readUInt32BE(at + (wide ? 16 : 8));
   return segment > 0 && mediaTime >= 0 && rate === 0x10000 ? segment / movieScale : undefined;
 }
 
@@ -186,8 +185,7 @@ function readVideoTrack(buf: Buffer, trak: Box, index: number, movieScale: numbe
 
 /** A child box of a sample entry, past the entry's own `skip` bytes of fields. */
 function boxWithin(buf: Buffer, entry: Box, skip: number, type: string): Box | undefined {
-  for (const box of boxes(buf, entry.start + skip, entry.end)) if (box.type === type) return box;
-  return undefined;
+  return child(buf, { ...entry, start: entry.start + skip }, type);
 }
 
 /** avcC (ISO 14496-15 5.3.3.1): the first sequence parameter set, with its NAL header. */

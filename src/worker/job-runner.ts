@@ -207,42 +207,41 @@ export class JobRunner {
     // The job is visible (health, GET) from here, so a DELETE can come while its record is
     // written: it waits for this acceptance to be decided (deleteJob), which keeps the journal in
     // order (accepted before deleted) and never lets a deleted job begin.
-    let decided!: () => void;
-    job.accepting = new Promise<void>((resolve) => {
-      decided = resolve;
-    });
-    try {
-      try {
-        await this.o.records.save(record);
-      } catch (err) {
-        this.jobs.delete(id);
-        if (startNow) this.free(id);
-        throw err;
-      }
-      this.transitions.accepted(job);
-      if (this.jobs.get(id) !== job || job.deleting) {
-        // Deleted while its record was written: it never begins, so it ends as a queued job does.
-        this.transitions.cancelledInQueue(job);
-        if (startNow) this.free(id);
-      } else if (!startNow) {
-        this.queue.push(id);
-        this.pump();
-      } else if (this.stopping) {
-        // The agent began to stop meanwhile: it ends as the running jobs it stops do.
-        this.transitions.finished(job, failed("machine", STOPPED_WHILE_RUNNING));
-        this.free(id);
-      } else {
-        this.transitions.startedOnAcceptance(job);
-        this.launch(job, undefined);
-      }
-    } finally {
-      job.accepting = undefined;
-      decided();
-    }
+    const acceptance = this.settleAcceptance(job, record, startNow);
+    job.accepting = acceptance.catch(() => undefined);
+    await acceptance;
     // After the start: marking the inputs used (a file time each) is bookkeeping for the cache's
     // eviction order, and the job's record already pins them (neededBlobs).
     await this.o.blobs.used(inputBlobs(input).map((b) => b.sha256));
     return { view: job.record.view, created: true };
+  }
+
+  /** Writes a new job's first record, then starts it, queues it or ends it, as the wait allows. */
+  private async settleAcceptance(job: Job, record: JobRecord, startNow: boolean): Promise<void> {
+    const { id } = record.view;
+    try {
+      await this.o.records.save(record);
+    } catch (err) {
+      this.jobs.delete(id);
+      if (startNow) this.free(id);
+      throw err;
+    }
+    this.transitions.accepted(job);
+    if (job.deleting) {
+      // Deleted while its record was written: it never begins, so it ends as a queued job does.
+      this.transitions.cancelledInQueue(job);
+      if (startNow) this.free(id);
+    } else if (!startNow) {
+      this.queue.push(id);
+      this.pump();
+    } else if (this.stopping) {
+      // The agent began to stop meanwhile: it ends as the running jobs it stops do.
+      this.transitions.finished(job, failed("machine", STOPPED_WHILE_RUNNING));
+      this.free(id);
+    } else {
+      this.transitions.startedOnAcceptance(job);
+      this.launch(job, undefined);
+    }
   }
 
   /**

@@ -16,7 +16,7 @@ export interface Job {
   /** Settles when the engine run (and the bookkeeping after it) is over. */
   run?: Promise<void>;
   cancelRequested?: boolean;
-  /** Set while the job's first record is written; settles once it is accepted or refused. */
+  /** Settles once the job's first record is written and the job started, queued or ended. */
   accepting?: Promise<void> | undefined;
   deleting?: Promise<JobView> | undefined;
 }
