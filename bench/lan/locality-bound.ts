@@ -29,7 +29,7 @@ export interface LocalityBound {
 /**
  * `templateBytes` each, over links of `mbit`. A machine runs nothing before its first template has
  * arrived, so that transfer is in series with its work; the later ones may cross while it works
- * (the gateway sends a waiting task's template ahead: template-prefetch.ts), so they count only
+ * (the gateway sends a waiting task's inputs ahead: input-prefetch.ts), so they count only
  * as what its own link must carry.
  */
 export function localityBound(

@@ -7,7 +7,7 @@ export interface BlobPushOptions {
   readonly blobs: BlobStore;
   /** How long a machine may take to say whether it holds a blob (HEAD /v1/blobs). */
   readonly askTimeoutMs: number;
-  /** The gateway's link has no big send left on it: a send ahead may start (template-prefetch.ts). */
+  /** The gateway's link has no big send left on it: a big send ahead may start (input-prefetch.ts). */
   readonly onIdle?: () => void;
 }
 
@@ -17,9 +17,14 @@ const MIN_BYTES_PER_MS = 1000;
 /** Smaller sends are a few round trips, not a share of the link worth waiting for. */
 const BIG_SEND_BYTES = 1_000_000;
 
+/** Whether a send of `bytes` takes a share of the gateway's link that others should wait for. */
+export function isBigSend(bytes: number): boolean {
+  return bytes >= BIG_SEND_BYTES;
+}
+
 /**
  * The gateway's sends of blobs to machines. Sends ahead of the tasks that will need them (an
- * avatar's warm, avatar-warmer.ts; a queued task's template, template-prefetch.ts) go through
+ * avatar's warm, avatar-warmer.ts; a queued task's inputs, input-prefetch.ts) go through
  * `push`, in the background; a starting task's own uploads are counted through `forTask`. A push
  * goes through the same `Machine.uploadOnce` as the dispatcher's uploads, so one blob never
  * crosses to one machine twice at once, and the dispatcher waits for a push under way rather than
@@ -52,15 +57,15 @@ export class BlobPush {
   }
 
   /**
-   * Sends `blob` to `machine` unless it already holds it (asked first: a task's upload may have
-   * brought it since the gateway last knew). Resolves once it is there; rejects when the send
-   * failed, or the gateway closes.
+   * Sends `blob` to `machine` unless it already holds it (asked first, unless `ask` is false: a
+   * task's upload may have brought it since the gateway last knew). Resolves once it is there;
+   * rejects when the send failed, or the gateway closes.
    */
-  push(machine: Machine, blob: BlobInfo): Promise<void> {
+  push(machine: Machine, blob: BlobInfo, ask = true): Promise<void> {
     const signal = this.signal(this.o.askTimeoutMs + blob.bytes / MIN_BYTES_PER_MS);
     const send = this.counted(blob.bytes, () =>
       machine.uploadOnce(blob.sha256, async () => {
-        if (await machine.client.hasBlob(blob.sha256, signal)) return;
+        if (ask && (await machine.client.hasBlob(blob.sha256, signal))) return;
         await machine.client.putBlob(blob.sha256, this.o.blobs.path(blob.sha256), blob.bytes, signal);
       }),
     );
@@ -85,7 +90,7 @@ export class BlobPush {
   }
 
   private async counted<T>(bytes: number, send: () => Promise<T>): Promise<T> {
-    if (bytes < BIG_SEND_BYTES) return send();
+    if (!isBigSend(bytes)) return send();
     this.big++;
     try {
       return await send();

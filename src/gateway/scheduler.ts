@@ -4,6 +4,7 @@ import { TASK_NEEDS, type TaskNeed, taskNeed } from "../store/task-speech.js";
 import type { TaskStore } from "../store/task-store.js";
 import type { Clock, Timer } from "./clock.js";
 import type { Fleet, Machine } from "./fleet.js";
+import type { WaitingTask } from "./input-prefetch.js";
 import {
   canTake,
   type PlacementMachine,
@@ -12,7 +13,6 @@ import {
   type Reservation,
 } from "./placement/policy.js";
 import type { SpeedModel } from "./speed-model.js";
-import type { WaitingTask } from "./template-prefetch.js";
 
 export interface SchedulerOptions {
   clock: Clock;
@@ -26,7 +26,7 @@ export interface SchedulerOptions {
    * false when it has none free (Machine.tryClaim is the one place `max_concurrent` is enforced).
    */
   dispatch: (task: TaskRow, machine: Machine) => Promise<boolean>;
-  /** Told, after each pass, of the tasks the placement keeps for busy slots (template-prefetch.ts). */
+  /** Told, after each pass, of the tasks the placement keeps for busy slots (input-prefetch.ts). */
   prefetch?: { readonly ready: boolean; consider(waiting: readonly WaitingTask[]): void };
 }
 

@@ -7,13 +7,13 @@ import type { CallbackSender } from "../callbacks/callback-sender.js";
 import type { Clock } from "../clock.js";
 import { Dispatcher, type DispatcherOptions } from "../dispatcher.js";
 import type { Fleet, Machine } from "../fleet.js";
+import { InputPrefetch } from "../input-prefetch.js";
 import { OutageNote } from "../outage-note.js";
 import type { PlacementPolicy } from "../placement/policy.js";
 import type { RetentionSweeper } from "../retention-sweeper.js";
 import { Scheduler } from "../scheduler.js";
 import type { SpeedModel } from "../speed-model.js";
 import { TaskDeadline } from "../task-deadline.js";
-import { TemplatePrefetch } from "../template-prefetch.js";
 import type { Duties } from "./coordinator.js";
 import type { FleetView } from "./fleet-view.js";
 
@@ -37,7 +37,7 @@ export interface DispatchDutiesOptions {
   readonly callbacks: () => CallbackSender;
   /** Published while dispatching on PostgreSQL, for the other gateways' GET /machines. */
   readonly fleetView?: FleetView | undefined;
-  /** Sends templates ahead to the busy machines their tasks wait for (template-prefetch.ts). */
+  /** Sends inputs ahead to the busy machines their tasks wait for (input-prefetch.ts). */
   readonly push: BlobPush;
 }
 
@@ -112,7 +112,7 @@ export class DispatchDuties implements Duties {
       push: o.push,
       onSlotFree: () => this.wake(),
     });
-    const prefetch = new TemplatePrefetch({ clock: o.clock, push: o.push, logger: o.logger });
+    const prefetch = new InputPrefetch({ clock: o.clock, push: o.push, logger: o.logger });
     const scheduler = new Scheduler({
       clock: o.clock,
       store: o.store,

@@ -62,7 +62,7 @@ export interface PlacementPolicy {
    * that accept work, returns the tasks to start now and where. Never more per machine than its
    * free slots, and never a task on a machine that cannot take it (`canTake`). A policy that plans
    * ahead tells `reserve` of each task it keeps for a busy slot, in service order, so that its
-   * template can travel there while that slot still works (template-prefetch.ts).
+   * inputs can travel there while that slot still works (input-prefetch.ts).
    */
   plan(
     tasks: readonly PlacementTask[],

@@ -1,9 +1,10 @@
 import { Readable } from "node:stream";
+import { setImmediate } from "node:timers/promises";
 import { afterEach, describe, expect, it } from "vitest";
 import { BlobStore } from "../../src/blobs/blob-store.js";
 import { BlobPush } from "../../src/gateway/blob-push.js";
+import { InputPrefetch } from "../../src/gateway/input-prefetch.js";
 import { Machine } from "../../src/gateway/machine.js";
-import { TemplatePrefetch } from "../../src/gateway/template-prefetch.js";
 import { createLogger } from "../../src/logger.js";
 import { WorkerClient } from "../../src/protocol/worker-client.js";
 import type { TaskRow } from "../../src/store/schema.js";
@@ -26,12 +27,15 @@ async function setUp(answer: (method: string, path: string) => ScriptedAnswer, c
   cleanups.push(() => removeDir(dir));
   const blobs = new BlobStore(dir);
   await blobs.init();
-  const templates: { sha256: string; bytes: number }[] = [];
-  for (const n of [1, 2]) {
-    const staged = await blobs.stage(Readable.from([Buffer.alloc(4096, n)]));
+  const blob = async (bytes: number, fill: number) => {
+    const staged = await blobs.stage(Readable.from([Buffer.alloc(bytes, fill)]));
     await staged.commit();
-    templates.push({ sha256: staged.sha256, bytes: staged.bytes });
-  }
+    sizes.set(staged.sha256, staged.bytes);
+    return { sha256: staged.sha256, bytes: staged.bytes };
+  };
+  // Big enough to count as a use of the link (BlobPush), as a real template is.
+  const templates = [await blob(1_000_000, 1), await blob(1_000_000, 2)];
+  const audios = [await blob(4096, 3), await blob(4096, 4)];
   const worker = await startScriptedServer(answer);
   cleanups.push(() => worker.close());
   const machine = new Machine(
@@ -50,19 +54,42 @@ async function setUp(answer: (method: string, path: string) => ScriptedAnswer, c
   let idle = 0;
   const push = new BlobPush({ clock, blobs, askTimeoutMs: 5000, onIdle: () => idle++ });
   cleanups.push(() => push.close());
-  const prefetch = new TemplatePrefetch({
+  const prefetch = new InputPrefetch({
     clock,
     push,
     logger: createLogger({ level: "silent", format: "json" }),
   });
-  const task = (id: string, template: { sha256: string; bytes: number }) =>
-    ({ id, video_sha256: template.sha256, video_bytes: template.bytes }) as TaskRow;
-  return { worker, machine, clock, push, prefetch, templates, task, idles: () => idle };
+  // The audio the template tests' tasks bring: the machine holds it, so only templates travel.
+  const heldAudio = await blob(4096, 5);
+  machine.knowBlob(heldAudio.sha256);
+  const task = (
+    id: string,
+    template: { sha256: string; bytes: number },
+    audio: { sha256: string; bytes: number } = heldAudio,
+  ) =>
+    ({
+      id,
+      video_sha256: template.sha256,
+      video_bytes: template.bytes,
+      speech: null,
+      audio_sha256: audio.sha256,
+      audio_bytes: audio.bytes,
+    }) as TaskRow;
+  return { worker, machine, clock, push, prefetch, templates, audios, task, idles: () => idle };
 }
 
 const sends = (requests: string[]) => requests.filter((r) => r.startsWith("PUT /v1/blobs/"));
 
-describe("sending a waiting task's template ahead", () => {
+/** A worker that holds nothing (HEAD 404) and stores what it is sent, answering as the agent does. */
+const storing = (method: string, path: string): ScriptedAnswer => {
+  if (method === "HEAD") return { status: 404 };
+  const sha256 = path.split("/").pop() ?? "";
+  return { status: 201, body: { sha256, bytes: sizes.get(sha256) } };
+};
+/** The sizes of the blobs the tests make, by hash, for `storing`'s answers. */
+const sizes = new Map<string, number>();
+
+describe("sending a waiting task's inputs ahead", () => {
   it("sends it to the busy machine once, and the machine is then known to hold it", async () => {
     let stored: { sha256: string; bytes: number } | undefined;
     const s = await setUp((method) => (method === "HEAD" ? { status: 404 } : { status: 201, body: stored }));
@@ -142,6 +169,69 @@ describe("sending a waiting task's template ahead", () => {
     const [first] = s.templates as [{ sha256: string; bytes: number }];
     s.machine.setDraining(true);
     s.prefetch.consider([{ task: s.task("t1", first), machine: s.machine }]);
+    expect(s.push.idle).toBe(true);
+    expect(s.worker.requests).toEqual([]);
+  });
+  it("sends a waiting task's audio at once, without asking, while a big send uses the link", async () => {
+    const s = await setUp(storing);
+    const [template] = s.templates as [{ sha256: string; bytes: number }];
+    const [audio] = s.audios as [{ sha256: string; bytes: number }];
+    s.machine.knowBlob(template.sha256);
+    let release: () => void = () => undefined;
+    const upload = s.push.forTask(5_000_000, () => new Promise<void>((resolve) => (release = resolve)));
+    s.prefetch.consider([{ task: s.task("t1", template, audio), machine: s.machine }]);
+    // No HEAD first: the audio came with its task, so no machine can hold it yet.
+    await until(() => s.machine.hasBlob(audio.sha256));
+    expect(s.worker.requests).toEqual([`PUT /v1/blobs/${audio.sha256}`]);
+    expect(s.push.idle).toBe(false);
+    release();
+    await upload;
+  });
+
+  it("sends a small input only once the job starting on that machine has its answer", async () => {
+    const s = await setUp(storing);
+    const [template] = s.templates as [{ sha256: string; bytes: number }];
+    const [audio] = s.audios as [{ sha256: string; bytes: number }];
+    s.machine.knowBlob(template.sha256);
+    let answer: () => void = () => undefined;
+    const start = s.machine.starting(() => new Promise<void>((resolve) => (answer = resolve)));
+    s.prefetch.consider([{ task: s.task("t1", template, audio), machine: s.machine }]);
+    for (let i = 0; i < 5; i++) await setImmediate();
+    expect(s.worker.requests).toEqual([]);
+    answer();
+    await start;
+    await until(() => s.machine.hasBlob(audio.sha256));
+    expect(s.worker.requests).toEqual([`PUT /v1/blobs/${audio.sha256}`]);
+  });
+
+  it("sends each slot's next task's audio, but one template at a time", async () => {
+    const s = await setUp(storing, 2);
+    const [first, second] = s.templates as [
+      { sha256: string; bytes: number },
+      { sha256: string; bytes: number },
+    ];
+    const [a1, a2] = s.audios as [{ sha256: string; bytes: number }, { sha256: string; bytes: number }];
+    s.prefetch.consider([
+      { task: s.task("t1", first, a1), machine: s.machine },
+      { task: s.task("t2", second, a2), machine: s.machine },
+      // A third task for two slots may well start elsewhere: nothing of it travels.
+      { task: s.task("t3", second, s.audios[0] ?? a1), machine: s.machine },
+    ]);
+    await until(
+      () => s.machine.hasBlob(first.sha256) && s.machine.hasBlob(a1.sha256) && s.machine.hasBlob(a2.sha256),
+    );
+    expect(sends(s.worker.requests).sort()).toEqual(
+      [`PUT /v1/blobs/${first.sha256}`, `PUT /v1/blobs/${a1.sha256}`, `PUT /v1/blobs/${a2.sha256}`].sort(),
+    );
+    expect(s.machine.hasBlob(second.sha256)).toBe(false);
+  });
+
+  it("sends no audio for a text task (it has none until it is spoken)", async () => {
+    const s = await setUp(() => ({ status: 201 }));
+    const [template] = s.templates as [{ sha256: string; bytes: number }];
+    s.machine.knowBlob(template.sha256);
+    const text = { ...s.task("t1", template), speech: "hello", audio_sha256: "", audio_bytes: 0 } as TaskRow;
+    s.prefetch.consider([{ task: text, machine: s.machine }]);
     expect(s.push.idle).toBe(true);
     expect(s.worker.requests).toEqual([]);
   });
