@@ -390,11 +390,12 @@ export class Dispatcher {
           machine.observeUpload(ref.bytes, clock.now() - started);
         });
       });
-    // A task's own audio came with it, so no machine has it yet: sent first, it spares the job's
-    // refusal (409 BLOB_MISSING) and the question that would follow, two round trips per task.
+    // A task's own audio came with it, so no machine has it yet unless it was sent ahead while
+    // the task waited (input-prefetch.ts): sent first, it spares the job's refusal (409
+    // BLOB_MISSING) and the question that would follow, two round trips per task.
     for (const ref of inputs)
       if (ref.field === "audio" && !machine.hasBlob(ref.sha256)) await send(ref, false);
-    // An input on its way there already (a template prefetched while the slot was busy) is
+    // An input on its way there already (sent ahead while the slot was busy) is
     // awaited: asked for before it lands, the job would only be refused for it. Should that send
     // fail, the job's refusal below names what is missing, and it is sent then.
     for (const ref of inputs) {
