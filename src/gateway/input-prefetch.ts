@@ -79,8 +79,10 @@ export class InputPrefetch {
           // write both at once, and the job would start later (measured: its record's write took
           // 2.7 ms instead of 1). The task it is for waits for a slot anyway.
           void machine.startsSettled().then(() => {
-            if (!machine.hasBlob(input.sha256) && !machine.uploadUnderWay(input.sha256))
-              this.send(machine, task, input);
+            // Meanwhile the machine may have stopped taking work, or come to hold the input.
+            if (!machine.placeable || machine.hasBlob(input.sha256) || machine.uploadUnderWay(input.sha256))
+              return;
+            this.send(machine, task, input);
           });
         }
       }
@@ -98,7 +100,8 @@ export class InputPrefetch {
       { sha256: blob.sha256, bytes: blob.bytes },
       `prefetch: sending the ${what} of a task that waits for this machine`,
     );
-    // A task's own audio came with it: no machine can hold it yet, so it is not asked about first.
+    // A task's own audio came with it, so a machine is unlikely to hold it: not asked about first
+    // (as the dispatcher sends it when the task starts).
     this.o.push.push(machine, blob, input.field === "video").then(
       () => log[level]({ ms: this.o.clock.now() - started }, `prefetch: ${what} in place`),
       (err: unknown) => {

@@ -204,6 +204,22 @@ describe("sending a waiting task's inputs ahead", () => {
     expect(s.worker.requests).toEqual([`PUT /v1/blobs/${audio.sha256}`]);
   });
 
+  it("sends nothing that waited for a start to a machine that meanwhile stopped taking work", async () => {
+    const s = await setUp(storing);
+    const [template] = s.templates as [{ sha256: string; bytes: number }];
+    const [audio] = s.audios as [{ sha256: string; bytes: number }];
+    s.machine.knowBlob(template.sha256);
+    let answer: () => void = () => undefined;
+    const start = s.machine.starting(() => new Promise<void>((resolve) => (answer = resolve)));
+    s.prefetch.consider([{ task: s.task("t1", template, audio), machine: s.machine }]);
+    s.machine.setDraining(true);
+    answer();
+    await start;
+    for (let i = 0; i < 5; i++) await setImmediate();
+    expect(s.worker.requests).toEqual([]);
+    expect(s.machine.uploadUnderWay(audio.sha256)).toBeUndefined();
+  });
+
   it("sends each slot's next task's audio, but one template at a time", async () => {
     const s = await setUp(storing, 2);
     const [first, second] = s.templates as [
