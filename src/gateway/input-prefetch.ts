@@ -66,7 +66,7 @@ export class InputPrefetch {
       seen.set(machine, nth);
       if (nth > machine.capacity || machine.pinned || !machine.placeable) continue;
       for (const input of inputs(task)) {
-        if (machine.hasBlob(input.sha256) || machine.uploadUnderWay(input.sha256)) continue;
+        if (!missing(machine, input)) continue;
         // A send that failed (a full disk, a machine going away) is not retried at once: the end of
         // each send wakes the next pass, which would otherwise try it again straight away.
         if ((this.failed.get(`${machine.name}\n${input.sha256}`) ?? 0) > this.o.clock.now()) continue;
@@ -80,9 +80,7 @@ export class InputPrefetch {
           // 2.7 ms instead of 1). The task it is for waits for a slot anyway.
           void machine.startsSettled().then(() => {
             // Meanwhile the machine may have stopped taking work, or come to hold the input.
-            if (!machine.placeable || machine.hasBlob(input.sha256) || machine.uploadUnderWay(input.sha256))
-              return;
-            this.send(machine, task, input);
+            if (machine.placeable && missing(machine, input)) this.send(machine, task, input);
           });
         }
       }
@@ -120,4 +118,9 @@ function inputs(task: TaskRow): Input[] {
   const video: Input = { field: "video", sha256: task.video_sha256, bytes: task.video_bytes };
   if (task.speech !== null || task.audio_sha256 === "") return [video];
   return [video, { field: "audio", sha256: task.audio_sha256, bytes: task.audio_bytes }];
+}
+
+/** Neither held by the machine nor on its way there. */
+function missing(machine: Machine, input: Input): boolean {
+  return !machine.hasBlob(input.sha256) && !machine.uploadUnderWay(input.sha256);
 }

@@ -89,6 +89,21 @@ const storing = (method: string, path: string): ScriptedAnswer => {
 /** The sizes of the blobs the tests make, by hash, for `storing`'s answers. */
 const sizes = new Map<string, number>();
 
+/**
+ * A task whose template the machine holds and whose audio it lacks, considered while a job's start
+ * on that machine waits for its answer (`answer` gives it).
+ */
+async function waitingBehindAStart() {
+  const s = await setUp(storing);
+  const [template] = s.templates as [{ sha256: string; bytes: number }];
+  const [audio] = s.audios as [{ sha256: string; bytes: number }];
+  s.machine.knowBlob(template.sha256);
+  let answer: () => void = () => undefined;
+  const start = s.machine.starting(() => new Promise<void>((resolve) => (answer = resolve)));
+  s.prefetch.consider([{ task: s.task("t1", template, audio), machine: s.machine }]);
+  return { s, audio, answer: () => answer(), start };
+}
+
 describe("sending a waiting task's inputs ahead", () => {
   it("sends it to the busy machine once, and the machine is then known to hold it", async () => {
     let stored: { sha256: string; bytes: number } | undefined;
@@ -180,7 +195,7 @@ describe("sending a waiting task's inputs ahead", () => {
     let release: () => void = () => undefined;
     const upload = s.push.forTask(5_000_000, () => new Promise<void>((resolve) => (release = resolve)));
     s.prefetch.consider([{ task: s.task("t1", template, audio), machine: s.machine }]);
-    // No HEAD first: the audio came with its task, so no machine can hold it yet.
+    // No HEAD first: the audio came with its task, so a machine is unlikely to hold it.
     await until(() => s.machine.hasBlob(audio.sha256));
     expect(s.worker.requests).toEqual([`PUT /v1/blobs/${audio.sha256}`]);
     expect(s.push.idle).toBe(false);
@@ -189,13 +204,7 @@ describe("sending a waiting task's inputs ahead", () => {
   });
 
   it("sends a small input only once the job starting on that machine has its answer", async () => {
-    const s = await setUp(storing);
-    const [template] = s.templates as [{ sha256: string; bytes: number }];
-    const [audio] = s.audios as [{ sha256: string; bytes: number }];
-    s.machine.knowBlob(template.sha256);
-    let answer: () => void = () => undefined;
-    const start = s.machine.starting(() => new Promise<void>((resolve) => (answer = resolve)));
-    s.prefetch.consider([{ task: s.task("t1", template, audio), machine: s.machine }]);
+    const { s, audio, answer, start } = await waitingBehindAStart();
     for (let i = 0; i < 5; i++) await setImmediate();
     expect(s.worker.requests).toEqual([]);
     answer();
@@ -205,13 +214,7 @@ describe("sending a waiting task's inputs ahead", () => {
   });
 
   it("sends nothing that waited for a start to a machine that meanwhile stopped taking work", async () => {
-    const s = await setUp(storing);
-    const [template] = s.templates as [{ sha256: string; bytes: number }];
-    const [audio] = s.audios as [{ sha256: string; bytes: number }];
-    s.machine.knowBlob(template.sha256);
-    let answer: () => void = () => undefined;
-    const start = s.machine.starting(() => new Promise<void>((resolve) => (answer = resolve)));
-    s.prefetch.consider([{ task: s.task("t1", template, audio), machine: s.machine }]);
+    const { s, audio, answer, start } = await waitingBehindAStart();
     s.machine.setDraining(true);
     answer();
     await start;
