@@ -65,9 +65,15 @@ export class ArrivingResult {
     this.onSettled();
   }
 
-  /** The result's bytes as they arrive; it ends once the task is completed, and errors otherwise. */
-  read(): Readable {
-    return new FollowingReader(this);
+  /**
+   * The result's bytes as they arrive, once the first of them were read: undefined when it failed
+   * before that. The stream ends once the task is completed, and errors otherwise. Whoever sends
+   * it has bytes to send before anything can fail, so an answer that fails is always one cut
+   * short, never an error before its first byte under the video's headers.
+   */
+  async opened(): Promise<Readable | undefined> {
+    const reader = new FollowingReader(this);
+    return (await reader.readFirst()) ? reader : undefined;
   }
 
   /** @internal the reader's view */
@@ -119,6 +125,21 @@ class FollowingReader extends Readable {
         this.destroy(err instanceof Error ? err : new Error(String(err)));
       },
     );
+  }
+
+  /** Reads ahead the first chunk (or the end) before anyone asks: false when the result failed first. */
+  async readFirst(): Promise<boolean> {
+    this.reading = true;
+    try {
+      await this.pump();
+      return !this.destroyed;
+    } catch {
+      this.destroy();
+      return false;
+    } finally {
+      // Before the stream's own read-ahead (next tick), which would otherwise find a read going on.
+      this.reading = false;
+    }
   }
 
   /** Pushes one chunk, or the end, waiting for the result to move when nothing can be read yet. */

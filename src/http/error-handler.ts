@@ -26,6 +26,10 @@ export function installErrorHandler(app: FastifyInstance): void {
       (err instanceof TooLargeError || err instanceof UploadTimeoutError || isMalformedForm(err))
     )
       void reply.header("connection", "close");
+    // An error is JSON, whatever the route meant to send: a stream that failed before its first
+    // byte leaves its file's type and name on the reply, and Fastify would refuse to send an
+    // object under them (a 500 of its own instead of ours).
+    reply.removeHeader("content-type").removeHeader("content-disposition");
     void reply.status(status).send(body);
   });
   app.setNotFoundHandler((request, reply) => {

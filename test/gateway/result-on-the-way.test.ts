@@ -1,8 +1,9 @@
-import { writeFile } from "node:fs/promises";
+import { readFile, writeFile } from "node:fs/promises";
 import { createServer, request as httpRequest, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
+import { startByteCounter } from "../../bench/byte-counter.js";
 import { createEngine } from "../../src/engines/registry.js";
 import { createLogger } from "../../src/logger.js";
 import { startWorker } from "../../src/worker/agent.js";
@@ -46,12 +47,18 @@ interface ResultProxy {
   readonly halfway: ReturnType<typeof gate>;
 }
 
+interface ProxyOptions {
+  /** Changes one byte of the first result's second half: a result damaged on the way. */
+  damageFirst?: boolean;
+  /** Drops the first result's connection after its head, before a byte of its body. */
+  cutFirst?: boolean;
+}
+
 /**
  * An HTTP proxy in front of a worker that holds every result download after half its bytes until
- * `halfway` opens, and with `damageFirst` changes one byte of the first result's second half: a
- * result damaged on the way.
+ * `halfway` opens, and damages or cuts the first as `options` say.
  */
-async function startResultProxy(targetPort: number, options: { damageFirst?: boolean } = {}) {
+async function startResultProxy(targetPort: number, options: ProxyOptions = {}) {
   const results: { total: number; sent: number }[] = [];
   const halfway = gate();
   const server: Server = createServer((req, res) => {
@@ -69,7 +76,13 @@ async function startResultProxy(targetPort: number, options: { damageFirst?: boo
         const total = Number(answer.headers["content-length"]);
         const record = { total, sent: 0 };
         const damage = options.damageFirst === true && results.length === 0;
+        const cut = options.cutFirst === true && results.length === 0;
         results.push(record);
+        if (cut) {
+          answer.destroy();
+          res.destroy();
+          return;
+        }
         void (async () => {
           const half = Math.floor(total / 2);
           for await (const chunk of answer) {
@@ -112,7 +125,7 @@ async function startResultProxy(targetPort: number, options: { damageFirst?: boo
 }
 
 /** A gateway whose one machine, an ffmpeg worker in this process, is reached through the proxy. */
-async function gatewayBehindProxy(options: { damageFirst?: boolean } = {}) {
+async function gatewayBehindProxy(options: ProxyOptions = {}) {
   const dir = await tempDir();
   cleanups.push(() => removeDir(dir));
   const logger = createLogger({ level: "silent", format: "json" });
@@ -247,19 +260,51 @@ describe("POST /tasks/sync while the result comes home", () => {
     "is an error for the seed's requests client when cut short, not a short MP4",
     async () => {
       const { dir, proxy, gateway } = await gatewayBehindProxy({ damageFirst: true });
-      proxy.halfway.open();
+      // The client reaches the gateway through a counter, which tells when its answer has begun.
+      const counter = await startByteCounter(Number(new URL(gateway.url).port));
+      cleanups.push(() => counter.close());
       const out = join(dir, "sync.mp4");
       // Debian 12's requests runs over urllib3 1.26, which takes a body shorter than its
       // Content-Length for the whole; a chunked body cut short is an error there too.
+      const client = run(
+        requirePython(),
+        [join(EXAMPLES, "sync_client.py"), inputs.audio, inputs.video, out],
+        {
+          env: { MULTI_HEYGEM_URL: `http://127.0.0.1:${counter.port}` },
+        },
+      );
+      // The answer's head and first half are the client's before the damaged half arrives.
+      await until(() => counter.received > 0);
+      proxy.halfway.open();
+      const res = await client;
+      expect(res.code).not.toBe(0);
+      expect(res.stderr).toMatch(/ChunkedEncodingError/);
+      expect(res.stdout).not.toContain("saved");
+      expect(proxy.results).toHaveLength(1);
+    },
+    60_000,
+  );
+
+  it.skipIf(python === undefined)(
+    "waits on for the next attempt when the result fails before its first byte: the seed's client gets a whole MP4",
+    async () => {
+      const { dir, proxy, gateway } = await gatewayBehindProxy({ cutFirst: true });
+      proxy.halfway.open();
+      const out = join(dir, "sync.mp4");
       const res = await run(
         requirePython(),
         [join(EXAMPLES, "sync_client.py"), inputs.audio, inputs.video, out],
         { env: { MULTI_HEYGEM_URL: gateway.url } },
       );
-      expect(res.code).not.toBe(0);
-      expect(res.stderr).toMatch(/ChunkedEncodingError/);
-      expect(res.stdout).not.toContain("saved");
-      expect(proxy.results).toHaveLength(1);
+      expect(res.code).toBe(0);
+      expect(res.stdout).toContain("saved");
+      expect(proxy.results).toHaveLength(2);
+      const taskId = /task ([0-9a-f-]+)/.exec(res.stdout)?.[1] ?? "";
+      const task = await getTask(gateway.url, taskId);
+      expect(task).toMatchObject({ status: "completed", attempts: 2 });
+      const stored = Buffer.from(await (await fetch(`${gateway.url}/tasks/${taskId}/result`)).arrayBuffer());
+      expect((await readFile(out)).equals(stored)).toBe(true);
+      expect((await probe(out)).video).toBeDefined();
     },
     60_000,
   );

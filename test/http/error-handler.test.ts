@@ -1,3 +1,4 @@
+import { Readable } from "node:stream";
 import { Type } from "@sinclair/typebox";
 import fastify, { type FastifyInstance } from "fastify";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -27,6 +28,18 @@ describe("the error handler answers from the catalogue", () => {
     typed.get("/bug", async () => {
       throw new Error("secret detail of a bug");
     });
+    typed.get("/video", async (_request, reply) =>
+      reply
+        .type("video/mp4")
+        .header("content-disposition", 'attachment; filename="t1.mp4"')
+        .send(
+          new Readable({
+            read() {
+              this.destroy(new InputError("INVALID_FIELD", "the file failed before its first byte"));
+            },
+          }),
+        ),
+    );
     typed.post("/json", { schema: { body: Type.Object({ name: Type.String() }) } }, async () => ({}));
     url = await app.listen({ host: "127.0.0.1", port: 0 });
   });
@@ -91,6 +104,17 @@ describe("the error handler answers from the catalogue", () => {
     expect(res).toEqual({
       status: 500,
       body: { error: "INTERNAL", message: "internal error; see the server log" },
+    });
+  });
+
+  it("a file's stream that fails before its first byte answers JSON, not the file's type", async () => {
+    const res = await fetch(`${url}/video`);
+    expect(res.status).toBe(400);
+    expect(res.headers.get("content-type")).toMatch(/^application\/json/);
+    expect(res.headers.get("content-disposition")).toBeNull();
+    expect(await res.json()).toEqual({
+      error: "INVALID_FIELD",
+      message: "the file failed before its first byte",
     });
   });
 

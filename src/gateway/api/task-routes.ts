@@ -1,4 +1,5 @@
 import { randomUUID } from "node:crypto";
+import type { Readable } from "node:stream";
 import { Type } from "@sinclair/typebox";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { BlobStore } from "../../blobs/blob-store.js";
@@ -108,6 +109,56 @@ const errors = {
   },
   507: Type.Ref(ErrorBody),
 };
+
+/**
+ * What a POST /tasks/sync answers with, once known: the result's bytes as they come home to this
+ * gateway, or the task as it stands when it ended, the client left, the gateway began to close
+ * or the sync timeout passed.
+ *
+ * An attempt's result that fails its check before its first byte went out is no answer yet: the
+ * client has seen nothing, and waits on for the next attempt's. One that fails later cuts the
+ * answer short (result-relay.ts).
+ */
+async function syncAnswer(
+  options: TaskRoutesOptions,
+  taskId: string,
+  chunked: boolean,
+  gone: AbortSignal,
+  log: FastifyRequest["log"],
+): Promise<{ arriving: Readable; bytes: number } | { final: TaskRow | undefined }> {
+  const deadline = options.clock.now() + options.syncTimeoutMs;
+  for (;;) {
+    // The result starts coming home: the wait is over, the client reads it as it arrives.
+    const arrives = new AbortController();
+    let arriving: ArrivingResult | undefined;
+    const stopExpecting = chunked
+      ? options.relay.expect(taskId, (result) => {
+          arriving = result;
+          arrives.abort();
+        })
+      : () => undefined;
+    const waiting = linkSignals([gone, options.shutdown, arrives.signal]);
+    const final = await waitForFinal(
+      options.clock,
+      options.store,
+      taskId,
+      Math.max(0, deadline - options.clock.now()),
+      waiting.signal,
+    ).finally(() => {
+      waiting.dispose();
+      stopExpecting();
+    });
+    const result: ArrivingResult | undefined = arriving;
+    if (gone.aborted || !result || !(final?.status === "processing" || final?.status === "completed"))
+      return { final };
+    const body = await result.opened();
+    if (body) return { arriving: body, bytes: result.bytes };
+    log.info(
+      { task_id: taskId },
+      "sync: the result failed before its first byte; waiting for the next attempt",
+    );
+  }
+}
 
 export async function taskRoutes(app: FastifyInstance, options: TaskRoutesOptions): Promise<void> {
   const api = app.withTypeProvider<TypeBoxTypeProvider>();
@@ -239,7 +290,8 @@ export async function taskRoutes(app: FastifyInstance, options: TaskRoutesOption
           "X-Task-Id header; if the connection drops, the task still completes and can be fetched by id. " +
           "The MP4 is sent chunked as it comes home from the machine; its end is sent only once the task " +
           "is completed with it, so a body cut short (no last chunk) means this copy was not kept: the " +
-          "task goes on, fetch it by id. HTTP/1.0 clients get it with a Content-Length once completed.",
+          "task goes on, fetch it by id. A result that fails before its first byte is not sent: the answer " +
+          "waits on for the next attempt's. HTTP/1.0 clients get it with a Content-Length once completed.",
         tags: ["tasks"],
         consumes: ["multipart/form-data"],
         produces: ["video/mp4", "application/json"],
@@ -266,35 +318,16 @@ export async function taskRoutes(app: FastifyInstance, options: TaskRoutesOption
       const gone = new AbortController();
       // A client that hangs up stops our waiting, never the task itself.
       reply.raw.on("close", () => gone.abort());
-      // The result starts coming home: the wait is over, the client reads it as it arrives.
-      const arrives = new AbortController();
-      let arriving: ArrivingResult | undefined;
       // HTTP/1.0 has no chunks: a body cut short could not be told from a whole one there.
       const chunked = request.raw.httpVersionMajor > 1 || request.raw.httpVersionMinor > 0;
-      const stopExpecting = chunked
-        ? options.relay.expect(task.id, (result) => {
-            arriving = result;
-            arrives.abort();
-          })
-        : () => undefined;
-      const waiting = linkSignals([gone.signal, options.shutdown, arrives.signal]);
-      const final = await waitForFinal(
-        options.clock,
-        store,
-        task.id,
-        options.syncTimeoutMs,
-        waiting.signal,
-      ).finally(() => {
-        waiting.dispose();
-        stopExpecting();
-      });
+      const answer = await syncAnswer(options, task.id, chunked, gone.signal, request.log);
       if (gone.signal.aborted) {
         request.log.info({ task_id: task.id }, "sync client went away; the task goes on");
         return reply;
       }
-      if (arriving && (final?.status === "processing" || final?.status === "completed")) {
+      if ("arriving" in answer) {
         request.log.info(
-          { task_id: task.id, bytes: arriving.bytes },
+          { task_id: task.id, bytes: answer.bytes },
           "sync: sending the result as it comes home",
         );
         // Typed as the stored file's reply (200: binary), which a stream is too.
@@ -305,8 +338,9 @@ export async function taskRoutes(app: FastifyInstance, options: TaskRoutesOption
         return untyped
           .type("video/mp4")
           .header("content-disposition", contentDisposition(`${task.id}.mp4`))
-          .send(arriving.read());
+          .send(answer.arriving);
       }
+      const final = answer.final;
       if (options.shutdown.aborted && !(final && FINAL_TASK_STATUSES.has(final.status))) {
         return reply.code(httpStatus("SHUTTING_DOWN")).send({
           ...errorBody("SHUTTING_DOWN", "the gateway is restarting; the task is kept, fetch it by id"),
