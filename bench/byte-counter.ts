@@ -14,18 +14,20 @@ export interface ByteCounter {
   readonly connections: number;
   /** Requests the client sent, by method and first path segment: "POST /v1/blobs" → 3. */
   readonly requests: ReadonlyMap<string, number>;
+  /** Requests by method and whole path, query left off: "PUT /v1/blobs/<sha256>" → 1. */
+  readonly paths: ReadonlyMap<string, number>;
   close(): Promise<void>;
 }
 
 /** A request line; the " HTTP/1.1" tail keeps bytes of a video from passing for one. */
-const REQUEST_LINE = /(GET|HEAD|PUT|POST|DELETE|PATCH) (\/[^/ ?]*\/[^/ ?]*)[^ ]* HTTP\/1\.[01]\r\n/g;
+const REQUEST_LINE = /(GET|HEAD|PUT|POST|DELETE|PATCH) (\/[^/ ?]*\/[^/ ?]*)([^ ?]*)[^ ]* HTTP\/1\.[01]\r\n/g;
 const LONGEST_LINE = 400;
 
 /**
  * Counts request lines in one connection's client → server bytes. A line may straddle two
  * chunks, so each scan starts a little before the new chunk and only counts lines ending in it.
  */
-function requestSniffer(into: Map<string, number>) {
+function requestSniffer(into: Map<string, number>, byPath: Map<string, number>) {
   let carry = "";
   return (chunk: Buffer) => {
     const text = carry + chunk.toString("latin1");
@@ -33,6 +35,8 @@ function requestSniffer(into: Map<string, number>) {
       if (m.index + m[0].length <= carry.length) continue;
       const key = `${m[1]} ${m[2]}`;
       into.set(key, (into.get(key) ?? 0) + 1);
+      const path = `${key}${m[3]}`;
+      byPath.set(path, (byPath.get(path) ?? 0) + 1);
     }
     carry = text.slice(-LONGEST_LINE);
   };
@@ -43,6 +47,7 @@ export async function startByteCounter(upstreamPort: number): Promise<ByteCounte
   let received = 0;
   let connections = 0;
   const requests = new Map<string, number>();
+  const paths = new Map<string, number>();
   const sockets = new Set<Socket>();
   const server = createServer((client) => {
     connections++;
@@ -56,7 +61,7 @@ export async function startByteCounter(upstreamPort: number): Promise<ByteCounte
         upstream.destroy();
       });
     }
-    const sniff = requestSniffer(requests);
+    const sniff = requestSniffer(requests, paths);
     client.on("data", (chunk: Buffer) => {
       sent += chunk.length;
       sniff(chunk);
@@ -83,6 +88,7 @@ export async function startByteCounter(upstreamPort: number): Promise<ByteCounte
       return connections;
     },
     requests,
+    paths,
     close: async () => {
       for (const s of sockets) s.destroy();
       await new Promise<void>((resolve) => server.close(() => resolve()));

@@ -1,4 +1,5 @@
-import { writeFile } from "node:fs/promises";
+import { createHash } from "node:crypto";
+import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type ByteCounter, startByteCounter } from "../../bench/byte-counter.js";
@@ -70,6 +71,12 @@ describe("an avatar on two machines", () => {
   });
 
   const blobPuts = () => counters.map((c) => c.requests.get("PUT /v1/blobs") ?? 0);
+  /** How many times each machine was sent this content. */
+  const putsOf = (sha256: string) => counters.map((c) => c.paths.get(`PUT /v1/blobs/${sha256}`) ?? 0);
+  const sha256Of = async (file: string) =>
+    createHash("sha256")
+      .update(await readFile(file))
+      .digest("hex");
   const createAvatar = async (fields: Record<string, string> = {}, file = video) => {
     const res = await fetch(`${gateway.url}/avatars`, {
       method: "POST",
@@ -78,7 +85,7 @@ describe("an avatar on two machines", () => {
     expect(res.status).toBe(201);
     return (await res.json()) as { avatar_id: string; machines: string[]; warming?: string[] };
   };
-  /** Runs a task per audio with the avatar; answers how many ran on each machine. */
+  /** Runs a task per audio with the avatar; answers the machine (its index) each one ran on. */
   const runTasks = async (avatarId: string, files: readonly string[]): Promise<number[]> => {
     const ids: string[] = [];
     for (const audio of files) {
@@ -89,7 +96,7 @@ describe("an avatar on two machines", () => {
       expect(res.status).toBe(200);
       ids.push(((await res.json()) as { task_id: string }).task_id);
     }
-    const perMachine = names.map(() => 0);
+    const ranOn: number[] = [];
     for (const id of ids) {
       const done = await until(async () => {
         const t = await getTask(gateway.url, id);
@@ -97,24 +104,48 @@ describe("an avatar on two machines", () => {
         return t.status === "completed" && t;
       }, 60_000);
       expect(done.attempts).toBe(1);
-      const i = names.indexOf(done.machine as (typeof names)[number]);
-      perMachine[i] = (perMachine[i] ?? 0) + 1;
+      ranOn.push(names.indexOf(done.machine as (typeof names)[number]));
     }
-    return perMachine;
+    return ranOn;
+  };
+  /**
+   * Each task's audio went to the machine that ran it, and no content went twice to a machine.
+   * An audio may have gone to another machine as well: a task waiting for a busy machine has its
+   * audio sent there ahead (input-prefetch.ts), and may start elsewhere after all. Answers how
+   * many audio PUTs each machine had.
+   */
+  const expectAudiosWhereRun = async (files: readonly string[], ranOn: readonly number[]) => {
+    const audioPuts = names.map(() => 0);
+    for (const [i, file] of files.entries()) {
+      const puts = putsOf(await sha256Of(file));
+      expect(puts.every((n) => n <= 1)).toBe(true);
+      expect(puts[ranOn[i] ?? -1]).toBe(1);
+      puts.forEach((n, m) => {
+        audioPuts[m] = (audioPuts[m] ?? 0) + n;
+      });
+    }
+    return audioPuts;
   };
 
   it("sends the video once to each machine that runs its tasks, then only audio", async () => {
     const avatar = await createAvatar();
     expect(avatar.machines).toEqual([]);
     const before = blobPuts();
-    const ran = await runTasks(avatar.avatar_id, audios.slice(0, 6));
-    const puts = blobPuts().map((n, i) => n - (before[i] ?? 0));
-    // Per machine: its tasks' audios, and the video once if any task ran there.
-    expect(puts).toEqual(ran.map((n) => n + (n > 0 ? 1 : 0)));
+    const files = audios.slice(0, 6);
+    const ranOn = await runTasks(avatar.avatar_id, files);
+    const audioPuts = await expectAudiosWhereRun(files, ranOn);
+    // The video once to each machine that ran one of its tasks, and never twice to one.
+    const videoPuts = putsOf(await sha256Of(video));
+    for (const m of ranOn) expect(videoPuts[m]).toBe(1);
+    expect(videoPuts.every((n) => n <= 1)).toBe(true);
+    // Nothing else was sent.
+    expect(blobPuts().map((n, m) => n - (before[m] ?? 0))).toEqual(
+      videoPuts.map((n, m) => n + (audioPuts[m] ?? 0)),
+    );
     const view = (await (await fetch(`${gateway.url}/avatars/${avatar.avatar_id}`)).json()) as {
       machines: string[];
     };
-    expect(view.machines).toEqual(names.filter((_, i) => (ran[i] ?? 0) > 0));
+    expect(view.machines).toEqual(names.filter((_, m) => videoPuts[m] === 1));
   }, 120_000);
 
   it("warms a new avatar onto every up machine once; tasks then send only their audio", async () => {
@@ -128,14 +159,19 @@ describe("an avatar on two machines", () => {
       };
       return view.machines.length === names.length;
     });
+    const videoSha = await sha256Of(otherVideo);
+    expect(putsOf(videoSha)).toEqual([1, 1]);
 
     const again = await fetch(`${gateway.url}/avatars/${avatar.avatar_id}/warm`, { method: "POST" });
     expect(again.status).toBe(202);
     expect(await again.json()).toEqual({ avatar_id: avatar.avatar_id, sending: [], holding: [...names] });
 
     const warmed = blobPuts();
-    const ran = await runTasks(avatar.avatar_id, audios.slice(6));
-    expect(blobPuts().map((n, i) => n - (warmed[i] ?? 0))).toEqual(ran);
+    const files = audios.slice(6);
+    const ranOn = await runTasks(avatar.avatar_id, files);
+    const audioPuts = await expectAudiosWhereRun(files, ranOn);
+    expect(putsOf(videoSha)).toEqual([1, 1]);
+    expect(blobPuts().map((n, m) => n - (warmed[m] ?? 0))).toEqual(audioPuts);
   }, 120_000);
 
   it("answers 404 for the warm of an avatar that does not exist", async () => {
