@@ -1,6 +1,8 @@
 import { randomUUID } from "node:crypto";
-import { open, readdir, readFile, rename } from "node:fs/promises";
+import { closeSync, fsync, openSync, renameSync, writeFileSync } from "node:fs";
+import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
+import { promisify } from "node:util";
 import { type Static, Type } from "@sinclair/typebox";
 import { Value } from "@sinclair/typebox/value";
 import { errorMessage } from "../errors.js";
@@ -204,17 +206,23 @@ export class JobRecords {
     const final = join(this.dir, `${id}.json`);
     const tmp = join(this.dir, `${id}.${randomUUID()}.tmp`);
     try {
-      const file = await open(tmp, "w");
+      // A record is a few hundred bytes on the agent's own disk: opening, writing, closing and
+      // renaming it take microseconds in place, less than one trip through the thread pool each
+      // (0.1 ms of CPU on a VM), and a job's start waits for this write. Only the fsync, which
+      // may wait on the disk for as long as it is busy, leaves the event loop.
+      const fd = openSync(tmp, "w");
       try {
-        await file.writeFile(text);
-        await file.sync();
+        writeFileSync(fd, text);
+        await fsyncAsync(fd);
       } finally {
-        await file.close();
+        closeSync(fd);
       }
-      await rename(tmp, final);
+      renameSync(tmp, final);
     } catch (err) {
       await removeFile(tmp);
       throw err;
     }
   }
 }
+
+const fsyncAsync = promisify(fsync);
