@@ -1,4 +1,4 @@
-import { readFile, writeFile } from "node:fs/promises";
+import { readdir, readFile, readlink, writeFile } from "node:fs/promises";
 import { createServer, request as httpRequest, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
@@ -52,6 +52,8 @@ interface ProxyOptions {
   damageFirst?: boolean;
   /** Drops the first result's connection after its head, before a byte of its body. */
   cutFirst?: boolean;
+  /** Holds every result download before its first byte (not half-way) until `halfway` opens. */
+  holdAll?: boolean;
 }
 
 /**
@@ -84,7 +86,7 @@ async function startResultProxy(targetPort: number, options: ProxyOptions = {}) 
           return;
         }
         void (async () => {
-          const half = Math.floor(total / 2);
+          const half = options.holdAll === true ? 0 : Math.floor(total / 2);
           for await (const chunk of answer) {
             const piece = Buffer.from(chunk as Buffer);
             // Held once the half is reached: what is past it waits for the gate.
@@ -308,6 +310,39 @@ describe("POST /tasks/sync while the result comes home", () => {
     },
     60_000,
   );
+
+  it("lets go of the result's file when the client left before its first byte", async () => {
+    const { proxy, gateway } = await gatewayBehindProxy({ holdAll: true });
+    const client = new AbortController();
+    const sync = fetch(`${gateway.url}/tasks/sync`, {
+      method: "POST",
+      body: await taskForm({ audio: { path: inputs.audio }, video: { path: inputs.video } }),
+      signal: client.signal,
+    }).catch(() => undefined);
+    await until(() => proxy.results.length === 1);
+    client.abort();
+    await sync;
+    const connections = () =>
+      new Promise<number>((resolve, reject) =>
+        gateway.app.server.getConnections((err, n) => (err ? reject(err) : resolve(n))),
+      );
+    await until(async () => (await connections()) === 0);
+    proxy.halfway.open();
+    const [task] = await until(async () => {
+      const page = (await (await fetch(`${gateway.url}/tasks?status=completed`)).json()) as {
+        tasks: unknown[];
+      };
+      return page.tasks.length === 1 && page.tasks;
+    });
+    expect(task).toBeDefined();
+    // Nothing of the gateway's blob folder is held open once the task is done. Looked at once, at
+    // once: a handle dropped unclosed would be closed by a garbage collection some time later.
+    const blobs = join(gateway.dataDir, "blobs");
+    const held = await Promise.all(
+      (await readdir("/proc/self/fd")).map((fd) => readlink(`/proc/self/fd/${fd}`).catch(() => "")),
+    );
+    expect(held.filter((target) => target.startsWith(blobs))).toEqual([]);
+  }, 60_000);
 
   it("answers an HTTP/1.0 client (no chunks) once the task is completed, with a Content-Length", async () => {
     const { proxy, gateway } = await gatewayBehindProxy();

@@ -322,6 +322,8 @@ export async function taskRoutes(app: FastifyInstance, options: TaskRoutesOption
       const chunked = request.raw.httpVersionMajor > 1 || request.raw.httpVersionMinor > 0;
       const answer = await syncAnswer(options, task.id, chunked, gone.signal, request.log);
       if (gone.signal.aborted) {
+        // A result opened for the client that left is read by nobody: its file is let go.
+        if ("arriving" in answer) answer.arriving.destroy();
         request.log.info({ task_id: task.id }, "sync client went away; the task goes on");
         return reply;
       }
