@@ -11,6 +11,8 @@ import { makeDir } from "../make-dir.js";
 import { BlobRef, JobOptions, JobView, SpeechRequest } from "../protocol/schemas.js";
 import { removeFile } from "../remove-file.js";
 
+const fsyncAsync = promisify(fsync);
+
 /** What a job was asked to do, with the options already filled in with their defaults. */
 export const JobInput = Type.Object({
   /** Exactly one of `audio` and `speech` (a text job speaks its audio first). */
@@ -224,5 +226,3 @@ export class JobRecords {
     }
   }
 }
-
-const fsyncAsync = promisify(fsync);
