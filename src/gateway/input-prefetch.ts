@@ -1,4 +1,3 @@
-import type { BlobInfo } from "../blobs/blob-store.js";
 import { BoundedMap } from "../bounded-map.js";
 import { errorMessage } from "../errors.js";
 import type { Logger } from "../logger.js";
@@ -6,6 +5,7 @@ import type { TaskRow } from "../store/schema.js";
 import { type BlobPush, isBigSend } from "./blob-push.js";
 import type { Clock } from "./clock.js";
 import type { Machine } from "./fleet.js";
+import { type JobInputBlob, taskInputs } from "./job-request.js";
 
 /** A pending task the placement keeps for a busy slot of `machine`, in service order. */
 export interface WaitingTask {
@@ -22,11 +22,6 @@ export interface InputPrefetchOptions {
 /** A failed send to a machine is tried again, for another task, after this long. */
 const RETRY_AFTER_MS = 30_000;
 const FAILURES_KEPT = 1000;
-
-/** One input of a waiting task, as a send ahead sees it. */
-interface Input extends BlobInfo {
-  readonly field: "video" | "audio";
-}
 
 /**
  * Sends a queued task's inputs to the busy machine the placement keeps it for, while that machine
@@ -65,7 +60,8 @@ export class InputPrefetch {
       const nth = (seen.get(machine) ?? 0) + 1;
       seen.set(machine, nth);
       if (nth > machine.capacity || machine.pinned || !machine.placeable) continue;
-      for (const input of inputs(task)) {
+      // A text task has no audio yet, and its voice's recording goes with its job.
+      for (const input of taskInputs(task)) {
         if (!missing(machine, input)) continue;
         // A send that failed (a full disk, a machine going away) is not retried at once: the end of
         // each send wakes the next pass, which would otherwise try it again straight away.
@@ -87,7 +83,7 @@ export class InputPrefetch {
     }
   }
 
-  private send(machine: Machine, task: TaskRow, input: Input): void {
+  private send(machine: Machine, task: TaskRow, input: JobInputBlob): void {
     const log = this.o.logger.child({ task_id: task.id, machine: machine.name });
     const blob = { sha256: input.sha256, bytes: input.bytes };
     const started = this.o.clock.now();
@@ -113,14 +109,7 @@ export class InputPrefetch {
   }
 }
 
-/** The files a waiting task's job will need, the template first; a text task has no audio yet. */
-function inputs(task: TaskRow): Input[] {
-  const video: Input = { field: "video", sha256: task.video_sha256, bytes: task.video_bytes };
-  if (task.speech !== null || task.audio_sha256 === "") return [video];
-  return [video, { field: "audio", sha256: task.audio_sha256, bytes: task.audio_bytes }];
-}
-
 /** Neither held by the machine nor on its way there. */
-function missing(machine: Machine, input: Input): boolean {
+function missing(machine: Machine, input: JobInputBlob): boolean {
   return !machine.hasBlob(input.sha256) && !machine.uploadUnderWay(input.sha256);
 }

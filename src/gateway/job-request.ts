@@ -14,29 +14,47 @@ export interface JobRequest {
   readonly inputs: readonly JobInputBlob[];
 }
 
+const videoRef = (task: TaskRow): BlobRef => ({
+  sha256: task.video_sha256,
+  bytes: task.video_bytes,
+  name: task.video_name,
+});
+const audioRef = (task: TaskRow): BlobRef => ({
+  sha256: task.audio_sha256,
+  bytes: task.audio_bytes,
+  name: task.audio_name,
+});
+
+/**
+ * The blobs of a task's job that the task itself names, video first: its template and, unless it
+ * speaks a text (issue 12), its uploaded audio. A text task with a voice needs the voice's
+ * recording too, which only the voice's row names (`jobRequest` adds it).
+ */
+export function taskInputs(task: TaskRow): JobInputBlob[] {
+  const video: JobInputBlob = { ...videoRef(task), field: "video" };
+  return task.speech === null ? [video, { ...audioRef(task), field: "audio" }] : [video];
+}
+
 /**
  * The job of a task: its uploaded audio, or for a text task (issue 12) its `speech` — the text, the
  * language, the settings and, for a task with a voice, the voice's reference recording as a blob
  * the worker is sent like any input (`voice`: the task's voice row, which must exist).
  */
 export function jobRequest(task: TaskRow, voice: VoiceRow | undefined, maxAudioSeconds: number): JobRequest {
-  const video: BlobRef = { sha256: task.video_sha256, bytes: task.video_bytes, name: task.video_name };
+  const video = videoRef(task);
   const options = JSON.parse(task.options) as JobOptions;
+  const inputs = taskInputs(task);
   const said = decodeTaskSpeech(task.speech);
   if (!said) {
-    const audio: BlobRef = { sha256: task.audio_sha256, bytes: task.audio_bytes, name: task.audio_name };
     return {
       body: {
-        audio,
+        audio: audioRef(task),
         video,
         options,
         audio_duration: task.audio_duration,
         max_audio_seconds: maxAudioSeconds,
       },
-      inputs: [
-        { ...video, field: "video" },
-        { ...audio, field: "audio" },
-      ],
+      inputs,
     };
   }
   const speech: SpeechRequest = {
@@ -44,7 +62,6 @@ export function jobRequest(task: TaskRow, voice: VoiceRow | undefined, maxAudioS
     lang: said.lang,
     ...(Object.keys(said.settings).length > 0 ? { settings: said.settings } : {}),
   };
-  const inputs: JobInputBlob[] = [{ ...video, field: "video" }];
   if (voice) {
     const reference: BlobRef = { sha256: voice.sha256, bytes: voice.bytes, name: voice.file_name };
     speech.voice = {

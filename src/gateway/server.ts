@@ -325,7 +325,7 @@ async function startLocked(
     clock,
     blobs,
     askTimeoutMs: Math.min(config.requestTimeoutMs, 10_000),
-    // The link is free again: a template may go ahead to a busy machine (input-prefetch.ts).
+    // The link is free again: a big input may go ahead to a busy machine (input-prefetch.ts).
     onIdle: wake,
   });
   const warmer = new AvatarWarmer({ clock, fleet, push, logger });
