@@ -1,6 +1,6 @@
 import { createHash, randomUUID } from "node:crypto";
 import { close, createReadStream, createWriteStream, open, write, writev } from "node:fs";
-import { link, readdir, rename, stat } from "node:fs/promises";
+import { link, readdir, rename, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { Readable } from "node:stream";
 import { Transform, type TransformCallback } from "node:stream";
@@ -9,6 +9,7 @@ import { linkOrCopy } from "../link-or-copy.js";
 import { makeDir } from "../make-dir.js";
 import { readChunkFor } from "../read-chunk.js";
 import { removeFile } from "../remove-file.js";
+import { HeldBudget, HoldingSink } from "./holding-sink.js";
 
 export interface BlobInfo {
   readonly sha256: string;
@@ -17,7 +18,13 @@ export interface BlobInfo {
 
 /** A file that has been fully written and hashed but is not yet part of the store. */
 export interface StagedBlob extends BlobInfo {
+  /**
+   * The staged file; for content held in memory that the store had already, the store's own file
+   * (StageOptions.holdUpTo).
+   */
   readonly path: string;
+  /** The whole content, when it was held in memory (StageOptions.holdUpTo); gone once discarded. */
+  readonly content?: Buffer | undefined;
   /** Moves the file into the store under its hash (a no-op when the store already holds it). */
   commit(): Promise<string>;
   /** Deletes the staged file; safe to call twice or after commit. */
@@ -48,7 +55,17 @@ export interface StageOptions {
   signal?: AbortSignal;
   /** Told each time more is written to the temp file at `path`: for a reader that follows it. */
   onData?: (path: string) => void;
+  /**
+   * A file of up to this many bytes is held in memory while it arrives (within a budget shared by
+   * all uploads, HELD_BYTES_IN_ALL), written once its hash is known, and not written at all when
+   * the store has its content already (holding-sink.ts). Not with `onData`, whose reader follows
+   * the file as it is written.
+   */
+  holdUpTo?: number;
 }
+
+/** What all uploads held in memory at once may take (StageOptions.holdUpTo). */
+export const HELD_BYTES_IN_ALL = 64 * 1024 * 1024;
 
 const SHA256_HEX = /^[0-9a-f]{64}$/;
 const FAN_OUT = /^[0-9a-f]{2}$/;
@@ -64,6 +81,8 @@ export interface BlobStoreOptions {
    * Without it, every temp file is this process's.
    */
   readonly owner?: string;
+  /** What all uploads held in memory at once may take (default HELD_BYTES_IN_ALL). */
+  readonly heldBytesInAll?: number;
 }
 
 /**
@@ -86,6 +105,7 @@ export class BlobStore {
   private readonly owner: string | undefined;
   /** Starts the name of every temp file of this process. */
   private readonly tempPrefix: string;
+  private readonly heldBudget: HeldBudget;
 
   constructor(root: string, options: BlobStoreOptions = {}) {
     if (options.owner !== undefined && !OWNER.test(options.owner))
@@ -95,6 +115,7 @@ export class BlobStore {
     this.trashDir = join(root, ".trash");
     this.owner = options.owner;
     this.tempPrefix = options.owner === undefined ? "" : `${options.owner}.`;
+    this.heldBudget = new HeldBudget(options.heldBytesInAll ?? HELD_BYTES_IN_ALL);
   }
 
   async init(): Promise<void> {
@@ -122,6 +143,11 @@ export class BlobStore {
     return join(this.root, sha256.slice(0, 2), sha256);
   }
 
+  /** The bytes of staged uploads held in memory now (StageOptions.holdUpTo). */
+  get heldBytes(): number {
+    return this.heldBudget.held;
+  }
+
   async has(sha256: string): Promise<BlobInfo | undefined> {
     try {
       const s = await stat(this.path(sha256));
@@ -131,9 +157,12 @@ export class BlobStore {
     }
   }
 
-  /** Streams `source` to a temp file while hashing it; memory stays flat whatever the size. */
+  /**
+   * Streams `source` to a temp file while hashing it; memory stays flat whatever the size. A small
+   * file may be held in memory instead (`holdUpTo`), within the store's budget.
+   */
   async stage(source: Readable, options: StageOptions = {}): Promise<StagedBlob> {
-    const tmp = join(this.tmpDir, `${this.tempPrefix}${randomUUID()}`);
+    const tmp = this.tempPath();
     const hash = createHash("sha256");
     let bytes = 0;
     const max = options.maxBytes ?? Number.POSITIVE_INFINITY;
@@ -149,7 +178,11 @@ export class BlobStore {
       },
     });
     const onData = options.onData;
-    const out = createWriteStream(tmp, onData ? { fs: notifyingWrites(() => onData(tmp)) } : {});
+    const holdUpTo = onData ? 0 : (options.holdUpTo ?? 0);
+    const out =
+      holdUpTo > 0
+        ? new HoldingSink(tmp, holdUpTo, this.heldBudget)
+        : createWriteStream(tmp, onData ? { fs: notifyingWrites(() => onData(tmp)) } : {});
     try {
       // A stream destroyed before it is read (busboy's part of a form cut short) would leave the
       // pipeline waiting forever, holding the temp file open (issue 9).
@@ -164,13 +197,17 @@ export class BlobStore {
       throw err;
     }
     const sha256 = hash.digest("hex");
+    const content = out instanceof HoldingSink ? out.content() : undefined;
+    const release = () => (out as HoldingSink).release();
     if (options.expectedSha256 !== undefined && options.expectedSha256 !== sha256) {
+      if (content) release();
       await removeFile(tmp);
       throw (
         options.onMismatch?.(sha256) ??
         new Error(`content hashes to ${sha256}, not ${options.expectedSha256}`)
       );
     }
+    if (content) return this.heldBlob(sha256, content, tmp, release);
     let settled = false;
     let kept = false;
     const staged: KeptBlob = {
@@ -198,12 +235,91 @@ export class BlobStore {
   }
 
   /**
+   * A staged upload held in memory: its temp file is written only when the store lacks the content,
+   * and once committed, the held bytes rather than a second link are what `restoreIfGone` puts
+   * back. A template sent again with every task then costs two stats, where writing, linking and
+   * removing its copy took six trips through the thread pool.
+   */
+  private async heldBlob(
+    sha256: string,
+    content: Buffer,
+    tmp: string,
+    release: () => void,
+  ): Promise<KeptBlob> {
+    let held: Buffer | undefined = content;
+    let written = false;
+    const done = () => {
+      if (held) release();
+      held = undefined;
+    };
+    let inPlace: boolean;
+    try {
+      inPlace = (await this.has(sha256)) !== undefined;
+      if (!inPlace) {
+        written = true;
+        await writeFile(tmp, content);
+      }
+    } catch (err) {
+      done();
+      if (written) await removeFile(tmp);
+      throw err;
+    }
+    const placeWritten = async () => {
+      await this.moveInto(tmp, sha256);
+      written = false;
+    };
+    const restoreIfGone = async () => {
+      if (held && !(await this.has(sha256))) await this.writeInto(held, sha256);
+    };
+    return {
+      sha256,
+      bytes: content.length,
+      path: inPlace ? this.path(sha256) : tmp,
+      get content() {
+        return held;
+      },
+      commit: async () => {
+        if (written) await placeWritten();
+        else await restoreIfGone();
+        done();
+        return this.path(sha256);
+      },
+      // In place already, the file stays as it is; one removed meanwhile is `restoreIfGone`'s.
+      commitKeeping: async () => {
+        if (written) await placeWritten();
+      },
+      restoreIfGone,
+      discard: async () => {
+        if (written) await removeFile(tmp);
+        written = false;
+        done();
+      },
+    };
+  }
+
+  /** Writes `content` into place under its hash, through a temp file. */
+  private async writeInto(content: Buffer, sha256: string): Promise<void> {
+    const tmp = this.tempPath();
+    try {
+      await writeFile(tmp, content);
+      await this.moveInto(tmp, sha256);
+    } catch (err) {
+      await removeFile(tmp);
+      throw err;
+    }
+  }
+
+  private tempPath(suffix = ""): string {
+    return join(this.tmpDir, `${this.tempPrefix}${randomUUID()}${suffix}`);
+  }
+
+  /**
    * Stages what `produce` writes to the path it is given (a file of the store's temp folder, so a
    * crash leaves nothing that `init()` does not sweep): for content made here, such as a sound
    * track taken from a video. The produced file is gone once this settles, whatever happened.
    */
   async stageFrom(produce: (path: string) => Promise<void>, options: StageOptions = {}): Promise<StagedBlob> {
-    const out = join(this.tmpDir, `${this.tempPrefix}${randomUUID()}.out`);
+    const out = this.tempPath(".out");
     try {
       await produce(out);
       const { size } = await stat(out);

@@ -9,11 +9,17 @@ export type UploadKind = "audio" | "video";
 export interface UploadedFile {
   readonly path: string;
   readonly sha256: string;
+  /** The whole file, when the upload was held in memory: an audio is then read from it. */
+  readonly content?: Buffer | undefined;
 }
 
 /** The in-process reading of an upload's headers; `undefined` leaves the file to ffprobe. */
-export function readHeader(path: string, kind: UploadKind): Promise<MediaInfo | undefined> {
-  return kind === "audio" ? readAudioHeader(path) : readVideoHeader(path);
+export function readHeader(
+  path: string,
+  kind: UploadKind,
+  content?: Buffer | undefined,
+): Promise<MediaInfo | undefined> {
+  return kind === "audio" ? readAudioHeader(path, content) : readVideoHeader(path);
 }
 
 /**
@@ -43,7 +49,7 @@ export class MediaInspector {
   }
 
   private async measure(file: UploadedFile, kind: UploadKind): Promise<MediaInfo> {
-    const header = await this.readHeader(file.path, kind);
+    const header = await this.readHeader(file.path, kind, file.content);
     if (header) {
       await this.facts.put(file.sha256, header, "header");
       return header;

@@ -50,20 +50,30 @@ function known(container: string): Known | undefined {
  * Debian build links 215 libraries, and loading them took 110 ms of CPU per start on a test VM).
  * Answers `undefined` for anything else or anything odd (another codec, a video track, no
  * duration, a parse error): ffprobe then judges the file. Durations come from the headers, as
- * ffprobe's do; for M4A they include the encoder's priming samples (a few tens of ms).
+ * ffprobe's do; for M4A they include the encoder's priming samples (a few tens of ms). `content`,
+ * the whole file when the caller holds it already, spares reading it again.
  */
-export async function readAudioHeader(path: string): Promise<MediaInfo | undefined> {
-  let metadata: IAudioMetadata;
+export async function readAudioHeader(path: string, content?: Buffer): Promise<MediaInfo | undefined> {
   try {
-    const { size } = await stat(path);
-    if (size > MAX_BYTES) return undefined;
-    metadata =
-      size <= READ_WHOLE_BYTES
-        ? await parseBuffer(await readFile(path), { size }, PARSE_OPTIONS)
-        : await parseFile(path, PARSE_OPTIONS);
+    const metadata = await parse(path, content);
+    return metadata && facts(metadata);
   } catch {
     return undefined;
   }
+}
+
+async function parse(path: string, content: Buffer | undefined): Promise<IAudioMetadata | undefined> {
+  // Held in memory by the caller already, whatever its size.
+  if (content) return parseBuffer(content, { size: content.length }, PARSE_OPTIONS);
+  const { size } = await stat(path);
+  if (size > MAX_BYTES) return undefined;
+  return size <= READ_WHOLE_BYTES
+    ? parseBuffer(await readFile(path), { size }, PARSE_OPTIONS)
+    : parseFile(path, PARSE_OPTIONS);
+}
+
+/** What the parser found, as ffprobe would say it, or `undefined` for anything unusual. */
+function facts(metadata: IAudioMetadata): MediaInfo | undefined {
   const f = metadata.format;
   const kind = f.container ? known(f.container) : undefined;
   const codec = kind && f.codec ? kind.codec(f.codec) : undefined;

@@ -4,16 +4,20 @@ import { join } from "node:path";
 import { Readable } from "node:stream";
 import { setTimeout as delay, setImmediate as tick } from "node:timers/promises";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { BlobStore } from "../../src/blobs/blob-store.js";
+import { BlobStore, type StageOptions } from "../../src/blobs/blob-store.js";
 import { removeDir, tempDir } from "../helpers/gateway.js";
 
 /**
  * The protocol that lets retention delete a shared blob while an upload of the same content is
  * being recorded (blob-store.ts): the writer commits, records, puts its copy back if it vanished;
  * the deleter moves the file aside, asks the store, puts it back if needed. `rows` stands for the
- * store: the hashes some committed row references.
+ * store: the hashes some committed row references. An upload held in memory (holdUpTo) keeps its
+ * bytes, not a second link, to put back; the protocol must hold for both.
  */
-describe("deleting a blob while the same content is uploaded", () => {
+describe.each<[string, StageOptions]>([
+  ["written to a temp file", {}],
+  ["held in memory", { holdUpTo: 1024 * 1024 }],
+])("deleting a blob while the same content is uploaded (%s)", (_how, stageOptions) => {
   let dir: string;
   let blobs: BlobStore;
   const rows = new Set<string>();
@@ -27,7 +31,7 @@ describe("deleting a blob while the same content is uploaded", () => {
   });
   afterEach(async () => removeDir(dir));
 
-  const stage = () => blobs.stage(Readable.from([content]));
+  const stage = () => blobs.stage(Readable.from([content]), stageOptions);
   const onDisk = async (sha: string) => (await readFile(blobs.path(sha))).equals(content);
 
   it("keeps the file when the upload's row commits while the file is aside", async () => {
@@ -96,6 +100,21 @@ describe("deleting a blob while the same content is uploaded", () => {
       expect(await blobs.has(sha)).toBeUndefined();
     }
   });
+});
+
+describe("the store's folder", () => {
+  let dir: string;
+  let blobs: BlobStore;
+  const content = randomBytes(4096);
+
+  beforeEach(async () => {
+    dir = await tempDir();
+    blobs = new BlobStore(join(dir, "blobs"));
+    await blobs.init();
+  });
+  afterEach(async () => removeDir(dir));
+
+  const onDisk = async (sha: string) => (await readFile(blobs.path(sha))).equals(content);
 
   it("puts a blob a crash left aside back at start-up, for the orphan sweep to judge", async () => {
     const blob = await blobs.put(Readable.from([content]));

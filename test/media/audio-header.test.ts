@@ -1,4 +1,4 @@
-import { mkdtemp, rm, stat, truncate } from "node:fs/promises";
+import { mkdtemp, readFile, rm, stat, truncate } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -53,6 +53,25 @@ describe("readAudioHeader", () => {
     expect(header?.audio?.sampleRate).toBe(16_000);
     expect(Math.abs((header?.durationSec ?? 0) - probed.durationSec)).toBeLessThan(0.1);
     expect(Math.abs((header?.durationSec ?? 0) - seconds)).toBeLessThan(0.1);
+  });
+
+  it.each(["a.wav", "a.m4a", "a.mp3"])(
+    "measures %s from content held in memory as from its file, without reading the file",
+    async (name) => {
+      const path = await tone(name);
+      const content = await readFile(path);
+      const fromFile = await readAudioHeader(path);
+      expect(fromFile).toBeDefined();
+      // The path names nothing: only the content can have been read.
+      expect(await readAudioHeader(join(dir, "not-there"), content)).toEqual(fromFile);
+      await expect(stat(join(dir, "not-there"))).rejects.toThrow();
+    },
+  );
+
+  it("hands held content that is not audio to ffprobe", async () => {
+    const text = join(dir, "notes.wav");
+    await makeNotMedia(text);
+    expect(await readAudioHeader(text, await readFile(text))).toBeUndefined();
   });
 
   it("leaves the temp file's name out of it: content decides, not the extension", async () => {

@@ -66,6 +66,13 @@ interface Received {
   forwarding?: Promise<Forwarded | undefined> | undefined;
 }
 
+/**
+ * A form's file up to this size is held in memory until its hash is known (BlobStore, holdUpTo):
+ * an audio of a minute or so, and a short template, which is then not written again when the store
+ * has it. The audio is also read from memory to be measured.
+ */
+const HELD_FILE_BYTES = 1024 * 1024;
+
 /** The seed's two clients spell the file fields differently; both mean the same. */
 const FILE_FIELDS: Record<string, "audio" | "video"> = {
   audio: "audio",
@@ -196,6 +203,7 @@ export async function receiveTaskUpload(
           blob = await options.blobs.stage(source, {
             signal: deadline.signal,
             maxBytes: options.maxBytes,
+            holdUpTo: HELD_FILE_BYTES,
             onTooLarge: () =>
               new TooLargeError(
                 `${part.fieldname} is larger than the limit of ${formatBytes(options.maxBytes)}`,
