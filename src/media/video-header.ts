@@ -7,7 +7,7 @@ import type { AudioInfo, MediaInfo, VideoInfo } from "./probe.js";
  * A `moov` larger than this goes to ffprobe. An hour of 30 fps video indexes 108 000 samples in
  * about 1.3 MB; the bound keeps the memory of one reading small whatever a client sends.
  */
-const MAX_MOOV_BYTES = 8 * 1024 * 1024;
+export const MAX_MOOV_BYTES = 8 * 1024 * 1024;
 
 /** ffprobe's name for the mov demuxer's family, so facts read either way look alike. */
 const MOV_FORMAT_NAME = "mov,mp4,m4a,3gp,3g2,mj2";
@@ -36,7 +36,7 @@ export async function readVideoHeader(path: string): Promise<MediaInfo | undefin
     const file = await open(path, "r");
     try {
       const moov = await readMoov(file, (await file.stat()).size, MAX_MOOV_BYTES);
-      return moov && readMovie(moov);
+      return moov && readMovie(moov, "video");
     } finally {
       await file.close();
     }
@@ -46,8 +46,22 @@ export async function readVideoHeader(path: string): Promise<MediaInfo | undefin
   }
 }
 
-/** `buf`: the payload of `moov`. */
-function readMovie(buf: Buffer): MediaInfo | undefined {
+/**
+ * An audio-only MP4 (M4A) from its `moov` payload, read as a template's sound track is: AAC-LC
+ * with its duration from the edit list, as ffprobe reports it. `undefined` for a file with a
+ * picture track, or anything this reader cannot read exactly (audio-header.ts then asks its
+ * parser, or ffprobe).
+ */
+export function readAudioMovie(moov: Buffer): MediaInfo | undefined {
+  try {
+    return readMovie(moov, "audio");
+  } catch {
+    return undefined;
+  }
+}
+
+/** `buf`: the payload of `moov`; `want`: the track the file must have (a picture, or sound alone). */
+function readMovie(buf: Buffer, want: "video" | "audio"): MediaInfo | undefined {
   const moov: Box = { type: "moov", start: 0, end: buf.length };
   const mvhd = child(buf, moov, "mvhd");
   if (!mvhd || child(buf, moov, "mvex")) return undefined;
@@ -61,7 +75,7 @@ function readMovie(buf: Buffer): MediaInfo | undefined {
     const handler = handlerOf(buf, trak);
     // One picture track and at most one sound track: a timecode, text or second track has
     // durations and roles of its own that only ffprobe weighs.
-    if (handler === "vide" && !video) {
+    if (handler === "vide" && !video && want === "video") {
       video = readVideoTrack(buf, trak, index, movie.timescale);
       if (!video) return undefined;
     } else if (handler === "soun" && !audio) {
@@ -70,12 +84,12 @@ function readMovie(buf: Buffer): MediaInfo | undefined {
     } else return undefined;
     index++;
   }
-  if (!video) return undefined;
+  if (want === "video" ? !video : !audio) return undefined;
   return {
     // As ffmpeg has it: the end of the longest stream, in microseconds.
-    durationSec: Math.round(Math.max(video.durationSec ?? 0, audio?.durationSec ?? 0) * 1e6) / 1e6,
+    durationSec: Math.round(Math.max(video?.durationSec ?? 0, audio?.durationSec ?? 0) * 1e6) / 1e6,
     formatName: MOV_FORMAT_NAME,
-    video,
+    ...(video ? { video } : {}),
     ...(audio ? { audio } : {}),
   };
 }

@@ -51,8 +51,21 @@ describe("readAudioHeader", () => {
     const header = await readAudioHeader(path);
     const probed = await probeMedia(path);
     expect(header?.audio?.sampleRate).toBe(16_000);
-    expect(Math.abs((header?.durationSec ?? 0) - probed.durationSec)).toBeLessThan(0.1);
+    // Read by this project's own readers (the WAV's chunks, the M4A's moov), as ffprobe reads them.
+    expect(Math.abs((header?.durationSec ?? 0) - probed.durationSec)).toBeLessThan(0.002);
     expect(Math.abs((header?.durationSec ?? 0) - seconds)).toBeLessThan(0.1);
+  });
+
+  it.each(["a.wav", "a.m4a"])("reads %s as ffprobe does, to the millisecond", async (name) => {
+    const path = await tone(name);
+    const header = await readAudioHeader(path);
+    const probed = await probeMedia(path);
+    // An M4A's duration comes from its edit list, which leaves out the encoder's priming samples.
+    expect(Math.abs((header?.durationSec ?? 0) - probed.durationSec)).toBeLessThan(0.002);
+    expect(Math.abs((header?.audio?.durationSec ?? 0) - (probed.audio?.durationSec ?? 0))).toBeLessThan(
+      0.002,
+    );
+    expect(header?.audio).toMatchObject({ sampleRate: 16_000, channels: probed.audio?.channels });
   });
 
   it.each(["a.wav", "a.m4a", "a.mp3"])(
