@@ -31,11 +31,14 @@ export interface StagedBlob extends BlobInfo {
   discard(): Promise<void>;
 }
 
-/** A staged blob committed by `commitWhile`, which keeps its temp file as a second link. */
+/**
+ * A staged blob committed by `commitWhile`, which keeps a copy to put back: its temp file as a
+ * second link, or the bytes of an upload held in memory.
+ */
 interface KeptBlob extends StagedBlob {
-  /** Commits and keeps the temp file, so the blob can be put back while the caller records it. */
+  /** Commits and keeps the copy, so the blob can be put back while the caller records it. */
   commitKeeping(): Promise<void>;
-  /** Puts the blob in place again from the kept temp file when it is not there. */
+  /** Puts the blob in place again from the kept copy when it is not there. */
   restoreIfGone(): Promise<void>;
 }
 
@@ -370,7 +373,8 @@ export class BlobStore {
    * Commits `staged` (from this store's `stage`), runs `record`, which writes the rows that
    * reference them, and then makes sure each blob is still in place: a retention sweep that
    * decided to delete the same content before `record` committed may have removed it meanwhile,
-   * and the temp file, kept as a second link until now, puts it back (see `removeUnlessNeeded`).
+   * and the temp file, kept as a second link until now (or the bytes of an upload held in
+   * memory), puts it back (see `removeUnlessNeeded`).
    */
   async commitWhile<T>(staged: readonly StagedBlob[], record: () => Promise<T>): Promise<T> {
     const blobs = staged as readonly KeptBlob[];

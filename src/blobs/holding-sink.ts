@@ -58,11 +58,6 @@ export class HoldingSink extends Writable {
     return whole;
   }
 
-  /** Whether the temp file was opened (and so may need removing). */
-  get spilled(): boolean {
-    return this.file !== undefined;
-  }
-
   override _write(chunk: Buffer, _enc: BufferEncoding, callback: (error?: Error | null) => void): void {
     if (!this.file && this.bytes + chunk.length <= this.limit && this.budget.take(chunk.length)) {
       this.parts.push(chunk);
