@@ -3,9 +3,9 @@ import { readdir, readFile, rename } from "node:fs/promises";
 import { join } from "node:path";
 import { Readable } from "node:stream";
 import { setTimeout as delay, setImmediate as tick } from "node:timers/promises";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { beforeEach, describe, expect, it } from "vitest";
 import { BlobStore, type StageOptions } from "../../src/blobs/blob-store.js";
-import { removeDir, tempDir } from "../helpers/gateway.js";
+import { blobStoreForEachTest } from "../helpers/blob-store.js";
 
 /**
  * The protocol that lets retention delete a shared blob while an upload of the same content is
@@ -18,28 +18,21 @@ describe.each<[string, StageOptions]>([
   ["written to a temp file", {}],
   ["held in memory", { holdUpTo: 1024 * 1024 }],
 ])("deleting a blob while the same content is uploaded (%s)", (_how, stageOptions) => {
-  let dir: string;
-  let blobs: BlobStore;
+  const t = blobStoreForEachTest();
   const rows = new Set<string>();
   const content = randomBytes(4096);
 
-  beforeEach(async () => {
-    dir = await tempDir();
-    blobs = new BlobStore(join(dir, "blobs"));
-    await blobs.init();
-    rows.clear();
-  });
-  afterEach(async () => removeDir(dir));
+  beforeEach(() => rows.clear());
 
-  const stage = () => blobs.stage(Readable.from([content]), stageOptions);
-  const onDisk = async (sha: string) => (await readFile(blobs.path(sha))).equals(content);
+  const stage = () => t.blobs.stage(Readable.from([content]), stageOptions);
+  const onDisk = async (sha: string) => (await readFile(t.blobs.path(sha))).equals(content);
 
   it("keeps the file when the upload's row commits while the file is aside", async () => {
-    const old = await blobs.put(Readable.from([content]));
+    const old = await t.blobs.put(Readable.from([content]));
     const staged = await stage();
-    const freed = await blobs.removeUnlessNeeded(old.sha256, async () => {
+    const freed = await t.blobs.removeUnlessNeeded(old.sha256, async () => {
       // The file is aside now; the upload commits its copy and its row before the store is asked.
-      await blobs.commitWhile([staged], async () => rows.add(staged.sha256));
+      await t.blobs.commitWhile([staged], async () => rows.add(staged.sha256));
       return rows.has(old.sha256);
     });
     expect(freed).toBe(0);
@@ -47,23 +40,23 @@ describe.each<[string, StageOptions]>([
   });
 
   it("puts the upload's copy back when the sweep decided before the row committed", async () => {
-    await blobs.put(Readable.from([content]));
+    await t.blobs.put(Readable.from([content]));
     const staged = await stage();
-    await blobs.commitWhile([staged], async () => {
+    await t.blobs.commitWhile([staged], async () => {
       // The sweep saw no row (this one is not committed yet) and deletes the file.
-      const freed = await blobs.removeUnlessNeeded(staged.sha256, async () => rows.has(staged.sha256));
+      const freed = await t.blobs.removeUnlessNeeded(staged.sha256, async () => rows.has(staged.sha256));
       expect(freed).toBe(content.length);
       rows.add(staged.sha256);
     });
     expect(await onDisk(staged.sha256)).toBe(true);
     // The writer's extra link is gone: nothing is left in the temp folder.
-    expect(await readdir(join(dir, "blobs", ".tmp"))).toEqual([]);
+    expect(await readdir(join(t.dir, "blobs", ".tmp"))).toEqual([]);
   });
 
   it("holds under random interleavings: a referenced hash always has its file", async () => {
     for (let round = 0; round < 200; round++) {
       rows.clear();
-      await blobs.put(Readable.from([content]));
+      await t.blobs.put(Readable.from([content]));
       const sha = await stage().then(async (s) => {
         await s.discard();
         return s.sha256;
@@ -76,14 +69,14 @@ describe.each<[string, StageOptions]>([
       const upload = async () => {
         const staged = await stage();
         await pause();
-        await blobs.commitWhile([staged], async () => {
+        await t.blobs.commitWhile([staged], async () => {
           await pause();
           rows.add(sha);
         });
       };
       const sweep = async () => {
         await pause();
-        await blobs.removeUnlessNeeded(sha, async () => {
+        await t.blobs.removeUnlessNeeded(sha, async () => {
           await pause();
           return rows.has(sha);
         });
@@ -92,44 +85,36 @@ describe.each<[string, StageOptions]>([
       expect(rows.has(sha)).toBe(true);
       expect(await onDisk(sha)).toBe(true);
       // Nothing is left behind on either side.
-      expect(await readdir(join(dir, "blobs", ".tmp"))).toEqual([]);
-      expect(await readdir(join(dir, "blobs", ".trash"))).toEqual([]);
+      expect(await readdir(join(t.dir, "blobs", ".tmp"))).toEqual([]);
+      expect(await readdir(join(t.dir, "blobs", ".trash"))).toEqual([]);
       // And once no row needs it, it goes.
       rows.clear();
-      expect(await blobs.removeUnlessNeeded(sha, async () => rows.has(sha))).toBe(content.length);
-      expect(await blobs.has(sha)).toBeUndefined();
+      expect(await t.blobs.removeUnlessNeeded(sha, async () => rows.has(sha))).toBe(content.length);
+      expect(await t.blobs.has(sha)).toBeUndefined();
     }
   });
 });
 
 describe("the store's folder", () => {
-  let dir: string;
-  let blobs: BlobStore;
+  const t = blobStoreForEachTest();
   const content = randomBytes(4096);
 
-  beforeEach(async () => {
-    dir = await tempDir();
-    blobs = new BlobStore(join(dir, "blobs"));
-    await blobs.init();
-  });
-  afterEach(async () => removeDir(dir));
-
-  const onDisk = async (sha: string) => (await readFile(blobs.path(sha))).equals(content);
+  const onDisk = async (sha: string) => (await readFile(t.blobs.path(sha))).equals(content);
 
   it("puts a blob a crash left aside back at start-up, for the orphan sweep to judge", async () => {
-    const blob = await blobs.put(Readable.from([content]));
-    const aside = join(dir, "blobs", ".trash", `${blob.sha256}.crashed`);
-    await rename(blobs.path(blob.sha256), aside);
-    await new BlobStore(join(dir, "blobs")).init();
+    const blob = await t.blobs.put(Readable.from([content]));
+    const aside = join(t.dir, "blobs", ".trash", `${blob.sha256}.crashed`);
+    await rename(t.blobs.path(blob.sha256), aside);
+    await new BlobStore(join(t.dir, "blobs")).init();
     expect(await onDisk(blob.sha256)).toBe(true);
-    expect(await readdir(join(dir, "blobs", ".trash"))).toEqual([]);
+    expect(await readdir(join(t.dir, "blobs", ".trash"))).toEqual([]);
   });
 
   it("lists every blob in place with its size", async () => {
-    const a = await blobs.put(Readable.from([content]));
-    const b = await blobs.put(Readable.from([Buffer.from("other")]));
+    const a = await t.blobs.put(Readable.from([content]));
+    const b = await t.blobs.put(Readable.from([Buffer.from("other")]));
     const listed = [];
-    for await (const blob of blobs.list()) listed.push({ sha256: blob.sha256, bytes: blob.bytes });
+    for await (const blob of t.blobs.list()) listed.push({ sha256: blob.sha256, bytes: blob.bytes });
     expect(listed.sort((x, y) => x.sha256.localeCompare(y.sha256))).toEqual(
       [
         { sha256: a.sha256, bytes: content.length },

@@ -2,9 +2,8 @@ import { createHash, randomBytes } from "node:crypto";
 import { readdir, readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { Readable } from "node:stream";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { BlobStore } from "../../src/blobs/blob-store.js";
-import { removeDir, tempDir } from "../helpers/gateway.js";
+import { describe, expect, it } from "vitest";
+import { blobStoreForEachTest } from "../helpers/blob-store.js";
 
 /**
  * A small upload is held in memory while it arrives (StageOptions.holdUpTo) and written only once
@@ -12,20 +11,12 @@ import { removeDir, tempDir } from "../helpers/gateway.js";
  * removed again each time.
  */
 describe("an upload held in memory", () => {
-  let dir: string;
-  let blobs: BlobStore;
   const HOLD = 64 * 1024;
+  const t = blobStoreForEachTest({ heldBytesInAll: 4 * HOLD });
   const content = randomBytes(20_000);
   const sha = createHash("sha256").update(content).digest("hex");
 
-  beforeEach(async () => {
-    dir = await tempDir();
-    blobs = new BlobStore(join(dir, "blobs"), { heldBytesInAll: 4 * HOLD });
-    await blobs.init();
-  });
-  afterEach(async () => removeDir(dir));
-
-  const temps = () => readdir(join(dir, "blobs", ".tmp"));
+  const temps = () => readdir(join(t.dir, "blobs", ".tmp"));
   /** `bytes` in chunks of 4 kB, as a socket would bring them. */
   const arriving = (bytes: Buffer) =>
     Readable.from(
@@ -35,61 +26,61 @@ describe("an upload held in memory", () => {
     );
 
   it("is written once its hash is known, then moved into place, with its content at hand", async () => {
-    const staged = await blobs.stage(arriving(content), { holdUpTo: HOLD });
+    const staged = await t.blobs.stage(arriving(content), { holdUpTo: HOLD });
     expect(staged.sha256).toBe(sha);
     expect(staged.content?.equals(content)).toBe(true);
-    expect(blobs.heldBytes).toBe(content.length);
+    expect(t.blobs.heldBytes).toBe(content.length);
     // The store lacked it: the staged file is there for whoever reads it by path (ffprobe).
     expect(await readFile(staged.path)).toEqual(content);
-    await blobs.commitWhile([staged], async () => undefined);
-    expect(await readFile(blobs.path(sha))).toEqual(content);
-    expect((await stat(blobs.path(sha))).nlink).toBe(1);
+    await t.blobs.commitWhile([staged], async () => undefined);
+    expect(await readFile(t.blobs.path(sha))).toEqual(content);
+    expect((await stat(t.blobs.path(sha))).nlink).toBe(1);
     expect(await temps()).toEqual([]);
     expect(staged.content).toBeUndefined();
-    expect(blobs.heldBytes).toBe(0);
+    expect(t.blobs.heldBytes).toBe(0);
   });
 
   it("writes nothing when the store has the content: its path is the store's file, which stays as it was", async () => {
-    await blobs.put(Readable.from([content]));
-    const before = await stat(blobs.path(sha));
-    const staged = await blobs.stage(arriving(content), { holdUpTo: HOLD });
-    expect(staged.path).toBe(blobs.path(sha));
+    await t.blobs.put(Readable.from([content]));
+    const before = await stat(t.blobs.path(sha));
+    const staged = await t.blobs.stage(arriving(content), { holdUpTo: HOLD });
+    expect(staged.path).toBe(t.blobs.path(sha));
     expect(await temps()).toEqual([]);
-    await blobs.commitWhile([staged], async () => undefined);
-    const after = await stat(blobs.path(sha));
+    await t.blobs.commitWhile([staged], async () => undefined);
+    const after = await stat(t.blobs.path(sha));
     expect(after.ino).toBe(before.ino);
     expect(after.mtimeMs).toBe(before.mtimeMs);
     expect(await temps()).toEqual([]);
-    expect(blobs.heldBytes).toBe(0);
+    expect(t.blobs.heldBytes).toBe(0);
   });
 
   it("goes to its temp file once it is larger than it may be held, as any upload does", async () => {
     const large = randomBytes(HOLD + 1);
-    const staged = await blobs.stage(arriving(large), { holdUpTo: HOLD });
+    const staged = await t.blobs.stage(arriving(large), { holdUpTo: HOLD });
     expect(staged.content).toBeUndefined();
-    expect(blobs.heldBytes).toBe(0);
+    expect(t.blobs.heldBytes).toBe(0);
     expect(await readFile(staged.path)).toEqual(large);
-    await blobs.commitWhile([staged], async () => undefined);
-    expect(await readFile(blobs.path(staged.sha256))).toEqual(large);
+    await t.blobs.commitWhile([staged], async () => undefined);
+    expect(await readFile(t.blobs.path(staged.sha256))).toEqual(large);
     expect(await temps()).toEqual([]);
   });
 
   it("goes to its temp file when the uploads held already take the whole budget", async () => {
     const held = [];
     for (let i = 0; i < 4; i++)
-      held.push(await blobs.stage(Readable.from([randomBytes(HOLD)]), { holdUpTo: HOLD }));
+      held.push(await t.blobs.stage(Readable.from([randomBytes(HOLD)]), { holdUpTo: HOLD }));
     expect(held.every((s) => s.content !== undefined)).toBe(true);
-    expect(blobs.heldBytes).toBe(4 * HOLD);
-    const fifth = await blobs.stage(arriving(content), { holdUpTo: HOLD });
+    expect(t.blobs.heldBytes).toBe(4 * HOLD);
+    const fifth = await t.blobs.stage(arriving(content), { holdUpTo: HOLD });
     expect(fifth.content).toBeUndefined();
     expect(await readFile(fifth.path)).toEqual(content);
     // A discarded upload gives its share back, and the next one is held again.
     await held[0]?.discard();
-    expect(blobs.heldBytes).toBe(3 * HOLD);
-    const sixth = await blobs.stage(arriving(content), { holdUpTo: HOLD });
+    expect(t.blobs.heldBytes).toBe(3 * HOLD);
+    const sixth = await t.blobs.stage(arriving(content), { holdUpTo: HOLD });
     expect(sixth.content?.equals(content)).toBe(true);
     for (const s of [...held, fifth, sixth]) await s.discard();
-    expect(blobs.heldBytes).toBe(0);
+    expect(t.blobs.heldBytes).toBe(0);
     expect(await temps()).toEqual([]);
   });
 
@@ -99,14 +90,14 @@ describe("an upload held in memory", () => {
   ])("refused when %s, leaves nothing on disk or in memory", async (_what, maxBytes) => {
     const tooLarge = randomBytes(maxBytes + 5_000);
     await expect(
-      blobs.stage(arriving(tooLarge), {
+      t.blobs.stage(arriving(tooLarge), {
         holdUpTo: HOLD,
         maxBytes,
         onTooLarge: () => new Error("too large"),
       }),
     ).rejects.toThrow("too large");
     expect(await temps()).toEqual([]);
-    expect(blobs.heldBytes).toBe(0);
+    expect(t.blobs.heldBytes).toBe(0);
   });
 
   it.each([
@@ -114,20 +105,20 @@ describe("an upload held in memory", () => {
     ["after it went to its temp file", HOLD + 8_000],
   ])("cut short %s, leaves nothing on disk or in memory", async (_what, before) => {
     const source = new Readable({ read() {} });
-    const staging = blobs.stage(source, { holdUpTo: HOLD });
+    const staging = t.blobs.stage(source, { holdUpTo: HOLD });
     source.push(randomBytes(before));
     await new Promise((resolve) => setImmediate(resolve));
     source.destroy(new Error("client gone"));
     await expect(staging).rejects.toThrow("client gone");
     expect(await temps()).toEqual([]);
-    expect(blobs.heldBytes).toBe(0);
+    expect(t.blobs.heldBytes).toBe(0);
   });
 
   it("that hashes to something else than expected is refused and given back", async () => {
     await expect(
-      blobs.stage(arriving(content), { holdUpTo: HOLD, expectedSha256: "0".repeat(64) }),
+      t.blobs.stage(arriving(content), { holdUpTo: HOLD, expectedSha256: "0".repeat(64) }),
     ).rejects.toThrow(/hashes to/);
-    expect(blobs.heldBytes).toBe(0);
+    expect(t.blobs.heldBytes).toBe(0);
     expect(await temps()).toEqual([]);
   });
 });

@@ -100,7 +100,7 @@ const AUDIO_CODECS: Record<string, string[]> = {
  */
 export async function makeAudio(
   path: string,
-  options: { seconds: number; sampleRate?: number; codec?: string },
+  options: { seconds: number; sampleRate?: number; codec?: string; channels?: number },
 ): Promise<void> {
   const codec = options.codec ? ["-c:a", options.codec] : AUDIO_CODECS[extname(path).toLowerCase()];
   if (!codec) throw new Error(`makeAudio: no codec for ${path}; use .wav, .mp3 or .m4a, or say which`);
@@ -112,6 +112,7 @@ export async function makeAudio(
     "lavfi",
     "-i",
     `sine=frequency=440:sample_rate=${rate}:duration=${options.seconds}`,
+    ...(options.channels ? ["-ac", String(options.channels)] : []),
     ...codec,
     path,
   ]);

@@ -5,8 +5,8 @@ import fc from "fast-check";
 import { parseBuffer } from "music-metadata";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { probeMedia } from "../../src/media/probe.js";
-import { runFfmpeg } from "../../src/media/run-ffmpeg.js";
 import { readWav } from "../../src/media/wav-header.js";
+import { makeAudio } from "../helpers/media.js";
 
 let dir: string;
 beforeAll(async () => {
@@ -25,20 +25,7 @@ async function wav(
   seconds = 1.3,
 ): Promise<string> {
   const path = join(dir, name);
-  await runFfmpeg([
-    "-v",
-    "error",
-    "-y",
-    "-f",
-    "lavfi",
-    "-i",
-    `sine=frequency=440:sample_rate=${rate}:duration=${seconds}`,
-    "-ac",
-    String(channels),
-    "-c:a",
-    codec,
-    path,
-  ]);
+  await makeAudio(path, { seconds, sampleRate: rate, codec, channels });
   return path;
 }
 
