@@ -19,6 +19,8 @@ export interface GatewayMetricsOptions {
   readonly fleet: Fleet;
   /** Whether this gateway dispatches (always, alone on SQLite; the elected one on PostgreSQL). */
   readonly dispatching?: () => boolean;
+  /** Bytes of uploads held in memory now (BlobStore.heldBytes). */
+  readonly heldBytes?: () => number;
 }
 
 /**
@@ -200,6 +202,15 @@ export class GatewayMetrics implements DeletionCounters {
       registers,
       collect() {
         this.set(dispatching() ? 1 : 0);
+      },
+    });
+    const heldBytes = this.o.heldBytes ?? (() => 0);
+    new Gauge({
+      name: "multi_heygem_upload_held_bytes",
+      help: "Bytes of uploads held in memory now: files of up to 1 MiB until their hash is known (64 MiB at most)",
+      registers,
+      collect() {
+        this.set(heldBytes());
       },
     });
     perMachine("multi_heygem_machine_up", "1 when the machine is up and takes work, else 0", (m) =>

@@ -308,7 +308,12 @@ async function startLocked(
   await app.register(multipart, { limits: { fileSize: config.maxUploadBytes + 1 } });
   await registerDocs(app, VERSION);
   const queue = new QueueLimit(store, clock, config.maxPending);
-  const metrics = new GatewayMetrics({ store, fleet, dispatching: () => coordinator?.dispatching === true });
+  const metrics = new GatewayMetrics({
+    store,
+    fleet,
+    dispatching: () => coordinator?.dispatching === true,
+    heldBytes: () => blobs.heldBytes,
+  });
   const sweeper = new RetentionSweeper({
     clock,
     store: new RetentionStore(db, store, now, () => dataDir.assertWritable()),

@@ -3,6 +3,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { filesUnder, removeDir, startTestGateway, taskForm, tempDir } from "../helpers/gateway.js";
 import { makeAudio, makeNotMedia, makeVideo } from "../helpers/media.js";
+import { sampleValue, scrape } from "../helpers/prometheus.js";
 
 type Gateway = Awaited<ReturnType<typeof startTestGateway>>;
 type Form = Record<string, string | { path: string; name?: string }>;
@@ -123,6 +124,8 @@ describe("bad input", () => {
       expect(body.field).toBe(c.field);
       expect(await filesUnder(gateway.dataDir)).toEqual(before);
       expect((await gateway.store.listTasks({ limit: 10, offset: 0 })).total).toBe(0);
+      // Nor in memory: a refused upload held there gives its bytes back.
+      expect(sampleValue(await scrape(gateway.url), "multi_heygem_upload_held_bytes")).toBe(0);
     });
   }
 

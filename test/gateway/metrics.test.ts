@@ -147,6 +147,8 @@ describe("GET /metrics on the gateway and the worker", () => {
 
     expect(sampleValue(g, "multi_heygem_upload_bytes_total", { field: "audio" })).toBe(4 * audioBytes);
     expect(sampleValue(g, "multi_heygem_upload_bytes_total", { field: "video" })).toBe(4 * videoBytes);
+    // Each upload was held in memory until its hash was known, and gave its bytes back.
+    expect(sampleValue(g, "multi_heygem_upload_held_bytes")).toBe(0);
 
     expect(sampleValue(g, "multi_heygem_callback_deliveries", { state: "pending" })).toBe(0);
     expect(sampleValue(g, "multi_heygem_callback_deliveries", { state: "given_up" })).toBe(0);
