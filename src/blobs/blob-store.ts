@@ -200,17 +200,17 @@ export class BlobStore {
       throw err;
     }
     const sha256 = hash.digest("hex");
-    const content = out instanceof HoldingSink ? out.content() : undefined;
-    const release = () => (out as HoldingSink).release();
+    const holder = out instanceof HoldingSink ? out : undefined;
+    const content = holder?.content();
     if (options.expectedSha256 !== undefined && options.expectedSha256 !== sha256) {
-      if (content) release();
+      holder?.release();
       await removeFile(tmp);
       throw (
         options.onMismatch?.(sha256) ??
         new Error(`content hashes to ${sha256}, not ${options.expectedSha256}`)
       );
     }
-    if (content) return this.heldBlob(sha256, content, tmp, release);
+    if (holder && content) return this.heldBlob(sha256, content, tmp, () => holder.release());
     let settled = false;
     let kept = false;
     const staged: KeptBlob = {

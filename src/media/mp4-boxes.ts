@@ -111,7 +111,6 @@ export function moovIn(buf: Buffer, maxBytes: number): Buffer | undefined {
   if (buf.length < 8 || buf.toString("latin1", 4, 8) !== "ftyp") return undefined;
   let n = 0;
   for (const box of boxes(buf)) {
-    if (n === 0 && box.type !== "ftyp") return undefined;
     if (box.type === "moov")
       return box.end - box.start <= maxBytes ? buf.subarray(box.start, box.end) : undefined;
     if (++n >= MAX_TOP_LEVEL_BOXES) return undefined;
